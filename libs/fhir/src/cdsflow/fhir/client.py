@@ -1,0 +1,152 @@
+"""An async client for the EHR's FHIR REST API (the configured base URL only).
+
+Reads and searches retry on transport errors and on 429/5xx; a conditional create
+(`If-None-Exist`) is idempotent, so it retries too. Bodies never reach logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from cdsflow.fhir.outcomes import FHIR_JSON
+
+_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class EhrError(Exception):
+    """The EHR answered with an error, or could not be reached."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, httpx.TransportError):
+        return True
+    return isinstance(exc, EhrError) and exc.status_code in _RETRYABLE_STATUS
+
+
+class EhrClient:
+    """FHIR R4 REST against one base URL. The httpx client is built by the caller's lifespan."""
+
+    def __init__(self, base_url: str, http: httpx.AsyncClient, attempts: int = 3) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = http
+        self._attempts = attempts
+
+    def is_on_ehr(self, url: str) -> bool:
+        """True when `url` is under the configured base URL (we fetch nothing elsewhere)."""
+        return url == self.base_url or url.startswith(self.base_url + "/")
+
+    async def read(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
+        """The current version, or None when the EHR has no such resource."""
+        response = await self._send("GET", f"{self.base_url}/{resource_type}/{resource_id}")
+        if response.status_code in (404, 410):
+            return None
+        return self._json(response)
+
+    async def search(
+        self,
+        resource_type: str,
+        params: Sequence[tuple[str, str]],
+        max_pages: int = 5,
+    ) -> list[dict[str, Any]]:
+        """Matching resources (search mode `match`), following `next` links on the EHR only."""
+        found: list[dict[str, Any]] = []
+        url: str | None = f"{self.base_url}/{resource_type}"
+        query: list[tuple[str, str]] | None = list(params)
+        for _ in range(max_pages):
+            if url is None:
+                break
+            bundle = self._json(await self._send("GET", url, params=query))
+            for entry in bundle.get("entry", []) or []:
+                mode = (entry.get("search") or {}).get("mode", "match")
+                resource = entry.get("resource")
+                if mode == "match" and isinstance(resource, dict):
+                    found.append(resource)
+            url = next(
+                (
+                    link.get("url")
+                    for link in bundle.get("link", []) or []
+                    if link.get("relation") == "next" and self.is_on_ehr(str(link.get("url")))
+                ),
+                None,
+            )
+            query = None
+        return found
+
+    async def create(
+        self, resource: dict[str, Any], if_none_exist: str | None = None
+    ) -> dict[str, Any]:
+        """POST the resource; with `if_none_exist` the EHR creates it at most once."""
+        headers = {"Prefer": "return=representation"}
+        if if_none_exist:
+            headers["If-None-Exist"] = if_none_exist
+        response = await self._send(
+            "POST",
+            f"{self.base_url}/{resource['resourceType']}",
+            json_body=resource,
+            headers=headers,
+        )
+        return self._json(response)
+
+    async def update(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """PUT the resource at its id."""
+        response = await self._send(
+            "PUT",
+            f"{self.base_url}/{resource['resourceType']}/{resource['id']}",
+            json_body=resource,
+            headers={"Prefer": "return=representation"},
+        )
+        return self._json(response)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Sequence[tuple[str, str]] | None = None,
+        json_body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        request_headers = {"Accept": FHIR_JSON, **(headers or {})}
+        if json_body is not None:
+            request_headers["Content-Type"] = FHIR_JSON
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_exponential(multiplier=0.2, max=2.0),
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    response = await self._http.request(
+                        method, url, params=params, json=json_body, headers=request_headers
+                    )
+                except httpx.TransportError:
+                    raise
+                if response.status_code in _RETRYABLE_STATUS:
+                    raise EhrError(
+                        f"EHR answered {response.status_code} to {method} {url.split('?')[0]}",
+                        response.status_code,
+                    )
+        if response.status_code >= 400 and response.status_code not in (404, 410):
+            raise EhrError(f"EHR answered {response.status_code} to {method}", response.status_code)
+        return response
+
+    @staticmethod
+    def _json(response: httpx.Response) -> dict[str, Any]:
+        body = response.json()
+        if not isinstance(body, dict):
+            raise EhrError("EHR answered with a body that is not a FHIR resource")
+        return body
