@@ -110,6 +110,10 @@ class EhrClient:
         )
         return self._json(response)
 
+    async def delete(self, resource_type: str, resource_id: str) -> None:
+        """DELETE the resource; a resource already gone is not an error."""
+        await self._send("DELETE", f"{self.base_url}/{resource_type}/{resource_id}")
+
     async def _send(
         self,
         method: str,

@@ -1,0 +1,153 @@
+"""A small OTLP/HTTP trace receiver: the trace backend of `cdsflow up`/`demo` and the tests.
+
+It accepts protobuf bodies (the OpenTelemetry Python exporter) and JSON bodies (Triton's
+OpenTelemetry mode, whose ids are hex strings), and keeps the spans in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from cdsflow.runtime.processes import free_port
+
+
+@dataclass(frozen=True)
+class CollectedSpan:
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    service: str
+    attributes: dict[str, Any]
+
+
+def _any_value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else None
+
+
+def _json_value(value: dict[str, Any]) -> Any:
+    for key in ("stringValue", "boolValue", "intValue", "doubleValue"):
+        if key in value:
+            return int(value[key]) if key == "intValue" else value[key]
+    return None
+
+
+def spans_from_protobuf(body: bytes) -> list[CollectedSpan]:
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(body)
+    spans = []
+    for resource_spans in request.resource_spans:
+        service = next(
+            (
+                _any_value(a.value)
+                for a in resource_spans.resource.attributes
+                if a.key == "service.name"
+            ),
+            "",
+        )
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                spans.append(
+                    CollectedSpan(
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        parent_span_id=span.parent_span_id.hex(),
+                        name=span.name,
+                        service=str(service),
+                        attributes={a.key: _any_value(a.value) for a in span.attributes},
+                    )
+                )
+    return spans
+
+
+def spans_from_json(body: bytes) -> list[CollectedSpan]:
+    document = json.loads(body)
+    spans = []
+    for resource_spans in document.get("resourceSpans", []):
+        attributes = resource_spans.get("resource", {}).get("attributes", [])
+        service = next(
+            (_json_value(a["value"]) for a in attributes if a.get("key") == "service.name"), ""
+        )
+        for scope_spans in resource_spans.get("scopeSpans", []):
+            for span in scope_spans.get("spans", []):
+                spans.append(
+                    CollectedSpan(
+                        trace_id=str(span.get("traceId", "")).lower(),
+                        span_id=str(span.get("spanId", "")).lower(),
+                        parent_span_id=str(span.get("parentSpanId", "")).lower(),
+                        name=str(span.get("name", "")),
+                        service=str(service),
+                        attributes={
+                            a["key"]: _json_value(a.get("value", {}))
+                            for a in span.get("attributes", [])
+                        },
+                    )
+                )
+    return spans
+
+
+class TraceCollector:
+    """Keeps every span it receives; thread-safe."""
+
+    def __init__(self) -> None:
+        self._spans: list[CollectedSpan] = []
+        self._lock = threading.Lock()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.url = ""
+
+    def spans(self) -> list[CollectedSpan]:
+        with self._lock:
+            return list(self._spans)
+
+    def trace(self, trace_id: str) -> list[CollectedSpan]:
+        return [span for span in self.spans() if span.trace_id == trace_id]
+
+    async def _receive(self, request: Request) -> Response:
+        body = await request.body()
+        content_type = request.headers.get("content-type", "")
+        parse = spans_from_json if "json" in content_type else spans_from_protobuf
+        try:
+            spans = parse(body)
+        except (DecodeError, ValueError, KeyError, TypeError):
+            return Response(status_code=400)
+        with self._lock:
+            self._spans.extend(spans)
+        if "json" in content_type:
+            return Response(b"{}", media_type="application/json")
+        return Response(b"", media_type="application/x-protobuf")
+
+    def start(self, timeout_s: float = 10) -> str:
+        """Serve `POST /v1/traces` on a free loopback port in a thread; returns the base URL."""
+        port = free_port()
+        app = Starlette(routes=[Route("/v1/traces", self._receive, methods=["POST"])])
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True, name="otlp")
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the OTLP trace collector did not start")
+            time.sleep(0.02)
+        self.url = f"http://127.0.0.1:{port}"
+        return self.url
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
