@@ -8,33 +8,28 @@ Headers carry W3C trace context (traceparent/tracestate); the key is the patient
 Breaking changes go into a new package (cdsflow.events.v2) and new topics (*.v2).
 """
 
-import builtins as _builtins
-import sys
-import typing as _typing
 from collections import abc as _abc
-
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+import builtins as _builtins
+import sys
+import typing as _typing
 
 if sys.version_info >= (3, 11):
-    from typing import Never as _Never
-    from typing import TypeAlias as _TypeAlias
+    from typing import TypeAlias as _TypeAlias, Never as _Never
 else:
-    from typing import Never as _Never
-    from typing import TypeAlias as _TypeAlias
+    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class _NotificationKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType
+    V: _TypeAlias = ValueType  # noqa: Y015
 
-class _NotificationKindEnumTypeWrapper(
-    _enum_type_wrapper._EnumTypeWrapper[_NotificationKind.ValueType], _builtins.type
-):
+class _NotificationKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NotificationKind.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     NOTIFICATION_KIND_UNSPECIFIED: _NotificationKind.ValueType  # 0
     NOTIFICATION_KIND_REST_HOOK_FULL_RESOURCE: _NotificationKind.ValueType  # 1
@@ -62,11 +57,11 @@ NOTIFICATION_KIND_TOPIC_ID_ONLY: NotificationKind.ValueType  # 4
 NOTIFICATION_KIND_TOPIC_EMPTY: NotificationKind.ValueType  # 5
 NOTIFICATION_KIND_GAP_RECOVERY: NotificationKind.ValueType  # 6
 """Recovered after a gap in event numbers."""
-Global___NotificationKind: _TypeAlias = NotificationKind
+Global___NotificationKind: _TypeAlias = NotificationKind  # noqa: Y015
 
 class _Mode:
     ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType
+    V: _TypeAlias = ValueType  # noqa: Y015
 
 class _ModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Mode.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
@@ -84,15 +79,13 @@ MODE_ACTIVE: Mode.ValueType  # 1
 """Shown in CDS Hooks cards and written back."""
 MODE_SHADOW: Mode.ValueType  # 2
 """Recorded and measured only; never shown, never written back."""
-Global___Mode: _TypeAlias = Mode
+Global___Mode: _TypeAlias = Mode  # noqa: Y015
 
 class _Indicator:
     ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType
+    V: _TypeAlias = ValueType  # noqa: Y015
 
-class _IndicatorEnumTypeWrapper(
-    _enum_type_wrapper._EnumTypeWrapper[_Indicator.ValueType], _builtins.type
-):
+class _IndicatorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Indicator.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     INDICATOR_UNSPECIFIED: _Indicator.ValueType  # 0
     INDICATOR_INFO: _Indicator.ValueType  # 1
@@ -106,7 +99,7 @@ INDICATOR_UNSPECIFIED: Indicator.ValueType  # 0
 INDICATOR_INFO: Indicator.ValueType  # 1
 INDICATOR_WARNING: Indicator.ValueType  # 2
 INDICATOR_CRITICAL: Indicator.ValueType  # 3
-Global___Indicator: _TypeAlias = Indicator
+Global___Indicator: _TypeAlias = Indicator  # noqa: Y015
 
 @_typing.final
 class EventSource(_message.Message):
@@ -137,24 +130,13 @@ class EventSource(_message.Message):
         event_number: _builtins.int = ...,
         kind: Global___NotificationKind.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal[
-        "ehr_base_url",
-        b"ehr_base_url",
-        "event_number",
-        b"event_number",
-        "kind",
-        b"kind",
-        "subscription_id",
-        b"subscription_id",
-        "topic",
-        b"topic",
-    ]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ehr_base_url", b"ehr_base_url", "event_number", b"event_number", "kind", b"kind", "subscription_id", b"subscription_id", "topic", b"topic"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___EventSource: _TypeAlias = EventSource
+Global___EventSource: _TypeAlias = EventSource  # noqa: Y015
 
 @_typing.final
 class ClinicalEvent(_message.Message):
@@ -208,36 +190,13 @@ class ClinicalEvent(_message.Message):
         occurred_at: _timestamp_pb2.Timestamp | None = ...,
         received_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal[
-        "occurred_at", b"occurred_at", "received_at", b"received_at", "source", b"source"
-    ]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "received_at", b"received_at", "source", b"source"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal[
-        "event_id",
-        b"event_id",
-        "occurred_at",
-        b"occurred_at",
-        "patient_key",
-        b"patient_key",
-        "patient_reference",
-        b"patient_reference",
-        "received_at",
-        b"received_at",
-        "resource_id",
-        b"resource_id",
-        "resource_json",
-        b"resource_json",
-        "resource_type",
-        b"resource_type",
-        "resource_version",
-        b"resource_version",
-        "source",
-        b"source",
-    ]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "occurred_at", b"occurred_at", "patient_key", b"patient_key", "patient_reference", b"patient_reference", "received_at", b"received_at", "resource_id", b"resource_id", "resource_json", b"resource_json", "resource_type", b"resource_type", "resource_version", b"resource_version", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ClinicalEvent: _TypeAlias = ClinicalEvent
+Global___ClinicalEvent: _TypeAlias = ClinicalEvent  # noqa: Y015
 
 @_typing.final
 class Score(_message.Message):
@@ -260,15 +219,13 @@ class Score(_message.Message):
         value: _builtins.float = ...,
         band: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal[
-        "band", b"band", "name", b"name", "value", b"value"
-    ]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["band", b"band", "name", b"name", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___Score: _TypeAlias = Score
+Global___Score: _TypeAlias = Score  # noqa: Y015
 
 @_typing.final
 class BasisInput(_message.Message):
@@ -303,26 +260,13 @@ class BasisInput(_message.Message):
         resource_reference: _builtins.str = ...,
         observed_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["observed_at", b"observed_at"]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["observed_at", b"observed_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal[
-        "code",
-        b"code",
-        "name",
-        b"name",
-        "observed_at",
-        b"observed_at",
-        "resource_reference",
-        b"resource_reference",
-        "unit",
-        b"unit",
-        "value",
-        b"value",
-    ]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "name", b"name", "observed_at", b"observed_at", "resource_reference", b"resource_reference", "unit", b"unit", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___BasisInput: _TypeAlias = BasisInput
+Global___BasisInput: _TypeAlias = BasisInput  # noqa: Y015
 
 @_typing.final
 class Basis(_message.Message):
@@ -344,15 +288,13 @@ class Basis(_message.Message):
         inputs: _abc.Iterable[Global___BasisInput] | None = ...,
         resource_references: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal[
-        "inputs", b"inputs", "resource_references", b"resource_references"
-    ]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["inputs", b"inputs", "resource_references", b"resource_references"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___Basis: _TypeAlias = Basis
+Global___Basis: _TypeAlias = Basis  # noqa: Y015
 
 @_typing.final
 class ModelRef(_message.Message):
@@ -370,13 +312,13 @@ class ModelRef(_message.Message):
         name: _builtins.str = ...,
         version: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "version", b"version"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ModelRef: _TypeAlias = ModelRef
+Global___ModelRef: _TypeAlias = ModelRef  # noqa: Y015
 
 @_typing.final
 class Card(_message.Message):
@@ -409,26 +351,13 @@ class Card(_message.Message):
         source_label: _builtins.str = ...,
         source_url: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal[
-        "detail",
-        b"detail",
-        "indicator",
-        b"indicator",
-        "source_label",
-        b"source_label",
-        "source_url",
-        b"source_url",
-        "summary",
-        b"summary",
-        "uuid",
-        b"uuid",
-    ]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "indicator", b"indicator", "source_label", b"source_label", "source_url", b"source_url", "summary", b"summary", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___Card: _TypeAlias = Card
+Global___Card: _TypeAlias = Card  # noqa: Y015
 
 @_typing.final
 class Recommendation(_message.Message):
@@ -482,35 +411,10 @@ class Recommendation(_message.Message):
         produced_at: _timestamp_pb2.Timestamp | None = ...,
         ehr_base_url: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal[
-        "basis", b"basis", "model", b"model", "produced_at", b"produced_at"
-    ]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["basis", b"basis", "model", b"model", "produced_at", b"produced_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal[
-        "basis",
-        b"basis",
-        "cards",
-        b"cards",
-        "ehr_base_url",
-        b"ehr_base_url",
-        "event_id",
-        b"event_id",
-        "mode",
-        b"mode",
-        "model",
-        b"model",
-        "patient_key",
-        b"patient_key",
-        "patient_reference",
-        b"patient_reference",
-        "produced_at",
-        b"produced_at",
-        "recommendation_id",
-        b"recommendation_id",
-        "scores",
-        b"scores",
-    ]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["basis", b"basis", "cards", b"cards", "ehr_base_url", b"ehr_base_url", "event_id", b"event_id", "mode", b"mode", "model", b"model", "patient_key", b"patient_key", "patient_reference", b"patient_reference", "produced_at", b"produced_at", "recommendation_id", b"recommendation_id", "scores", b"scores"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___Recommendation: _TypeAlias = Recommendation
+Global___Recommendation: _TypeAlias = Recommendation  # noqa: Y015

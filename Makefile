@@ -1,0 +1,62 @@
+# cdsflow — one task runner. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+PROTO_OUT := libs/contracts/src
+PROTO_FILES := $(shell find proto -name '*.proto')
+PYTEST := $(UV) run --frozen pytest
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: uv
+uv: ## install uv when missing (pip --user)
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user 'uv>=0.9'
+
+.PHONY: install
+install: uv ## create .venv from uv.lock (the workspace, dev tools included)
+	$(UV) sync --frozen
+
+.PHONY: demo
+demo: install ## start everything on loopback, play the clinical story, print cards and the trace
+	$(UV) run --frozen cdsflow demo
+
+.PHONY: up
+up: install ## start broker, Triton, the services and the embedded EHR until Ctrl-C
+	$(UV) run --frozen cdsflow up --with-ehr --endpoints-file .endpoints.json
+
+.PHONY: proto
+proto: install ## regenerate the Python code for proto/ (pinned protoc from uv.lock)
+	$(UV) run --frozen python -m grpc_tools.protoc -Iproto --python_out=$(PROTO_OUT) \
+		--mypy_out=$(PROTO_OUT) $(PROTO_FILES)
+
+.PHONY: lint
+lint: install ## ruff format check, ruff, strict mypy
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen mypy libs services tests bench
+
+.PHONY: test-unit
+test-unit: install ## unit tests (no network)
+	$(PYTEST) tests/unit
+
+.PHONY: test-integration
+test-integration: install ## integration tests on the real broker, Triton and EHR
+	$(PYTEST) tests/integration
+
+.PHONY: test-e2e
+test-e2e: install ## the whole pipeline, traces included
+	$(PYTEST) tests/e2e
+
+.PHONY: test
+test: lint ## lint, then every test tier (the CI command)
+	$(PYTEST) tests/unit tests/integration tests/e2e
+
+.PHONY: bench
+bench: install ## end-to-end throughput and latency, written to bench/results.json
+	$(UV) run --frozen python -m bench.pipeline --output bench/results.json
+
+.PHONY: clean
+clean: ## remove caches (not .venv)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .endpoints.json
