@@ -43,7 +43,7 @@ def validate_resource(resource: dict[str, Any]) -> None:
         raise InvalidResource(["'resourceType' is missing"])
     try:
         model = get_fhir_model_class(resource_type)
-    except KeyError:
+    except (KeyError, ValueError):
         raise InvalidResource([f"unknown resourceType '{resource_type}'"]) from None
     try:
         model.model_validate(resource)

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cdsflow.fhir import InvalidResource, operation_outcome, parse_resource_json, validate_resource
+
+
+def test_valid_observation_passes() -> None:
+    validate_resource(
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "9279-1"}]},
+            "valueQuantity": {"value": 18, "unit": "/min"},
+        }
+    )
+
+
+def test_problems_name_elements_never_values() -> None:
+    secret = "Jane-Smith-1950"
+    with pytest.raises(InvalidResource) as caught:
+        validate_resource(
+            {"resourceType": "Observation", "status": "final", "valueQuantity": secret}
+        )
+    text = str(caught.value)
+    assert "code" in text
+    assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(b"{not json", "not JSON"), (b"[1, 2]", "resourceType"), (b"\xff\xfe", "not JSON")],
+)
+def test_parse_rejects_what_is_not_a_resource(raw: bytes, expected: str) -> None:
+    with pytest.raises(InvalidResource, match=expected):
+        parse_resource_json(raw)
+
+
+def test_unknown_resource_type() -> None:
+    with pytest.raises(InvalidResource, match="unknown resourceType"):
+        validate_resource({"resourceType": "NotAThing"})
+
+
+def test_operation_outcome_shape() -> None:
+    outcome = operation_outcome("invalid", "code: missing", expression=["Observation.code"])
+    assert json.loads(json.dumps(outcome)) == {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "error",
+                "code": "invalid",
+                "diagnostics": "code: missing",
+                "expression": ["Observation.code"],
+            }
+        ],
+    }

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import json
+
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from cdsflow.runtime.scenario import describe_trace
+from cdsflow.runtime.trace_collector import spans_from_json, spans_from_protobuf
+
+
+def test_protobuf_export_is_read_with_hex_ids_and_service() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "listener"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("parent") as parent:
+        parent.set_attribute("cdsflow.patient_key", "k1")
+        with tracer.start_as_current_span("child"):
+            pass
+    body = encode_spans(exporter.get_finished_spans()).SerializeToString()
+    spans = {span.name: span for span in spans_from_protobuf(body)}
+    trace_id = format(parent.get_span_context().trace_id, "032x")
+    assert spans["parent"].trace_id == trace_id == spans["child"].trace_id
+    assert spans["child"].parent_span_id == spans["parent"].span_id
+    assert spans["parent"].service == "listener"
+    assert spans["parent"].attributes == {"cdsflow.patient_key": "k1"}
+    assert describe_trace(list(spans.values())) == ["listener: parent", "  listener: child"]
+
+
+def test_json_export_as_triton_sends_it() -> None:
+    body = json.dumps(
+        {
+            "resourceSpans": [
+                {
+                    "resource": {
+                        "attributes": [
+                            {"key": "service.name", "value": {"stringValue": "triton"}}
+                        ]
+                    },
+                    "scopeSpans": [
+                        {
+                            "spans": [
+                                {
+                                    "traceId": "0AF7651916CD43DD8448EB211C80319C",
+                                    "spanId": "B7AD6B7169203331",
+                                    "parentSpanId": "00F067AA0BA902B7",
+                                    "name": "InferRequest",
+                                    "attributes": [
+                                        {"key": "triton.model_name", "value": {"stringValue": "m"}},
+                                        {"key": "triton.model_version", "value": {"intValue": "1"}},
+                                    ],
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ]
+        }
+    ).encode()
+    (span,) = spans_from_json(body)
+    assert span.trace_id == "0af7651916cd43dd8448eb211c80319c"
+    assert span.parent_span_id == "00f067aa0ba902b7"
+    assert span.service == "triton"
+    assert span.attributes == {"triton.model_name": "m", "triton.model_version": 1}

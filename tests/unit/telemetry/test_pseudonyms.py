@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import pytest
+
+from cdsflow.telemetry import PatientKeyer, normalize_patient_reference
+
+KEY = "unit-test-key-0123456789"
+
+
+def test_same_patient_same_key_across_reference_forms() -> None:
+    keyer = PatientKeyer(KEY)
+    forms = ["Patient/123", "http://ehr.example/fhir/Patient/123", "Patient/123/_history/7"]
+    assert len({keyer.patient_key(form) for form in forms}) == 1
+
+
+def test_key_depends_on_secret_and_patient() -> None:
+    one, other = PatientKeyer(KEY), PatientKeyer(KEY + "x")
+    assert one.patient_key("Patient/1") != other.patient_key("Patient/1")
+    assert one.patient_key("Patient/1") != one.patient_key("Patient/2")
+
+
+def test_key_never_contains_the_raw_id() -> None:
+    key = PatientKeyer(KEY).patient_key("Patient/9876543210")
+    assert "9876543210" not in key
+    assert len(key) == 32
+    int(key, 16)
+
+
+@pytest.mark.parametrize("bad", ["", "Patient", "Observation/1", "Patient/"])
+def test_rejects_what_is_not_a_patient_reference(bad: str) -> None:
+    with pytest.raises(ValueError, match="Patient reference"):
+        normalize_patient_reference(bad)
+
+
+def test_short_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 16"):
+        PatientKeyer("short")
