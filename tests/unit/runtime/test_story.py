@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 from cdsflow.fhir import validate_resource
 from cdsflow.runtime.story import (
@@ -31,7 +32,7 @@ def test_one_round_has_every_vital_sign_code() -> None:
 
 def test_deteriorating_patient_gets_worse_each_round() -> None:
     rounds = DETERIORATING.rounds
-    for earlier, later in zip(rounds, rounds[1:], strict=False):
+    for earlier, later in pairwise(rounds):
         assert later.respiratory_rate > earlier.respiratory_rate
         assert later.oxygen_saturation < earlier.oxygen_saturation
         assert later.heart_rate > earlier.heart_rate

@@ -37,9 +37,7 @@ def test_json_export_as_triton_sends_it() -> None:
             "resourceSpans": [
                 {
                     "resource": {
-                        "attributes": [
-                            {"key": "service.name", "value": {"stringValue": "triton"}}
-                        ]
+                        "attributes": [{"key": "service.name", "value": {"stringValue": "triton"}}]
                     },
                     "scopeSpans": [
                         {
