@@ -85,6 +85,14 @@ class EhrClient:
             query = None
         return found
 
+    async def search_count(self, resource_type: str, params: Sequence[tuple[str, str]] = ()) -> int:
+        """How many resources match (`_summary=count`)."""
+        query = [*params, ("_summary", "count")]
+        bundle = self._json(
+            await self._send("GET", f"{self.base_url}/{resource_type}", params=query)
+        )
+        return int(bundle.get("total", 0))
+
     async def create(
         self, resource: dict[str, Any], if_none_exist: str | None = None
     ) -> dict[str, Any]:
@@ -135,7 +143,11 @@ class EhrClient:
             with attempt:
                 try:
                     response = await self._http.request(
-                        method, url, params=params, json=json_body, headers=request_headers
+                        method,
+                        url,
+                        params=list(params) if params is not None else None,
+                        json=json_body,
+                        headers=request_headers,
                     )
                 except httpx.TransportError:
                     raise

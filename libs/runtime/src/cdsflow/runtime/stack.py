@@ -6,6 +6,7 @@ import os
 import secrets
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from cdsflow.runtime.parts import start_broker, start_ehr, start_triton
@@ -86,8 +87,8 @@ class Stack:
         }
         started = [self._spawn_service(name, {**common, **extra[name]}) for name in SERVICES]
         for service in started:
-            url = service.endpoints["http"]
-            service.wait_ready(lambda url=url: http_ok(f"{url}/readyz"), options.service_timeout_s)
+            readyz = f"{service.endpoints['http']}/readyz"
+            service.wait_ready(partial(http_ok, readyz), options.service_timeout_s)
         by_name = {service.name: service.endpoints["http"] for service in started}
         self.endpoints["listener"] = by_name["listener"] + REST_HOOK_PATH
         self.endpoints["reasoner"] = by_name["reasoner"]
