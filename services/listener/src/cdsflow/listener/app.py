@@ -1,0 +1,183 @@
+"""Wiring: the Kafka broker, the notification handlers, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiokafka
+from aiokafka.errors import KafkaError
+from fastapi import FastAPI, Request, Response
+from faststream.exceptions import IncorrectState
+from faststream.kafka import KafkaBroker
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from starlette.exceptions import HTTPException
+
+from cdsflow.contracts import ClinicalEvent
+from cdsflow.fhir import operation_outcome
+from cdsflow.listener.handlers import (
+    ListenerMetrics,
+    NotificationIntake,
+    PublishUnavailable,
+    outcome_response,
+    router,
+)
+from cdsflow.listener.settings import Settings
+from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
+
+log = logging.getLogger("cdsflow.listener")
+
+SERVICE_NAME = "listener"
+# headroom over the largest accepted body for the event's other fields and headers
+_RECORD_OVERHEAD_BYTES = 64 * 1024
+_BROKER_ERRORS = (KafkaError, OSError, IncorrectState, TimeoutError)
+
+
+class KafkaClinicalEventPublisher:
+    """Publishes clinical events through a FastStream `KafkaBroker`, keyed by patient.
+
+    The broker may be down when the listener starts: the listener then starts anyway, reports
+    not-ready, and connects again on the next notification or readiness check.
+    """
+
+    def __init__(self, broker: KafkaBroker, settings: Settings) -> None:
+        self._broker = broker
+        self._settings = settings
+        self._connect_lock = asyncio.Lock()
+        self._connected = False
+
+    async def connect(self) -> bool:
+        """Connect unless connected; False (logged) when the broker cannot be reached."""
+        async with self._connect_lock:
+            if self._connected:
+                return True
+            try:
+                async with asyncio.timeout(self._settings.publish_timeout_s):
+                    # probe first: a FastStream connect that fails leaves an unclosed producer
+                    await self._probe_bootstrap()
+                    await self._broker.connect()
+                self._connected = True
+            except _BROKER_ERRORS as exc:
+                log.warning("Kafka broker unreachable", extra={"error_type": type(exc).__name__})
+            finally:
+                if not self._connected:  # failed or cancelled: drop what is half-connected
+                    await self._broker.stop()
+            return self._connected
+
+    async def publish(self, event: ClinicalEvent) -> None:
+        try:
+            async with asyncio.timeout(self._settings.publish_timeout_s):
+                if not await self.connect():
+                    raise PublishUnavailable("Kafka broker unreachable")
+                await self._broker.publish(
+                    event.SerializeToString(),
+                    topic=self._settings.clinical_events_topic,
+                    key=event.patient_key.encode(),
+                )
+        except _BROKER_ERRORS as exc:
+            raise PublishUnavailable(type(exc).__name__) from exc
+
+    async def is_ready(self) -> bool:
+        timeout = self._settings.readiness_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                if not await self.connect():
+                    return False
+        except TimeoutError:
+            return False
+        return await self._broker.ping(timeout)
+
+    async def close(self) -> None:
+        await self._broker.stop()
+        self._connected = False
+
+    async def _probe_bootstrap(self) -> None:
+        client = aiokafka.AIOKafkaClient(
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            request_timeout_ms=_timeout_ms(self._settings),
+        )
+        try:
+            await client.bootstrap()
+        finally:
+            await client.close()
+
+
+def build_broker(settings: Settings, telemetry: Telemetry) -> KafkaBroker:
+    return KafkaBroker(
+        settings.kafka_bootstrap,
+        client_id=f"cdsflow-{SERVICE_NAME}",
+        acks="all",
+        enable_idempotence=settings.kafka_idempotence,
+        request_timeout_ms=_timeout_ms(settings),
+        max_request_size=settings.max_notification_bytes + _RECORD_OVERHEAD_BYTES,
+        middlewares=[KafkaTelemetryMiddleware(tracer_provider=telemetry.tracer_provider)],
+        logger=None,
+    )
+
+
+def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> FastAPI:
+    """The listener as an ASGI app; Kafka is connected in its lifespan."""
+    owns_telemetry = telemetry is None
+    if telemetry is None:
+        # pydantic-settings reads the required fields from the environment
+        telemetry = setup_telemetry(SERVICE_NAME, TelemetrySettings())  # type: ignore[call-arg]
+    metrics = ListenerMetrics.register(telemetry.metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        publisher = KafkaClinicalEventPublisher(build_broker(settings, telemetry), settings)
+        await publisher.connect()
+        app.state.publisher = publisher
+        app.state.intake = NotificationIntake(
+            settings=settings,
+            publisher=publisher,
+            patient_keyer=telemetry.patient_keyer,
+            metrics=metrics,
+        )
+        try:
+            yield
+        finally:
+            await publisher.close()
+            if owns_telemetry:
+                telemetry.shutdown()
+
+    app = FastAPI(title="cdsflow listener", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.include_router(router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        return Response("ok", media_type="text/plain")
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> Response:
+        publisher: KafkaClinicalEventPublisher = request.app.state.publisher
+        if await publisher.is_ready():
+            return Response("ready", media_type="text/plain")
+        return Response("Kafka broker unreachable", status_code=503, media_type="text/plain")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        body, content_type = telemetry.metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
+        return outcome_response(
+            exc.status_code, operation_outcome(code, f"HTTP {exc.status_code}"), exc.headers
+        )
+
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=telemetry.tracer_provider,
+        excluded_urls="healthz,readyz,metrics",
+        exclude_spans=["receive", "send"],
+    )
+    return app
+
+
+def _timeout_ms(settings: Settings) -> int:
+    return max(1, round(settings.publish_timeout_s * 1000))

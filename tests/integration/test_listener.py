@@ -1,0 +1,382 @@
+"""The listener against the real parts: Tansu (Kafka) and SEKMET (the EHR).
+
+Each test runs the listener in-process under uvicorn, on its own topic, and reads what it
+published with its own consumer group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from pydantic import SecretStr
+
+from cdsflow.contracts import ClinicalEvent, NotificationKind
+from cdsflow.listener.app import create_app
+from cdsflow.listener.settings import Settings
+from cdsflow.runtime.parts import start_broker
+from cdsflow.runtime.processes import free_port
+from cdsflow.telemetry import PatientKeyer, Telemetry, TelemetrySettings, setup_telemetry
+from tests.conftest import EhrEndpoint, KafkaEndpoint
+from tests.support.asgi import serve_app
+from tests.support.polling import eventually
+
+pytestmark = pytest.mark.integration
+
+CHANNEL_SECRET = "integration-channel-secret-0123456789"
+REST_HOOK = "/fhir/notifications/rest-hook"
+FHIR_JSON = "application/fhir+json; charset=utf-8"
+AUTHORIZED = {"Authorization": f"Bearer {CHANNEL_SECRET}", "Content-Type": FHIR_JSON}
+NOTIFIED_EHR = "http://ehr.test/fhir"
+
+
+def respiratory_rate(patient_id: str, resource_id: str | None = None) -> dict[str, Any]:
+    """A vital-sign Observation (respiratory rate, LOINC 9279-1) about `Patient/<patient_id>`."""
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "vital-signs",
+                    }
+                ]
+            }
+        ],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "9279-1"}]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "effectiveDateTime": "2025-01-02T03:00:00+00:00",
+        "valueQuantity": {
+            "value": 24,
+            "unit": "/min",
+            "system": "http://unitsofmeasure.org",
+            "code": "/min",
+        },
+    }
+    if resource_id is not None:
+        resource["id"] = resource_id
+        resource["meta"] = {"versionId": "1", "lastUpdated": "2025-01-02T03:04:05+00:00"}
+    return resource
+
+
+@dataclass
+class RunningListener:
+    base_url: str
+    settings: Settings
+    spans: InMemorySpanExporter
+    keyer: PatientKeyer
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base_url, timeout=30)
+
+
+def listener_settings(bootstrap: str, unique: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "ehr_base_url": NOTIFIED_EHR,
+        "kafka_bootstrap": bootstrap,
+        "kafka_idempotence": False,
+        "clinical_events_topic": f"test.clinical-events.{unique}",
+        **overrides,
+    }
+    return Settings(channel_secret=SecretStr(CHANNEL_SECRET), **values)
+
+
+@pytest.fixture
+def telemetry_spans(pseudonym_key: str) -> Iterator[tuple[Telemetry, InMemorySpanExporter]]:
+    spans = InMemorySpanExporter()
+    telemetry = setup_telemetry(
+        "listener",
+        TelemetrySettings(pseudonym_key=SecretStr(pseudonym_key)),
+        extra_span_exporter=spans,
+    )
+    yield telemetry, spans
+    telemetry.shutdown()
+
+
+@pytest.fixture
+async def running_listener(
+    kafka: KafkaEndpoint,
+    unique: str,
+    telemetry_spans: tuple[Telemetry, InMemorySpanExporter],
+) -> AsyncIterator[RunningListener]:
+    telemetry, spans = telemetry_spans
+    settings = listener_settings(kafka.bootstrap, unique, max_notification_bytes=4096)
+    async with serve_app(create_app(settings, telemetry=telemetry)) as base_url:
+        yield RunningListener(base_url, settings, spans, telemetry.patient_keyer)
+
+
+async def consume_clinical_events(
+    bootstrap: str, topic: str, group: str, count: int = 1, timeout_s: float = 60
+) -> list[Any]:
+    """The first `count` records on `topic`, read from the beginning by a fresh group."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=5,
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            while len(records) < count:
+                records.append(await consumer.getone())
+    finally:
+        await consumer.stop()
+    return records
+
+
+def outcome_issue(response: httpx.Response) -> dict[str, Any]:
+    assert response.headers["content-type"].startswith("application/fhir+json")
+    body = response.json()
+    assert body["resourceType"] == "OperationOutcome"
+    issue: dict[str, Any] = body["issue"][0]
+    return issue
+
+
+async def test_a_vital_sign_notification_becomes_one_clinical_event(
+    running_listener: RunningListener,
+    kafka: KafkaEndpoint,
+    unique: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    listener = running_listener
+    patient_id = f"pat-{unique}"
+    resource = respiratory_rate(patient_id, resource_id=f"obs-{unique}")
+    body = json.dumps(resource).encode()
+    caller_trace_id, caller_span_id = uuid.uuid4().int >> 2, 0x1234ABCD5678EF01
+    traceparent = f"00-{caller_trace_id:032x}-{caller_span_id:016x}-01"
+
+    async with listener.client() as client:
+        assert (await client.get("/readyz")).status_code == 200
+        response = await client.put(
+            f"{REST_HOOK}/Observation/{resource['id']}",
+            content=body,
+            headers={**AUTHORIZED, "traceparent": traceparent},
+        )
+        assert response.status_code == 200, response.text
+        assert outcome_issue(response)["severity"] == "information"
+        metrics = (await client.get("/metrics")).text
+
+    [record] = await consume_clinical_events(
+        kafka.bootstrap, listener.settings.clinical_events_topic, f"test-{unique}"
+    )
+    event = ClinicalEvent.FromString(record.value)
+    patient_key = listener.keyer.patient_key(f"Patient/{patient_id}")
+    assert record.key == patient_key.encode()
+    assert event.patient_key == patient_key
+    assert event.patient_reference == f"Patient/{patient_id}"
+    assert (event.resource_type, event.resource_id, event.resource_version) == (
+        "Observation",
+        resource["id"],
+        "1",
+    )
+    assert event.resource_json == body
+    assert event.source.ehr_base_url == NOTIFIED_EHR
+    assert event.source.kind == NotificationKind.NOTIFICATION_KIND_REST_HOOK_FULL_RESOURCE
+    assert event.occurred_at.ToJsonString() == "2025-01-02T03:04:05Z"
+    assert event.event_id in outcome_issue(response)["diagnostics"]
+    assert (
+        'cdsflow_listener_notifications_total{kind="rest-hook-full-resource",outcome="published"}'
+        " 1.0" in metrics
+    )
+
+    # one trace: the EHR's span -> the listener's server span -> the producer span
+    headers = {key: value.decode() for key, value in record.headers}
+    assert headers["traceparent"].split("-")[1] == f"{caller_trace_id:032x}"
+    server, producer = await eventually(
+        lambda: _server_and_producer_spans(listener.spans), what="server and producer spans"
+    )
+    assert server.context is not None
+    assert server.context.trace_id == caller_trace_id
+    assert server.parent is not None
+    assert server.parent.span_id == caller_span_id
+    assert producer.context is not None
+    assert producer.context.trace_id == caller_trace_id
+    assert producer.attributes is not None
+    assert producer.attributes["messaging.destination.name"] == (
+        listener.settings.clinical_events_topic
+    )
+    assert server.attributes is not None
+    assert server.attributes["cdsflow.event_id"] == event.event_id
+    assert server.attributes["cdsflow.patient_key"] == patient_key
+    assert server.attributes["cdsflow.resource_type"] == "Observation"
+    assert server.attributes["cdsflow.notification_kind"] == "rest-hook-full-resource"
+
+    # what the log lines carry, extra fields included: no patient id, no values
+    published = [r for r in caplog.records if r.getMessage() == "clinical event published"]
+    assert len(published) == 1
+    assert getattr(published[0], "patient_key", None) == patient_key
+    for log_record in caplog.records:
+        assert patient_id not in str(log_record.__dict__)
+
+
+async def _server_and_producer_spans(
+    spans: InMemorySpanExporter,
+) -> tuple[ReadableSpan, ReadableSpan] | None:
+    """The listener's server span and the FastStream producer span that is its child."""
+    finished = spans.get_finished_spans()
+    servers = [span for span in finished if span.kind == SpanKind.SERVER]
+    if len(servers) != 1 or servers[0].context is None:
+        return None
+    server_span_id = servers[0].context.span_id
+    children = [
+        span
+        for span in finished
+        if span.kind == SpanKind.PRODUCER
+        and span.parent is not None
+        and span.parent.span_id == server_span_id
+    ]
+    return (servers[0], children[0]) if len(children) == 1 else None
+
+
+async def test_refusals_are_operation_outcomes(running_listener: RunningListener) -> None:
+    resource = respiratory_rate("pat-refused", resource_id="obs-refused")
+    url = f"{REST_HOOK}/Observation/obs-refused"
+    oversize = {**resource, "note": [{"text": "x" * 5000}]}
+    invalid = {**resource, "valueQuantity": "Jane-Smith-1950"}
+    no_patient = {**resource, "subject": {"reference": "Group/ward-3"}}
+    wrong_secret = {**AUTHORIZED, "Authorization": "Bearer not-the-channel-secret"}
+
+    async with running_listener.client() as client:
+        cases = [
+            (await client.put(url, json=resource, headers=wrong_secret), 401, "security"),
+            (await client.put(url, json=oversize, headers=AUTHORIZED), 413, "too-costly"),
+            (await client.put(url, content=b"{", headers=AUTHORIZED), 400, "structure"),
+            (await client.put(url, json=invalid, headers=AUTHORIZED), 400, "invalid"),
+            (await client.put(url, json=no_patient, headers=AUTHORIZED), 422, "business-rule"),
+            (await client.post(REST_HOOK, headers=wrong_secret), 401, "security"),
+        ]
+        ping = await client.post(REST_HOOK, headers=AUTHORIZED)
+        metrics = (await client.get("/metrics")).text
+
+    for response, status_code, issue_code in cases:
+        assert (response.status_code, outcome_issue(response)["code"]) == (
+            status_code,
+            issue_code,
+        )
+    assert "valueQuantity" in cases[3][0].text
+    assert "Jane-Smith-1950" not in cases[3][0].text
+    assert ping.status_code == 200
+    assert 'kind="rest-hook-ping",outcome="acknowledged"} 1.0' in metrics
+    assert 'kind="rest-hook-full-resource",outcome="published"}' not in metrics
+
+
+async def test_without_a_broker_the_ehr_is_told_to_retry_until_it_is_back(
+    unique: str,
+    tmp_path: Path,
+    telemetry_spans: tuple[Telemetry, InMemorySpanExporter],
+) -> None:
+    port = free_port()  # nothing listens there yet
+    telemetry, _ = telemetry_spans
+    settings = listener_settings(f"127.0.0.1:{port}", unique, publish_timeout_s=2)
+    resource = respiratory_rate(f"pat-{unique}", resource_id=f"obs-{unique}")
+    url = f"{REST_HOOK}/Observation/{resource['id']}"
+
+    async with (
+        serve_app(create_app(settings, telemetry=telemetry)) as base_url,
+        httpx.AsyncClient(base_url=base_url, timeout=30) as client,
+    ):
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 503
+        refused = await client.put(url, json=resource, headers=AUTHORIZED)
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == str(settings.retry_after_s)
+        assert outcome_issue(refused)["code"] == "transient"
+
+        broker = await asyncio.to_thread(start_broker, tmp_path, port)
+        try:
+            accepted = await client.put(url, json=resource, headers=AUTHORIZED)
+            assert accepted.status_code == 200, accepted.text
+            assert (await client.get("/readyz")).status_code == 200
+            [record] = await consume_clinical_events(
+                f"127.0.0.1:{port}", settings.clinical_events_topic, f"test-{unique}"
+            )
+            assert ClinicalEvent.FromString(record.value).resource_id == resource["id"]
+        finally:
+            await asyncio.to_thread(broker.stop)
+
+        # the broker goes away after the listener connected: no ack within the timeout
+        lost = await client.put(url, json=resource, headers=AUTHORIZED)
+        assert lost.status_code == 503
+        assert outcome_issue(lost)["code"] == "transient"
+        assert (await client.get("/readyz")).status_code == 503
+
+
+def subscription_for(conformance_dir: Path, endpoint: str, criteria: str) -> dict[str, Any]:
+    """The R4 core example Subscription, pointed at the listener."""
+    example: dict[str, Any] = json.loads(
+        (conformance_dir / "subscriptions/r4-core/Subscription-example.json").read_text()
+    )
+    for element in ("id", "text", "contact", "end"):
+        example.pop(element, None)
+    example["criteria"] = criteria
+    example["channel"]["endpoint"] = endpoint
+    example["channel"]["header"] = [f"Authorization: Bearer {CHANNEL_SECRET}"]
+    assert example["channel"]["type"] == "rest-hook"
+    assert example["channel"]["payload"] == "application/fhir+json"
+    return example
+
+
+async def test_the_ehr_notifies_and_the_event_reaches_kafka(
+    kafka: KafkaEndpoint,
+    ehr: EhrEndpoint,
+    unique: str,
+    conformance_dir: Path,
+    telemetry_spans: tuple[Telemetry, InMemorySpanExporter],
+) -> None:
+    telemetry, _ = telemetry_spans
+    settings = listener_settings(kafka.bootstrap, unique, ehr_base_url=ehr.base_url)
+    headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+
+    async with (
+        serve_app(create_app(settings, telemetry=telemetry)) as listener_url,
+        httpx.AsyncClient(base_url=ehr.base_url, headers=headers, timeout=30) as fhir,
+    ):
+        patient = (await fhir.post("/Patient", json={"resourceType": "Patient"})).json()
+        # only this test's patient: other tests write Observations to the same EHR
+        criteria = f"Observation?category=vital-signs&subject=Patient/{patient['id']}"
+        subscription = subscription_for(conformance_dir, listener_url + REST_HOOK, criteria)
+        created = await fhir.post("/Subscription", json=subscription)
+        assert created.status_code == 201, created.text
+        subscription_id = created.json()["id"]
+
+        async def subscription_active() -> bool | None:
+            current = (await fhir.get(f"/Subscription/{subscription_id}")).json()
+            assert current["status"] != "error", current.get("error")
+            return current["status"] == "active" or None
+
+        try:
+            await eventually(subscription_active, what="the Subscription to be active")
+            written = await fhir.post("/Observation", json=respiratory_rate(patient["id"]))
+            assert written.status_code == 201, written.text
+            observation = written.json()
+
+            [record] = await consume_clinical_events(
+                kafka.bootstrap, settings.clinical_events_topic, f"test-{unique}"
+            )
+        finally:
+            current = (await fhir.get(f"/Subscription/{subscription_id}")).json()
+            await fhir.put(f"/Subscription/{subscription_id}", json={**current, "status": "off"})
+
+    event = ClinicalEvent.FromString(record.value)
+    assert (event.resource_type, event.resource_id) == ("Observation", observation["id"])
+    assert event.resource_version == observation["meta"]["versionId"]
+    assert event.patient_reference == f"Patient/{patient['id']}"
+    assert event.source.ehr_base_url == ehr.base_url
+    assert json.loads(event.resource_json)["valueQuantity"]["value"] == 24

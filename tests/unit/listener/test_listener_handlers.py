@@ -1,0 +1,280 @@
+"""The notification endpoints' answers, through the ASGI app in-process (no broker).
+
+The recording publisher stands in for Kafka so that every refusal path can be driven; the
+publish path against a real broker is in tests/integration/test_listener.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from cdsflow.contracts import ClinicalEvent
+from cdsflow.listener.handlers import (
+    ListenerMetrics,
+    NotificationIntake,
+    PublishUnavailable,
+    router,
+)
+from cdsflow.listener.settings import Settings
+from cdsflow.telemetry import MetricsRegistry, PatientKeyer
+
+from .vital_signs import CHANNEL_SECRET, EHR_BASE_URL, PATIENT_NAME, as_body, respiratory_rate
+
+ENDPOINT = "/fhir/notifications/rest-hook"
+AUTHORIZED = {
+    "Authorization": f"Bearer {CHANNEL_SECRET}",
+    "Content-Type": "application/fhir+json; charset=utf-8",
+}
+LIMIT_BYTES = 4096
+
+
+class RecordingPublisher:
+    def __init__(self, unavailable: bool = False) -> None:
+        self.events: list[ClinicalEvent] = []
+        self.unavailable = unavailable
+
+    async def publish(self, event: ClinicalEvent) -> None:
+        if self.unavailable:
+            raise PublishUnavailable("broker down")
+        self.events.append(event)
+
+
+class Listener:
+    def __init__(self, publisher: RecordingPublisher, pseudonym_key: str) -> None:
+        self.publisher = publisher
+        self.metrics_registry = MetricsRegistry("listener")
+        self.keyer = PatientKeyer(pseudonym_key)
+        settings = Settings(
+            channel_secret=SecretStr(CHANNEL_SECRET),
+            ehr_base_url=EHR_BASE_URL,
+            max_notification_bytes=LIMIT_BYTES,
+            retry_after_s=7,
+        )
+        self.app = FastAPI()
+        self.app.include_router(router)
+        self.app.state.intake = NotificationIntake(
+            settings=settings,
+            publisher=publisher,
+            patient_keyer=self.keyer,
+            metrics=ListenerMetrics.register(self.metrics_registry),
+        )
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app), base_url="http://listener.test"
+        )
+
+    def count(self, kind: str, outcome: str) -> float:
+        value = self.metrics_registry.registry.get_sample_value(
+            "cdsflow_listener_notifications_total", {"kind": kind, "outcome": outcome}
+        )
+        return value or 0.0
+
+
+@pytest.fixture
+def publisher() -> RecordingPublisher:
+    return RecordingPublisher()
+
+
+@pytest.fixture
+def listener(publisher: RecordingPublisher, pseudonym_key: str) -> Listener:
+    return Listener(publisher, pseudonym_key)
+
+
+def only_issue(response: httpx.Response) -> dict[str, Any]:
+    assert response.headers["content-type"].startswith("application/fhir+json")
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert len(outcome["issue"]) == 1
+    issue: dict[str, Any] = outcome["issue"][0]
+    return issue
+
+
+async def put_resource(
+    listener: Listener, resource: dict[str, Any], headers: dict[str, str] = AUTHORIZED
+) -> httpx.Response:
+    async with listener.client() as client:
+        return await client.put(
+            f"{ENDPOINT}/{resource['resourceType']}/{resource['id']}",
+            content=as_body(resource),
+            headers=headers,
+        )
+
+
+async def test_a_vital_sign_is_published_then_acknowledged(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    resource = respiratory_rate(patient_id="pat-42")
+
+    response = await put_resource(listener, resource)
+
+    assert response.status_code == 200
+    assert only_issue(response)["severity"] == "information"
+    [event] = publisher.events
+    assert event.resource_json == as_body(resource)
+    assert event.patient_reference == "Patient/pat-42"
+    assert event.patient_key == listener.keyer.patient_key("Patient/pat-42")
+    assert event.source.ehr_base_url == EHR_BASE_URL
+    assert event.event_id in only_issue(response)["diagnostics"]
+    assert listener.count("rest-hook-full-resource", "published") == 1
+
+
+async def test_a_redelivery_publishes_the_same_event_id(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    resource = respiratory_rate()
+    for _ in range(2):
+        assert (await put_resource(listener, resource)).status_code == 200
+    first, second = publisher.events
+    assert first.event_id == second.event_id
+
+
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer wrong-secret-wrong-secret", f"Basic {CHANNEL_SECRET}"]
+)
+async def test_without_the_channel_secret_nothing_is_published(
+    listener: Listener, publisher: RecordingPublisher, authorization: str | None
+) -> None:
+    headers = {"Content-Type": "application/fhir+json"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+
+    response = await put_resource(listener, respiratory_rate(), headers)
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert only_issue(response)["code"] == "security"
+    assert publisher.events == []
+    assert listener.count("rest-hook-full-resource", "unauthorized") == 1
+
+
+async def test_a_declared_oversize_body_is_refused(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    resource = respiratory_rate()
+    resource["note"] = [{"text": "x" * LIMIT_BYTES}]
+
+    response = await put_resource(listener, resource)
+
+    assert response.status_code == 413
+    assert only_issue(response)["code"] == "too-costly"
+    assert publisher.events == []
+
+
+async def test_an_oversize_body_without_content_length_is_refused_while_reading(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(LIMIT_BYTES // 512 + 2):
+            yield b" " * 512
+
+    async with listener.client() as client:
+        response = await client.put(
+            f"{ENDPOINT}/Observation/obs-rr-1", content=chunks(), headers=AUTHORIZED
+        )
+
+    assert response.request.headers.get("content-length") is None
+    assert response.status_code == 413
+    assert only_issue(response)["code"] == "too-costly"
+    assert publisher.events == []
+    assert listener.count("rest-hook-full-resource", "too-large") == 1
+
+
+async def test_invalid_fhir_is_a_client_error_that_never_echoes_values(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    resource = respiratory_rate()
+    resource["valueQuantity"] = PATIENT_NAME
+
+    response = await put_resource(listener, resource)
+
+    assert response.status_code == 400
+    issue = only_issue(response)
+    assert issue["code"] == "invalid"
+    assert "valueQuantity" in issue["diagnostics"]
+    assert PATIENT_NAME not in response.text
+    assert publisher.events == []
+
+
+async def test_a_body_that_is_not_json_is_a_structure_error(listener: Listener) -> None:
+    async with listener.client() as client:
+        response = await client.put(
+            f"{ENDPOINT}/Observation/obs-rr-1",
+            content=b"{" + PATIENT_NAME.encode(),
+            headers=AUTHORIZED,
+        )
+    assert response.status_code == 400
+    assert only_issue(response)["code"] == "structure"
+    assert PATIENT_NAME not in response.text
+
+
+async def test_a_resource_about_no_patient_is_refused_as_a_business_rule(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    resource = respiratory_rate()
+    resource["subject"] = {"reference": "Group/ward-3"}
+
+    response = await put_resource(listener, resource)
+
+    assert response.status_code == 422
+    assert only_issue(response)["code"] == "business-rule"
+    assert publisher.events == []
+    assert listener.count("rest-hook-full-resource", "no-patient") == 1
+
+
+async def test_xml_is_not_supported(listener: Listener) -> None:
+    headers = {**AUTHORIZED, "Content-Type": "application/fhir+xml"}
+    response = await put_resource(listener, respiratory_rate(), headers)
+    assert response.status_code == 415
+    assert only_issue(response)["code"] == "not-supported"
+
+
+async def test_an_unavailable_broker_asks_the_ehr_to_retry(pseudonym_key: str) -> None:
+    listener = Listener(RecordingPublisher(unavailable=True), pseudonym_key)
+
+    response = await put_resource(listener, respiratory_rate())
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "7"
+    assert only_issue(response)["code"] == "transient"
+    assert listener.count("rest-hook-full-resource", "unavailable") == 1
+
+
+async def test_an_empty_post_is_a_ping_that_is_counted(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    async with listener.client() as client:
+        response = await client.post(ENDPOINT, headers=AUTHORIZED)
+
+    assert response.status_code == 200
+    assert only_issue(response)["severity"] == "information"
+    assert publisher.events == []
+    assert listener.count("rest-hook-ping", "acknowledged") == 1
+
+
+async def test_a_ping_needs_the_channel_secret(listener: Listener) -> None:
+    async with listener.client() as client:
+        response = await client.post(ENDPOINT)
+    assert response.status_code == 401
+    assert listener.count("rest-hook-ping", "acknowledged") == 0
+
+
+async def test_a_notification_bundle_posted_to_the_endpoint_is_not_supported_yet(
+    listener: Listener, conformance_dir: Path
+) -> None:
+    bundle = (
+        conformance_dir / "subscriptions/backport-ig/r4/Bundle-r4-notification-full-resource.json"
+    ).read_bytes()
+    async with listener.client() as client:
+        response = await client.post(ENDPOINT, content=bundle, headers=AUTHORIZED)
+    assert response.status_code == 400
+    assert only_issue(response)["code"] == "not-supported"
+    assert json.loads(bundle)["resourceType"] == "Bundle"

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdsflow.listener.domain import NotificationRejected, patient_reference_of
+
+from .vital_signs import EHR_BASE_URL, respiratory_rate
+
+
+def test_observation_subject_names_the_patient() -> None:
+    assert patient_reference_of(respiratory_rate(patient_id="p-7"), EHR_BASE_URL) == "Patient/p-7"
+
+
+def test_patient_element_names_the_patient() -> None:
+    allergy = {
+        "resourceType": "AllergyIntolerance",
+        "id": "a1",
+        "patient": {"reference": "Patient/p-8/_history/2"},
+    }
+    assert patient_reference_of(allergy, EHR_BASE_URL) == "Patient/p-8"
+
+
+def test_a_patient_is_about_itself() -> None:
+    assert patient_reference_of({"resourceType": "Patient", "id": "p-9"}, EHR_BASE_URL) == (
+        "Patient/p-9"
+    )
+
+
+def test_absolute_reference_on_the_configured_ehr(conformance_dir: Path) -> None:
+    bundle = json.loads(
+        (
+            conformance_dir
+            / "subscriptions/backport-ig/r4/Bundle-r4-notification-full-resource.json"
+        ).read_text()
+    )
+    encounter = bundle["entry"][1]["resource"]
+    assert encounter["subject"]["reference"].startswith("https://example.org/fhir/Patient/")
+
+    assert patient_reference_of(encounter, "https://example.org/fhir/") == (
+        "Patient/1599eb66-431a-447c-a3de-6897fe9ae9a1"
+    )
+    with pytest.raises(NotificationRejected) as refused:
+        patient_reference_of(encounter, EHR_BASE_URL)
+    assert refused.value.status_code == 422
+    assert refused.value.expression == ("subject.reference",)
+    assert "example.org" not in refused.value.diagnostics
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        None,
+        {"reference": "Group/ward-3"},
+        {"reference": "#contained-patient"},
+        {"identifier": {"system": "urn:mrn", "value": "12345"}},
+        {"reference": "Patient/"},
+    ],
+)
+def test_resources_without_a_patient_subject_are_refused(subject: dict[str, Any] | None) -> None:
+    resource = respiratory_rate()
+    if subject is None:
+        del resource["subject"]
+    else:
+        resource["subject"] = subject
+
+    with pytest.raises(NotificationRejected) as refused:
+        patient_reference_of(resource, EHR_BASE_URL)
+
+    rejection = refused.value
+    assert (rejection.status_code, rejection.issue_code) == (422, "business-rule")
+    assert rejection.reason == "no-patient"
+    assert "12345" not in rejection.diagnostics
+    assert "ward-3" not in rejection.diagnostics
