@@ -20,13 +20,13 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_channel_secret_has_no_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CDSFLOW_EHR_BASE_URL", "http://ehr.test/fhir")
     with pytest.raises(ValidationError, match="channel_secret"):
-        Settings()  # type: ignore[call-arg]
+        Settings()
 
 
 def test_the_ehr_base_url_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CDSFLOW_CHANNEL_SECRET", "a-long-enough-channel-secret")
     with pytest.raises(ValidationError, match="ehr_base_url"):
-        Settings()  # type: ignore[call-arg]
+        Settings()
 
 
 def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -34,7 +34,7 @@ def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CDSFLOW_EHR_BASE_URL", "http://ehr.test/fhir/")
     monkeypatch.setenv("CDSFLOW_KAFKA_IDEMPOTENCE", "false")
 
-    settings = Settings()  # type: ignore[call-arg]
+    settings = Settings()
 
     assert settings.channel_secret.get_secret_value() == "a-long-enough-channel-secret"
     assert settings.ehr_base_url == "http://ehr.test/fhir"

@@ -9,7 +9,7 @@ from cdsflow.listener.settings import Settings
 
 
 def main() -> None:
-    settings = Settings()  # type: ignore[call-arg]  # read from CDSFLOW_* variables
+    settings = Settings()
     # log_config=None keeps the JSON logging that create_app sets up
     uvicorn.run(
         create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None

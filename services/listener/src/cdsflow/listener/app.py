@@ -123,7 +123,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
     owns_telemetry = telemetry is None
     if telemetry is None:
         # pydantic-settings reads the required fields from the environment
-        telemetry = setup_telemetry(SERVICE_NAME, TelemetrySettings())  # type: ignore[call-arg]
+        telemetry = setup_telemetry(SERVICE_NAME, TelemetrySettings())
     metrics = ListenerMetrics.register(telemetry.metrics)
 
     @asynccontextmanager

@@ -1,0 +1,2 @@
+"""cdsflow reasoner: clinical events in, the health system's model on Triton, recommendations
+out."""
