@@ -64,10 +64,12 @@ async def wait_for_risk_assessment(
     last = patient.observation_references[-1]
     deadline = time.monotonic() + timeout_s
     while True:
+        # not every EHR can search RiskAssessment by subject: check it here as well
         found = await ehr.search("RiskAssessment", [("subject", patient.reference)])
         for assessment in found:
+            subject = (assessment.get("subject") or {}).get("reference")
             basis = {ref.get("reference") for ref in assessment.get("basis", [])}
-            if last in basis:
+            if subject == patient.reference and last in basis:
                 return assessment
         if time.monotonic() > deadline:
             raise TimeoutError(

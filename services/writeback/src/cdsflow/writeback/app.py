@@ -1,0 +1,138 @@
+"""The writeback's wiring: Kafka consumer, EHR client and CDS Hooks API in one FastAPI app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation
+
+from cdsflow.fhir import FHIR_JSON, EhrClient
+from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
+from cdsflow.writeback.domain.discovery import DETERIORATION_SERVICE
+from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations
+from cdsflow.writeback.handlers import (
+    DeadLetters,
+    Delivery,
+    RecommendationConsumer,
+    WritebackMetrics,
+    cds_hooks_router,
+)
+from cdsflow.writeback.settings import Settings
+
+SERVICE_NAME = "writeback"
+PROBE_TIMEOUT_S = 2.0
+
+
+def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> FastAPI:
+    """The writeback app; its lifespan builds the broker and the EHR client."""
+    owns_telemetry = telemetry is None
+    if telemetry is None:
+        telemetry = setup_telemetry(
+            SERVICE_NAME,
+            TelemetrySettings(pseudonym_key=settings.pseudonym_key, log_level=settings.log_level),
+        )
+    metrics = WritebackMetrics.on(telemetry.metrics)
+    store = LatestRecommendations(max_patients=settings.store_max_patients)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        http = httpx.AsyncClient(timeout=settings.ehr_timeout_s)
+        HTTPXClientInstrumentor.instrument_client(http, tracer_provider=telemetry.tracer_provider)
+        broker = KafkaBroker(
+            settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=settings.kafka_idempotence,
+            middlewares=[KafkaTelemetryMiddleware(tracer_provider=telemetry.tracer_provider)],
+            logger=None,
+        )
+        consumer = RecommendationConsumer(
+            store=store,
+            ehr=EhrClient(settings.ehr_base_url, http),
+            dead_letters=DeadLetters(broker, settings.recommendations_topic),
+            metrics=metrics,
+            writeback_enabled=settings.writeback_enabled,
+            retry_pause_s=settings.writeback_retry_pause_s,
+        )
+        _subscribe(broker, settings, consumer)
+        app.state.broker = broker
+        app.state.http = http
+        try:
+            await broker.start()
+            yield
+        finally:
+            await broker.stop()
+            await http.aclose()
+            if owns_telemetry:
+                telemetry.shutdown()
+
+    app = FastAPI(title="cdsflow writeback", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.include_router(
+        cds_hooks_router(
+            services=(DETERIORATION_SERVICE,),
+            store=store,
+            patient_keyer=telemetry.patient_keyer,
+            metrics=metrics,
+        )
+    )
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        broker_ready = await request.app.state.broker.ping(timeout=PROBE_TIMEOUT_S)
+        ehr_ready = await _ehr_answers(request.app.state.http, settings.ehr_base_url)
+        checks = {"broker": bool(broker_ready), "ehr": ehr_ready}
+        return JSONResponse(checks, status_code=200 if all(checks.values()) else 503)
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        body, content_type = telemetry.metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=telemetry.tracer_provider, excluded_urls="healthz,readyz,metrics"
+    )
+    return app
+
+
+def _subscribe(broker: KafkaBroker, settings: Settings, consumer: RecommendationConsumer) -> None:
+    @broker.subscriber(
+        settings.recommendations_topic,
+        group_id=settings.consumer_group,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        ack_policy=AckPolicy.MANUAL,
+    )
+    async def on_recommendation(message: KafkaMessage) -> None:
+        record = message.raw_message
+        key = None if isinstance(record, tuple) else record.key
+        if await consumer.handle(message.body, key) is Delivery.ACK:
+            await message.ack()
+        else:
+            await message.nack()
+
+
+async def _ehr_answers(http: httpx.AsyncClient, ehr_base_url: str) -> bool:
+    """True when the EHR answers its capability statement (probes are not traced)."""
+    try:
+        with suppress_http_instrumentation():
+            response = await http.get(
+                f"{ehr_base_url}/metadata",
+                headers={"Accept": FHIR_JSON},
+                timeout=PROBE_TIMEOUT_S,
+            )
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200

@@ -1,0 +1,251 @@
+"""Thin handlers: a consumed `Recommendation` (store it, write it back) and CDS Hooks calls.
+
+Failure policy for a consumed recommendation, so that none is lost:
+- undecodable, invalid, from another EHR, or refused by the EHR (a 4xx other than 408/429)
+  -> published to the `.dlq` twin topic with `cdsflow-error-type`/`cdsflow-error` headers,
+  then acknowledged: redelivering it would fail the same way forever;
+- the EHR unreachable, timing out or unavailable (408, 429, 5xx) after the EHR client's own
+  retries -> not acknowledged: after a pause the same message is redelivered, and the
+  conditional create keeps the write single when it finally goes through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from dataclasses import dataclass
+
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+from google.protobuf.message import DecodeError
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+from prometheus_client import Counter, Histogram
+
+from cdsflow.contracts import (
+    DLQ_ERROR_HEADER,
+    DLQ_ERROR_TYPE_HEADER,
+    Recommendation,
+    dead_letter_topic,
+)
+from cdsflow.fhir import EhrClient, EhrError, operation_outcome
+from cdsflow.telemetry import MetricsRegistry, PatientKeyer
+from cdsflow.writeback.domain.cards import cards_for
+from cdsflow.writeback.domain.discovery import CdsService, discovery_document
+from cdsflow.writeback.domain.hook_requests import InvalidHookRequest, parse_hook_request
+from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations, stored
+from cdsflow.writeback.domain.recommendations import (
+    comes_from_ehr,
+    is_active,
+    mode_name,
+    recommendation_problems,
+)
+from cdsflow.writeback.domain.risk_assessment import risk_assessment_for, writeback_criteria
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WritebackMetrics:
+    cards_served: Counter
+    writebacks: Counter
+    hook_duration: Histogram
+
+    @classmethod
+    def on(cls, registry: MetricsRegistry) -> WritebackMetrics:
+        return cls(
+            cards_served=registry.counter(
+                "cards_served", "CDS Hooks cards returned to the EHR", ("indicator",)
+            ),
+            writebacks=registry.counter(
+                "writebacks", "Consumed recommendations by write-back outcome", ("outcome",)
+            ),
+            hook_duration=registry.histogram(
+                "hook_duration_seconds", "Time to answer a CDS Hooks call", ("hook",)
+            ),
+        )
+
+
+class Delivery(enum.Enum):
+    ACK = "ack"
+    REDELIVER = "redeliver"
+
+
+class DeadLetters:
+    """Publishes what cannot be processed to the `.dlq` twin, the error in its headers."""
+
+    def __init__(self, broker: KafkaBroker, source_topic: str) -> None:
+        self._broker = broker
+        self.topic = dead_letter_topic(source_topic)
+
+    async def send(self, body: bytes, key: bytes | None, error_type: str, error: str) -> None:
+        await self._broker.publish(
+            body,
+            topic=self.topic,
+            key=key,
+            headers={DLQ_ERROR_TYPE_HEADER: error_type, DLQ_ERROR_HEADER: error},
+        )
+
+
+def is_ehr_outage(exc: Exception) -> bool:
+    """True for failures that redelivery can cure: unreachable, timed out, overloaded."""
+    if isinstance(exc, httpx.TransportError):
+        return True
+    status = exc.status_code if isinstance(exc, EhrError) else None
+    return status is not None and (status in (408, 429) or status >= 500)
+
+
+class RecommendationConsumer:
+    """Stores each recommendation, then writes active ones back into the EHR."""
+
+    def __init__(
+        self,
+        *,
+        store: LatestRecommendations,
+        ehr: EhrClient,
+        dead_letters: DeadLetters,
+        metrics: WritebackMetrics,
+        writeback_enabled: bool,
+        retry_pause_s: float,
+    ) -> None:
+        self._store = store
+        self._ehr = ehr
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self._writeback_enabled = writeback_enabled
+        self._retry_pause_s = retry_pause_s
+
+    async def handle(self, body: bytes, key: bytes | None) -> Delivery:
+        span = trace.get_current_span()
+        try:
+            recommendation = Recommendation.FromString(body)
+        except DecodeError:
+            return await self._dead_letter(
+                body, key, "UndecodableRecommendation", "the body is not a Recommendation"
+            )
+        problems = recommendation_problems(recommendation)
+        if problems:
+            return await self._dead_letter(body, key, "InvalidRecommendation", "; ".join(problems))
+        if not comes_from_ehr(recommendation, self._ehr.base_url):
+            # its patient ids are another EHR's: never show it, never write it here
+            return await self._dead_letter(
+                body, key, "ForeignEhr", "the recommendation names another EHR than ours"
+            )
+        span.set_attributes(
+            {
+                "cdsflow.recommendation_id": recommendation.recommendation_id,
+                "cdsflow.event_id": recommendation.event_id,
+                "cdsflow.patient_key": recommendation.patient_key,
+                "cdsflow.mode": mode_name(recommendation),
+                "cdsflow.model.name": recommendation.model.name,
+                "cdsflow.model.version": recommendation.model.version,
+            }
+        )
+        context = span.get_span_context()
+        self._store.keep(stored(recommendation, context if context.is_valid else None))
+        return await self._write_back(recommendation, body, key)
+
+    async def _write_back(
+        self, recommendation: Recommendation, body: bytes, key: bytes | None
+    ) -> Delivery:
+        """Write an active recommendation into the EHR, once; report how it went."""
+        if not is_active(recommendation):
+            return self._done("skipped_shadow")
+        if not self._writeback_enabled:
+            return self._done("skipped_disabled")
+        try:
+            await self._ehr.create(
+                risk_assessment_for(recommendation),
+                if_none_exist=writeback_criteria(recommendation.recommendation_id),
+            )
+        except Exception as exc:
+            if is_ehr_outage(exc):
+                return await self._redeliver_later(type(exc).__name__)
+            error = str(exc) if isinstance(exc, EhrError) else "the write-back failed"
+            return await self._dead_letter(body, key, type(exc).__name__, error)
+        return self._done("written")
+
+    def _done(self, outcome: str) -> Delivery:
+        self._metrics.writebacks.labels(outcome=outcome).inc()
+        trace.get_current_span().set_attribute("cdsflow.outcome", outcome)
+        return Delivery.ACK
+
+    async def _redeliver_later(self, error_type: str) -> Delivery:
+        self._metrics.writebacks.labels(outcome="retrying").inc()
+        self._mark_failed("retrying", error_type)
+        logger.warning("EHR unavailable; the recommendation will be redelivered (%s)", error_type)
+        await asyncio.sleep(self._retry_pause_s)
+        return Delivery.REDELIVER
+
+    async def _dead_letter(
+        self, body: bytes, key: bytes | None, error_type: str, error: str
+    ) -> Delivery:
+        self._mark_failed("dead_lettered", error_type)
+        try:
+            await self._dead_letters.send(body, key, error_type, error)
+        except Exception as exc:
+            logger.error("could not dead-letter a recommendation (%s)", type(exc).__name__)
+            return Delivery.REDELIVER
+        self._metrics.writebacks.labels(outcome="dead_lettered").inc()
+        logger.warning(
+            "recommendation dead-lettered to %s (%s)", self._dead_letters.topic, error_type
+        )
+        return Delivery.ACK
+
+    @staticmethod
+    def _mark_failed(outcome: str, error_type: str) -> None:
+        span = trace.get_current_span()
+        span.set_attributes({"cdsflow.outcome": outcome, "error.type": error_type})
+        span.set_status(Status(StatusCode.ERROR))
+
+
+def cds_hooks_router(
+    *,
+    services: tuple[CdsService, ...],
+    store: LatestRecommendations,
+    patient_keyer: PatientKeyer,
+    metrics: WritebackMetrics,
+) -> APIRouter:
+    """`GET /cds-services` and `POST /cds-services/{id}`: in-memory lookups, no EHR call."""
+    router = APIRouter()
+    by_id = {service.id: service for service in services}
+
+    @router.get("/cds-services")
+    async def discovery() -> JSONResponse:
+        return JSONResponse(discovery_document(services))
+
+    @router.post("/cds-services/{service_id}")
+    async def call_service(service_id: str, request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        service = by_id.get(service_id)
+        if service is None:
+            return _problem(404, "not-found", "there is no CDS service with this id")
+        span = trace.get_current_span()
+        span.set_attributes({"cdsflow.cds_service": service.id, "cdsflow.hook": service.hook})
+        try:
+            hook_request = parse_hook_request(await request.body())
+        except InvalidHookRequest as exc:
+            return _problem(400, "invalid", str(exc))
+        patient_key = patient_keyer.patient_key(hook_request.patient_reference)
+        entry = store.latest_active(patient_key)
+        cards = cards_for(entry.recommendation if entry is not None else None)
+        span.set_attributes({"cdsflow.patient_key": patient_key, "cdsflow.card_count": len(cards)})
+        if entry is not None:
+            span.set_attribute("cdsflow.recommendation_id", entry.recommendation.recommendation_id)
+            if entry.trace_link is not None:
+                span.add_link(entry.trace_link)
+        for card in cards:
+            metrics.cards_served.labels(indicator=card["indicator"]).inc()
+        metrics.hook_duration.labels(hook=service.hook).observe(time.perf_counter() - started)
+        return JSONResponse({"cards": cards})
+
+    return router
+
+
+def _problem(status_code: int, code: str, diagnostics: str) -> JSONResponse:
+    """An OperationOutcome naming what was wrong; never a value from the request."""
+    return JSONResponse(operation_outcome(code, diagnostics), status_code=status_code)

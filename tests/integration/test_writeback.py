@@ -1,0 +1,327 @@
+"""The writeback against the real parts: Tansu (Kafka) and SEKMET (the EHR).
+
+Each test runs the writeback in-process under uvicorn on its own topic and consumer group,
+publishes Recommendations the way the reasoner does, and reads the outcome where a clinician
+or the EHR would see it: the CDS Hooks answer and the EHR's RiskAssessments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from pydantic import SecretStr
+
+from cdsflow.contracts import Basis, Mode, ModelRef, Recommendation, Score
+from cdsflow.runtime.processes import free_port
+from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
+from cdsflow.writeback.app import create_app
+from cdsflow.writeback.settings import Settings
+from tests.conftest import EhrEndpoint, KafkaEndpoint
+from tests.support.asgi import serve_app
+from tests.support.polling import eventually
+
+pytestmark = pytest.mark.integration
+
+SERVICE_URL = "/cds-services/cdsflow-deterioration"
+RECOMMENDATION_TAG = "urn:cdsflow:recommendation"
+FHIR_JSON = "application/fhir+json"
+
+
+@dataclass
+class RunningWriteback:
+    base_url: str
+    settings: Settings
+    telemetry: Telemetry
+    spans: InMemorySpanExporter
+    producer: AIOKafkaProducer
+
+    def writebacks(self, outcome: str) -> float:
+        value = self.telemetry.metrics.registry.get_sample_value(
+            "cdsflow_writebacks_total", {"outcome": outcome}
+        )
+        return value or 0.0
+
+    async def wait_for_writebacks(self, outcome: str, count: int) -> None:
+        async def counted() -> bool:
+            return self.writebacks(outcome) >= count
+
+        await eventually(counted, timeout_s=60, what=f"{count} write-back(s) {outcome}")
+
+    async def publish(self, recommendation: Recommendation, traceparent: str | None = None) -> None:
+        headers = [("traceparent", traceparent.encode())] if traceparent else []
+        await self.producer.send_and_wait(
+            self.settings.recommendations_topic,
+            recommendation.SerializeToString(),
+            key=recommendation.patient_key.encode(),
+            headers=headers,
+        )
+
+    async def cards(self, http: httpx.AsyncClient, patient_id: str) -> list[dict[str, Any]]:
+        response = await http.post(
+            f"{self.base_url}{SERVICE_URL}",
+            json={
+                "hook": "patient-view",
+                "hookInstance": str(uuid.uuid4()),
+                "context": {"userId": "Practitioner/integration", "patientId": patient_id},
+            },
+        )
+        assert response.status_code == 200, response.text
+        cards: list[dict[str, Any]] = response.json()["cards"]
+        return cards
+
+
+@contextlib.asynccontextmanager
+async def started_writeback(
+    kafka: KafkaEndpoint, ehr_base_url: str, unique: str, pseudonym_key: str
+) -> AsyncIterator[RunningWriteback]:
+    settings = Settings(
+        kafka_bootstrap=kafka.bootstrap,
+        kafka_idempotence=False,
+        ehr_base_url=ehr_base_url,
+        pseudonym_key=SecretStr(pseudonym_key),
+        recommendations_topic=f"test.recommendations.{unique}",
+        consumer_group=f"test-writeback-{unique}",
+        writeback_retry_pause_s=0.1,
+        ehr_timeout_s=5,
+    )
+    spans = InMemorySpanExporter()
+    telemetry = setup_telemetry(
+        "writeback",
+        TelemetrySettings(pseudonym_key=settings.pseudonym_key),
+        extra_span_exporter=spans,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap, acks="all", enable_idempotence=False
+    )
+    await producer.start()
+    try:
+        async with serve_app(create_app(settings, telemetry=telemetry)) as base_url:
+            yield RunningWriteback(base_url, settings, telemetry, spans, producer)
+    finally:
+        await producer.stop()
+        telemetry.shutdown()
+
+
+@pytest.fixture
+async def writeback(
+    kafka: KafkaEndpoint, ehr: EhrEndpoint, unique: str, pseudonym_key: str
+) -> AsyncIterator[RunningWriteback]:
+    async with started_writeback(kafka, ehr.base_url, unique, pseudonym_key) as running:
+        yield running
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client
+
+
+async def create_patient(http: httpx.AsyncClient, ehr: EhrEndpoint) -> str:
+    response = await http.post(
+        f"{ehr.base_url}/Patient",
+        json={"resourceType": "Patient", "active": True},
+        headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON},
+    )
+    assert response.status_code == 201, response.text
+    patient_id: str = response.json()["id"]
+    return patient_id
+
+
+def recommendation_for(
+    running: RunningWriteback,
+    ehr_base_url: str,
+    patient_id: str,
+    *,
+    mode: Mode.ValueType = Mode.MODE_ACTIVE,
+    band: str = "high",
+    value: float = 0.87,
+) -> Recommendation:
+    reference = f"Patient/{patient_id}"
+    produced_at = Timestamp()
+    produced_at.FromDatetime(datetime.now(UTC))
+    return Recommendation(
+        recommendation_id=f"rec-{uuid.uuid4().hex}",
+        event_id=f"event-{uuid.uuid4().hex}",
+        patient_key=running.telemetry.patient_keyer.patient_key(reference),
+        patient_reference=reference,
+        scores=[Score(name="deterioration_score", value=value, band=band)],
+        basis=Basis(resource_references=["Observation/integration-rr"]),
+        model=ModelRef(name="deterioration-gbm", version="7"),
+        mode=mode,
+        produced_at=produced_at,
+        ehr_base_url=ehr_base_url,
+    )
+
+
+async def risk_assessments(
+    http: httpx.AsyncClient, ehr: EhrEndpoint, recommendation_id: str
+) -> list[dict[str, Any]]:
+    response = await http.get(
+        f"{ehr.base_url}/RiskAssessment",
+        params={"_tag": f"{RECOMMENDATION_TAG}|{recommendation_id}"},
+        headers={"Accept": FHIR_JSON},
+    )
+    assert response.status_code == 200, response.text
+    bundle = response.json()
+    return [
+        entry["resource"]
+        for entry in bundle.get("entry", [])
+        if entry.get("search", {}).get("mode") == "match"
+    ]
+
+
+def spans_of(spans: InMemorySpanExporter, kind: SpanKind) -> list[ReadableSpan]:
+    return [span for span in spans.get_finished_spans() if span.kind is kind]
+
+
+async def test_an_active_recommendation_becomes_a_card_and_one_risk_assessment(
+    writeback: RunningWriteback, ehr: EhrEndpoint, http: httpx.AsyncClient
+) -> None:
+    patient_id = await create_patient(http, ehr)
+    recommendation = recommendation_for(writeback, ehr.base_url, patient_id)
+    trace_id, parent_id = secrets.randbits(128), secrets.randbits(64)
+    traceparent = f"00-{trace_id:032x}-{parent_id:016x}-01"
+
+    await writeback.publish(recommendation, traceparent)
+    await writeback.publish(recommendation, traceparent)  # delivered twice
+
+    async def shown() -> list[dict[str, Any]] | None:
+        return await writeback.cards(http, patient_id) or None
+
+    (card,) = await eventually(shown, timeout_s=60, what="the card")
+    assert card["indicator"] == "critical"
+    await writeback.wait_for_writebacks("written", 2)  # both deliveries
+
+    (assessment,) = await risk_assessments(http, ehr, recommendation.recommendation_id)
+    assert assessment["subject"]["reference"] == f"Patient/{patient_id}"
+    assert assessment["status"] == "final"
+    assert assessment["prediction"][0]["probabilityDecimal"] == pytest.approx(0.87)
+    assert assessment["identifier"] == [
+        {"system": RECOMMENDATION_TAG, "value": recommendation.recommendation_id}
+    ]
+    assert {"AIAST"} <= {label["code"] for label in assessment["meta"]["security"]}
+
+    # one trace: producer -> consumer span -> the FHIR write's client span; the hook links to it
+    consumers = [
+        span
+        for span in spans_of(writeback.spans, SpanKind.CONSUMER)
+        if span.attributes
+        and span.attributes.get("cdsflow.recommendation_id") == recommendation.recommendation_id
+    ]
+    assert len(consumers) == 2
+    for consumer in consumers:
+        assert consumer.context.trace_id == trace_id
+        assert consumer.parent is not None
+        assert consumer.parent.span_id == parent_id
+    writes = [
+        span
+        for span in spans_of(writeback.spans, SpanKind.CLIENT)
+        if span.parent is not None
+        and span.parent.span_id in {consumer.context.span_id for consumer in consumers}
+    ]
+    assert len(writes) == 2
+    assert all(span.context.trace_id == trace_id for span in writes)
+    hook_calls = [
+        span
+        for span in spans_of(writeback.spans, SpanKind.SERVER)
+        if span.attributes and span.attributes.get("cdsflow.card_count") == 1
+    ]
+    assert hook_calls
+    linked = {link.context.span_id for link in hook_calls[-1].links}
+    assert linked & {consumer.context.span_id for consumer in consumers}
+    for span in writeback.spans.get_finished_spans():
+        assert patient_id not in f"{span.name} {dict(span.attributes or {})}"
+
+
+async def test_a_shadow_recommendation_is_neither_shown_nor_written_back(
+    writeback: RunningWriteback, ehr: EhrEndpoint, http: httpx.AsyncClient
+) -> None:
+    patient_id = await create_patient(http, ehr)
+    shadow = recommendation_for(writeback, ehr.base_url, patient_id, mode=Mode.MODE_SHADOW)
+
+    await writeback.publish(shadow)
+    await writeback.wait_for_writebacks("skipped_shadow", 1)
+
+    assert await writeback.cards(http, patient_id) == []
+    assert await risk_assessments(http, ehr, shadow.recommendation_id) == []
+    assert writeback.writebacks("written") == 0
+
+
+async def test_invalid_and_foreign_recommendations_are_dead_lettered_and_not_shown(
+    writeback: RunningWriteback, kafka: KafkaEndpoint, http: httpx.AsyncClient
+) -> None:
+    broken = Recommendation(recommendation_id="rec-broken", patient_key="some-key")
+    foreign = recommendation_for(writeback, "http://other-ehr.example.org/fhir", "pat-elsewhere")
+
+    await writeback.publish(broken)
+    await writeback.publish(foreign)
+    await writeback.wait_for_writebacks("dead_lettered", 2)
+
+    consumer = AIOKafkaConsumer(
+        f"{writeback.settings.recommendations_topic}.dlq",
+        bootstrap_servers=kafka.bootstrap,
+        group_id=f"test-dlq-reader-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        records = [await asyncio.wait_for(consumer.getone(), timeout=60) for _ in range(2)]
+    finally:
+        await consumer.stop()
+    by_type = {dict(record.headers)["cdsflow-error-type"].decode(): record for record in records}
+    assert by_type.keys() == {"InvalidRecommendation", "ForeignEhr"}
+    invalid = by_type["InvalidRecommendation"]
+    assert invalid.value == broken.SerializeToString()
+    assert invalid.key == b"some-key"
+    assert "produced_at is missing" in dict(invalid.headers)["cdsflow-error"].decode()
+    assert "traceparent" in dict(invalid.headers)
+    assert by_type["ForeignEhr"].value == foreign.SerializeToString()
+    assert await writeback.cards(http, "pat-elsewhere") == []
+    assert writeback.writebacks("written") == 0
+
+
+async def test_while_the_ehr_is_unreachable_the_recommendation_is_redelivered_and_still_shown(
+    kafka: KafkaEndpoint, ehr: EhrEndpoint, unique: str, pseudonym_key: str, http: httpx.AsyncClient
+) -> None:
+    unreachable = f"http://127.0.0.1:{free_port()}/fhir"
+    async with started_writeback(kafka, unreachable, unique, pseudonym_key) as writeback:
+        recommendation = recommendation_for(writeback, unreachable, "unreachable-patient")
+
+        await writeback.publish(recommendation)
+        await writeback.wait_for_writebacks("retrying", 2)  # delivered again, not dropped
+
+        assert writeback.writebacks("written") == 0
+        assert writeback.writebacks("dead_lettered") == 0
+        assert await writeback.cards(http, "unreachable-patient")
+        ready = await http.get(f"{writeback.base_url}/readyz")
+        assert ready.status_code == 503
+        assert ready.json() == {"broker": True, "ehr": False}
+
+
+async def test_health_readiness_and_metrics(
+    writeback: RunningWriteback, http: httpx.AsyncClient
+) -> None:
+    assert (await http.get(f"{writeback.base_url}/healthz")).status_code == 200
+    ready = await http.get(f"{writeback.base_url}/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"broker": True, "ehr": True}
+    await writeback.cards(http, "nobody-here")
+    metrics = (await http.get(f"{writeback.base_url}/metrics")).text
+    assert "cdsflow_hook_duration_seconds_count" in metrics
+    assert "cdsflow_cards_served_total" in metrics
+    assert "cdsflow_writebacks_total" in metrics

@@ -1,0 +1,199 @@
+"""The CDS Hooks endpoints through the ASGI app in-process: answers, errors, span and metrics.
+
+The store is filled directly here; filling it from Kafka is in
+tests/integration/test_writeback.py.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+
+from cdsflow.telemetry import AllowlistSpanExporter, MetricsRegistry, PatientKeyer
+from cdsflow.writeback.domain.discovery import DETERIORATION_SERVICE
+from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations, stored
+from cdsflow.writeback.handlers import WritebackMetrics, cds_hooks_router
+
+from .sample_recommendations import PSEUDONYM_KEY, recommendation
+
+SERVICE_URL = "/cds-services/cdsflow-deterioration"
+PRODUCING_SPAN = SpanContext(
+    trace_id=0xABCDEF0123456789ABCDEF0123456789,
+    span_id=0x0123456789ABCDEF,
+    is_remote=True,
+    trace_flags=TraceFlags(TraceFlags.SAMPLED),
+)
+
+
+@dataclass
+class HookApi:
+    http: httpx.AsyncClient
+    store: LatestRecommendations
+    metrics: MetricsRegistry
+    spans: InMemorySpanExporter
+
+    def server_spans(self) -> list[ReadableSpan]:
+        return [s for s in self.spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+
+
+@pytest.fixture
+def exporter() -> Iterator[InMemorySpanExporter]:
+    spans = InMemorySpanExporter()
+    yield spans
+    spans.clear()
+
+
+@pytest.fixture
+async def api(exporter: InMemorySpanExporter) -> AsyncIterator[HookApi]:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(AllowlistSpanExporter(exporter)))
+    registry = MetricsRegistry("writeback")
+    store = LatestRecommendations()
+    app = FastAPI()
+    app.include_router(
+        cds_hooks_router(
+            services=(DETERIORATION_SERVICE,),
+            store=store,
+            patient_keyer=PatientKeyer(PSEUDONYM_KEY),
+            metrics=WritebackMetrics.on(registry),
+        )
+    )
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://writeback") as http:
+        yield HookApi(http, store, registry, exporter)
+    provider.shutdown()
+
+
+def patient_view(patient_id: str) -> dict[str, Any]:
+    return {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "fhirServer": "http://ehr.example.org/fhir",
+        "context": {"userId": "Practitioner/p-1", "patientId": patient_id},
+    }
+
+
+async def test_discovery_lists_the_deterioration_service(api: HookApi) -> None:
+    response = await api.http.get("/cds-services")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "services": [
+            {
+                "hook": "patient-view",
+                "id": "cdsflow-deterioration",
+                "title": DETERIORATION_SERVICE.title,
+                "description": DETERIORATION_SERVICE.description,
+            }
+        ]
+    }
+
+
+async def test_a_stored_active_recommendation_is_served_as_a_card(api: HookApi) -> None:
+    api.store.keep(stored(recommendation(patient_id="pat-17", band="high"), PRODUCING_SPAN))
+
+    response = await api.http.post(SERVICE_URL, json=patient_view("pat-17"))
+
+    assert response.status_code == 200
+    (card,) = response.json()["cards"]
+    assert card["indicator"] == "critical"
+    assert card["summary"].startswith("High risk of clinical deterioration")
+
+
+async def test_the_conformance_example_request_gets_an_empty_answer(
+    api: HookApi, conformance_dir: Path
+) -> None:
+    example = conformance_dir / "cds-hooks/examples/spec-2.0.1/hook-request-patient-view.json"
+
+    response = await api.http.post(SERVICE_URL, content=example.read_bytes())
+
+    assert response.status_code == 200
+    assert response.json() == {"cards": []}
+
+
+async def test_the_hook_span_links_to_the_producing_trace_without_patient_data(
+    api: HookApi,
+) -> None:
+    source = recommendation(patient_id="pat-17", recommendation_id="rec-77")
+    api.store.keep(stored(source, PRODUCING_SPAN))
+
+    await api.http.post(SERVICE_URL, json=patient_view("pat-17"))
+
+    (span,) = api.server_spans()
+    assert span.attributes is not None
+    assert span.attributes["cdsflow.cds_service"] == "cdsflow-deterioration"
+    assert span.attributes["cdsflow.hook"] == "patient-view"
+    assert span.attributes["cdsflow.card_count"] == 1
+    assert span.attributes["cdsflow.patient_key"] == source.patient_key
+    assert span.attributes["cdsflow.recommendation_id"] == "rec-77"
+    assert [link.context for link in span.links] == [PRODUCING_SPAN]
+    assert "pat-17" not in f"{span.name} {dict(span.attributes)}"
+
+
+async def test_a_patient_without_recommendation_gets_no_card_and_no_link(api: HookApi) -> None:
+    response = await api.http.post(SERVICE_URL, json=patient_view("nobody"))
+
+    assert response.json() == {"cards": []}
+    (span,) = api.server_spans()
+    assert span.attributes is not None
+    assert span.attributes["cdsflow.card_count"] == 0
+    assert list(span.links) == []
+
+
+async def test_served_cards_and_hook_latency_are_counted(api: HookApi) -> None:
+    api.store.keep(stored(recommendation(patient_id="pat-17", band="medium")))
+
+    await api.http.post(SERVICE_URL, json=patient_view("pat-17"))
+    await api.http.post(SERVICE_URL, json=patient_view("pat-17"))
+
+    registry = api.metrics.registry
+    served = registry.get_sample_value("cdsflow_cards_served_total", {"indicator": "warning"})
+    calls = registry.get_sample_value(
+        "cdsflow_hook_duration_seconds_count", {"hook": "patient-view"}
+    )
+    assert served == 2
+    assert calls == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        json.dumps({"hook": "patient-view", "context": {"patientId": "pat-17"}}).encode(),
+        json.dumps({**patient_view("pat-17"), "hook": "order-sign"}).encode(),
+        json.dumps({**patient_view("pat-17"), "context": {"patientId": "a/b"}}).encode(),
+    ],
+)
+async def test_a_bad_request_is_a_400_operation_outcome(api: HookApi, body: bytes) -> None:
+    response = await api.http.post(
+        SERVICE_URL, content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 400
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["severity"] == "error"
+    assert outcome["issue"][0]["code"] == "invalid"
+    assert "Traceback" not in response.text
+    assert "pat-17" not in response.text
+
+
+async def test_an_unknown_service_is_a_404(api: HookApi) -> None:
+    response = await api.http.post("/cds-services/no-such-service", json=patient_view("pat-17"))
+
+    assert response.status_code == 404
+    assert response.json()["issue"][0]["code"] == "not-found"

@@ -1,0 +1,130 @@
+"""patient-view request validation and the discovery document, against the spec's examples."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdsflow.writeback.domain.discovery import DETERIORATION_SERVICE, discovery_document
+from cdsflow.writeback.domain.hook_requests import (
+    InvalidHookRequest,
+    parse_hook_request,
+    patient_view_request,
+)
+
+SPEC_EXAMPLES = Path("cds-hooks/examples/spec-2.0.1")
+
+
+def spec_example(conformance_dir: Path, name: str) -> Any:
+    return json.loads((conformance_dir / SPEC_EXAMPLES / name).read_text())
+
+
+@pytest.fixture
+def spec_request(conformance_dir: Path) -> dict[str, Any]:
+    request: dict[str, Any] = spec_example(conformance_dir, "hook-request-patient-view.json")
+    return request
+
+
+def test_the_spec_example_patient_view_request_is_accepted(spec_request: dict[str, Any]) -> None:
+    request = parse_hook_request(json.dumps(spec_request).encode())
+
+    assert request.patient_id == "1288992"
+    assert request.patient_reference == "Patient/1288992"
+    assert request.hook_instance == "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea"
+    assert request.user_id == "Practitioner/example"
+    assert request.encounter_id == "89284"
+    assert request.fhir_server == "http://hooks.smarthealthit.org:9080"
+
+
+def test_fhir_server_and_prefetch_are_optional(spec_request: dict[str, Any]) -> None:
+    for member in ("fhirServer", "fhirAuthorization", "prefetch"):
+        spec_request.pop(member)
+
+    assert patient_view_request(spec_request).fhir_server is None
+
+
+def test_everything_wrong_is_listed_at_once() -> None:
+    with pytest.raises(InvalidHookRequest) as refused:
+        patient_view_request({"context": {}})
+
+    assert refused.value.problems == [
+        "'hook' is required and must be a string",
+        "'hookInstance' is required and must be a string",
+        "'context.patientId' is required and must be a string",
+    ]
+
+
+def _without(request: dict[str, Any], *path: str) -> dict[str, Any]:
+    changed = copy.deepcopy(request)
+    target = changed
+    for step in path[:-1]:
+        target = target[step]
+    target.pop(path[-1])
+    return changed
+
+
+def _with(request: dict[str, Any], value: Any, *path: str) -> dict[str, Any]:
+    changed = copy.deepcopy(request)
+    target = changed
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    return changed
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda r: _with(r, "order-sign", "hook"), "answers the 'patient-view' hook only"),
+        (lambda r: _without(r, "hookInstance"), "'hookInstance' is required"),
+        (lambda r: _with(r, 42, "hookInstance"), "'hookInstance' is required"),
+        (lambda r: _without(r, "context"), "'context' is required"),
+        (lambda r: _with(r, [], "context"), "'context' is required"),
+        (lambda r: _without(r, "context", "patientId"), "'context.patientId' is required"),
+        (lambda r: _with(r, 1288992, "context", "patientId"), "'context.patientId' is required"),
+        (lambda r: _with(r, "12/34", "context", "patientId"), "not a FHIR resource id"),
+        (lambda r: _with(r, 7, "context", "userId"), "'context.userId' must be a string"),
+        (lambda r: _with(r, 7, "fhirServer"), "'fhirServer' must be a URL string"),
+        (lambda r: _without(r, "fhirServer"), "'fhirServer' is required when"),
+        (lambda r: _with(r, [], "prefetch"), "'prefetch' must be an object"),
+    ],
+)
+def test_a_malformed_request_is_refused_with_its_reason(
+    spec_request: dict[str, Any], change: Any, problem: str
+) -> None:
+    with pytest.raises(InvalidHookRequest) as refused:
+        patient_view_request(change(spec_request))
+
+    assert problem in str(refused.value)
+
+
+@pytest.mark.parametrize("body", [b"", b"{not json", b"\xff\xfe", b"[]", b'"patient-view"'])
+def test_a_body_that_is_not_a_json_object_is_refused(body: bytes) -> None:
+    with pytest.raises(InvalidHookRequest):
+        parse_hook_request(body)
+
+
+def test_problems_never_echo_the_patient_id(spec_request: dict[str, Any]) -> None:
+    bad_id = "ab/cd-secret"
+    with pytest.raises(InvalidHookRequest) as refused:
+        patient_view_request(_with(spec_request, bad_id, "context", "patientId"))
+
+    assert bad_id not in str(refused.value)
+
+
+def test_discovery_has_the_shape_of_the_spec_example(conformance_dir: Path) -> None:
+    example = spec_example(conformance_dir, "discovery-response.json")
+    ours = discovery_document((DETERIORATION_SERVICE,))
+
+    assert ours.keys() == example.keys() == {"services"}
+    example_members = set().union(*(service.keys() for service in example["services"]))
+    (service,) = ours["services"]
+    assert {"hook", "id", "description"} <= service.keys() <= example_members
+    assert all(isinstance(value, str) and value for value in service.values())
+    assert service["id"] == "cdsflow-deterioration"
+    assert service["hook"] == "patient-view"
+    assert service["title"]
