@@ -55,6 +55,7 @@ def test_demo_prints_cards_write_back_and_trace_then_exits_0(tmp_path: Path) -> 
 @pytest.mark.timeout(300)
 def test_up_serves_every_endpoint_and_sigterm_stops_everything(tmp_path: Path) -> None:
     endpoints_file = tmp_path / "endpoints.json"
+    output = (tmp_path / "up.log").open("w")
     process = subprocess.Popen(
         [
             *CLI,
@@ -68,15 +69,14 @@ def test_up_serves_every_endpoint_and_sigterm_stops_everything(tmp_path: Path) -
             str(tmp_path / "work"),
         ],
         cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
-        text=True,
         env=os.environ.copy(),
     )
     try:
         deadline = time.monotonic() + 240
         while not endpoints_file.exists():
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert process.poll() is None, (tmp_path / "up.log").read_text()
             assert time.monotonic() < deadline, "cdsflow up did not write its endpoints"
             time.sleep(0.2)
         endpoints = json.loads(endpoints_file.read_text())
@@ -91,5 +91,6 @@ def test_up_serves_every_endpoint_and_sigterm_stops_everything(tmp_path: Path) -
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=60)
+        output.close()
     assert code == 0
     assert not [port for port in _ports(endpoints) if port_accepts(port)], "a part is still up"

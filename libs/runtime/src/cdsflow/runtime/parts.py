@@ -82,6 +82,7 @@ def triton_environment(base: dict[str, str]) -> dict[str, str]:
         libdirs.append(env["LD_LIBRARY_PATH"])
     env["LD_LIBRARY_PATH"] = ":".join(libdirs)
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep the model repository free of __pycache__
     return env
 
 

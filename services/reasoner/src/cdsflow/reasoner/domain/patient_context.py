@@ -1,0 +1,118 @@
+"""The patient's context for one clinical event: the latest reading of every vital sign.
+
+The event's own Observation is always part of it. Every other vital sign comes from the
+patient's recent history on the EHR, fetched for each event (no cache: the EHR is the
+record, and a cache would be partial after a consumer-group rebalance). The context is taken
+*as of the event*: readings observed after the event's Observation, or longer than the
+look-back window before it, are left out, so replaying an event gives the same inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cdsflow.reasoner.domain.errors import UnprocessableEvent
+from cdsflow.reasoner.domain.observations import (
+    carries_vital_sign,
+    is_usable,
+    observation_reference,
+    vital_sign_readings,
+)
+from cdsflow.reasoner.domain.vital_signs import (
+    LOINC,
+    OBSERVATION_CODES,
+    VITAL_SIGNS,
+    VitalSignReading,
+)
+
+
+@dataclass(frozen=True)
+class PatientContext:
+    """What the model sees: at most one reading per vital sign, keyed by name."""
+
+    patient_reference: str
+    # "Observation/<id>" of the event that triggered this context
+    trigger_reference: str
+    as_of: datetime
+    readings: Mapping[str, VitalSignReading]
+
+    def missing(self) -> list[str]:
+        """Names of the vital signs with no reading, in model order."""
+        return [v.name for v in VITAL_SIGNS if v.name not in self.readings]
+
+    def resource_references(self) -> list[str]:
+        """The trigger first, then every other contributing Observation, sorted."""
+        others = {r.resource_reference for r in self.readings.values()} - {self.trigger_reference}
+        return [self.trigger_reference, *sorted(others)]
+
+
+def history_search_params(
+    patient_reference: str, as_of: datetime, lookback: timedelta
+) -> list[tuple[str, str]]:
+    """FHIR search parameters for the patient's recent vital-sign Observations, newest first."""
+    since = (as_of - lookback).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return [
+        ("patient", patient_reference),
+        ("code", ",".join(f"{LOINC}|{code}" for code in OBSERVATION_CODES)),
+        ("date", f"ge{since}"),
+        ("_sort", "-date"),
+        ("_count", "100"),
+    ]
+
+
+def trigger_readings(
+    observation: Mapping[str, Any], event_occurred_at: datetime | None
+) -> list[VitalSignReading]:
+    """The event Observation's readings; it must carry at least one value."""
+    readings = vital_sign_readings(observation, fallback_observed_at=event_occurred_at)
+    if not readings:
+        raise UnprocessableEvent("the vital-sign Observation carries no value")
+    return readings
+
+
+def assemble_patient_context(
+    patient_reference: str,
+    observation: Mapping[str, Any],
+    trigger: Sequence[VitalSignReading],
+    history: Iterable[Mapping[str, Any]],
+    lookback: timedelta,
+) -> PatientContext:
+    """Latest reading per vital sign from the trigger and the history, as of the trigger.
+
+    History entries that are not usable, are the trigger itself (the event's copy wins), or
+    cannot be read are skipped: one bad historical Observation must not block the patient.
+    """
+    trigger_reference = observation_reference(observation)
+    as_of = max(reading.observed_at for reading in trigger)
+    earliest = as_of - lookback
+    candidates: list[tuple[VitalSignReading, bool]] = [(r, True) for r in trigger]
+    for resource in history:
+        if resource.get("resourceType") != "Observation" or not is_usable(resource):
+            continue
+        if not carries_vital_sign(resource):
+            continue
+        try:
+            if observation_reference(resource) == trigger_reference:
+                continue
+            readings = vital_sign_readings(resource)
+        except UnprocessableEvent:
+            continue
+        candidates += [(r, False) for r in readings if earliest <= r.observed_at <= as_of]
+    latest: dict[str, tuple[VitalSignReading, bool]] = {}
+    for reading, from_trigger in candidates:
+        current = latest.get(reading.name)
+        # newest wins; on a tie the trigger's reading wins
+        if current is None or (reading.observed_at, from_trigger) > (
+            current[0].observed_at,
+            current[1],
+        ):
+            latest[reading.name] = (reading, from_trigger)
+    return PatientContext(
+        patient_reference=patient_reference,
+        trigger_reference=trigger_reference,
+        as_of=as_of,
+        readings={name: reading for name, (reading, _) in latest.items()},
+    )

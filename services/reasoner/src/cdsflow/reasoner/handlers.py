@@ -1,0 +1,244 @@
+"""Thin: decode a clinical event, let the domain decide, call the EHR and Triton, publish.
+
+Every message ends in exactly one of these ways:
+
+- a vital-sign event: its Recommendation is published, then the message is committed;
+- any other event: committed, nothing published;
+- an event that cannot be processed (not a ClinicalEvent, malformed resource, unsupported
+  unit, ...): copied to the `.dlq` twin topic with the error in headers, then committed;
+- Triton, the EHR or Kafka unavailable: retried with exponential backoff for up to
+  `dependency_retry_s`, then handed back uncommitted (the consumer seeks back to it), so it
+  is consumed again. Nothing is lost and one patient's events stay in order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from aiokafka.errors import KafkaError
+from faststream.kafka import KafkaBroker
+from faststream.kafka.message import KafkaMessage
+from opentelemetry import trace
+from prometheus_client import Counter, Histogram
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from cdsflow.contracts import (
+    DLQ_ERROR_HEADER,
+    DLQ_ERROR_TYPE_HEADER,
+    Mode,
+    Recommendation,
+    dead_letter_topic,
+)
+from cdsflow.fhir import EhrClient, EhrError
+from cdsflow.reasoner.domain.errors import UnprocessableEvent
+from cdsflow.reasoner.domain.events import (
+    VitalSignEvent,
+    decode_clinical_event,
+    vital_sign_event,
+)
+from cdsflow.reasoner.domain.model_adapter import model_inputs
+from cdsflow.reasoner.domain.patient_context import (
+    assemble_patient_context,
+    history_search_params,
+    trigger_readings,
+)
+from cdsflow.reasoner.domain.recommendation import RecommendationPolicy, build_recommendation
+from cdsflow.reasoner.model_client import ModelUnavailable, TritonModel
+from cdsflow.reasoner.settings import Settings
+from cdsflow.telemetry import MetricsRegistry, PatientKeyer
+
+log = logging.getLogger("cdsflow.reasoner")
+
+_MAX_DLQ_ERROR_CHARS = 200
+
+
+class DependencyUnavailable(Exception):
+    """Triton, the EHR or Kafka could not be used right now; the event is retried."""
+
+    def __init__(self, dependency: str, detail: str) -> None:
+        super().__init__(f"{dependency} unavailable ({detail})")
+        self.dependency = dependency
+
+
+@dataclass(frozen=True)
+class ReasonerMetrics:
+    recommendations: Counter
+    dead_letters: Counter
+    ignored: Counter
+    dependency_failures: Counter
+    inference_seconds: Histogram
+
+    @classmethod
+    def register(cls, registry: MetricsRegistry) -> ReasonerMetrics:
+        return cls(
+            recommendations=registry.counter(
+                "reasoner_recommendations", "Recommendations published", ("band", "mode")
+            ),
+            dead_letters=registry.counter(
+                "reasoner_dlq", "Clinical events sent to the dead-letter topic", ("error_type",)
+            ),
+            ignored=registry.counter(
+                "reasoner_ignored_events", "Clinical events with nothing for the model"
+            ),
+            dependency_failures=registry.counter(
+                "reasoner_dependency_failures",
+                "Failed attempts to use a dependency; the event is retried",
+                ("dependency",),
+            ),
+            inference_seconds=registry.histogram(
+                "reasoner_inference_seconds", "Triton inference round trip", ("model",)
+            ),
+        )
+
+
+@dataclass
+class ClinicalEventHandler:
+    """What one clinical event needs; built in the app's lifespan."""
+
+    settings: Settings
+    broker: KafkaBroker
+    ehr: EhrClient
+    model: TritonModel
+    patient_keyer: PatientKeyer
+    metrics: ReasonerMetrics
+    policy: RecommendationPolicy
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    async def handle(self, message: KafkaMessage) -> None:
+        span = trace.get_current_span()
+        try:
+            recommendation = await self._with_retries(message.body)
+        except DependencyUnavailable as exc:
+            span.set_attribute("cdsflow.outcome", "retry")
+            log.warning("event handed back for redelivery", extra={"dependency": exc.dependency})
+            await message.nack()
+            return
+        except Exception as exc:  # anything else is this message's fault: dead-letter it
+            span.set_attribute("cdsflow.outcome", "dead_letter")
+            await self._dead_letter(message, exc)
+            return
+        if recommendation is None:
+            span.set_attribute("cdsflow.outcome", "ignored")
+            self.metrics.ignored.inc()
+        else:
+            span.set_attribute("cdsflow.outcome", "recommended")
+        await message.ack()
+
+    async def _with_retries(self, body: bytes) -> Recommendation | None:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(DependencyUnavailable),
+            stop=stop_after_delay(self.settings.dependency_retry_s),
+            wait=wait_exponential(multiplier=0.2, max=5.0),
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    return await self._process(body)
+                except DependencyUnavailable as exc:
+                    self.metrics.dependency_failures.labels(dependency=exc.dependency).inc()
+                    raise
+        return None  # pragma: no cover - AsyncRetrying either returns or raises
+
+    async def _process(self, body: bytes) -> Recommendation | None:
+        event = vital_sign_event(decode_clinical_event(body))
+        if event is None:
+            return None
+        span = trace.get_current_span()
+        recommendation = await self._recommend(event)
+        span.set_attributes(
+            {
+                "cdsflow.recommendation_id": recommendation.recommendation_id,
+                "cdsflow.model.name": recommendation.model.name,
+                "cdsflow.model.version": recommendation.model.version,
+            }
+        )
+        await self._publish(recommendation)
+        self.metrics.recommendations.labels(
+            band=recommendation.scores[0].band, mode=_mode_label(recommendation)
+        ).inc()
+        return recommendation
+
+    async def _recommend(self, event: VitalSignEvent) -> Recommendation:
+        if not event.event.patient_key:
+            event.event.patient_key = self.patient_keyer.patient_key(event.patient_reference)
+        trace.get_current_span().set_attributes(
+            {
+                "cdsflow.event_id": event.event.event_id,
+                "cdsflow.resource_type": "Observation",
+                "cdsflow.patient_key": event.event.patient_key,
+            }
+        )
+        trigger = trigger_readings(event.observation, event.occurred_at)
+        lookback = self.policy.lookback
+        as_of = max(reading.observed_at for reading in trigger)
+        history = await self._patient_history(event.patient_reference, as_of, lookback)
+        context = assemble_patient_context(
+            event.patient_reference, event.observation, trigger, history, lookback
+        )
+        try:
+            outputs, model = await self.model.infer(model_inputs(context))
+        except ModelUnavailable as exc:
+            raise DependencyUnavailable("triton", str(exc)) from exc
+        return build_recommendation(event.event, context, outputs, model, self.policy, self.clock())
+
+    async def _patient_history(
+        self, patient_reference: str, as_of: datetime, lookback: timedelta
+    ) -> list[dict[str, object]]:
+        try:
+            return await self.ehr.search(
+                "Observation", history_search_params(patient_reference, as_of, lookback)
+            )
+        except (EhrError, httpx.HTTPError) as exc:
+            raise DependencyUnavailable("ehr", type(exc).__name__) from exc
+
+    async def _publish(self, recommendation: Recommendation) -> None:
+        try:
+            await self.broker.publish(
+                recommendation.SerializeToString(),
+                topic=self.settings.recommendations_topic,
+                key=recommendation.patient_key.encode(),
+            )
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise DependencyUnavailable("kafka", type(exc).__name__) from exc
+
+    async def _dead_letter(self, message: KafkaMessage, exc: Exception) -> None:
+        error_type = type(exc).__name__
+        try:
+            await self.broker.publish(
+                message.body,
+                topic=dead_letter_topic(self.settings.clinical_events_topic),
+                key=_record_key(message),
+                headers={DLQ_ERROR_TYPE_HEADER: error_type, DLQ_ERROR_HEADER: dlq_error(exc)},
+            )
+        except Exception as publish_error:  # the DLQ is Kafka too: try again later
+            self.metrics.dependency_failures.labels(dependency="kafka").inc()
+            log.warning(
+                "dead-lettering failed; event handed back",
+                extra={"error_type": type(publish_error).__name__},
+            )
+            await message.nack()
+            return
+        self.metrics.dead_letters.labels(error_type=error_type).inc()
+        log.warning("event dead-lettered", extra={"error_type": error_type})
+        await message.ack()
+
+
+def dlq_error(exc: Exception) -> str:
+    """A short description without patient data: our own messages, else the type only."""
+    if isinstance(exc, UnprocessableEvent):
+        return str(exc)[:_MAX_DLQ_ERROR_CHARS]
+    return f"unexpected {type(exc).__name__} while processing the event"
+
+
+def _mode_label(recommendation: Recommendation) -> str:
+    return "shadow" if recommendation.mode == Mode.MODE_SHADOW else "active"
+
+
+def _record_key(message: KafkaMessage) -> bytes | None:
+    record = message.raw_message
+    key = record[0].key if isinstance(record, tuple) else record.key
+    return key if isinstance(key, bytes) else None

@@ -1,0 +1,562 @@
+"""The reasoner against the real parts: Tansu (Kafka), Triton (the model) and SEKMET (the EHR).
+
+Each test runs the reasoner in-process under uvicorn on its own topics and consumer group.
+The patient's vital signs are written to SEKMET, so that the reasoner's history search finds
+them; the triggering Observation is also published as a `ClinicalEvent`, as the listener would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from pydantic import SecretStr
+
+from cdsflow.contracts import (
+    DLQ_ERROR_HEADER,
+    DLQ_ERROR_TYPE_HEADER,
+    ClinicalEvent,
+    EventSource,
+    Indicator,
+    Mode,
+    Recommendation,
+    dead_letter_topic,
+)
+from cdsflow.fhir import EhrClient
+from cdsflow.reasoner.app import create_app
+from cdsflow.reasoner.settings import Settings
+from cdsflow.runtime.parts import start_broker
+from cdsflow.runtime.processes import free_port
+from cdsflow.telemetry import PatientKeyer, Telemetry, TelemetrySettings, setup_telemetry
+from tests.conftest import EhrEndpoint, KafkaEndpoint, TritonEndpoint
+from tests.support.asgi import serve_app
+from tests.support.polling import eventually
+
+pytestmark = pytest.mark.integration
+
+LOINC = "http://loinc.org"
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+
+
+# ---------------------------------------------------------------- FHIR on SEKMET
+
+
+def vital_sign(
+    patient: str, code: str, value: float, unit: str, effective: datetime
+) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "vital-signs",
+                    }
+                ]
+            }
+        ],
+        "code": {"coding": [{"system": LOINC, "code": code}]},
+        "subject": {"reference": patient},
+        "effectiveDateTime": effective.isoformat(timespec="seconds"),
+        "valueQuantity": {
+            "value": value,
+            "unit": unit,
+            "system": "http://unitsofmeasure.org",
+            "code": unit,
+        },
+    }
+
+
+def blood_pressure(patient: str, systolic: float, effective: datetime) -> dict[str, Any]:
+    panel = vital_sign(patient, "85354-9", 0, "mm[Hg]", effective)
+    del panel["valueQuantity"]
+    panel["component"] = [
+        {
+            "code": {"coding": [{"system": LOINC, "code": code}]},
+            "valueQuantity": {"value": value, "unit": "mm[Hg]", "code": "mm[Hg]"},
+        }
+        for code, value in (("8480-6", systolic), ("8462-4", 60))
+    ]
+    return panel
+
+
+@dataclass
+class ChartedPatient:
+    reference: str
+    observations: list[dict[str, Any]]  # as stored by the EHR, the trigger last
+
+    @property
+    def trigger(self) -> dict[str, Any]:
+        return self.observations[-1]
+
+
+async def chart(ehr: EhrEndpoint, vitals: Callable[[str], list[dict[str, Any]]]) -> ChartedPatient:
+    """A new Patient on the EHR with `vitals(patient_reference)` recorded, in order."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        client = EhrClient(ehr.base_url, http)
+        patient = await client.create({"resourceType": "Patient", "active": True})
+        reference = f"Patient/{patient['id']}"
+        stored = [await client.create(resource) for resource in vitals(reference)]
+    return ChartedPatient(reference, stored)
+
+
+def deteriorating(patient: str) -> list[dict[str, Any]]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    earlier = now - timedelta(minutes=20)
+    return [
+        vital_sign(patient, "8867-4", 72, "/min", now - timedelta(hours=6)),  # superseded
+        vital_sign(patient, "8867-4", 134, "/min", earlier),
+        vital_sign(patient, "59408-5", 90, "%", earlier),
+        blood_pressure(patient, 88, earlier),
+        vital_sign(patient, "8310-5", 39.4, "Cel", earlier),
+        vital_sign(patient, "9279-1", 28, "/min", now),  # the trigger
+    ]
+
+
+def well(patient: str) -> list[dict[str, Any]]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    earlier = now - timedelta(minutes=20)
+    return [
+        vital_sign(patient, "8867-4", 70, "/min", earlier),
+        vital_sign(patient, "59408-5", 98, "%", earlier),
+        blood_pressure(patient, 124, earlier),
+        vital_sign(patient, "9279-1", 15, "/min", now),
+    ]
+
+
+def clinical_event(
+    resource: dict[str, Any], patient: str, keyer: PatientKeyer, ehr: EhrEndpoint
+) -> ClinicalEvent:
+    event = ClinicalEvent(
+        event_id=uuid.uuid4().hex,
+        resource_type=resource["resourceType"],
+        resource_id=resource["id"],
+        resource_json=json.dumps(resource).encode(),
+        patient_key=keyer.patient_key(patient),
+        patient_reference=patient,
+        source=EventSource(ehr_base_url=ehr.base_url),
+    )
+    event.occurred_at.FromDatetime(datetime.now(UTC))
+    return event
+
+
+# ---------------------------------------------------------------- Kafka
+
+
+@dataclass(frozen=True)
+class Topics:
+    clinical_events: str
+    recommendations: str
+
+    @property
+    def dead_letters(self) -> str:
+        return dead_letter_topic(self.clinical_events)
+
+
+async def create_topics(bootstrap: str, topics: Topics) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = (topics.clinical_events, topics.recommendations, topics.dead_letters)
+        await admin.create_topics(
+            [NewTopic(n, num_partitions=1, replication_factor=1) for n in names]
+        )
+    finally:
+        await admin.close()
+
+
+async def publish(
+    bootstrap: str, topic: str, *messages: tuple[bytes, bytes | None], traceparent: str = ""
+) -> None:
+    """Each (value, key) in order; with a W3C traceparent header when given."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    headers = [("traceparent", traceparent.encode())] if traceparent else None
+    try:
+        for value, key in messages:
+            await producer.send_and_wait(topic, value, key=key, headers=headers)
+    finally:
+        await producer.stop()
+
+
+async def read_until(
+    bootstrap: str,
+    topic: str,
+    done: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
+    timeout_s: float = 60,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Records of `topic` from the beginning until `done(records)`; fails at the deadline."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"test-reader-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=5,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not done(records):
+                records.append(await consumer.getone())
+    finally:
+        await consumer.stop()
+    return records
+
+
+def recommendation_for(
+    records: list[ConsumerRecord[bytes, bytes]], event_id: str
+) -> tuple[Recommendation, ConsumerRecord[bytes, bytes]] | None:
+    for record in records:
+        recommendation = Recommendation.FromString(record.value)
+        if recommendation.event_id == event_id:
+            return recommendation, record
+    return None
+
+
+async def recommendations(
+    bootstrap: str, topics: Topics, event_ids: list[str]
+) -> dict[str, tuple[Recommendation, ConsumerRecord[bytes, bytes]]]:
+    records = await read_until(
+        bootstrap,
+        topics.recommendations,
+        lambda got: all(recommendation_for(got, e) is not None for e in event_ids),
+    )
+    found = {e: recommendation_for(records, e) for e in event_ids}
+    return {e: r for e, r in found.items() if r is not None}
+
+
+def headers_of(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
+    return {key: value.decode() for key, value in record.headers}
+
+
+# ---------------------------------------------------------------- the reasoner
+
+
+@dataclass
+class RunningReasoner:
+    base_url: str
+    settings: Settings
+    spans: InMemorySpanExporter
+    keyer: PatientKeyer
+    topics: Topics
+
+    async def metrics(self) -> str:
+        async with httpx.AsyncClient(timeout=10) as http:
+            return (await http.get(f"{self.base_url}/metrics")).text
+
+
+def reasoner_settings(
+    kafka: KafkaEndpoint, triton_grpc_url: str, ehr: EhrEndpoint, unique: str, **overrides: Any
+) -> Settings:
+    values: dict[str, Any] = {
+        "ehr_base_url": ehr.base_url,
+        "kafka_bootstrap": kafka.bootstrap,
+        "kafka_idempotence": False,
+        "clinical_events_topic": f"test.clinical-events.{unique}",
+        "recommendations_topic": f"test.recommendations.{unique}",
+        "consumer_group": f"test-reasoner-{unique}",
+        "triton_grpc_url": triton_grpc_url,
+        "dependency_retry_s": 0.5,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@pytest.fixture
+def telemetry_spans(pseudonym_key: str) -> Iterator[tuple[Telemetry, InMemorySpanExporter]]:
+    spans = InMemorySpanExporter()
+    telemetry = setup_telemetry(
+        "reasoner",
+        TelemetrySettings(pseudonym_key=SecretStr(pseudonym_key)),
+        extra_span_exporter=spans,
+    )
+    yield telemetry, spans
+    telemetry.shutdown()
+
+
+@asynccontextmanager
+async def serve_reasoner(
+    settings: Settings, telemetry: Telemetry, spans: InMemorySpanExporter
+) -> AsyncIterator[RunningReasoner]:
+    topics = Topics(settings.clinical_events_topic, settings.recommendations_topic)
+    await create_topics(settings.kafka_bootstrap, topics)
+    async with serve_app(create_app(settings, telemetry=telemetry)) as base_url:
+        yield RunningReasoner(base_url, settings, spans, telemetry.patient_keyer, topics)
+
+
+@pytest.fixture
+async def reasoner(
+    kafka: KafkaEndpoint,
+    triton: TritonEndpoint,
+    ehr: EhrEndpoint,
+    unique: str,
+    telemetry_spans: tuple[Telemetry, InMemorySpanExporter],
+) -> AsyncIterator[RunningReasoner]:
+    telemetry, spans = telemetry_spans
+    settings = reasoner_settings(kafka, triton.grpc_url, ehr, unique)
+    async with serve_reasoner(settings, telemetry, spans) as running:
+        yield running
+
+
+async def ready(base_url: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10) as http:
+        return await http.get(f"{base_url}/readyz")
+
+
+# ---------------------------------------------------------------- tests
+
+
+async def test_a_deteriorating_patient_gets_a_high_risk_recommendation(
+    reasoner: RunningReasoner, ehr: EhrEndpoint
+) -> None:
+    patient = await chart(ehr, deteriorating)
+    event = clinical_event(patient.trigger, patient.reference, reasoner.keyer, ehr)
+    key = event.patient_key.encode()
+    await publish(
+        reasoner.settings.kafka_bootstrap,
+        reasoner.topics.clinical_events,
+        (event.SerializeToString(), key),
+        traceparent=TRACEPARENT,
+    )
+
+    found = await recommendations(
+        reasoner.settings.kafka_bootstrap, reasoner.topics, [event.event_id]
+    )
+    recommendation, record = found[event.event_id]
+
+    assert record.key == key
+    assert recommendation.patient_key == event.patient_key
+    assert recommendation.patient_reference == patient.reference
+    assert recommendation.ehr_base_url == ehr.base_url
+    assert (recommendation.model.name, recommendation.model.version) == ("deterioration_score", "1")
+    assert recommendation.mode == Mode.MODE_ACTIVE
+    score, points = recommendation.scores
+    assert (score.name, score.band) == ("deterioration_score", "high")
+    assert score.value > 0.99
+    assert (points.name, points.value) == ("early_warning_points", 14.0)
+    [card] = recommendation.cards
+    assert card.indicator == Indicator.INDICATOR_CRITICAL
+    assert card.summary.startswith("Risk of clinical deterioration: high")
+    assert "- Respiratory rate 28/min: 3 points" in card.detail
+    ids = [o["id"] for o in patient.observations]
+    assert [
+        (i.name, i.code, i.value, i.resource_reference) for i in recommendation.basis.inputs
+    ] == [
+        ("respiratory_rate", "9279-1", 28.0, f"Observation/{ids[5]}"),
+        ("oxygen_saturation", "59408-5", 90.0, f"Observation/{ids[2]}"),
+        ("systolic_blood_pressure", "8480-6", 88.0, f"Observation/{ids[3]}"),
+        ("heart_rate", "8867-4", 134.0, f"Observation/{ids[1]}"),
+        ("body_temperature", "8310-5", pytest.approx(39.4), f"Observation/{ids[4]}"),
+    ]
+    assert recommendation.basis.resource_references[0] == f"Observation/{ids[5]}"
+    assert f"Observation/{ids[0]}" not in recommendation.basis.resource_references
+
+    # one trace: the event's traceparent -> consumer span -> Triton client span -> publish
+    assert headers_of(record)["traceparent"].split("-")[1] == TRACE_ID
+    spans = reasoner.spans.get_finished_spans()
+    [consumer] = [s for s in spans if s.kind == SpanKind.CONSUMER]
+    [infer] = [s for s in spans if s.name == "inference.GRPCInferenceService/ModelInfer"]
+    assert consumer.parent is not None
+    assert format(consumer.parent.span_id, "016x") == TRACEPARENT.split("-")[2]
+    assert format(consumer.context.trace_id, "032x") == TRACE_ID
+    assert infer.kind == SpanKind.CLIENT
+    assert infer.parent is not None
+    assert infer.parent.span_id == consumer.context.span_id
+    assert (consumer.attributes or {})["cdsflow.outcome"] == "recommended"
+    expected = {
+        "rpc.system": "grpc",
+        "rpc.service": "inference.GRPCInferenceService",
+        "rpc.method": "ModelInfer",
+        "cdsflow.model.name": "deterioration_score",
+        "cdsflow.model.version": "1",
+        "rpc.grpc.status_code": 0,
+    }
+    attributes = dict(infer.attributes or {})
+    assert {key: attributes.get(key) for key in expected} == expected
+
+
+async def test_a_well_patient_gets_a_low_risk_recommendation_without_cards(
+    reasoner: RunningReasoner, ehr: EhrEndpoint
+) -> None:
+    patient = await chart(ehr, well)
+    patient_id = patient.reference.split("/")[1]
+    ignored = ClinicalEvent(
+        event_id=uuid.uuid4().hex,
+        resource_type="Patient",
+        resource_id=patient_id,
+        resource_json=json.dumps({"resourceType": "Patient", "id": patient_id}).encode(),
+        patient_reference=patient.reference,
+    )
+    event = clinical_event(patient.trigger, patient.reference, reasoner.keyer, ehr)
+    key = event.patient_key.encode()
+    # same key, same partition: the ignored event is handled before the vital sign
+    await publish(
+        reasoner.settings.kafka_bootstrap,
+        reasoner.topics.clinical_events,
+        (ignored.SerializeToString(), key),
+        (event.SerializeToString(), key),
+    )
+    records = await read_until(
+        reasoner.settings.kafka_bootstrap,
+        reasoner.topics.recommendations,
+        lambda got: recommendation_for(got, event.event_id) is not None,
+    )
+    found = recommendation_for(records, event.event_id)
+    assert found is not None
+    recommendation, _ = found
+    assert recommendation.scores[0].band == "low"
+    assert recommendation.scores[0].value < 0.05
+    assert list(recommendation.cards) == []
+    assert len(recommendation.basis.inputs) == 4
+    assert recommendation_for(records, ignored.event_id) is None
+    assert "cdsflow_reasoner_ignored_events_total 1.0" in await reasoner.metrics()
+
+
+async def test_unprocessable_messages_land_on_the_dead_letter_topic_and_nothing_sticks(
+    reasoner: RunningReasoner, ehr: EhrEndpoint
+) -> None:
+    patient = await chart(ehr, well)
+    event = clinical_event(patient.trigger, patient.reference, reasoner.keyer, ehr)
+    key = event.patient_key.encode()
+    not_protobuf = b"\xff\xfe not a clinical event"
+    kelvin = dict(patient.trigger, valueQuantity={"value": 310.2, "unit": "K", "code": "K"})
+    kelvin["code"] = {"coding": [{"system": LOINC, "code": "8310-5"}]}
+    unconvertible = clinical_event(kelvin, patient.reference, reasoner.keyer, ehr)
+    await publish(
+        reasoner.settings.kafka_bootstrap,
+        reasoner.topics.clinical_events,
+        (not_protobuf, key),
+        (unconvertible.SerializeToString(), key),
+        (event.SerializeToString(), key),
+    )
+
+    dead = await read_until(
+        reasoner.settings.kafka_bootstrap, reasoner.topics.dead_letters, lambda got: len(got) >= 2
+    )
+    assert [(record.value, record.key) for record in dead] == [
+        (not_protobuf, key),
+        (unconvertible.SerializeToString(), key),
+    ]
+    errors = [headers_of(record) for record in dead]
+    assert [h[DLQ_ERROR_TYPE_HEADER] for h in errors] == ["UnprocessableEvent"] * 2
+    assert errors[0][DLQ_ERROR_HEADER] == "the message body is not a ClinicalEvent"
+    assert errors[1][DLQ_ERROR_HEADER] == "body_temperature recorded in an unsupported unit"
+    # the event behind them on the same partition is answered: nothing is stuck
+    found = await recommendations(
+        reasoner.settings.kafka_bootstrap, reasoner.topics, [event.event_id]
+    )
+    assert found[event.event_id][0].scores[0].band == "low"
+    metrics = await reasoner.metrics()
+    assert 'cdsflow_reasoner_dlq_total{error_type="UnprocessableEvent"} 2.0' in metrics
+    assert 'cdsflow_reasoner_recommendations_total{band="low",mode="active"} 1.0' in metrics
+    assert 'cdsflow_reasoner_inference_seconds_count{model="deterioration_score"} 1.0' in metrics
+
+
+async def test_ready_once_consuming_with_the_model_ready(reasoner: RunningReasoner) -> None:
+    async def is_ready() -> bool:
+        return (await ready(reasoner.base_url)).status_code == 200
+
+    await eventually(is_ready, timeout_s=60, what="/readyz 200")
+    async with httpx.AsyncClient(timeout=10) as http:
+        assert (await http.get(f"{reasoner.base_url}/healthz")).status_code == 200
+
+
+async def test_an_event_waits_for_triton_and_is_answered_once_it_is_back(
+    kafka: KafkaEndpoint,
+    triton: TritonEndpoint,
+    ehr: EhrEndpoint,
+    unique: str,
+    pseudonym_key: str,
+    telemetry_spans: tuple[Telemetry, InMemorySpanExporter],
+) -> None:
+    telemetry, spans = telemetry_spans
+    nowhere = f"127.0.0.1:{free_port()}"
+    unavailable = reasoner_settings(kafka, nowhere, ehr, unique)
+    patient = await chart(ehr, deteriorating)
+    event = clinical_event(patient.trigger, patient.reference, telemetry.patient_keyer, ehr)
+
+    async with serve_reasoner(unavailable, telemetry, spans) as running:
+        response = await ready(running.base_url)
+        assert response.status_code == 503
+        assert "model not ready" in response.text
+        await publish(
+            kafka.bootstrap,
+            running.topics.clinical_events,
+            (event.SerializeToString(), event.patient_key.encode()),
+        )
+
+        async def retried() -> bool:
+            return 'cdsflow_reasoner_dependency_failures_total{dependency="triton"}' in (
+                await running.metrics()
+            )
+
+        await eventually(retried, timeout_s=60, what="a failed inference attempt")
+        assert "cdsflow_reasoner_dlq_total{" not in await running.metrics()
+
+    # the same consumer group, now with Triton: the uncommitted event is consumed again
+    with_triton = reasoner_settings(kafka, triton.grpc_url, ehr, unique)
+    restarted = setup_telemetry(
+        "reasoner", TelemetrySettings(pseudonym_key=SecretStr(pseudonym_key))
+    )
+    try:
+        async with serve_reasoner(with_triton, restarted, spans) as running:
+            found = await recommendations(kafka.bootstrap, running.topics, [event.event_id])
+    finally:
+        restarted.shutdown()
+    assert found[event.event_id][0].scores[0].band == "high"
+
+
+async def test_the_reasoner_starts_before_kafka_and_consumes_once_it_is_up(
+    triton: TritonEndpoint,
+    ehr: EhrEndpoint,
+    unique: str,
+    tmp_path: Path,
+    telemetry_spans: tuple[Telemetry, InMemorySpanExporter],
+) -> None:
+    telemetry, _ = telemetry_spans
+    port = free_port()
+    settings = reasoner_settings(
+        KafkaEndpoint(bootstrap=f"127.0.0.1:{port}"), triton.grpc_url, ehr, unique
+    )
+    async with serve_app(create_app(settings, telemetry=telemetry)) as base_url:
+        response = await ready(base_url)
+        assert response.status_code == 503
+        assert "Kafka consumer not running" in response.text
+        broker = await asyncio.to_thread(start_broker, tmp_path, port)
+        try:
+
+            async def is_ready() -> bool:
+                return (await ready(base_url)).status_code == 200
+
+            await eventually(is_ready, timeout_s=90, what="/readyz 200 once Kafka is up")
+            topics = Topics(settings.clinical_events_topic, settings.recommendations_topic)
+            await create_topics(settings.kafka_bootstrap, topics)
+            patient = await chart(ehr, well)
+            event = clinical_event(patient.trigger, patient.reference, telemetry.patient_keyer, ehr)
+            await publish(
+                settings.kafka_bootstrap,
+                topics.clinical_events,
+                (event.SerializeToString(), event.patient_key.encode()),
+            )
+            found = await recommendations(settings.kafka_bootstrap, topics, [event.event_id])
+            assert found[event.event_id][0].scores[0].band == "low"
+        finally:
+            await asyncio.to_thread(broker.stop)

@@ -1,0 +1,95 @@
+"""FHIR Observations and clinical events for the reasoner's unit tests."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from cdsflow.contracts import ClinicalEvent, EventSource
+
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+PATIENT = "Patient/p-1"
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def observation(
+    observation_id: str,
+    code: str,
+    value: float | None = None,
+    unit: str = "/min",
+    *,
+    effective: datetime = NOW,
+    status: str = "final",
+    subject: str = PATIENT,
+    components: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": observation_id,
+        "status": status,
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "vital-signs",
+                    }
+                ]
+            }
+        ],
+        "code": {"coding": [{"system": LOINC, "code": code}]},
+        "subject": {"reference": subject},
+        "effectiveDateTime": effective.isoformat(),
+    }
+    if value is not None:
+        resource["valueQuantity"] = quantity(value, unit)
+    if components is not None:
+        resource["component"] = components
+    return resource
+
+
+def quantity(value: float, unit: str) -> dict[str, Any]:
+    return {"value": value, "unit": unit, "system": UCUM, "code": unit}
+
+
+def component(code: str, value: float, unit: str) -> dict[str, Any]:
+    return {
+        "code": {"coding": [{"system": LOINC, "code": code}]},
+        "valueQuantity": quantity(value, unit),
+    }
+
+
+def blood_pressure_panel(
+    observation_id: str, systolic: float, diastolic: float, *, effective: datetime = NOW
+) -> dict[str, Any]:
+    return observation(
+        observation_id,
+        "85354-9",
+        effective=effective,
+        components=[
+            component("8480-6", systolic, "mm[Hg]"),
+            component("8462-4", diastolic, "mm[Hg]"),
+        ],
+    )
+
+
+def clinical_event(
+    resource: dict[str, Any],
+    *,
+    event_id: str = "event-1",
+    patient_reference: str = PATIENT,
+    patient_key: str = "k" * 32,
+) -> ClinicalEvent:
+    event = ClinicalEvent(
+        event_id=event_id,
+        resource_type=resource["resourceType"],
+        resource_id=resource.get("id", ""),
+        resource_json=json.dumps(resource).encode(),
+        patient_key=patient_key,
+        patient_reference=patient_reference,
+        source=EventSource(ehr_base_url="http://ehr.example/fhir"),
+    )
+    event.occurred_at.FromDatetime(NOW)
+    return event

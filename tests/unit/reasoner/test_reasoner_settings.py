@@ -1,0 +1,54 @@
+"""The reasoner's settings: defaults, the shadow list, a required EHR."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from pydantic import ValidationError
+
+from cdsflow.reasoner.domain.errors import UnprocessableEvent
+from cdsflow.reasoner.handlers import dlq_error
+from cdsflow.reasoner.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("CDSFLOW_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDSFLOW_EHR_BASE_URL", "http://ehr.example/fhir/")
+    settings = Settings()
+    assert settings.ehr_base_url == "http://ehr.example/fhir"
+    assert settings.http_port == 8082
+    assert settings.clinical_events_topic == "cdsflow.clinical-events.v1"
+    assert settings.recommendations_topic == "cdsflow.recommendations.v1"
+    assert settings.consumer_group == "cdsflow-reasoner"
+    assert settings.triton_grpc_url == "127.0.0.1:8001"
+    assert settings.model_name == "deterioration_score"
+    assert settings.shadow_models == frozenset()
+    assert settings.kafka_fetch_max_wait_ms == 5
+    assert settings.kafka_idempotence is True
+
+
+def test_shadow_models_are_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDSFLOW_EHR_BASE_URL", "http://ehr.example/fhir")
+    monkeypatch.setenv("CDSFLOW_SHADOW_MODELS", " deterioration_score:2, sepsis_score ,")
+    settings = Settings()
+    assert settings.shadow_models == frozenset({"deterioration_score:2", "sepsis_score"})
+
+
+def test_the_ehr_is_required_and_must_be_http() -> None:
+    with pytest.raises(ValidationError):
+        Settings()
+    with pytest.raises(ValidationError):
+        Settings(ehr_base_url="ftp://ehr.example/fhir")
+
+
+def test_dead_letter_errors_never_echo_foreign_exception_messages() -> None:
+    assert dlq_error(UnprocessableEvent("resource_json is not JSON")) == "resource_json is not JSON"
+    leaky = KeyError("Patient/p-1 Ada Lovelace")
+    assert dlq_error(leaky) == "unexpected KeyError while processing the event"
