@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from .model_files import load_early_warning
@@ -22,7 +23,7 @@ NORMAL = {
 }
 
 
-def _row(**values: float) -> np.ndarray:
+def _row(**values: float) -> npt.NDArray[np.float32]:
     row = np.array([[NORMAL[name] for name in early_warning.VITAL_SIGNS]], dtype=np.float32)
     for name, value in values.items():
         row[0, COLUMN[name]] = value

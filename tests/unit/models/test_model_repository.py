@@ -9,6 +9,7 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
@@ -53,11 +54,11 @@ def test_there_is_one_version_with_the_python_model() -> None:
 
 
 class _Tensor:
-    def __init__(self, name: str, array: np.ndarray) -> None:
+    def __init__(self, name: str, array: npt.NDArray[np.float32]) -> None:
         self.name = name
         self.array = array
 
-    def as_numpy(self) -> np.ndarray:
+    def as_numpy(self) -> npt.NDArray[np.float32]:
         return self.array
 
 
