@@ -42,12 +42,15 @@ async def _wait_for_trace(
     if stack.collector is None:
         return None
     deadline = time.monotonic() + timeout_s
+    traces: list[list[CollectedSpan]] = []
     while time.monotonic() < deadline:
         traces = pipeline_traces(stack.collector, patient_key)
-        if traces:
-            return traces[-1]
+        # Triton exports its spans in batches: wait for them to join the trace
+        with_triton = [t for t in traces if any("triton" in s.service for s in t)]
+        if with_triton:
+            return with_triton[-1]
         await asyncio.sleep(0.25)
-    return None
+    return traces[-1] if traces else None
 
 
 async def run_demo(stack: Stack) -> int:

@@ -117,10 +117,10 @@ def pipeline_traces(collector: TraceCollector, patient_key: str) -> list[list[Co
 
 
 def describe_trace(trace: list[CollectedSpan]) -> list[str]:
-    """One line per span, indented under its parent: `service: name`."""
+    """One line per span, indented under its parent, in start order: `service: name`."""
     by_parent: dict[str, list[CollectedSpan]] = {}
     ids = {span.span_id for span in trace}
-    for span in trace:
+    for span in sorted(trace, key=lambda span: span.start_unix_nano):
         parent = span.parent_span_id if span.parent_span_id in ids else ""
         by_parent.setdefault(parent, []).append(span)
     lines: list[str] = []

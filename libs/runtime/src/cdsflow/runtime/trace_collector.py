@@ -32,6 +32,7 @@ class CollectedSpan:
     name: str
     service: str
     attributes: dict[str, Any]
+    start_unix_nano: int = 0
 
 
 def _any_value(value: AnyValue) -> Any:
@@ -69,6 +70,7 @@ def spans_from_protobuf(body: bytes) -> list[CollectedSpan]:
                         name=span.name,
                         service=str(service),
                         attributes={a.key: _any_value(a.value) for a in span.attributes},
+                        start_unix_nano=span.start_time_unix_nano,
                     )
                 )
     return spans
@@ -95,6 +97,7 @@ def spans_from_json(body: bytes) -> list[CollectedSpan]:
                             a["key"]: _json_value(a.get("value", {}))
                             for a in span.get("attributes", [])
                         },
+                        start_unix_nano=int(span.get("startTimeUnixNano", 0)),
                     )
                 )
     return spans
