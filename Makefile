@@ -1,7 +1,7 @@
 # cdsflow — one task runner. `make help` lists the targets.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PROTO_OUT := libs/contracts/src
 PROTO_FILES := $(shell find proto -name '*.proto')
 PYTEST := $(UV) run --frozen pytest
@@ -11,8 +11,8 @@ help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 .PHONY: uv
-uv: ## install uv when missing (pip --user)
-	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user 'uv>=0.9'
+uv: ## install uv when missing (pip --user; then run as `python3 -m uv`)
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --user 'uv>=0.9'
 
 .PHONY: install
 install: uv ## create .venv from uv.lock (the workspace, dev tools included)
