@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from cdsflow.runtime.processes import port_accepts
-from tests.conftest import MODEL_REPOSITORY, REPO_ROOT
+from tests.conftest import MODEL_REPOSITORY, REPO_ROOT, EhrEndpoint
 
 pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-m", "cdsflow.runtime.cli"]
@@ -53,14 +53,18 @@ def test_demo_prints_cards_write_back_and_trace_then_exits_0(tmp_path: Path) -> 
 
 
 @pytest.mark.timeout(300)
-def test_up_serves_every_endpoint_and_sigterm_stops_everything(tmp_path: Path) -> None:
+def test_up_against_an_existing_ehr_and_sigterm_stops_everything(
+    tmp_path: Path, ehr: EhrEndpoint
+) -> None:
+    """`up --ehr-base-url`: the Subscription is made on that EHR and removed on the way out."""
     endpoints_file = tmp_path / "endpoints.json"
     output = (tmp_path / "up.log").open("w")
     process = subprocess.Popen(
         [
             *CLI,
             "up",
-            "--with-ehr",
+            "--ehr-base-url",
+            ehr.base_url,
             "--endpoints-file",
             str(endpoints_file),
             "--model-repository",
@@ -82,6 +86,7 @@ def test_up_serves_every_endpoint_and_sigterm_stops_everything(tmp_path: Path) -
         endpoints = json.loads(endpoints_file.read_text())
         for key in ("listener", "cds_services", "broker", "triton_grpc", "ehr"):
             assert endpoints.get(key), key
+        assert endpoints["ehr"] == ehr.base_url
         assert httpx.get(f"{endpoints['ehr']}/metadata").is_success
         discovery = httpx.get(endpoints["cds_services"]).json()
         assert discovery["services"][0]["hook"] == "patient-view"
@@ -93,4 +98,6 @@ def test_up_serves_every_endpoint_and_sigterm_stops_everything(tmp_path: Path) -
         code = process.wait(timeout=60)
         output.close()
     assert code == 0
-    assert not [port for port in _ports(endpoints) if port_accepts(port)], "a part is still up"
+    started_here = {k: v for k, v in endpoints.items() if k not in ("ehr", "subscription")}
+    assert not [port for port in _ports(started_here) if port_accepts(port)], "a part is still up"
+    assert httpx.get(endpoints["subscription"]).status_code in (404, 410)
