@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +27,7 @@ from opentelemetry.trace import SpanKind
 from pydantic import SecretStr
 
 from cdsflow.contracts import Basis, Mode, ModelRef, Recommendation, Score
+from cdsflow.runtime.parts import start_broker
 from cdsflow.runtime.processes import free_port
 from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
 from cdsflow.writeback.app import create_app
@@ -47,7 +49,7 @@ class RunningWriteback:
     settings: Settings
     telemetry: Telemetry
     spans: InMemorySpanExporter
-    producer: AIOKafkaProducer
+    producer: AIOKafkaProducer | None = None  # started on the first publish
 
     def writebacks(self, outcome: str) -> float:
         value = self.telemetry.metrics.registry.get_sample_value(
@@ -63,6 +65,14 @@ class RunningWriteback:
 
     async def publish(self, recommendation: Recommendation, traceparent: str | None = None) -> None:
         headers = [("traceparent", traceparent.encode())] if traceparent else []
+        if self.producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.settings.kafka_bootstrap,
+                acks="all",
+                enable_idempotence=False,
+            )
+            await producer.start()
+            self.producer = producer
         await self.producer.send_and_wait(
             self.settings.recommendations_topic,
             recommendation.SerializeToString(),
@@ -104,15 +114,14 @@ async def started_writeback(
         TelemetrySettings(pseudonym_key=settings.pseudonym_key),
         extra_span_exporter=spans,
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap, acks="all", enable_idempotence=False
-    )
-    await producer.start()
+    running: RunningWriteback | None = None
     try:
         async with serve_app(create_app(settings, telemetry=telemetry)) as base_url:
-            yield RunningWriteback(base_url, settings, telemetry, spans, producer)
+            running = RunningWriteback(base_url, settings, telemetry, spans)
+            yield running
     finally:
-        await producer.stop()
+        if running is not None and running.producer is not None:
+            await running.producer.stop()
         telemetry.shutdown()
 
 
@@ -316,12 +325,53 @@ async def test_while_the_ehr_is_unreachable_the_recommendation_is_redelivered_an
 async def test_health_readiness_and_metrics(
     writeback: RunningWriteback, http: httpx.AsyncClient
 ) -> None:
-    assert (await http.get(f"{writeback.base_url}/healthz")).status_code == 200
-    ready = await http.get(f"{writeback.base_url}/readyz")
-    assert ready.status_code == 200
+    healthz = await http.get(f"{writeback.base_url}/healthz")
+    assert healthz.status_code == 200
+    assert healthz.text == "ok"
+
+    async def is_ready() -> httpx.Response | None:
+        ready = await http.get(f"{writeback.base_url}/readyz")
+        return ready if ready.status_code == 200 else None
+
+    ready = await eventually(is_ready, timeout_s=60, what="/readyz 200")  # Kafka starts after
     assert ready.json() == {"broker": True, "ehr": True}
     await writeback.cards(http, "nobody-here")
     metrics = (await http.get(f"{writeback.base_url}/metrics")).text
     assert "cdsflow_hook_duration_seconds_count" in metrics
     assert "cdsflow_cards_served_total" in metrics
     assert "cdsflow_writebacks_total" in metrics
+
+
+async def test_the_writeback_starts_before_kafka_and_consumes_once_it_is_up(
+    ehr: EhrEndpoint, unique: str, pseudonym_key: str, tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    port = free_port()
+    down = KafkaEndpoint(bootstrap=f"127.0.0.1:{port}")
+    async with started_writeback(down, ehr.base_url, unique, pseudonym_key) as writeback:
+        assert (await http.get(f"{writeback.base_url}/healthz")).status_code == 200
+        ready = await http.get(f"{writeback.base_url}/readyz")
+        assert ready.status_code == 503
+        assert ready.json() == {"broker": False, "ehr": True}
+
+        broker = await asyncio.to_thread(start_broker, tmp_path, port)
+        try:
+
+            async def is_ready() -> bool:
+                return (await http.get(f"{writeback.base_url}/readyz")).status_code == 200
+
+            await eventually(is_ready, timeout_s=90, what="/readyz 200 once Kafka is up")
+            patient_id = await create_patient(http, ehr)
+            recommendation = recommendation_for(writeback, ehr.base_url, patient_id)
+            await writeback.publish(recommendation)
+
+            async def shown() -> list[dict[str, Any]] | None:
+                return await writeback.cards(http, patient_id) or None
+
+            (card,) = await eventually(shown, timeout_s=60, what="the card")
+            assert card["indicator"] == "critical"
+            await writeback.wait_for_writebacks("written", 1)
+        finally:
+            if writeback.producer is not None:  # before the broker goes
+                await writeback.producer.stop()
+                writeback.producer = None
+            await asyncio.to_thread(broker.stop)

@@ -7,13 +7,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import aiokafka
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request, Response
 from faststream.exceptions import IncorrectState
 from faststream.kafka import KafkaBroker
-from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.exceptions import HTTPException
 
 from cdsflow.contracts import ClinicalEvent
@@ -26,6 +23,7 @@ from cdsflow.listener.handlers import (
     router,
 )
 from cdsflow.listener.settings import Settings
+from cdsflow.service import add_operational_routes, build_broker, instrument_app, probe_bootstrap
 from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
 
 log = logging.getLogger("cdsflow.listener")
@@ -57,7 +55,9 @@ class KafkaClinicalEventPublisher:
             try:
                 async with asyncio.timeout(self._settings.publish_timeout_s):
                     # probe first: a FastStream connect that fails leaves an unclosed producer
-                    await self._probe_bootstrap()
+                    await probe_bootstrap(
+                        self._settings.kafka_bootstrap, _timeout_ms(self._settings)
+                    )
                     await self._broker.connect()
                 self._connected = True
             except _BROKER_ERRORS as exc:
@@ -94,27 +94,15 @@ class KafkaClinicalEventPublisher:
         await self._broker.stop()
         self._connected = False
 
-    async def _probe_bootstrap(self) -> None:
-        client = aiokafka.AIOKafkaClient(
-            bootstrap_servers=self._settings.kafka_bootstrap,
-            request_timeout_ms=_timeout_ms(self._settings),
-        )
-        try:
-            await client.bootstrap()
-        finally:
-            await client.close()
 
-
-def build_broker(settings: Settings, telemetry: Telemetry) -> KafkaBroker:
-    return KafkaBroker(
-        settings.kafka_bootstrap,
-        client_id=f"cdsflow-{SERVICE_NAME}",
-        acks="all",
-        enable_idempotence=settings.kafka_idempotence,
+def build_listener_broker(settings: Settings, telemetry: Telemetry) -> KafkaBroker:
+    """The shared broker, with the publish timeout and room for the largest notification."""
+    return build_broker(
+        settings,
+        telemetry,
+        SERVICE_NAME,
         request_timeout_ms=_timeout_ms(settings),
         max_request_size=settings.max_notification_bytes + _RECORD_OVERHEAD_BYTES,
-        middlewares=[KafkaTelemetryMiddleware(tracer_provider=telemetry.tracer_provider)],
-        logger=None,
     )
 
 
@@ -128,7 +116,9 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        publisher = KafkaClinicalEventPublisher(build_broker(settings, telemetry), settings)
+        publisher = KafkaClinicalEventPublisher(
+            build_listener_broker(settings, telemetry), settings
+        )
         await publisher.connect()
         app.state.publisher = publisher
         app.state.intake = NotificationIntake(
@@ -146,10 +136,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
 
     app = FastAPI(title="cdsflow listener", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(router)
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> Response:
-        return Response("ok", media_type="text/plain")
+    add_operational_routes(app, telemetry)
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> Response:
@@ -158,11 +145,6 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             return Response("ready", media_type="text/plain")
         return Response("Kafka broker unreachable", status_code=503, media_type="text/plain")
 
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
-        body, content_type = telemetry.metrics.exposition()
-        return Response(body, media_type=content_type)
-
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
@@ -170,12 +152,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             exc.status_code, operation_outcome(code, f"HTTP {exc.status_code}"), exc.headers
         )
 
-    FastAPIInstrumentor.instrument_app(
-        app,
-        tracer_provider=telemetry.tracer_provider,
-        excluded_urls="healthz,readyz,metrics",
-        exclude_spans=["receive", "send"],
-    )
+    instrument_app(app, telemetry)
     return app
 
 

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-import aiokafka
 import httpx
 from fastapi import FastAPI, Request, Response
 from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-from tenacity import AsyncRetrying, wait_exponential
 from tritonclient.grpc.aio import InferenceServerClient
 
 from cdsflow.fhir import EhrClient
@@ -27,67 +20,10 @@ from cdsflow.reasoner.domain.recommendation import RecommendationPolicy
 from cdsflow.reasoner.handlers import ClinicalEventHandler, ReasonerMetrics
 from cdsflow.reasoner.model_client import TritonModel
 from cdsflow.reasoner.settings import Settings
+from cdsflow.service import ConsumingBroker, add_operational_routes, build_broker, instrument_app
 from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
 
-log = logging.getLogger("cdsflow.reasoner")
-
 SERVICE_NAME = "reasoner"
-
-
-def build_broker(settings: Settings, telemetry: Telemetry) -> KafkaBroker:
-    return KafkaBroker(
-        settings.kafka_bootstrap,
-        client_id=f"cdsflow-{SERVICE_NAME}",
-        acks="all",
-        enable_idempotence=settings.kafka_idempotence,
-        middlewares=[KafkaTelemetryMiddleware(tracer_provider=telemetry.tracer_provider)],
-        logger=None,
-    )
-
-
-class ClinicalEventConsumer:
-    """Starts the broker (and its subscriber) in the background, retrying until Kafka answers,
-    so the service comes up, and reports not-ready, while Kafka is down."""
-
-    def __init__(self, broker: KafkaBroker, bootstrap: str) -> None:
-        self.broker = broker
-        self.running = False
-        self._bootstrap = bootstrap
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._start_when_reachable())
-
-    async def _start_when_reachable(self) -> None:
-        async for attempt in AsyncRetrying(wait=wait_exponential(multiplier=0.5, max=10.0)):
-            with attempt:
-                try:
-                    # probe first: a FastStream start that fails leaves an unclosed producer
-                    await self._probe_bootstrap()
-                    await self.broker.start()
-                except Exception as exc:
-                    log.warning("Kafka unreachable", extra={"error_type": type(exc).__name__})
-                    await self.broker.stop()  # drop whatever half-connected
-                    raise
-        self.running = True
-
-    async def _probe_bootstrap(self) -> None:
-        client = aiokafka.AIOKafkaClient(bootstrap_servers=self._bootstrap)
-        try:
-            await client.bootstrap()
-        finally:
-            await client.close()
-
-    async def is_ready(self, timeout_s: float) -> bool:
-        return self.running and await self.broker.ping(timeout_s)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self.running = False
-        await self.broker.stop()
 
 
 def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> FastAPI:
@@ -104,7 +40,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        broker = build_broker(settings, telemetry)
+        broker = build_broker(settings, telemetry, SERVICE_NAME)
         http = httpx.AsyncClient(timeout=settings.ehr_timeout_s)
         HTTPXClientInstrumentor.instrument_client(http, tracer_provider=telemetry.tracer_provider)
         triton = InferenceServerClient(settings.triton_grpc_url)
@@ -136,7 +72,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             ack_policy=AckPolicy.MANUAL,
         )(on_clinical_event)
-        consumer = ClinicalEventConsumer(broker, settings.kafka_bootstrap)
+        consumer = ConsumingBroker(broker, settings.kafka_bootstrap)
         consumer.start()
         app.state.consumer = consumer
         app.state.model = model
@@ -150,14 +86,11 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
                 telemetry.shutdown()
 
     app = FastAPI(title="cdsflow reasoner", lifespan=lifespan, docs_url=None, redoc_url=None)
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> Response:
-        return Response("ok", media_type="text/plain")
+    add_operational_routes(app, telemetry)
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> Response:
-        consumer: ClinicalEventConsumer = request.app.state.consumer
+        consumer: ConsumingBroker = request.app.state.consumer
         model: TritonModel = request.app.state.model
         timeout = settings.readiness_timeout_s
         broker_ready, model_ready = await asyncio.gather(
@@ -175,15 +108,5 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             return Response("; ".join(problems), status_code=503, media_type="text/plain")
         return Response("ready", media_type="text/plain")
 
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
-        body, content_type = telemetry.metrics.exposition()
-        return Response(body, media_type=content_type)
-
-    FastAPIInstrumentor.instrument_app(
-        app,
-        tracer_provider=telemetry.tracer_provider,
-        excluded_urls="healthz,readyz,metrics",
-        exclude_spans=["receive", "send"],
-    )
+    instrument_app(app, telemetry)
     return app

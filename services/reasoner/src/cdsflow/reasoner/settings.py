@@ -1,6 +1,8 @@
 """The reasoner's configuration, read once from `CDSFLOW_*` environment variables.
 
-The pseudonym key and log level are read by `cdsflow.telemetry.TelemetrySettings`.
+The shared fields (EHR base URL, Kafka, HTTP, readiness) come from
+`cdsflow.service.ServiceSettings`; the pseudonym key and log level are read by
+`cdsflow.telemetry.TelemetrySettings`.
 """
 
 from __future__ import annotations
@@ -8,30 +10,23 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
 
 from cdsflow.contracts import CLINICAL_EVENTS, RECOMMENDATIONS
+from cdsflow.service import HttpPort, ServiceSettings
 
 
-class Settings(BaseSettings):
-    """Everything the reasoner needs to turn clinical events into recommendations."""
+class Settings(ServiceSettings):
+    """Everything the reasoner needs to turn clinical events into recommendations.
 
-    model_config = SettingsConfigDict(
-        env_prefix="CDSFLOW_", extra="ignore", hide_input_in_errors=True
-    )
+    `ehr_base_url` is where the patient's recent vital signs are searched.
+    """
 
-    # The EHR's FHIR R4 base URL: the patient's recent vital signs are searched there.
-    ehr_base_url: str
-
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    kafka_idempotence: bool = True
-    kafka_fetch_max_wait_ms: int = Field(default=5, ge=0)
     clinical_events_topic: str = CLINICAL_EVENTS
     recommendations_topic: str = RECOMMENDATIONS
     consumer_group: str = "cdsflow-reasoner"
 
-    http_host: str = "0.0.0.0"
-    http_port: int = 8082
+    http_port: HttpPort = 8082
 
     # Triton's gRPC endpoint, host:port
     triton_grpc_url: str = "127.0.0.1:8001"
@@ -47,8 +42,7 @@ class Settings(BaseSettings):
     # How long an event is retried while Triton or the EHR is unavailable before it is
     # handed back to Kafka (not committed) to be consumed again.
     dependency_retry_s: float = Field(default=30.0, ge=0)
-    # How long `/readyz` waits for the broker and Triton.
-    readiness_timeout_s: float = Field(default=2.0, gt=0)
+    # `readiness_timeout_s` (shared, default 2 s) bounds `/readyz`'s wait for Kafka and Triton.
 
     card_source_label: str = "cdsflow deterioration score"
     card_source_url: str = ""
@@ -59,10 +53,3 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return frozenset(item.strip() for item in value.split(",") if item.strip())
         return value
-
-    @field_validator("ehr_base_url")
-    @classmethod
-    def _require_http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("the EHR base URL must be an http(s) URL")
-        return value.rstrip("/")

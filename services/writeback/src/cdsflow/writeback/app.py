@@ -6,17 +6,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
 from cdsflow.fhir import FHIR_JSON, EhrClient
+from cdsflow.service import ConsumingBroker, add_operational_routes, build_broker, instrument_app
 from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
 from cdsflow.writeback.domain.discovery import DETERIORATION_SERVICE
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations
@@ -30,7 +29,6 @@ from cdsflow.writeback.handlers import (
 from cdsflow.writeback.settings import Settings
 
 SERVICE_NAME = "writeback"
-PROBE_TIMEOUT_S = 2.0
 
 
 def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> FastAPI:
@@ -48,13 +46,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         http = httpx.AsyncClient(timeout=settings.ehr_timeout_s)
         HTTPXClientInstrumentor.instrument_client(http, tracer_provider=telemetry.tracer_provider)
-        broker = KafkaBroker(
-            settings.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=settings.kafka_idempotence,
-            middlewares=[KafkaTelemetryMiddleware(tracer_provider=telemetry.tracer_provider)],
-            logger=None,
-        )
+        broker = build_broker(settings, telemetry, SERVICE_NAME)
         consumer = RecommendationConsumer(
             store=store,
             ehr=EhrClient(settings.ehr_base_url, http),
@@ -64,13 +56,15 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             retry_pause_s=settings.writeback_retry_pause_s,
         )
         _subscribe(broker, settings, consumer)
-        app.state.broker = broker
+        # started in the background: the writeback comes up, not ready, while Kafka is down
+        consuming = ConsumingBroker(broker, settings.kafka_bootstrap)
+        app.state.consuming = consuming
         app.state.http = http
         try:
-            await broker.start()
+            consuming.start()
             yield
         finally:
-            await broker.stop()
+            await consuming.stop()
             await http.aclose()
             if owns_telemetry:
                 telemetry.shutdown()
@@ -84,26 +78,18 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             metrics=metrics,
         )
     )
+    add_operational_routes(app, telemetry)
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
+    @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> JSONResponse:
-        broker_ready = await request.app.state.broker.ping(timeout=PROBE_TIMEOUT_S)
-        ehr_ready = await _ehr_answers(request.app.state.http, settings.ehr_base_url)
-        checks = {"broker": bool(broker_ready), "ehr": ehr_ready}
+        timeout = settings.readiness_timeout_s
+        consuming: ConsumingBroker = request.app.state.consuming
+        broker_ready = await consuming.is_ready(timeout)
+        ehr_ready = await _ehr_answers(request.app.state.http, settings.ehr_base_url, timeout)
+        checks = {"broker": broker_ready, "ehr": ehr_ready}
         return JSONResponse(checks, status_code=200 if all(checks.values()) else 503)
 
-    @app.get("/metrics")
-    async def prometheus_metrics() -> Response:
-        body, content_type = telemetry.metrics.exposition()
-        return Response(body, media_type=content_type)
-
-    FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=telemetry.tracer_provider, excluded_urls="healthz,readyz,metrics"
-    )
+    instrument_app(app, telemetry)
     return app
 
 
@@ -124,14 +110,14 @@ def _subscribe(broker: KafkaBroker, settings: Settings, consumer: Recommendation
             await message.nack()
 
 
-async def _ehr_answers(http: httpx.AsyncClient, ehr_base_url: str) -> bool:
+async def _ehr_answers(http: httpx.AsyncClient, ehr_base_url: str, timeout_s: float) -> bool:
     """True when the EHR answers its capability statement (probes are not traced)."""
     try:
         with suppress_http_instrumentation():
             response = await http.get(
                 f"{ehr_base_url}/metadata",
                 headers={"Accept": FHIR_JSON},
-                timeout=PROBE_TIMEOUT_S,
+                timeout=timeout_s,
             )
     except httpx.HTTPError:
         return False

@@ -1,27 +1,28 @@
-"""The writeback's configuration, read once from `CDSFLOW_*` environment variables."""
+"""The writeback's configuration, read once from `CDSFLOW_*` environment variables.
+
+The shared fields (EHR base URL, Kafka, HTTP, readiness) come from
+`cdsflow.service.ServiceSettings`.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr
 
 from cdsflow.contracts import RECOMMENDATIONS
+from cdsflow.service import HttpPort, ServiceSettings
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CDSFLOW_", extra="ignore")
+class Settings(ServiceSettings):
+    """Everything the writeback needs to serve cards and write recommendations back.
 
-    # common to every service
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    kafka_idempotence: bool = True
-    kafka_fetch_max_wait_ms: int = Field(default=5, ge=0)
-    http_host: str = "0.0.0.0"
-    http_port: int = Field(default=8083, ge=1, le=65535)
-    ehr_base_url: str
+    `ehr_base_url` is where write-backs and the readiness probe go.
+    """
+
+    http_port: HttpPort = 8083
+    # the writeback reads these itself and hands them to `TelemetrySettings` in `create_app`
     pseudonym_key: SecretStr = Field(min_length=16)
     log_level: str = "INFO"
 
-    # the writeback's own
     recommendations_topic: str = RECOMMENDATIONS
     consumer_group: str = "cdsflow-writeback"
     writeback_enabled: bool = True
@@ -29,10 +30,3 @@ class Settings(BaseSettings):
     writeback_retry_pause_s: float = Field(default=5.0, ge=0)
     ehr_timeout_s: float = Field(default=10.0, gt=0)
     store_max_patients: int = Field(default=100_000, ge=1)
-
-    @field_validator("ehr_base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("the EHR base URL must be an http(s) URL")
-        return value.rstrip("/")
