@@ -27,10 +27,11 @@ from cdsflow.listener.app import create_app
 from cdsflow.listener.settings import Settings
 from cdsflow.runtime.parts import start_broker
 from cdsflow.runtime.processes import free_port
-from cdsflow.telemetry import PatientKeyer, Telemetry, TelemetrySettings, setup_telemetry
+from cdsflow.telemetry import PatientKeyer, Telemetry
 from tests.conftest import EhrEndpoint, KafkaEndpoint
 from tests.support.asgi import serve_app
 from tests.support.polling import eventually
+from tests.support.telemetry import recording_telemetry
 
 pytestmark = pytest.mark.integration
 
@@ -96,14 +97,8 @@ def listener_settings(bootstrap: str, unique: str, **overrides: Any) -> Settings
 
 @pytest.fixture
 def telemetry_spans(pseudonym_key: str) -> Iterator[tuple[Telemetry, InMemorySpanExporter]]:
-    spans = InMemorySpanExporter()
-    telemetry = setup_telemetry(
-        "listener",
-        TelemetrySettings(pseudonym_key=SecretStr(pseudonym_key)),
-        extra_span_exporter=spans,
-    )
-    yield telemetry, spans
-    telemetry.shutdown()
+    with recording_telemetry("listener", pseudonym_key) as recording:
+        yield recording
 
 
 @pytest.fixture

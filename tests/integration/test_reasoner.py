@@ -44,6 +44,7 @@ from cdsflow.telemetry import PatientKeyer, Telemetry, TelemetrySettings, setup_
 from tests.conftest import EhrEndpoint, KafkaEndpoint, TritonEndpoint
 from tests.support.asgi import serve_app
 from tests.support.polling import eventually
+from tests.support.telemetry import recording_telemetry
 
 pytestmark = pytest.mark.integration
 
@@ -282,14 +283,8 @@ def reasoner_settings(
 
 @pytest.fixture
 def telemetry_spans(pseudonym_key: str) -> Iterator[tuple[Telemetry, InMemorySpanExporter]]:
-    spans = InMemorySpanExporter()
-    telemetry = setup_telemetry(
-        "reasoner",
-        TelemetrySettings(pseudonym_key=SecretStr(pseudonym_key)),
-        extra_span_exporter=spans,
-    )
-    yield telemetry, spans
-    telemetry.shutdown()
+    with recording_telemetry("reasoner", pseudonym_key) as recording:
+        yield recording
 
 
 @asynccontextmanager

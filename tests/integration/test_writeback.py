@@ -29,12 +29,13 @@ from pydantic import SecretStr
 from cdsflow.contracts import Basis, Mode, ModelRef, Recommendation, Score
 from cdsflow.runtime.parts import start_broker
 from cdsflow.runtime.processes import free_port
-from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
+from cdsflow.telemetry import Telemetry
 from cdsflow.writeback.app import create_app
 from cdsflow.writeback.settings import Settings
 from tests.conftest import EhrEndpoint, KafkaEndpoint
 from tests.support.asgi import serve_app
 from tests.support.polling import eventually
+from tests.support.telemetry import recording_telemetry
 
 pytestmark = pytest.mark.integration
 
@@ -108,21 +109,15 @@ async def started_writeback(
         writeback_retry_pause_s=0.1,
         ehr_timeout_s=5,
     )
-    spans = InMemorySpanExporter()
-    telemetry = setup_telemetry(
-        "writeback",
-        TelemetrySettings(pseudonym_key=settings.pseudonym_key),
-        extra_span_exporter=spans,
-    )
     running: RunningWriteback | None = None
-    try:
-        async with serve_app(create_app(settings, telemetry=telemetry)) as base_url:
-            running = RunningWriteback(base_url, settings, telemetry, spans)
-            yield running
-    finally:
-        if running is not None and running.producer is not None:
-            await running.producer.stop()
-        telemetry.shutdown()
+    with recording_telemetry("writeback", settings.pseudonym_key) as (telemetry, spans):
+        try:
+            async with serve_app(create_app(settings, telemetry=telemetry)) as base_url:
+                running = RunningWriteback(base_url, settings, telemetry, spans)
+                yield running
+        finally:
+            if running is not None and running.producer is not None:
+                await running.producer.stop()
 
 
 @pytest.fixture
