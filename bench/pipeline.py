@@ -225,8 +225,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await watch.start()
             notifier = Notifier(http, endpoints["listener"], stack.options.channel_secret)
             try:
-                warm = await fixed_rate(notifier, watch, patients, per_s=10, seconds=1)
-                del warm
+                # warm-up: connections, consumer groups, the model's first inference
+                await fixed_rate(notifier, watch, patients, per_s=10, seconds=1)
                 written_before = await ehr.search_count("RiskAssessment")
                 began = time.perf_counter()
                 pipeline_saturated = await saturated(
@@ -238,9 +238,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 pipeline_saturated["written_back_per_s"] = (
                     rate(pipeline_saturated["events"], done - began) if done else None
                 )
-                pipeline_latency = await fixed_rate(
-                    notifier, watch, patients, per_s=args.rate, seconds=args.seconds
-                )
+                pipeline_latency = [
+                    await fixed_rate(notifier, watch, patients, per_s=offered, seconds=args.seconds)
+                    for offered in args.rates
+                ]
             finally:
                 await watch.stop()
     finally:
@@ -260,7 +261,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "(listener, broker, reasoner with EHR history fetch and Triton, broker)"
             ),
             "saturated": pipeline_saturated,
-            "fixed_rate": pipeline_latency,
+            "fixed_rate": pipeline_latency,  # one entry per offered rate
         },
         "baseline": {"kafka": baseline_kafka, "triton": baseline_triton},
     }
@@ -272,7 +273,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=500, help="events in the saturated run")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--patients", type=int, default=20)
-    parser.add_argument("--rate", type=float, default=20, help="offered events/s")
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [float(part) for part in text.split(",")],
+        default=[5.0, 10.0, 20.0],
+        help="offered events/s for the latency runs, comma-separated",
+    )
     parser.add_argument("--seconds", type=float, default=15, help="length of the fixed-rate run")
     args = parser.parse_args()
     results = asyncio.run(run(args))
