@@ -54,7 +54,7 @@ class RunningWriteback:
 
     def writebacks(self, outcome: str) -> float:
         value = self.telemetry.metrics.registry.get_sample_value(
-            "cdsflow_writebacks_total", {"outcome": outcome}
+            "cdsflow_writeback_risk_assessments_total", {"outcome": outcome}
         )
         return value or 0.0
 
@@ -332,9 +332,9 @@ async def test_health_readiness_and_metrics(
     assert ready.json() == {"broker": True, "ehr": True}
     await writeback.cards(http, "nobody-here")
     metrics = (await http.get(f"{writeback.base_url}/metrics")).text
-    assert "cdsflow_hook_duration_seconds_count" in metrics
-    assert "cdsflow_cards_served_total" in metrics
-    assert "cdsflow_writebacks_total" in metrics
+    assert "cdsflow_writeback_hook_duration_seconds_count" in metrics
+    assert "cdsflow_writeback_cards_served_total" in metrics
+    assert "cdsflow_writeback_risk_assessments_total" in metrics
 
 
 async def test_the_writeback_starts_before_kafka_and_consumes_once_it_is_up(

@@ -161,9 +161,11 @@ async def test_served_cards_and_hook_latency_are_counted(api: HookApi) -> None:
     await api.http.post(SERVICE_URL, json=patient_view("pat-17"))
 
     registry = api.metrics.registry
-    served = registry.get_sample_value("cdsflow_cards_served_total", {"indicator": "warning"})
+    served = registry.get_sample_value(
+        "cdsflow_writeback_cards_served_total", {"indicator": "warning"}
+    )
     calls = registry.get_sample_value(
-        "cdsflow_hook_duration_seconds_count", {"hook": "patient-view"}
+        "cdsflow_writeback_hook_duration_seconds_count", {"hook": "patient-view"}
     )
     assert served == 2
     assert calls == 2

@@ -59,13 +59,15 @@ class WritebackMetrics:
     def on(cls, registry: MetricsRegistry) -> WritebackMetrics:
         return cls(
             cards_served=registry.counter(
-                "cards_served", "CDS Hooks cards returned to the EHR", ("indicator",)
+                "writeback_cards_served", "CDS Hooks cards returned to the EHR", ("indicator",)
             ),
             writebacks=registry.counter(
-                "writebacks", "Consumed recommendations by write-back outcome", ("outcome",)
+                "writeback_risk_assessments",
+                "Consumed recommendations by write-back outcome",
+                ("outcome",),
             ),
             hook_duration=registry.histogram(
-                "hook_duration_seconds", "Time to answer a CDS Hooks call", ("hook",)
+                "writeback_hook_duration_seconds", "Time to answer a CDS Hooks call", ("hook",)
             ),
         )
 
