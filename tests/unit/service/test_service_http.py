@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -11,7 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from pydantic import SecretStr
 
-from cdsflow.service import add_operational_routes, instrument_app
+from cdsflow.service import add_operational_routes, instrument_app, readiness_response
 from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
 
 
@@ -89,3 +90,17 @@ async def test_probes_and_scrapes_are_not_traced_other_routes_are(
     (span,) = spans.get_finished_spans()  # one server span: no receive/send spans
     assert span.kind is SpanKind.SERVER
     assert span.name == "GET /cds-services"
+
+
+@pytest.mark.parametrize(
+    ("checks", "status"),
+    [
+        ({"broker": True, "model": True}, 200),
+        ({"broker": True, "model": False}, 503),
+        ({"broker": False}, 503),
+    ],
+)
+def test_readiness_answer_names_each_check(checks: dict[str, bool], status: int) -> None:
+    response = readiness_response(checks)
+    assert response.status_code == status
+    assert json.loads(bytes(response.body)) == checks

@@ -1,6 +1,6 @@
 """cdsflow service plumbing: shared settings, the Kafka broker, operational HTTP routes."""
 
-from cdsflow.service.http import add_operational_routes, instrument_app
+from cdsflow.service.http import add_operational_routes, instrument_app, readiness_response
 from cdsflow.service.kafka import ConsumingBroker, build_broker, probe_bootstrap
 from cdsflow.service.settings import HttpPort, ServiceSettings
 
@@ -12,4 +12,5 @@ __all__ = [
     "build_broker",
     "instrument_app",
     "probe_bootstrap",
+    "readiness_response",
 ]

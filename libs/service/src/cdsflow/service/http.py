@@ -1,11 +1,15 @@
 """The operational HTTP routes every service serves, and its server spans.
 
-`/readyz` is not here: each service checks its own dependencies.
+Each service checks its own dependencies for `/readyz`; `readiness_response` gives every
+service the same answer: 200 when all are reachable, else 503, and a JSON map of each check.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from cdsflow.telemetry import Telemetry
@@ -25,6 +29,11 @@ def add_operational_routes(app: FastAPI, telemetry: Telemetry) -> None:
     async def prometheus_metrics() -> Response:
         body, content_type = telemetry.metrics.exposition()
         return Response(body, media_type=content_type)
+
+
+def readiness_response(checks: Mapping[str, bool]) -> JSONResponse:
+    """`{"broker": true, "model": false}` with 200 when every check holds, else 503."""
+    return JSONResponse(dict(checks), status_code=200 if all(checks.values()) else 503)
 
 
 def instrument_app(app: FastAPI, telemetry: Telemetry) -> None:

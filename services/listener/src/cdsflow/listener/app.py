@@ -23,7 +23,13 @@ from cdsflow.listener.handlers import (
     router,
 )
 from cdsflow.listener.settings import Settings
-from cdsflow.service import add_operational_routes, build_broker, instrument_app, probe_bootstrap
+from cdsflow.service import (
+    add_operational_routes,
+    build_broker,
+    instrument_app,
+    probe_bootstrap,
+    readiness_response,
+)
 from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
 
 log = logging.getLogger("cdsflow.listener")
@@ -141,9 +147,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> Response:
         publisher: KafkaClinicalEventPublisher = request.app.state.publisher
-        if await publisher.is_ready():
-            return Response("ready", media_type="text/plain")
-        return Response("Kafka broker unreachable", status_code=503, media_type="text/plain")
+        return readiness_response({"broker": await publisher.is_ready()})
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:

@@ -20,7 +20,13 @@ from cdsflow.reasoner.domain.recommendation import RecommendationPolicy
 from cdsflow.reasoner.handlers import ClinicalEventHandler, ReasonerMetrics
 from cdsflow.reasoner.model_client import TritonModel
 from cdsflow.reasoner.settings import Settings
-from cdsflow.service import ConsumingBroker, add_operational_routes, build_broker, instrument_app
+from cdsflow.service import (
+    ConsumingBroker,
+    add_operational_routes,
+    build_broker,
+    instrument_app,
+    readiness_response,
+)
 from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
 
 SERVICE_NAME = "reasoner"
@@ -96,17 +102,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         broker_ready, model_ready = await asyncio.gather(
             consumer.is_ready(timeout), model.is_ready(timeout)
         )
-        problems = [
-            what
-            for what, ok in (
-                ("Kafka consumer not running", broker_ready),
-                ("model not ready", model_ready),
-            )
-            if not ok
-        ]
-        if problems:
-            return Response("; ".join(problems), status_code=503, media_type="text/plain")
-        return Response("ready", media_type="text/plain")
+        return readiness_response({"broker": broker_ready, "model": model_ready})
 
     instrument_app(app, telemetry)
     return app

@@ -15,7 +15,13 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
 from cdsflow.fhir import FHIR_JSON, EhrClient
-from cdsflow.service import ConsumingBroker, add_operational_routes, build_broker, instrument_app
+from cdsflow.service import (
+    ConsumingBroker,
+    add_operational_routes,
+    build_broker,
+    instrument_app,
+    readiness_response,
+)
 from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
 from cdsflow.writeback.domain.discovery import DETERIORATION_SERVICE
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations
@@ -86,8 +92,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         consuming: ConsumingBroker = request.app.state.consuming
         broker_ready = await consuming.is_ready(timeout)
         ehr_ready = await _ehr_answers(request.app.state.http, settings.ehr_base_url, timeout)
-        checks = {"broker": broker_ready, "ehr": ehr_ready}
-        return JSONResponse(checks, status_code=200 if all(checks.values()) else 503)
+        return readiness_response({"broker": broker_ready, "ehr": ehr_ready})
 
     instrument_app(app, telemetry)
     return app
