@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import grpc
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Histogram
@@ -23,31 +24,6 @@ from cdsflow.telemetry import trace_headers
 RPC_SERVICE = "inference.GRPCInferenceService"
 RPC_METHOD = "ModelInfer"
 _TRITON_DATATYPES = {"float32": "FP32", "bool": "BOOL"}
-# gRPC status names -> codes (for the rpc.grpc.status_code span attribute)
-_GRPC_STATUS_CODES = {
-    name: code
-    for code, name in enumerate(
-        (
-            "OK",
-            "CANCELLED",
-            "UNKNOWN",
-            "INVALID_ARGUMENT",
-            "DEADLINE_EXCEEDED",
-            "NOT_FOUND",
-            "ALREADY_EXISTS",
-            "PERMISSION_DENIED",
-            "RESOURCE_EXHAUSTED",
-            "FAILED_PRECONDITION",
-            "ABORTED",
-            "OUT_OF_RANGE",
-            "UNIMPLEMENTED",
-            "INTERNAL",
-            "UNAVAILABLE",
-            "DATA_LOSS",
-            "UNAUTHENTICATED",
-        )
-    )
-}
 
 
 class ModelUnavailable(Exception):
@@ -169,4 +145,7 @@ def _status_name(exc: InferenceServerException) -> str:
 
 
 def _status_code(status_name: str) -> int:
-    return _GRPC_STATUS_CODES.get(status_name, _GRPC_STATUS_CODES["UNKNOWN"])
+    """The numeric gRPC status code (`rpc.grpc.status_code`) for a status name."""
+    status = grpc.StatusCode.__members__.get(status_name, grpc.StatusCode.UNKNOWN)
+    code: int = status.value[0]
+    return code
