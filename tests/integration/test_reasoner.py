@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +21,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from pydantic import SecretStr
@@ -366,7 +367,13 @@ async def test_a_deteriorating_patient_gets_a_high_risk_recommendation(
 
     # one trace: the event's traceparent -> consumer span -> Triton client span -> publish
     assert headers_of(record)["traceparent"].split("-")[1] == TRACE_ID
-    spans = reasoner.spans.get_finished_spans()
+
+    # the recommendation is published inside the consumer span, which ends just after
+    async def consumer_span_ended() -> Sequence[ReadableSpan] | None:
+        finished = reasoner.spans.get_finished_spans()
+        return finished if any(s.kind == SpanKind.CONSUMER for s in finished) else None
+
+    spans = await eventually(consumer_span_ended, timeout_s=10, what="the consumer span")
     [consumer] = [s for s in spans if s.kind == SpanKind.CONSUMER]
     [infer] = [s for s in spans if s.name == "inference.GRPCInferenceService/ModelInfer"]
     assert consumer.parent is not None

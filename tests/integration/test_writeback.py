@@ -220,13 +220,19 @@ async def test_an_active_recommendation_becomes_a_card_and_one_risk_assessment(
     assert {"AIAST"} <= {label["code"] for label in assessment["meta"]["security"]}
 
     # one trace: producer -> consumer span -> the FHIR write's client span; the hook links to it
-    consumers = [
-        span
-        for span in spans_of(writeback.spans, SpanKind.CONSUMER)
-        if span.attributes
-        and span.attributes.get("cdsflow.recommendation_id") == recommendation.recommendation_id
-    ]
-    assert len(consumers) == 2
+    def consumer_spans() -> list[ReadableSpan]:
+        return [
+            span
+            for span in spans_of(writeback.spans, SpanKind.CONSUMER)
+            if span.attributes
+            and span.attributes.get("cdsflow.recommendation_id") == recommendation.recommendation_id
+        ]
+
+    async def both_consumer_spans_ended() -> list[ReadableSpan] | None:
+        # a consumer span ends just after its handler counted the write-back
+        return consumer_spans() if len(consumer_spans()) == 2 else None
+
+    consumers = await eventually(both_consumer_spans_ended, timeout_s=10, what="consumer spans")
     for consumer in consumers:
         assert consumer.context.trace_id == trace_id
         assert consumer.parent is not None
@@ -239,12 +245,17 @@ async def test_an_active_recommendation_becomes_a_card_and_one_risk_assessment(
     ]
     assert len(writes) == 2
     assert all(span.context.trace_id == trace_id for span in writes)
-    hook_calls = [
-        span
-        for span in spans_of(writeback.spans, SpanKind.SERVER)
-        if span.attributes and span.attributes.get("cdsflow.card_count") == 1
-    ]
-    assert hook_calls
+
+    async def hook_calls_with_the_card() -> list[ReadableSpan] | None:
+        # a server span ends just after its response was sent
+        calls = [
+            span
+            for span in spans_of(writeback.spans, SpanKind.SERVER)
+            if span.attributes and span.attributes.get("cdsflow.card_count") == 1
+        ]
+        return calls or None
+
+    hook_calls = await eventually(hook_calls_with_the_card, timeout_s=10, what="hook spans")
     linked = {link.context.span_id for link in hook_calls[-1].links}
     assert linked & {consumer.context.span_id for consumer in consumers}
     for span in writeback.spans.get_finished_spans():
