@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer
 from bench.baselines import kafka_round_trip, triton_direct
 from bench.consumers import wait_for_assignment
 from bench.measures import latency_summary, rate
+from bench.stages import settled_spans, stage_durations
 from cdsflow.contracts import CLINICAL_EVENTS, RECOMMENDATIONS, ClinicalEvent, Recommendation
 from cdsflow.fhir import EhrClient
 from cdsflow.runtime.stack import Stack, StackOptions
@@ -238,10 +239,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 pipeline_saturated["written_back_per_s"] = (
                     rate(pipeline_saturated["events"], done - began) if done else None
                 )
+                assert stack.collector is not None  # the bench runs with the built-in collector
+                stack.collector.clear()
                 pipeline_latency = [
                     await fixed_rate(notifier, watch, patients, per_s=offered, seconds=args.seconds)
                     for offered in args.rates
                 ]
+                stages = stage_durations(await settled_spans(stack.collector))
             finally:
                 await watch.stop()
     finally:
@@ -262,6 +266,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ),
             "saturated": pipeline_saturated,
             "fixed_rate": pipeline_latency,  # one entry per offered rate
+            "stages": {
+                "what": "span durations during the fixed-rate runs, from the exported traces",
+                "spans": stages,
+            },
         },
         "baseline": {"kafka": baseline_kafka, "triton": baseline_triton},
     }

@@ -28,6 +28,8 @@ def test_protobuf_export_is_read_with_hex_ids_and_service() -> None:
     assert spans["child"].parent_span_id == spans["parent"].span_id
     assert spans["parent"].service == "listener"
     assert spans["parent"].attributes == {"cdsflow.patient_key": "k1"}
+    assert spans["parent"].end_unix_nano >= spans["child"].end_unix_nano > 0
+    assert spans["parent"].duration_s >= spans["child"].duration_s
     assert describe_trace(list(spans.values())) == ["listener: parent", "  listener: child"]
 
 
@@ -47,6 +49,8 @@ def test_json_export_as_triton_sends_it() -> None:
                                     "spanId": "B7AD6B7169203331",
                                     "parentSpanId": "00F067AA0BA902B7",
                                     "name": "InferRequest",
+                                    "startTimeUnixNano": "1000000000",
+                                    "endTimeUnixNano": "1250000000",
                                     "attributes": [
                                         {"key": "triton.model_name", "value": {"stringValue": "m"}},
                                         {"key": "triton.model_version", "value": {"intValue": "1"}},
@@ -64,3 +68,4 @@ def test_json_export_as_triton_sends_it() -> None:
     assert span.parent_span_id == "00f067aa0ba902b7"
     assert span.service == "triton"
     assert span.attributes == {"triton.model_name": "m", "triton.model_version": 1}
+    assert span.duration_s == 0.25

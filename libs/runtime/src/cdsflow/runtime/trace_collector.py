@@ -33,6 +33,11 @@ class CollectedSpan:
     service: str
     attributes: dict[str, Any]
     start_unix_nano: int = 0
+    end_unix_nano: int = 0
+
+    @property
+    def duration_s(self) -> float:
+        return max(0, self.end_unix_nano - self.start_unix_nano) / 1e9
 
 
 def _any_value(value: AnyValue) -> Any:
@@ -71,6 +76,7 @@ def spans_from_protobuf(body: bytes) -> list[CollectedSpan]:
                         service=str(service),
                         attributes={a.key: _any_value(a.value) for a in span.attributes},
                         start_unix_nano=span.start_time_unix_nano,
+                        end_unix_nano=span.end_time_unix_nano,
                     )
                 )
     return spans
@@ -98,6 +104,7 @@ def spans_from_json(body: bytes) -> list[CollectedSpan]:
                             for a in span.get("attributes", [])
                         },
                         start_unix_nano=int(span.get("startTimeUnixNano", 0)),
+                        end_unix_nano=int(span.get("endTimeUnixNano", 0)),
                     )
                 )
     return spans
@@ -116,6 +123,10 @@ class TraceCollector:
     def spans(self) -> list[CollectedSpan]:
         with self._lock:
             return list(self._spans)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._spans.clear()
 
     def trace(self, trace_id: str) -> list[CollectedSpan]:
         return [span for span in self.spans() if span.trace_id == trace_id]
