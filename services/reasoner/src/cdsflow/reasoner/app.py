@@ -22,6 +22,7 @@ from cdsflow.reasoner.model_client import TritonModel
 from cdsflow.reasoner.settings import Settings
 from cdsflow.service import (
     ConsumingBroker,
+    DeadLetters,
     add_operational_routes,
     build_broker,
     instrument_app,
@@ -61,6 +62,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         handler = ClinicalEventHandler(
             settings=settings,
             broker=broker,
+            dead_letters=DeadLetters(broker, settings.clinical_events_topic),
             ehr=EhrClient(settings.ehr_base_url, http),
             model=model,
             patient_keyer=telemetry.patient_keyer,

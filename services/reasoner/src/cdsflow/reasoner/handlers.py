@@ -26,13 +26,7 @@ from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from cdsflow.contracts import (
-    DLQ_ERROR_HEADER,
-    DLQ_ERROR_TYPE_HEADER,
-    Mode,
-    Recommendation,
-    dead_letter_topic,
-)
+from cdsflow.contracts import Mode, Recommendation
 from cdsflow.fhir import EhrClient, EhrError
 from cdsflow.reasoner.domain.errors import UnprocessableEvent
 from cdsflow.reasoner.domain.events import (
@@ -49,6 +43,7 @@ from cdsflow.reasoner.domain.patient_context import (
 from cdsflow.reasoner.domain.recommendation import RecommendationPolicy, build_recommendation
 from cdsflow.reasoner.model_client import ModelUnavailable, TritonModel
 from cdsflow.reasoner.settings import Settings
+from cdsflow.service import DeadLetters, record_key
 from cdsflow.telemetry import MetricsRegistry, PatientKeyer
 
 log = logging.getLogger("cdsflow.reasoner")
@@ -101,6 +96,7 @@ class ClinicalEventHandler:
 
     settings: Settings
     broker: KafkaBroker
+    dead_letters: DeadLetters
     ehr: EhrClient
     model: TritonModel
     patient_keyer: PatientKeyer
@@ -208,11 +204,8 @@ class ClinicalEventHandler:
     async def _dead_letter(self, message: KafkaMessage, exc: Exception) -> None:
         error_type = type(exc).__name__
         try:
-            await self.broker.publish(
-                message.body,
-                topic=dead_letter_topic(self.settings.clinical_events_topic),
-                key=_record_key(message),
-                headers={DLQ_ERROR_TYPE_HEADER: error_type, DLQ_ERROR_HEADER: dlq_error(exc)},
+            await self.dead_letters.send(
+                message.body, record_key(message), error_type, dlq_error(exc)
             )
         except Exception as publish_error:  # the DLQ is Kafka too: try again later
             self.metrics.dependency_failures.labels(dependency="kafka").inc()
@@ -236,9 +229,3 @@ def dlq_error(exc: Exception) -> str:
 
 def _mode_label(recommendation: Recommendation) -> str:
     return "shadow" if recommendation.mode == Mode.MODE_SHADOW else "active"
-
-
-def _record_key(message: KafkaMessage) -> bytes | None:
-    record = message.raw_message
-    key = record[0].key if isinstance(record, tuple) else record.key
-    return key if isinstance(key, bytes) else None

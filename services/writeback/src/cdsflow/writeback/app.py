@@ -17,16 +17,17 @@ from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from cdsflow.fhir import FHIR_JSON, EhrClient
 from cdsflow.service import (
     ConsumingBroker,
+    DeadLetters,
     add_operational_routes,
     build_broker,
     instrument_app,
     readiness_response,
+    record_key,
 )
 from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
 from cdsflow.writeback.domain.discovery import DETERIORATION_SERVICE
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations
 from cdsflow.writeback.handlers import (
-    DeadLetters,
     Delivery,
     RecommendationConsumer,
     WritebackMetrics,
@@ -107,9 +108,7 @@ def _subscribe(broker: KafkaBroker, settings: Settings, consumer: Recommendation
         ack_policy=AckPolicy.MANUAL,
     )
     async def on_recommendation(message: KafkaMessage) -> None:
-        record = message.raw_message
-        key = None if isinstance(record, tuple) else record.key
-        if await consumer.handle(message.body, key) is Delivery.ACK:
+        if await consumer.handle(message.body, record_key(message)) is Delivery.ACK:
             await message.ack()
         else:
             await message.nack()

@@ -20,19 +20,14 @@ from dataclasses import dataclass
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from faststream.kafka import KafkaBroker
 from google.protobuf.message import DecodeError
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from prometheus_client import Counter, Histogram
 
-from cdsflow.contracts import (
-    DLQ_ERROR_HEADER,
-    DLQ_ERROR_TYPE_HEADER,
-    Recommendation,
-    dead_letter_topic,
-)
+from cdsflow.contracts import Recommendation
 from cdsflow.fhir import EhrClient, EhrError, operation_outcome
+from cdsflow.service import DeadLetters
 from cdsflow.telemetry import MetricsRegistry, PatientKeyer
 from cdsflow.writeback.domain.cards import cards_for
 from cdsflow.writeback.domain.discovery import CdsService, discovery_document
@@ -75,22 +70,6 @@ class WritebackMetrics:
 class Delivery(enum.Enum):
     ACK = "ack"
     REDELIVER = "redeliver"
-
-
-class DeadLetters:
-    """Publishes what cannot be processed to the `.dlq` twin, the error in its headers."""
-
-    def __init__(self, broker: KafkaBroker, source_topic: str) -> None:
-        self._broker = broker
-        self.topic = dead_letter_topic(source_topic)
-
-    async def send(self, body: bytes, key: bytes | None, error_type: str, error: str) -> None:
-        await self._broker.publish(
-            body,
-            topic=self.topic,
-            key=key,
-            headers={DLQ_ERROR_TYPE_HEADER: error_type, DLQ_ERROR_HEADER: error},
-        )
 
 
 def is_ehr_outage(exc: Exception) -> bool:

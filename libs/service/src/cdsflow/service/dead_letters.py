@@ -1,0 +1,33 @@
+"""The `.dlq` twin of a topic: where a message that cannot be processed goes, unchanged, with
+the error in its headers (`cdsflow-error-type`, `cdsflow-error`) and its original key."""
+
+from __future__ import annotations
+
+from faststream.kafka import KafkaBroker
+from faststream.kafka.message import KafkaMessage
+
+from cdsflow.contracts import DLQ_ERROR_HEADER, DLQ_ERROR_TYPE_HEADER, dead_letter_topic
+
+
+class DeadLetters:
+    """Publishes to `<source topic>.dlq` through the service's broker (acks=all)."""
+
+    def __init__(self, broker: KafkaBroker, source_topic: str) -> None:
+        self._broker = broker
+        self.topic = dead_letter_topic(source_topic)
+
+    async def send(self, body: bytes, key: bytes | None, error_type: str, error: str) -> None:
+        """Raises what the broker raises: the caller must not ack a message that did not land."""
+        await self._broker.publish(
+            body,
+            topic=self.topic,
+            key=key,
+            headers={DLQ_ERROR_TYPE_HEADER: error_type, DLQ_ERROR_HEADER: error},
+        )
+
+
+def record_key(message: KafkaMessage) -> bytes | None:
+    """The Kafka key of a consumed message (the patient key), if it has one."""
+    record = message.raw_message
+    key = record[0].key if isinstance(record, tuple) else record.key
+    return key if isinstance(key, bytes) else None
