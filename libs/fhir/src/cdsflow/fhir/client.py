@@ -141,20 +141,17 @@ class EhrClient:
             reraise=True,
         ):
             with attempt:
-                try:
-                    response = await self._http.request(
-                        method,
-                        url,
-                        params=list(params) if params is not None else None,
-                        json=json_body,
-                        headers=request_headers,
-                    )
-                except httpx.TransportError:
-                    raise
+                response = await self._http.request(
+                    method,
+                    url,
+                    params=list(params) if params is not None else None,
+                    json=json_body,
+                    headers=request_headers,
+                )
                 if response.status_code in _RETRYABLE_STATUS:
+                    # no URL in the message: its path and query can hold patient ids
                     raise EhrError(
-                        f"EHR answered {response.status_code} to {method} {url.split('?')[0]}",
-                        response.status_code,
+                        f"EHR answered {response.status_code} to {method}", response.status_code
                     )
         if response.status_code >= 400 and response.status_code not in (404, 410):
             raise EhrError(f"EHR answered {response.status_code} to {method}", response.status_code)
