@@ -11,6 +11,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from cdsflow.listener.app import create_app
 from cdsflow.listener.settings import Settings
 from cdsflow.runtime.parts import start_broker
 from cdsflow.runtime.processes import free_port
+from cdsflow.runtime.story import vital_sign_observation
 from cdsflow.telemetry import PatientKeyer, Telemetry
 from tests.conftest import EhrEndpoint, KafkaEndpoint
 from tests.support.asgi import serve_app
@@ -40,33 +42,14 @@ REST_HOOK = "/fhir/notifications/rest-hook"
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 AUTHORIZED = {"Authorization": f"Bearer {CHANNEL_SECRET}", "Content-Type": FHIR_JSON}
 NOTIFIED_EHR = "http://ehr.test/fhir"
+EFFECTIVE = datetime(2025, 1, 2, 3, tzinfo=UTC)
 
 
 def respiratory_rate(patient_id: str, resource_id: str | None = None) -> dict[str, Any]:
     """A vital-sign Observation (respiratory rate, LOINC 9279-1) about `Patient/<patient_id>`."""
-    resource: dict[str, Any] = {
-        "resourceType": "Observation",
-        "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "vital-signs",
-                    }
-                ]
-            }
-        ],
-        "code": {"coding": [{"system": "http://loinc.org", "code": "9279-1"}]},
-        "subject": {"reference": f"Patient/{patient_id}"},
-        "effectiveDateTime": "2025-01-02T03:00:00+00:00",
-        "valueQuantity": {
-            "value": 24,
-            "unit": "/min",
-            "system": "http://unitsofmeasure.org",
-            "code": "/min",
-        },
-    }
+    resource = vital_sign_observation(
+        f"Patient/{patient_id}", EFFECTIVE, "9279-1", value=24, ucum="/min"
+    )
     if resource_id is not None:
         resource["id"] = resource_id
         resource["meta"] = {"versionId": "1", "lastUpdated": "2025-01-02T03:04:05+00:00"}

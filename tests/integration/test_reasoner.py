@@ -41,6 +41,7 @@ from cdsflow.reasoner.app import create_app
 from cdsflow.reasoner.settings import Settings
 from cdsflow.runtime.parts import start_broker
 from cdsflow.runtime.processes import free_port
+from cdsflow.runtime.story import vital_sign_observation
 from cdsflow.telemetry import PatientKeyer, Telemetry, TelemetrySettings, setup_telemetry
 from tests.conftest import EhrEndpoint, KafkaEndpoint, TritonEndpoint
 from tests.support.asgi import serve_app
@@ -60,29 +61,7 @@ TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 def vital_sign(
     patient: str, code: str, value: float, unit: str, effective: datetime
 ) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "vital-signs",
-                    }
-                ]
-            }
-        ],
-        "code": {"coding": [{"system": LOINC, "code": code}]},
-        "subject": {"reference": patient},
-        "effectiveDateTime": effective.isoformat(timespec="seconds"),
-        "valueQuantity": {
-            "value": value,
-            "unit": unit,
-            "system": "http://unitsofmeasure.org",
-            "code": unit,
-        },
-    }
+    return vital_sign_observation(patient, effective, code, value=value, ucum=unit)
 
 
 def blood_pressure(patient: str, systolic: float, effective: datetime) -> dict[str, Any]:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
+
+from cdsflow.runtime.story import vital_sign_observation
 
 EHR_BASE_URL = "http://ehr.test/fhir"
 CHANNEL_SECRET = "channel-secret-for-unit-tests-0123"
 # Free text that must never come back in an answer, a log line or a span.
 PATIENT_NAME = "Jane-Smith-1950"
+EFFECTIVE = datetime(2025, 1, 2, 3, tzinfo=UTC)
 
 
 def respiratory_rate(
@@ -18,30 +22,10 @@ def respiratory_rate(
     last_updated: str | None = "2025-01-02T03:04:05.678+00:00",
 ) -> dict[str, Any]:
     """A vital-sign Observation (respiratory rate, LOINC 9279-1) about `Patient/<patient_id>`."""
-    resource: dict[str, Any] = {
-        "resourceType": "Observation",
-        "id": resource_id,
-        "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "vital-signs",
-                    }
-                ]
-            }
-        ],
-        "code": {"coding": [{"system": "http://loinc.org", "code": "9279-1"}]},
-        "subject": {"reference": f"Patient/{patient_id}"},
-        "effectiveDateTime": "2025-01-02T03:00:00+00:00",
-        "valueQuantity": {
-            "value": 22,
-            "unit": "/min",
-            "system": "http://unitsofmeasure.org",
-            "code": "/min",
-        },
-    }
+    resource = vital_sign_observation(
+        f"Patient/{patient_id}", EFFECTIVE, "9279-1", value=22, ucum="/min"
+    )
+    resource["id"] = resource_id
     meta: dict[str, str] = {}
     if version_id is not None:
         meta["versionId"] = version_id

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cdsflow.contracts import ClinicalEvent, EventSource
+from cdsflow.runtime.story import ucum_quantity, vital_sign_observation
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -25,33 +26,16 @@ def observation(
     subject: str = PATIENT,
     components: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    resource: dict[str, Any] = {
-        "resourceType": "Observation",
-        "id": observation_id,
-        "status": status,
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "vital-signs",
-                    }
-                ]
-            }
-        ],
-        "code": {"coding": [{"system": LOINC, "code": code}]},
-        "subject": {"reference": subject},
-        "effectiveDateTime": effective.isoformat(),
-    }
-    if value is not None:
-        resource["valueQuantity"] = quantity(value, unit)
+    resource = vital_sign_observation(subject, effective, code, value=value, ucum=unit)
+    resource["id"] = observation_id
+    resource["status"] = status
     if components is not None:
         resource["component"] = components
     return resource
 
 
 def quantity(value: float, unit: str) -> dict[str, Any]:
-    return {"value": value, "unit": unit, "system": UCUM, "code": unit}
+    return ucum_quantity(value, unit)
 
 
 def component(code: str, value: float, unit: str) -> dict[str, Any]:

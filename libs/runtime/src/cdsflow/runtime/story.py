@@ -82,21 +82,38 @@ def patient_resource(patient: StoryPatient) -> dict[str, Any]:
     }
 
 
-def _quantity(value: float, unit: str, code: str) -> dict[str, Any]:
-    return {"value": value, "unit": unit, "system": UCUM, "code": code}
+def ucum_quantity(value: float, ucum: str, unit: str | None = None) -> dict[str, Any]:
+    """A Quantity coded in UCUM; `unit` is the human-readable unit (defaults to the code)."""
+    return {"value": value, "unit": unit or ucum, "system": UCUM, "code": ucum}
 
 
-def _observation(
-    patient_reference: str, effective: datetime, code: str, display: str
+def vital_sign_observation(
+    patient_reference: str,
+    effective: datetime,
+    code: str,
+    display: str | None = None,
+    value: float | None = None,
+    ucum: str = "/min",
+    unit: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    """A final vital-signs Observation coded in LOINC, with a `valueQuantity` when `value` is
+    given (a panel gets `component`s instead)."""
+    coding: dict[str, str] = {"system": LOINC, "code": code}
+    concept: dict[str, Any] = {"coding": [coding]}
+    if display:
+        coding["display"] = display
+        concept["text"] = display
+    observation: dict[str, Any] = {
         "resourceType": "Observation",
         "status": "final",
         "category": [VITAL_SIGNS_CATEGORY],
-        "code": {"coding": [{"system": LOINC, "code": code, "display": display}], "text": display},
+        "code": concept,
         "subject": {"reference": patient_reference},
         "effectiveDateTime": effective.isoformat(timespec="seconds"),
     }
+    if value is not None:
+        observation["valueQuantity"] = ucum_quantity(value, ucum, unit)
+    return observation
 
 
 def round_observations(
@@ -109,20 +126,19 @@ def round_observations(
         ("8867-4", "Heart rate", vitals.heart_rate, "beats/minute", "/min"),
         ("8310-5", "Body temperature", vitals.body_temperature, "C", "Cel"),
     ]
-    observations = []
-    for code, display, value, unit, ucum in single:
-        observation = _observation(patient_reference, effective, code, display)
-        observation["valueQuantity"] = _quantity(value, unit, ucum)
-        observations.append(observation)
-    panel = _observation(patient_reference, effective, "85354-9", "Blood pressure panel")
+    observations = [
+        vital_sign_observation(patient_reference, effective, code, display, value, ucum, unit)
+        for code, display, value, unit, ucum in single
+    ]
+    panel = vital_sign_observation(patient_reference, effective, "85354-9", "Blood pressure panel")
     panel["component"] = [
         {
             "code": {"coding": [{"system": LOINC, "code": "8480-6", "display": "Systolic"}]},
-            "valueQuantity": _quantity(vitals.systolic_bp, "mmHg", "mm[Hg]"),
+            "valueQuantity": ucum_quantity(vitals.systolic_bp, "mm[Hg]", "mmHg"),
         },
         {
             "code": {"coding": [{"system": LOINC, "code": "8462-4", "display": "Diastolic"}]},
-            "valueQuantity": _quantity(vitals.diastolic_bp, "mmHg", "mm[Hg]"),
+            "valueQuantity": ucum_quantity(vitals.diastolic_bp, "mm[Hg]", "mmHg"),
         },
     ]
     observations.append(panel)
