@@ -24,7 +24,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from pydantic import SecretStr
 
 from cdsflow.contracts import Basis, Mode, ModelRef, Recommendation, Score
 from cdsflow.runtime.parts import start_broker
@@ -103,14 +102,13 @@ async def started_writeback(
         kafka_bootstrap=kafka.bootstrap,
         kafka_idempotence=False,
         ehr_base_url=ehr_base_url,
-        pseudonym_key=SecretStr(pseudonym_key),
         recommendations_topic=f"test.recommendations.{unique}",
         consumer_group=f"test-writeback-{unique}",
         writeback_retry_pause_s=0.1,
         ehr_timeout_s=5,
     )
     running: RunningWriteback | None = None
-    with recording_telemetry("writeback", settings.pseudonym_key) as (telemetry, spans):
+    with recording_telemetry("writeback", pseudonym_key) as (telemetry, spans):
         try:
             async with serve_app(create_app(settings, telemetry=telemetry)) as base_url:
                 running = RunningWriteback(base_url, settings, telemetry, spans)

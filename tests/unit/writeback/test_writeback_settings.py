@@ -9,10 +9,6 @@ from pydantic import ValidationError
 
 from cdsflow.writeback.settings import Settings
 
-from .sample_recommendations import PSEUDONYM_KEY
-
-REQUIRED = {"ehr_base_url": "http://ehr.example.org/fhir/", "pseudonym_key": PSEUDONYM_KEY}
-
 
 @pytest.fixture(autouse=True)
 def no_cdsflow_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -22,7 +18,7 @@ def no_cdsflow_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_defaults() -> None:
-    settings = Settings(**REQUIRED)  # type: ignore[arg-type]
+    settings = Settings(ehr_base_url="http://ehr.example.org/fhir/")
 
     assert settings.http_port == 8083
     assert settings.recommendations_topic == "cdsflow.recommendations.v1"
@@ -35,7 +31,6 @@ def test_defaults() -> None:
 
 def test_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CDSFLOW_EHR_BASE_URL", "https://ehr.example.org/r4")
-    monkeypatch.setenv("CDSFLOW_PSEUDONYM_KEY", PSEUDONYM_KEY)
     monkeypatch.setenv("CDSFLOW_WRITEBACK_ENABLED", "false")
     monkeypatch.setenv("CDSFLOW_RECOMMENDATIONS_TOPIC", "cdsflow.recommendations.v1.test")
 
@@ -43,21 +38,13 @@ def test_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert settings.writeback_enabled is False
     assert settings.recommendations_topic == "cdsflow.recommendations.v1.test"
-    assert settings.pseudonym_key.get_secret_value() == PSEUDONYM_KEY
 
 
-@pytest.mark.parametrize("missing", ["ehr_base_url", "pseudonym_key"])
-def test_the_ehr_and_the_pseudonym_key_have_no_default(missing: str) -> None:
-    values = {k: v for k, v in REQUIRED.items() if k != missing}
-    with pytest.raises(ValidationError, match=missing):
-        Settings(**values)  # type: ignore[arg-type]
-
-
-def test_a_short_pseudonym_key_is_refused() -> None:
-    with pytest.raises(ValidationError, match="pseudonym_key"):
-        Settings(ehr_base_url="http://ehr.example.org/fhir", pseudonym_key="short")
+def test_the_ehr_has_no_default() -> None:
+    with pytest.raises(ValidationError, match="ehr_base_url"):
+        Settings()
 
 
 def test_the_ehr_base_url_must_be_http() -> None:
     with pytest.raises(ValidationError, match="http"):
-        Settings(ehr_base_url="ftp://ehr.example.org", pseudonym_key=PSEUDONYM_KEY)
+        Settings(ehr_base_url="ftp://ehr.example.org")

@@ -10,7 +10,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cdsflow.telemetry.attributes import AllowlistSpanExporter
@@ -22,10 +22,14 @@ from cdsflow.telemetry.pseudonyms import PatientKeyer
 class TelemetrySettings(BaseSettings):
     """Read from `CDSFLOW_*`; the OTLP exporter reads the standard `OTEL_*` itself."""
 
-    model_config = SettingsConfigDict(env_prefix="CDSFLOW_", extra="ignore")
+    # hide_input_in_errors: a refused key must not be printed back in the error
+    model_config = SettingsConfigDict(
+        env_prefix="CDSFLOW_", extra="ignore", hide_input_in_errors=True
+    )
 
-    # The HMAC key for patient pseudonyms. No default: a deployment must choose one.
-    pseudonym_key: SecretStr
+    # The HMAC key for patient pseudonyms, the same in every service (the Kafka key and the
+    # CDS Hooks lookup must agree). No default: a deployment must choose one.
+    pseudonym_key: SecretStr = Field(min_length=16)
     log_level: str = "INFO"
 
 

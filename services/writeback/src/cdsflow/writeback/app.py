@@ -42,10 +42,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
     """The writeback app; its lifespan builds the broker and the EHR client."""
     owns_telemetry = telemetry is None
     if telemetry is None:
-        telemetry = setup_telemetry(
-            SERVICE_NAME,
-            TelemetrySettings(pseudonym_key=settings.pseudonym_key, log_level=settings.log_level),
-        )
+        telemetry = setup_telemetry(SERVICE_NAME, TelemetrySettings())
     metrics = WritebackMetrics.on(telemetry.metrics)
     store = LatestRecommendations(max_patients=settings.store_max_patients)
 

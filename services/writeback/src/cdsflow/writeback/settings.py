@@ -6,7 +6,7 @@ The shared fields (EHR base URL, Kafka, HTTP, readiness) come from
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from cdsflow.contracts import RECOMMENDATIONS
 from cdsflow.service import HttpPort, ServiceSettings
@@ -19,10 +19,6 @@ class Settings(ServiceSettings):
     """
 
     http_port: HttpPort = 8083
-    # the writeback reads these itself and hands them to `TelemetrySettings` in `create_app`
-    pseudonym_key: SecretStr = Field(min_length=16)
-    log_level: str = "INFO"
-
     recommendations_topic: str = RECOMMENDATIONS
     consumer_group: str = "cdsflow-writeback"
     writeback_enabled: bool = True
