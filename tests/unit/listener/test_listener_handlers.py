@@ -9,104 +9,19 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from fastapi import FastAPI
-from pydantic import SecretStr
 
-from cdsflow.contracts import ClinicalEvent
-from cdsflow.listener.handlers import (
-    ListenerMetrics,
-    NotificationIntake,
-    PublishUnavailable,
-    router,
+from .in_process import (
+    AUTHORIZED,
+    ENDPOINT,
+    LIMIT_BYTES,
+    Listener,
+    RecordingPublisher,
+    only_issue,
+    put_resource,
 )
-from cdsflow.listener.settings import Settings
-from cdsflow.telemetry import MetricsRegistry, PatientKeyer
-
 from .vital_signs import CHANNEL_SECRET, EHR_BASE_URL, PATIENT_NAME, as_body, respiratory_rate
-
-ENDPOINT = "/fhir/notifications/rest-hook"
-AUTHORIZED = {
-    "Authorization": f"Bearer {CHANNEL_SECRET}",
-    "Content-Type": "application/fhir+json; charset=utf-8",
-}
-LIMIT_BYTES = 4096
-
-
-class RecordingPublisher:
-    def __init__(self, unavailable: bool = False) -> None:
-        self.events: list[ClinicalEvent] = []
-        self.unavailable = unavailable
-
-    async def publish(self, event: ClinicalEvent) -> None:
-        if self.unavailable:
-            raise PublishUnavailable("broker down")
-        self.events.append(event)
-
-
-class Listener:
-    def __init__(self, publisher: RecordingPublisher, pseudonym_key: str) -> None:
-        self.publisher = publisher
-        self.metrics_registry = MetricsRegistry("listener")
-        self.keyer = PatientKeyer(pseudonym_key)
-        settings = Settings(
-            channel_secret=SecretStr(CHANNEL_SECRET),
-            ehr_base_url=EHR_BASE_URL,
-            max_notification_bytes=LIMIT_BYTES,
-            retry_after_s=7,
-        )
-        self.app = FastAPI()
-        self.app.include_router(router)
-        self.app.state.intake = NotificationIntake(
-            settings=settings,
-            publisher=publisher,
-            patient_keyer=self.keyer,
-            metrics=ListenerMetrics.register(self.metrics_registry),
-        )
-
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app), base_url="http://listener.test"
-        )
-
-    def count(self, kind: str, outcome: str) -> float:
-        value = self.metrics_registry.registry.get_sample_value(
-            "cdsflow_listener_notifications_total", {"kind": kind, "outcome": outcome}
-        )
-        return value or 0.0
-
-
-@pytest.fixture
-def publisher() -> RecordingPublisher:
-    return RecordingPublisher()
-
-
-@pytest.fixture
-def listener(publisher: RecordingPublisher, pseudonym_key: str) -> Listener:
-    return Listener(publisher, pseudonym_key)
-
-
-def only_issue(response: httpx.Response) -> dict[str, Any]:
-    assert response.headers["content-type"].startswith("application/fhir+json")
-    outcome = response.json()
-    assert outcome["resourceType"] == "OperationOutcome"
-    assert len(outcome["issue"]) == 1
-    issue: dict[str, Any] = outcome["issue"][0]
-    return issue
-
-
-async def put_resource(
-    listener: Listener, resource: dict[str, Any], headers: dict[str, str] = AUTHORIZED
-) -> httpx.Response:
-    async with listener.client() as client:
-        return await client.put(
-            f"{ENDPOINT}/{resource['resourceType']}/{resource['id']}",
-            content=as_body(resource),
-            headers=headers,
-        )
 
 
 async def test_a_vital_sign_is_published_then_acknowledged(
@@ -216,18 +131,39 @@ async def test_a_body_that_is_not_json_is_a_structure_error(listener: Listener) 
     assert PATIENT_NAME not in response.text
 
 
-async def test_a_resource_about_no_patient_is_refused_as_a_business_rule(
+async def test_a_resource_about_no_patient_is_acknowledged_and_recorded_not_charted(
     listener: Listener, publisher: RecordingPublisher
 ) -> None:
+    """A ward's reading (subject a Group) must not put the EHR's Subscription in error."""
     resource = respiratory_rate()
     resource["subject"] = {"reference": "Group/ward-3"}
 
     response = await put_resource(listener, resource)
 
-    assert response.status_code == 422
-    assert only_issue(response)["code"] == "business-rule"
+    assert response.status_code == 200
+    issue = only_issue(response)
+    assert (issue["severity"], issue["code"]) == ("warning", "business-rule")
+    assert "ward-3" not in response.text
     assert publisher.events == []
-    assert listener.count("rest-hook-full-resource", "no-patient") == 1
+    [(recorded, unusable)] = publisher.unusable
+    assert (unusable.reason, unusable.error_type) == ("no-patient", "NoPatient")
+    assert recorded.patient_key == recorded.patient_reference == ""
+    assert recorded.resource_json == as_body(resource)
+    assert listener.count("rest-hook-full-resource", "recorded-unusable") == 1
+    assert listener.unusable_count("no-patient") == 1
+
+
+async def test_an_unusable_resource_waits_for_the_broker_like_any_other(
+    pseudonym_key: str,
+) -> None:
+    listener = Listener(RecordingPublisher(unavailable=True), pseudonym_key)
+    resource = respiratory_rate()
+    resource["subject"] = {"reference": "Group/ward-3"}
+
+    response = await put_resource(listener, resource)
+
+    assert response.status_code == 503
+    assert listener.unusable_count("no-patient") == 0
 
 
 async def test_xml_is_not_supported(listener: Listener) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cdsflow.listener.domain import NotificationRejected, patient_reference_of
+from cdsflow.listener.domain import UnusableResource, patient_reference_of
 
 from .vital_signs import EHR_BASE_URL, respiratory_rate
 
@@ -43,11 +43,11 @@ def test_absolute_reference_on_the_configured_ehr(conformance_dir: Path) -> None
     assert patient_reference_of(encounter, "https://example.org/fhir/") == (
         "Patient/1599eb66-431a-447c-a3de-6897fe9ae9a1"
     )
-    with pytest.raises(NotificationRejected) as refused:
+    with pytest.raises(UnusableResource) as refused:
         patient_reference_of(encounter, EHR_BASE_URL)
-    assert refused.value.status_code == 422
+    assert refused.value.reason == "foreign-patient"
     assert refused.value.expression == ("subject.reference",)
-    assert "example.org" not in refused.value.diagnostics
+    assert "example.org" not in refused.value.description
 
 
 @pytest.mark.parametrize(
@@ -57,21 +57,33 @@ def test_absolute_reference_on_the_configured_ehr(conformance_dir: Path) -> None
         {"reference": "Group/ward-3"},
         {"reference": "#contained-patient"},
         {"identifier": {"system": "urn:mrn", "value": "12345"}},
-        {"reference": "Patient/"},
     ],
 )
-def test_resources_without_a_patient_subject_are_refused(subject: dict[str, Any] | None) -> None:
+def test_resources_without_a_patient_subject_are_unusable(subject: dict[str, Any] | None) -> None:
     resource = respiratory_rate()
     if subject is None:
         del resource["subject"]
     else:
         resource["subject"] = subject
 
-    with pytest.raises(NotificationRejected) as refused:
+    with pytest.raises(UnusableResource) as unusable:
         patient_reference_of(resource, EHR_BASE_URL)
 
-    rejection = refused.value
-    assert (rejection.status_code, rejection.issue_code) == (422, "business-rule")
-    assert rejection.reason == "no-patient"
-    assert "12345" not in rejection.diagnostics
-    assert "ward-3" not in rejection.diagnostics
+    assert unusable.value.reason == "no-patient"
+    assert "12345" not in unusable.value.description
+    assert "ward-3" not in unusable.value.description
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["Patient/", "Patient/..", "//other.example/fhir/Patient/P", "a/b/c/Patient/P/_history/1"],
+)
+def test_a_patient_reference_that_is_not_this_ehrs_is_a_foreign_patient(reference: str) -> None:
+    resource = respiratory_rate()
+    resource["subject"] = {"reference": reference}
+
+    with pytest.raises(UnusableResource) as unusable:
+        patient_reference_of(resource, EHR_BASE_URL)
+
+    assert unusable.value.reason == "foreign-patient"
+    assert "other.example" not in unusable.value.description

@@ -28,7 +28,7 @@ def test_an_empty_message_lists_every_missing_field() -> None:
     assert problems == [
         "recommendation_id is empty",
         "patient_key is empty",
-        "patient_reference is not a Patient reference",
+        "patient_reference is not a Patient reference of the form Patient/<id>",
         "produced_at is missing",
         "scores is empty",
     ]
@@ -47,7 +47,7 @@ def test_problems_never_quote_the_patient_reference() -> None:
 
     problems = recommendation_problems(source)
 
-    assert problems == ["patient_reference is not a Patient reference"]
+    assert problems == ["patient_reference is not a Patient reference of the form Patient/<id>"]
     assert not any("secret-id-123" in problem for problem in problems)
 
 

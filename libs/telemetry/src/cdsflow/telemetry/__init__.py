@@ -7,7 +7,7 @@ from cdsflow.telemetry.attributes import (
 )
 from cdsflow.telemetry.metrics import MetricsRegistry
 from cdsflow.telemetry.propagation import context_from_headers, trace_headers
-from cdsflow.telemetry.pseudonyms import PatientKeyer, normalize_patient_reference
+from cdsflow.telemetry.pseudonyms import PatientKeyer
 from cdsflow.telemetry.setup import Telemetry, TelemetrySettings, setup_telemetry
 
 __all__ = [
@@ -19,7 +19,6 @@ __all__ = [
     "TelemetrySettings",
     "allowed_attributes",
     "context_from_headers",
-    "normalize_patient_reference",
     "setup_telemetry",
     "trace_headers",
 ]

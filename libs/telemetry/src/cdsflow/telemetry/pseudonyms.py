@@ -22,17 +22,13 @@ class PatientKeyer:
         self._secret = secret.encode()
 
     def patient_key(self, patient_reference: str) -> str:
-        """`Patient/123` (or a full URL ending in it) -> 32 hex characters."""
-        normalized = normalize_patient_reference(patient_reference)
-        digest = hmac.new(self._secret, normalized.encode(), hashlib.sha256).hexdigest()
+        """`Patient/123` -> 32 hex characters.
+
+        Only the checked local form is accepted: which reference names which patient is
+        decided once, by `cdsflow.fhir.local_patient_reference`, never guessed here.
+        """
+        kind, _, patient_id = patient_reference.partition("/")
+        if kind != "Patient" or not patient_id or "/" in patient_id:
+            raise ValueError("not a Patient reference of the form Patient/<id>")
+        digest = hmac.new(self._secret, patient_reference.encode(), hashlib.sha256).hexdigest()
         return digest[:_KEY_HEX_CHARS]
-
-
-def normalize_patient_reference(reference: str) -> str:
-    """Reduce `http://ehr/fhir/Patient/123/_history/2` and `Patient/123` to `Patient/123`."""
-    parts = [p for p in reference.strip().split("/") if p]
-    if "_history" in parts:
-        parts = parts[: parts.index("_history")]
-    if len(parts) < 2 or parts[-2] != "Patient" or not parts[-1]:
-        raise ValueError("not a Patient reference")
-    return f"Patient/{parts[-1]}"

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import uvicorn
-
+from cdsflow.fhir import FHIR_JSON
 from cdsflow.listener.app import create_app
 from cdsflow.listener.settings import Settings
+from cdsflow.service import serve
 
 
 def main() -> None:
     settings = Settings()
-    # log_config=None keeps the JSON logging that create_app sets up
-    uvicorn.run(
-        create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None
-    )
+    serve(create_app(settings), settings, error_media_type=FHIR_JSON)
 
 
 if __name__ == "__main__":

@@ -11,19 +11,24 @@ from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request, Response
 from faststream.exceptions import IncorrectState
 from faststream.kafka import KafkaBroker
-from starlette.exceptions import HTTPException
 
-from cdsflow.contracts import ClinicalEvent
-from cdsflow.fhir import operation_outcome
+from cdsflow.contracts import (
+    DLQ_ERROR_HEADER,
+    DLQ_ERROR_TYPE_HEADER,
+    ClinicalEvent,
+    dead_letter_topic,
+)
+from cdsflow.fhir import FHIR_JSON
+from cdsflow.listener.domain import UnusableResource
 from cdsflow.listener.handlers import (
     ListenerMetrics,
     NotificationIntake,
     PublishUnavailable,
-    outcome_response,
     router,
 )
 from cdsflow.listener.settings import Settings
 from cdsflow.service import (
+    add_error_answers,
     add_operational_routes,
     build_broker,
     instrument_app,
@@ -74,15 +79,32 @@ class KafkaClinicalEventPublisher:
             return self._connected
 
     async def publish(self, event: ClinicalEvent) -> None:
+        await self._publish_acked(
+            event.SerializeToString(),
+            topic=self._settings.clinical_events_topic,
+            key=event.patient_key.encode(),
+        )
+
+    async def record_unusable(self, event: ClinicalEvent, unusable: UnusableResource) -> None:
+        """On the `.dlq` twin, without a key (no patient), the reason in the DLQ headers."""
+        await self._publish_acked(
+            event.SerializeToString(),
+            topic=dead_letter_topic(self._settings.clinical_events_topic),
+            key=None,
+            headers={
+                DLQ_ERROR_TYPE_HEADER: unusable.error_type,
+                DLQ_ERROR_HEADER: unusable.description,
+            },
+        )
+
+    async def _publish_acked(
+        self, body: bytes, *, topic: str, key: bytes | None, headers: dict[str, str] | None = None
+    ) -> None:
         try:
             async with asyncio.timeout(self._settings.publish_timeout_s):
                 if not await self.connect():
                     raise PublishUnavailable("Kafka broker unreachable")
-                await self._broker.publish(
-                    event.SerializeToString(),
-                    topic=self._settings.clinical_events_topic,
-                    key=event.patient_key.encode(),
-                )
+                await self._broker.publish(body, topic=topic, key=key, headers=headers)
         except _BROKER_ERRORS as exc:
             raise PublishUnavailable(type(exc).__name__) from exc
 
@@ -140,7 +162,15 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             if owns_telemetry:
                 telemetry.shutdown()
 
-    app = FastAPI(title="cdsflow listener", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="cdsflow listener",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        # `/path/` is not `/path`: answer 404, never a redirect an EHR would not follow
+        redirect_slashes=False,
+    )
     app.include_router(router)
     add_operational_routes(app, telemetry)
 
@@ -149,13 +179,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         publisher: KafkaClinicalEventPublisher = request.app.state.publisher
         return readiness_response({"broker": await publisher.is_ready()})
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
-        return outcome_response(
-            exc.status_code, operation_outcome(code, f"HTTP {exc.status_code}"), exc.headers
-        )
-
+    add_error_answers(app, media_type=FHIR_JSON)
     instrument_app(app, telemetry)
     return app
 

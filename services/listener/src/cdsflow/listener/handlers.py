@@ -1,15 +1,22 @@
 """HTTP handlers for R4 rest-hook notifications: check, decode, call the domain, publish.
 
 `PUT {endpoint}/{type}/{id}` carries a full resource; `POST {endpoint}` with an empty body is
-a ping. The answer is 2xx only once the broker has acknowledged the clinical event, so an EHR
-that retries on anything else loses nothing.
+a ping. The rule for every notification:
+
+- what is wrong with the request itself (secret, media type, size, not JSON, not FHIR) is
+  refused with a 4xx and publishes nothing;
+- an authenticated, well-formed notification is acknowledged (2xx) once what can be used from
+  it is on Kafka: a usable resource as a `ClinicalEvent`, a resource cdsflow cannot use
+  (no patient, another server's patient) recorded on the `.dlq` twin with its reason;
+- 503 with `Retry-After` when the broker did not acknowledge: the EHR should retry.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
@@ -25,22 +32,27 @@ from cdsflow.listener.domain import (
     REST_HOOK_FULL_RESOURCE,
     REST_HOOK_PING,
     NotificationRejected,
+    UnusableResource,
     bearer_secret_matches,
     build_clinical_event,
     patient_reference_of,
     read_notified_resource,
-    too_large,
     unauthorized,
-    unsupported_media_type,
     unsupported_notification_bundle,
 )
 from cdsflow.listener.settings import Settings
+from cdsflow.service import (
+    RequestRefused,
+    read_bounded_body,
+    require_json_media_type,
+    single_header,
+)
 from cdsflow.telemetry import MetricsRegistry, PatientKeyer
 
 log = logging.getLogger("cdsflow.listener")
 
 REST_HOOK_ENDPOINT = "/fhir/notifications/rest-hook"
-_JSON_MEDIA_TYPES = ("application/fhir+json", "application/json")
+JSON_MEDIA_TYPES = ("application/fhir+json", "application/json")
 
 
 class PublishUnavailable(Exception):
@@ -48,15 +60,20 @@ class PublishUnavailable(Exception):
 
 
 class ClinicalEventPublisher(Protocol):
-    """Publishes one event and returns once the broker acknowledged it."""
+    """Publishes to Kafka and returns once the broker acknowledged."""
 
     async def publish(self, event: ClinicalEvent) -> None:
-        """Raise `PublishUnavailable` when the event was not acknowledged."""
+        """The event on the clinical-events topic; raise `PublishUnavailable` if not acked."""
+
+    async def record_unusable(self, event: ClinicalEvent, unusable: UnusableResource) -> None:
+        """The event on the `.dlq` twin with its reason; raise `PublishUnavailable` if not
+        acked."""
 
 
 @dataclass(frozen=True)
 class ListenerMetrics:
     notifications: Counter
+    unusable_resources: Counter
     publish_seconds: Histogram
 
     @classmethod
@@ -66,6 +83,11 @@ class ListenerMetrics:
                 "listener_notifications",
                 "Notifications received, by kind and outcome",
                 ("kind", "outcome"),
+            ),
+            unusable_resources=registry.counter(
+                "listener_unusable_resources",
+                "Acknowledged resources that cdsflow cannot use, recorded on the .dlq twin",
+                ("resource_type", "reason"),
             ),
             publish_seconds=registry.histogram(
                 "listener_publish_seconds",
@@ -102,56 +124,50 @@ async def receive_full_resource(
     """R4 rest-hook with a payload: the changed resource, delivered at its type and id."""
     span = trace.get_current_span()
     span.set_attribute("cdsflow.notification_kind", REST_HOOK_FULL_RESOURCE)
-    try:
-        raw = await _authorized_body(request, intake.settings)
-        resource = read_notified_resource(raw, resource_type, resource_id)
+    with _counting_failures(intake, REST_HOOK_FULL_RESOURCE):
+        try:
+            raw = await _authorized_body(request, intake.settings)
+            resource = read_notified_resource(raw, resource_type, resource_id)
+        except (NotificationRejected, RequestRefused) as refusal:
+            return _refused(intake, REST_HOOK_FULL_RESOURCE, _rejection(refusal))
         span.set_attribute("cdsflow.resource_type", resource_type)
-        patient_reference = patient_reference_of(resource, intake.settings.ehr_base_url)
-    except NotificationRejected as rejection:
-        return _refused(intake, REST_HOOK_FULL_RESOURCE, rejection)
-
-    event = build_clinical_event(
-        resource,
-        raw,
-        kind=NotificationKind.NOTIFICATION_KIND_REST_HOOK_FULL_RESOURCE,
-        ehr_base_url=intake.settings.ehr_base_url,
-        patient_reference=patient_reference,
-        patient_key=intake.patient_keyer.patient_key(patient_reference),
-        received_at=datetime.now(UTC),
-    )
-    span.set_attribute("cdsflow.event_id", event.event_id)
-    span.set_attribute("cdsflow.patient_key", event.patient_key)
-
-    started = time.perf_counter()
-    try:
-        await intake.publisher.publish(event)
-    except PublishUnavailable as exc:
-        intake.metrics.notifications.labels(REST_HOOK_FULL_RESOURCE, "unavailable").inc()
-        log.warning(
-            "clinical event not acknowledged by the broker; asking the EHR to retry",
-            extra={"event_id": event.event_id, "error_type": type(exc.__cause__ or exc).__name__},
+        received_at = datetime.now(UTC)
+        try:
+            patient_reference = patient_reference_of(resource, intake.settings.ehr_base_url)
+        except UnusableResource as unusable:
+            return await _record_unusable(intake, resource, raw, unusable, received_at)
+        event = build_clinical_event(
+            resource,
+            raw,
+            kind=NotificationKind.NOTIFICATION_KIND_REST_HOOK_FULL_RESOURCE,
+            ehr_base_url=intake.settings.ehr_base_url,
+            patient_reference=patient_reference,
+            patient_key=intake.patient_keyer.patient_key(patient_reference),
+            received_at=received_at,
+        )
+        span.set_attribute("cdsflow.event_id", event.event_id)
+        span.set_attribute("cdsflow.patient_key", event.patient_key)
+        started = time.perf_counter()
+        try:
+            await intake.publisher.publish(event)
+        except PublishUnavailable as exc:
+            return _retry_later(intake, event, exc)
+        intake.metrics.publish_seconds.observe(time.perf_counter() - started)
+        intake.metrics.notifications.labels(REST_HOOK_FULL_RESOURCE, "published").inc()
+        log.info(
+            "clinical event published",
+            extra={
+                "event_id": event.event_id,
+                "patient_key": event.patient_key,
+                "resource_type": event.resource_type,
+            },
         )
         return outcome_response(
-            503,
-            operation_outcome("transient", "the event broker is unavailable; retry later"),
-            headers={"Retry-After": str(intake.settings.retry_after_s)},
+            200,
+            operation_outcome(
+                "informational", f"clinical event {event.event_id} published", "information"
+            ),
         )
-    intake.metrics.publish_seconds.observe(time.perf_counter() - started)
-    intake.metrics.notifications.labels(REST_HOOK_FULL_RESOURCE, "published").inc()
-    log.info(
-        "clinical event published",
-        extra={
-            "event_id": event.event_id,
-            "patient_key": event.patient_key,
-            "resource_type": event.resource_type,
-        },
-    )
-    return outcome_response(
-        200,
-        operation_outcome(
-            "informational", f"clinical event {event.event_id} published", "information"
-        ),
-    )
 
 
 @router.post("")
@@ -161,38 +177,98 @@ async def receive_ping(request: Request, intake: Intake) -> Response:
     Acknowledged and counted; fetching what changed comes with a later issue.
     """
     trace.get_current_span().set_attribute("cdsflow.notification_kind", REST_HOOK_PING)
+    with _counting_failures(intake, REST_HOOK_PING):
+        try:
+            raw = await _authorized_body(request, intake.settings)
+            if raw.strip():
+                raise unsupported_notification_bundle()
+        except (NotificationRejected, RequestRefused) as refusal:
+            return _refused(intake, REST_HOOK_PING, _rejection(refusal))
+        intake.metrics.notifications.labels(REST_HOOK_PING, "acknowledged").inc()
+        return outcome_response(
+            200, operation_outcome("informational", "ping received", "information")
+        )
+
+
+async def _record_unusable(
+    intake: NotificationIntake,
+    resource: dict[str, Any],
+    raw: bytes,
+    unusable: UnusableResource,
+    received_at: datetime,
+) -> Response:
+    """Acknowledge a resource cdsflow cannot use, once it is recorded on the `.dlq` twin."""
+    event = build_clinical_event(
+        resource,
+        raw,
+        kind=NotificationKind.NOTIFICATION_KIND_REST_HOOK_FULL_RESOURCE,
+        ehr_base_url=intake.settings.ehr_base_url,
+        patient_reference="",
+        patient_key="",
+        received_at=received_at,
+    )
+    span = trace.get_current_span()
+    span.set_attributes({"cdsflow.event_id": event.event_id, "cdsflow.outcome": unusable.reason})
     try:
-        raw = await _authorized_body(request, intake.settings)
-        if raw.strip():
-            raise unsupported_notification_bundle()
-    except NotificationRejected as rejection:
-        return _refused(intake, REST_HOOK_PING, rejection)
-    intake.metrics.notifications.labels(REST_HOOK_PING, "acknowledged").inc()
-    return outcome_response(200, operation_outcome("informational", "ping received", "information"))
+        await intake.publisher.record_unusable(event, unusable)
+    except PublishUnavailable as exc:
+        return _retry_later(intake, event, exc)
+    intake.metrics.notifications.labels(REST_HOOK_FULL_RESOURCE, "recorded-unusable").inc()
+    intake.metrics.unusable_resources.labels(event.resource_type, unusable.reason).inc()
+    log.info(
+        "resource recorded as unusable",
+        extra={"event_id": event.event_id, "reason": unusable.reason},
+    )
+    outcome = operation_outcome(
+        "business-rule",
+        f"acknowledged and recorded, not used ({unusable.reason}): {unusable.description}",
+        "warning",
+        expression=list(unusable.expression),
+    )
+    return outcome_response(200, outcome)
+
+
+def _retry_later(intake: NotificationIntake, event: ClinicalEvent, exc: Exception) -> Response:
+    intake.metrics.notifications.labels(REST_HOOK_FULL_RESOURCE, "unavailable").inc()
+    log.warning(
+        "not acknowledged by the broker; asking the EHR to retry",
+        extra={"event_id": event.event_id, "error_type": type(exc.__cause__ or exc).__name__},
+    )
+    return outcome_response(
+        503,
+        operation_outcome("transient", "the event broker is unavailable; retry later"),
+        headers={"Retry-After": str(intake.settings.retry_after_s)},
+    )
+
+
+@contextmanager
+def _counting_failures(intake: NotificationIntake, kind: str) -> Iterator[None]:
+    """Counts an unexpected failure as outcome `error` before it becomes a 500."""
+    try:
+        yield
+    except Exception:
+        intake.metrics.notifications.labels(kind, "error").inc()
+        raise
 
 
 async def _authorized_body(request: Request, settings: Settings) -> bytes:
     """The body, once the secret, the media type and the size are acceptable."""
-    secret = settings.channel_secret.get_secret_value()
-    if not bearer_secret_matches(request.headers.get("authorization"), secret):
+    authorization = single_header(request, "authorization")
+    if not bearer_secret_matches(authorization, settings.channel_secret.get_secret_value()):
         raise unauthorized()
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type and media_type not in _JSON_MEDIA_TYPES:
-        raise unsupported_media_type()
-    return await _bounded_body(request, settings.max_notification_bytes)
+    require_json_media_type(request, JSON_MEDIA_TYPES)
+    return await read_bounded_body(request, settings.max_notification_bytes)
 
 
-async def _bounded_body(request: Request, limit_bytes: int) -> bytes:
-    """Read at most `limit_bytes`: refuse early on Content-Length, and again while reading."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
-        raise too_large(limit_bytes)
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit_bytes:
-            raise too_large(limit_bytes)
-    return bytes(body)
+def _rejection(refusal: NotificationRejected | RequestRefused) -> NotificationRejected:
+    if isinstance(refusal, NotificationRejected):
+        return refusal
+    return NotificationRejected(
+        status_code=refusal.status_code,
+        issue_code=refusal.issue_code,
+        reason=refusal.reason,
+        diagnostics=refusal.description,
+    )
 
 
 def _refused(intake: NotificationIntake, kind: str, rejection: NotificationRejected) -> Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cdsflow.fhir import InvalidResource, parse_resource_json, validate_resource
+from cdsflow.fhir import InvalidResource, is_fhir_id, parse_resource_json, validate_resource
 from cdsflow.listener.domain.rejections import NotificationRejected
 
 
@@ -12,34 +12,44 @@ def read_notified_resource(raw: bytes, resource_type: str, resource_id: str) -> 
     """The resource in the body of `PUT {endpoint}/{resource_type}/{resource_id}`.
 
     It must parse, match the type and id in the URL, and be valid FHIR of its type;
-    otherwise `NotificationRejected` (400) says which element is wrong.
+    otherwise `NotificationRejected` (400) says which element is wrong, never its value.
     """
+    if not is_fhir_id(resource_id):
+        raise _invalid(
+            "invalid", "invalid", "the resource id in the notification URL is not a FHIR id"
+        )
     try:
         resource = parse_resource_json(raw)
     except InvalidResource as exc:
-        raise _invalid("structure", str(exc)) from None
+        raise _invalid("structure", exc.reason, str(exc)) from None
     if resource["resourceType"] != resource_type:
         raise _invalid(
+            "invalid",
             "invalid",
             "'resourceType' does not match the resource type in the notification URL",
             "resourceType",
         )
     if resource.get("id") != resource_id:
         raise _invalid(
-            "invalid", "'id' does not match the resource id in the notification URL", "id"
+            "invalid",
+            "invalid",
+            "'id' does not match the resource id in the notification URL",
+            "id",
         )
     try:
         validate_resource(resource)
     except InvalidResource as exc:
-        raise _invalid("invalid", f"not a valid FHIR {resource_type}: {exc}") from None
+        raise _invalid("invalid", exc.reason, f"not a valid FHIR resource: {exc}") from None
     return resource
 
 
-def _invalid(issue_code: str, diagnostics: str, *expression: str) -> NotificationRejected:
+def _invalid(
+    issue_code: str, reason: str, diagnostics: str, *expression: str
+) -> NotificationRejected:
     return NotificationRejected(
         status_code=400,
         issue_code=issue_code,
-        reason="invalid",
+        reason=reason,
         diagnostics=diagnostics,
         expression=expression,
     )

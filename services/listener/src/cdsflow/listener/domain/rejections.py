@@ -40,24 +40,6 @@ def unauthorized() -> NotificationRejected:
     )
 
 
-def too_large(limit_bytes: int) -> NotificationRejected:
-    return NotificationRejected(
-        status_code=413,
-        issue_code="too-costly",
-        reason="too-large",
-        diagnostics=f"the notification body exceeds the limit of {limit_bytes} bytes",
-    )
-
-
-def unsupported_media_type() -> NotificationRejected:
-    return NotificationRejected(
-        status_code=415,
-        issue_code="not-supported",
-        reason="unsupported-media-type",
-        diagnostics="only application/fhir+json notifications are accepted",
-    )
-
-
 def unsupported_notification_bundle() -> NotificationRejected:
     return NotificationRejected(
         status_code=400,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from enum import Enum
 
 from cdsflow.contracts import Mode, Recommendation, Score
-from cdsflow.telemetry import normalize_patient_reference
+from cdsflow.fhir import is_patient_reference
 
 DETERIORATION_SCORE = "deterioration_score"
 
@@ -74,10 +74,8 @@ def recommendation_problems(recommendation: Recommendation) -> list[str]:
         problems.append("recommendation_id is empty")
     if not recommendation.patient_key:
         problems.append("patient_key is empty")
-    try:
-        normalize_patient_reference(recommendation.patient_reference)
-    except ValueError:
-        problems.append("patient_reference is not a Patient reference")
+    if not is_patient_reference(recommendation.patient_reference):
+        problems.append("patient_reference is not a Patient reference of the form Patient/<id>")
     if not recommendation.HasField("produced_at"):
         problems.append("produced_at is missing")
     score = deterioration_score(recommendation)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from cdsflow.contracts import Recommendation
-from cdsflow.telemetry import normalize_patient_reference
 from cdsflow.writeback.domain.recommendations import (
     RiskBand,
     deterioration_score,
@@ -90,7 +89,7 @@ def risk_assessment_for(recommendation: Recommendation) -> dict[str, Any]:
             {"system": RECOMMENDATION_SYSTEM, "value": recommendation.recommendation_id}
         ],
         "status": "final",
-        "subject": {"reference": normalize_patient_reference(recommendation.patient_reference)},
+        "subject": {"reference": recommendation.patient_reference},
         "occurrenceDateTime": produced_at(recommendation).isoformat().replace("+00:00", "Z"),
         "prediction": [prediction],
         "note": [{"text": AI_GENERATED_NOTE}],

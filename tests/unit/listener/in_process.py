@@ -1,0 +1,108 @@
+"""The listener's notification router in-process (no broker, no lifespan): a recording
+publisher stands in for Kafka so that every refusal path can be driven."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from cdsflow.contracts import ClinicalEvent
+from cdsflow.listener.domain import UnusableResource
+from cdsflow.listener.handlers import (
+    ListenerMetrics,
+    NotificationIntake,
+    PublishUnavailable,
+    router,
+)
+from cdsflow.listener.settings import Settings
+from cdsflow.telemetry import MetricsRegistry, PatientKeyer
+
+from .vital_signs import CHANNEL_SECRET, EHR_BASE_URL, as_body
+
+ENDPOINT = "/fhir/notifications/rest-hook"
+AUTHORIZED = {
+    "Authorization": f"Bearer {CHANNEL_SECRET}",
+    "Content-Type": "application/fhir+json; charset=utf-8",
+}
+LIMIT_BYTES = 4096
+
+
+class RecordingPublisher:
+    def __init__(self, unavailable: bool = False) -> None:
+        self.events: list[ClinicalEvent] = []
+        self.unusable: list[tuple[ClinicalEvent, UnusableResource]] = []
+        self.unavailable = unavailable
+
+    async def publish(self, event: ClinicalEvent) -> None:
+        if self.unavailable:
+            raise PublishUnavailable("broker down")
+        self.events.append(event)
+
+    async def record_unusable(self, event: ClinicalEvent, unusable: UnusableResource) -> None:
+        if self.unavailable:
+            raise PublishUnavailable("broker down")
+        self.unusable.append((event, unusable))
+
+
+class Listener:
+    def __init__(
+        self, publisher: RecordingPublisher, pseudonym_key: str, limit_bytes: int = LIMIT_BYTES
+    ) -> None:
+        self.publisher = publisher
+        self.metrics_registry = MetricsRegistry("listener")
+        self.keyer = PatientKeyer(pseudonym_key)
+        settings = Settings(
+            channel_secret=SecretStr(CHANNEL_SECRET),
+            ehr_base_url=EHR_BASE_URL,
+            max_notification_bytes=limit_bytes,
+            retry_after_s=7,
+        )
+        self.app = FastAPI()
+        self.app.include_router(router)
+        self.app.state.intake = NotificationIntake(
+            settings=settings,
+            publisher=publisher,
+            patient_keyer=self.keyer,
+            metrics=ListenerMetrics.register(self.metrics_registry),
+        )
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app), base_url="http://listener.test"
+        )
+
+    def count(self, kind: str, outcome: str) -> float:
+        value = self.metrics_registry.registry.get_sample_value(
+            "cdsflow_listener_notifications_total", {"kind": kind, "outcome": outcome}
+        )
+        return value or 0.0
+
+    def unusable_count(self, reason: str, resource_type: str = "Observation") -> float:
+        value = self.metrics_registry.registry.get_sample_value(
+            "cdsflow_listener_unusable_resources_total",
+            {"resource_type": resource_type, "reason": reason},
+        )
+        return value or 0.0
+
+
+def only_issue(response: httpx.Response) -> dict[str, Any]:
+    assert response.headers["content-type"].startswith("application/fhir+json")
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert len(outcome["issue"]) == 1
+    issue: dict[str, Any] = outcome["issue"][0]
+    return issue
+
+
+async def put_resource(
+    listener: Listener, resource: dict[str, Any], headers: dict[str, str] = AUTHORIZED
+) -> httpx.Response:
+    async with listener.client() as client:
+        return await client.put(
+            f"{ENDPOINT}/{resource['resourceType']}/{resource['id']}",
+            content=as_body(resource),
+            headers=headers,
+        )
