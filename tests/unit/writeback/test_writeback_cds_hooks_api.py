@@ -22,14 +22,16 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
+from cdsflow.service import add_error_answers
 from cdsflow.telemetry import AllowlistSpanExporter, MetricsRegistry, PatientKeyer
 from cdsflow.writeback.domain.discovery import DETERIORATION_SERVICE
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations, stored
-from cdsflow.writeback.handlers import WritebackMetrics, cds_hooks_router
+from cdsflow.writeback.handlers import HookLimits, WritebackMetrics, cds_hooks_router
 
 from .sample_recommendations import PSEUDONYM_KEY, recommendation
 
 SERVICE_URL = "/cds-services/cdsflow-deterioration"
+HOOK_LIMIT_BYTES = 64 * 1024
 PRODUCING_SPAN = SpanContext(
     trace_id=0xABCDEF0123456789ABCDEF0123456789,
     span_id=0x0123456789ABCDEF,
@@ -48,6 +50,12 @@ class HookApi:
     def server_spans(self) -> list[ReadableSpan]:
         return [s for s in self.spans.get_finished_spans() if s.kind is SpanKind.SERVER]
 
+    def refusals(self, reason: str) -> float:
+        value = self.metrics.registry.get_sample_value(
+            "cdsflow_writeback_hook_refusals_total", {"reason": reason}
+        )
+        return value or 0.0
+
 
 @pytest.fixture
 def exporter() -> Iterator[InMemorySpanExporter]:
@@ -62,15 +70,17 @@ async def api(exporter: InMemorySpanExporter) -> AsyncIterator[HookApi]:
     provider.add_span_processor(SimpleSpanProcessor(AllowlistSpanExporter(exporter)))
     registry = MetricsRegistry("writeback")
     store = LatestRecommendations()
-    app = FastAPI()
+    app = FastAPI(redirect_slashes=False)
     app.include_router(
         cds_hooks_router(
             services=(DETERIORATION_SERVICE,),
             store=store,
             patient_keyer=PatientKeyer(PSEUDONYM_KEY),
             metrics=WritebackMetrics.on(registry),
+            limits=HookLimits(max_body_bytes=HOOK_LIMIT_BYTES),
         )
     )
+    add_error_answers(app, media_type="application/json")
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://writeback") as http:
@@ -82,7 +92,7 @@ def patient_view(patient_id: str) -> dict[str, Any]:
     return {
         "hook": "patient-view",
         "hookInstance": str(uuid.uuid4()),
-        "fhirServer": "http://ehr.example.org/fhir",
+        "fhirServer": "https://ehr.example.org/fhir",
         "context": {"userId": "Practitioner/p-1", "patientId": patient_id},
     }
 
@@ -114,12 +124,18 @@ async def test_a_stored_active_recommendation_is_served_as_a_card(api: HookApi) 
     assert card["summary"].startswith("High risk of clinical deterioration")
 
 
-async def test_the_conformance_example_request_gets_an_empty_answer(
+async def test_the_conformance_example_request_gets_an_empty_answer_over_https(
     api: HookApi, conformance_dir: Path
 ) -> None:
     example = conformance_dir / "cds-hooks/examples/spec-2.0.1/hook-request-patient-view.json"
+    request = json.loads(example.read_bytes())
+    # as sent, its fhirServer is plain http: CDS Hooks 2.0 requires https for real data
+    response = await api.http.post(SERVICE_URL, json=request)
+    assert response.status_code == 400
+    assert "'fhirServer' must be an https URL" in response.json()["issue"][0]["diagnostics"]
 
-    response = await api.http.post(SERVICE_URL, content=example.read_bytes())
+    request["fhirServer"] = request["fhirServer"].replace("http://", "https://")
+    response = await api.http.post(SERVICE_URL, json=request)
 
     assert response.status_code == 200
     assert response.json() == {"cards": []}
@@ -199,3 +215,81 @@ async def test_an_unknown_service_is_a_404(api: HookApi) -> None:
 
     assert response.status_code == 404
     assert response.json()["issue"][0]["code"] == "not-found"
+
+
+async def test_a_body_over_the_limit_is_a_413_and_is_not_read(api: HookApi) -> None:
+    body = json.dumps({**patient_view("pat-17"), "padding": "x" * HOOK_LIMIT_BYTES}).encode()
+
+    response = await api.http.post(
+        SERVICE_URL, content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 413
+    assert response.json()["issue"][0]["code"] == "too-costly"
+    assert api.refusals("too-large") == 1
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", ";;;", "application/json; charset=utf-16", "application/xml"]
+)
+async def test_the_content_type_is_checked(api: HookApi, content_type: str) -> None:
+    response = await api.http.post(
+        SERVICE_URL,
+        content=json.dumps(patient_view("pat-17")).encode(),
+        headers={"Content-Type": content_type},
+    )
+    assert response.status_code == 415
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_a_duplicate_authorization_header_is_refused(api: HookApi) -> None:
+    response = await api.http.post(
+        SERVICE_URL,
+        content=json.dumps(patient_view("pat-17")).encode(),
+        headers=[
+            ("Content-Type", "application/json"),
+            ("Authorization", "Bearer a"),
+            ("Authorization", "Bearer b"),
+        ],
+    )
+    assert response.status_code == 400
+    assert api.refusals("duplicate-header") == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[" * 5000 + b"]" * 5000, "too-deep"),
+        (b'{"hook": ' + b"1" * 5000 + b"}", "number-out-of-range"),
+        (b'{"hook": NaN}', "not-json"),
+    ],
+)
+async def test_json_that_would_crash_a_parser_is_a_400(
+    api: HookApi, body: bytes, reason: str
+) -> None:
+    response = await api.http.post(
+        SERVICE_URL, content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert api.refusals(reason) == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("POST", "/cds-services/", 404),
+        ("GET", "/cds-services/", 404),
+        ("POST", SERVICE_URL + "/", 404),
+        ("GET", SERVICE_URL, 405),
+        ("DELETE", "/cds-services", 405),
+    ],
+)
+async def test_every_error_is_an_operation_outcome_and_nothing_redirects(
+    api: HookApi, method: str, path: str, status: int
+) -> None:
+    response = await api.http.request(method, path, json=patient_view("pat-17"))
+
+    assert response.status_code == status
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert "detail" not in response.json()

@@ -30,6 +30,8 @@ def spec_request(conformance_dir: Path) -> dict[str, Any]:
 
 
 def test_the_spec_example_patient_view_request_is_accepted(spec_request: dict[str, Any]) -> None:
+    # the example's fhirServer is plain http; CDS Hooks 2.0 requires https for real data
+    spec_request["fhirServer"] = spec_request["fhirServer"].replace("http://", "https://")
     request = parse_hook_request(json.dumps(spec_request).encode())
 
     assert request.patient_id == "1288992"
@@ -37,7 +39,7 @@ def test_the_spec_example_patient_view_request_is_accepted(spec_request: dict[st
     assert request.hook_instance == "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea"
     assert request.user_id == "Practitioner/example"
     assert request.encounter_id == "89284"
-    assert request.fhir_server == "http://hooks.smarthealthit.org:9080"
+    assert request.fhir_server == "https://hooks.smarthealthit.org:9080"
 
 
 def test_fhir_server_and_prefetch_are_optional(spec_request: dict[str, Any]) -> None:
@@ -88,7 +90,13 @@ def _with(request: dict[str, Any], value: Any, *path: str) -> dict[str, Any]:
         (lambda r: _with(r, 1288992, "context", "patientId"), "'context.patientId' is required"),
         (lambda r: _with(r, "12/34", "context", "patientId"), "not a FHIR resource id"),
         (lambda r: _with(r, 7, "context", "userId"), "'context.userId' must be a string"),
-        (lambda r: _with(r, 7, "fhirServer"), "'fhirServer' must be a URL string"),
+        (lambda r: _with(r, 7, "fhirServer"), "'fhirServer' must be an https URL"),
+        (lambda r: _with(r, "javascript:alert(1)", "fhirServer"), "must be an https URL"),
+        (lambda r: _with(r, "http://ehr.example.org/fhir", "fhirServer"), "must be an https"),
+        (lambda r: _with(r, "http://127.0.0.1:8080/fhir", "fhirServer"), "must be an https"),
+        (lambda r: _with(r, "https://u:p@ehr.example.org/", "fhirServer"), "must be an https"),
+        (lambda r: _with(r, "https:///fhir", "fhirServer"), "must be an https"),
+        (lambda r: _with(r, "..", "context", "patientId"), "not a FHIR resource id"),
         (lambda r: _without(r, "fhirServer"), "'fhirServer' is required when"),
         (lambda r: _with(r, [], "prefetch"), "'prefetch' must be an object"),
     ],
@@ -128,3 +136,26 @@ def test_discovery_has_the_shape_of_the_spec_example(conformance_dir: Path) -> N
     assert service["id"] == "cdsflow-deterioration"
     assert service["hook"] == "patient-view"
     assert service["title"]
+
+
+@pytest.mark.parametrize(
+    ("fhir_server", "accepted"),
+    [
+        ("http://127.0.0.1:8080/fhir", True),
+        ("http://localhost/fhir", True),
+        ("http://[::1]:8080/fhir", True),
+        ("http://ehr.example.org/fhir", False),
+        ("javascript:alert(1)", False),
+        ("https://ehr.example.org/fhir", True),
+    ],
+)
+def test_loopback_http_only_when_the_embedded_stack_allows_it(
+    spec_request: dict[str, Any], fhir_server: str, accepted: bool
+) -> None:
+    spec_request["fhirServer"] = fhir_server
+    raw = json.dumps(spec_request).encode()
+    if accepted:
+        assert parse_hook_request(raw, allow_loopback_http=True).fhir_server == fhir_server
+    else:
+        with pytest.raises(InvalidHookRequest):
+            parse_hook_request(raw, allow_loopback_http=True)

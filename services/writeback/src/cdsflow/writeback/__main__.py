@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import uvicorn
-
+from cdsflow.service import serve
 from cdsflow.writeback.app import create_app
 from cdsflow.writeback.settings import Settings
 
 
 def main() -> None:
     settings = Settings()  # required values come from the environment
-    uvicorn.run(
-        create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None
-    )
+    serve(create_app(settings), settings, error_media_type="application/json")
 
 
 if __name__ == "__main__":

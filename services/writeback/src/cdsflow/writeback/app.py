@@ -18,6 +18,7 @@ from cdsflow.fhir import FHIR_JSON, EhrClient
 from cdsflow.service import (
     ConsumingBroker,
     DeadLetters,
+    add_error_answers,
     add_operational_routes,
     build_broker,
     instrument_app,
@@ -29,6 +30,7 @@ from cdsflow.writeback.domain.discovery import DETERIORATION_SERVICE
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations
 from cdsflow.writeback.handlers import (
     Delivery,
+    HookLimits,
     RecommendationConsumer,
     WritebackMetrics,
     cds_hooks_router,
@@ -73,15 +75,28 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             if owns_telemetry:
                 telemetry.shutdown()
 
-    app = FastAPI(title="cdsflow writeback", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="cdsflow writeback",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        # `/cds-services/` is not `/cds-services`: 404, never a redirect
+        redirect_slashes=False,
+    )
     app.include_router(
         cds_hooks_router(
             services=(DETERIORATION_SERVICE,),
             store=store,
             patient_keyer=telemetry.patient_keyer,
             metrics=metrics,
+            limits=HookLimits(
+                max_body_bytes=settings.max_hook_request_bytes,
+                allow_loopback_http_fhir_server=settings.allow_loopback_http_fhir_server,
+            ),
         )
     )
+    add_error_answers(app, media_type="application/json")
     add_operational_routes(app, telemetry)
 
     @app.get("/readyz", include_in_schema=False)

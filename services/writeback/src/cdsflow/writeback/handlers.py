@@ -26,8 +26,15 @@ from opentelemetry.trace import Status, StatusCode
 from prometheus_client import Counter, Histogram
 
 from cdsflow.contracts import Recommendation
-from cdsflow.fhir import EhrClient, EhrError, operation_outcome
-from cdsflow.service import DeadLetters
+from cdsflow.fhir import EhrClient, EhrError
+from cdsflow.service import (
+    DeadLetters,
+    RequestRefused,
+    outcome_response,
+    read_bounded_body,
+    require_json_media_type,
+    single_header,
+)
 from cdsflow.telemetry import MetricsRegistry, PatientKeyer
 from cdsflow.writeback.domain.cards import cards_for
 from cdsflow.writeback.domain.discovery import CdsService, discovery_document
@@ -49,6 +56,7 @@ class WritebackMetrics:
     cards_served: Counter
     writebacks: Counter
     hook_duration: Histogram
+    hook_refusals: Counter
 
     @classmethod
     def on(cls, registry: MetricsRegistry) -> WritebackMetrics:
@@ -63,6 +71,11 @@ class WritebackMetrics:
             ),
             hook_duration=registry.histogram(
                 "writeback_hook_duration_seconds", "Time to answer a CDS Hooks call", ("hook",)
+            ),
+            hook_refusals=registry.counter(
+                "writeback_hook_refusals",
+                "CDS Hooks calls refused as client mistakes (4xx), by reason",
+                ("reason",),
             ),
         )
 
@@ -184,12 +197,22 @@ class RecommendationConsumer:
         span.set_status(Status(StatusCode.ERROR))
 
 
+@dataclass(frozen=True)
+class HookLimits:
+    """What a CDS Hooks request may be: its body size, and whether `fhirServer` may be http
+    on loopback (the embedded stack only)."""
+
+    max_body_bytes: int
+    allow_loopback_http_fhir_server: bool = False
+
+
 def cds_hooks_router(
     *,
     services: tuple[CdsService, ...],
     store: LatestRecommendations,
     patient_keyer: PatientKeyer,
     metrics: WritebackMetrics,
+    limits: HookLimits,
 ) -> APIRouter:
     """`GET /cds-services` and `POST /cds-services/{id}`: in-memory lookups, no EHR call."""
     router = APIRouter()
@@ -204,12 +227,22 @@ def cds_hooks_router(
         started = time.perf_counter()
         service = by_id.get(service_id)
         if service is None:
+            metrics.hook_refusals.labels(reason="unknown-service").inc()
             return _problem(404, "not-found", "there is no CDS service with this id")
         span = trace.get_current_span()
         span.set_attributes({"cdsflow.cds_service": service.id, "cdsflow.hook": service.hook})
         try:
-            hook_request = parse_hook_request(await request.body())
+            single_header(request, "authorization")  # none is used yet; two are refused
+            require_json_media_type(request, ("application/json",))
+            raw = await read_bounded_body(request, limits.max_body_bytes)
+            hook_request = parse_hook_request(
+                raw, allow_loopback_http=limits.allow_loopback_http_fhir_server
+            )
+        except RequestRefused as refused:
+            metrics.hook_refusals.labels(reason=refused.reason).inc()
+            return _problem(refused.status_code, refused.issue_code, refused.description)
         except InvalidHookRequest as exc:
+            metrics.hook_refusals.labels(reason=exc.reason).inc()
             return _problem(400, "invalid", str(exc))
         patient_key = patient_keyer.patient_key(hook_request.patient_reference)
         entry = store.latest_active(patient_key)
@@ -229,4 +262,4 @@ def cds_hooks_router(
 
 def _problem(status_code: int, code: str, diagnostics: str) -> JSONResponse:
     """An OperationOutcome naming what was wrong; never a value from the request."""
-    return JSONResponse(operation_outcome(code, diagnostics), status_code=status_code)
+    return outcome_response(status_code, code, diagnostics)

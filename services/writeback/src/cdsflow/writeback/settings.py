@@ -26,3 +26,8 @@ class Settings(ServiceSettings):
     writeback_retry_pause_s: float = Field(default=5.0, ge=0)
     ehr_timeout_s: float = Field(default=10.0, gt=0)
     store_max_patients: int = Field(default=100_000, ge=1)
+    # The largest CDS Hooks request body accepted (413 above it).
+    max_hook_request_bytes: int = Field(default=1024 * 1024, gt=0)
+    # Accept `fhirServer: http://127.0.0.1/...` in hook requests; only for the embedded stack
+    # on one machine (`cdsflow up`). Otherwise `fhirServer` must be https.
+    allow_loopback_http_fhir_server: bool = False

@@ -7,20 +7,26 @@ are checked only for their JSON shape.
 
 from __future__ import annotations
 
-import json
-import re
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
+
+from cdsflow.fhir import MalformedJson, is_fhir_id, parse_json_document
 
 PATIENT_VIEW = "patient-view"
-_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 @dataclass(frozen=True)
 class InvalidHookRequest(Exception):
-    """The request is not a `patient-view` call this service can answer."""
+    """The request is not a `patient-view` call this service can answer.
+
+    `reason` is a fixed label for metrics: `not-json`, `too-deep`, ... or `invalid`.
+    """
 
     problems: list[str]
+    reason: str = "invalid"
 
     def __str__(self) -> str:
         return "; ".join(self.problems)
@@ -39,17 +45,21 @@ class PatientViewRequest:
         return f"Patient/{self.patient_id}"
 
 
-def parse_hook_request(raw: bytes) -> PatientViewRequest:
+def parse_hook_request(raw: bytes, *, allow_loopback_http: bool = False) -> PatientViewRequest:
     """Parse and validate the body of `POST /cds-services/{id}`."""
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidHookRequest(["the body is not JSON"]) from None
-    return patient_view_request(body)
+        body = parse_json_document(raw)
+    except MalformedJson as exc:
+        raise InvalidHookRequest([exc.description], exc.reason) from None
+    return patient_view_request(body, allow_loopback_http=allow_loopback_http)
 
 
-def patient_view_request(body: Any) -> PatientViewRequest:
-    """Validate a decoded hook request; raise `InvalidHookRequest` listing every problem."""
+def patient_view_request(body: Any, *, allow_loopback_http: bool = False) -> PatientViewRequest:
+    """Validate a decoded hook request; raise `InvalidHookRequest` listing every problem.
+
+    `fhirServer` must be an https URL; plain http only to a loopback host, and only when
+    `allow_loopback_http` (the embedded stack on one machine).
+    """
     if not isinstance(body, dict):
         raise InvalidHookRequest(["the body is not a JSON object"])
     problems: list[str] = []
@@ -62,8 +72,11 @@ def patient_view_request(body: Any) -> PatientViewRequest:
     if not isinstance(hook_instance, str) or not hook_instance:
         problems.append("'hookInstance' is required and must be a string")
     fhir_server = body.get("fhirServer")
-    if fhir_server is not None and (not isinstance(fhir_server, str) or not fhir_server):
-        problems.append("'fhirServer' must be a URL string")
+    if fhir_server is not None and not is_fhir_server_url(fhir_server, allow_loopback_http):
+        problems.append(
+            "'fhirServer' must be an https URL"
+            + (" (or http on a loopback host)" if allow_loopback_http else "")
+        )
     if body.get("fhirAuthorization") is not None:
         if not isinstance(body["fhirAuthorization"], dict):
             problems.append("'fhirAuthorization' must be an object")
@@ -79,7 +92,7 @@ def patient_view_request(body: Any) -> PatientViewRequest:
         patient_id = context.get("patientId")
         if not isinstance(patient_id, str) or not patient_id:
             problems.append("'context.patientId' is required and must be a string")
-        elif not _FHIR_ID.fullmatch(patient_id):
+        elif not is_fhir_id(patient_id):
             problems.append("'context.patientId' is not a FHIR resource id")
         for optional in ("userId", "encounterId"):
             if context.get(optional) is not None and not isinstance(context[optional], str):
@@ -94,3 +107,28 @@ def patient_view_request(body: Any) -> PatientViewRequest:
         encounter_id=context.get("encounterId"),
         fhir_server=fhir_server,
     )
+
+
+def is_fhir_server_url(value: object, allow_loopback_http: bool) -> bool:
+    """An absolute https URL with a host and no credentials; http only to a loopback host."""
+    if not isinstance(value, str):
+        return False
+    try:
+        url = urlsplit(value)
+        url.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return False
+    if not url.hostname or url.username is not None or url.password is not None:
+        return False
+    if url.scheme == "https":
+        return True
+    return url.scheme == "http" and allow_loopback_http and _is_loopback(url.hostname)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
