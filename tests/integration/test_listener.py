@@ -228,7 +228,6 @@ async def test_refusals_are_operation_outcomes(running_listener: RunningListener
     url = f"{REST_HOOK}/Observation/obs-refused"
     oversize = {**resource, "note": [{"text": "x" * 5000}]}
     invalid = {**resource, "valueQuantity": "Jane-Smith-1950"}
-    no_patient = {**resource, "subject": {"reference": "Group/ward-3"}}
     wrong_secret = {**AUTHORIZED, "Authorization": "Bearer not-the-channel-secret"}
 
     async with running_listener.client() as client:
@@ -237,7 +236,6 @@ async def test_refusals_are_operation_outcomes(running_listener: RunningListener
             (await client.put(url, json=oversize, headers=AUTHORIZED), 413, "too-costly"),
             (await client.put(url, content=b"{", headers=AUTHORIZED), 400, "structure"),
             (await client.put(url, json=invalid, headers=AUTHORIZED), 400, "invalid"),
-            (await client.put(url, json=no_patient, headers=AUTHORIZED), 422, "business-rule"),
             (await client.post(REST_HOOK, headers=wrong_secret), 401, "security"),
         ]
         ping = await client.post(REST_HOOK, headers=AUTHORIZED)
@@ -358,3 +356,91 @@ async def test_the_ehr_notifies_and_the_event_reaches_kafka(
     assert event.patient_reference == f"Patient/{patient['id']}"
     assert event.source.ehr_base_url == ehr.base_url
     assert json.loads(event.resource_json)["valueQuantity"]["value"] == 24
+
+
+async def test_odd_resources_never_put_the_subscription_in_error(
+    kafka: KafkaEndpoint,
+    ehr: EhrEndpoint,
+    unique: str,
+    conformance_dir: Path,
+    telemetry_spans: tuple[Telemetry, InMemorySpanExporter],
+) -> None:
+    """Issue 5, defect 0: a ward's reading (subject a Group) and another server's patient are
+    written into the real EHR; each is acknowledged and recorded on the `.dlq` twin with its
+    reason, the Subscription stays active, and the next patient's event still arrives."""
+    telemetry, _ = telemetry_spans
+    settings = listener_settings(kafka.bootstrap, unique, ehr_base_url=ehr.base_url)
+    headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+    dlq_topic = f"{settings.clinical_events_topic}.dlq"
+
+    async with (
+        serve_app(create_app(settings, telemetry=telemetry)) as listener_url,
+        httpx.AsyncClient(base_url=ehr.base_url, headers=headers, timeout=30) as fhir,
+    ):
+        patient = (await fhir.post("/Patient", json={"resourceType": "Patient"})).json()
+        group = (
+            await fhir.post(
+                "/Group", json={"resourceType": "Group", "type": "person", "actual": True}
+            )
+        ).json()
+        subscription = subscription_for(
+            conformance_dir, listener_url + REST_HOOK, "Observation?category=vital-signs"
+        )
+        created = await fhir.post("/Subscription", json=subscription)
+        assert created.status_code == 201, created.text
+        subscription_id = created.json()["id"]
+
+        async def subscription_status() -> dict[str, Any]:
+            current: dict[str, Any] = (await fhir.get(f"/Subscription/{subscription_id}")).json()
+            return current
+
+        async def subscription_active() -> bool | None:
+            return (await subscription_status())["status"] == "active" or None
+
+        try:
+            await eventually(subscription_active, what="the Subscription to be active")
+            odd_ids = []
+            for subject in (f"Group/{group['id']}", "https://other.example/fhir/Patient/P"):
+                odd = respiratory_rate("placeholder")
+                odd["subject"] = {"reference": subject}
+                written = await fhir.post("/Observation", json=odd)
+                assert written.status_code == 201, written.text
+                odd_ids.append(written.json()["id"])
+            recorded = await consume_clinical_events(
+                kafka.bootstrap, dlq_topic, f"test-dlq-{unique}", count=2
+            )
+
+            normal = await fhir.post("/Observation", json=respiratory_rate(patient["id"]))
+            assert normal.status_code == 201, normal.text
+            normal_id = normal.json()["id"]
+
+            async def normal_event_arrived() -> ClinicalEvent | None:
+                records = await consume_clinical_events(
+                    kafka.bootstrap,
+                    settings.clinical_events_topic,
+                    f"test-{unique}-{uuid.uuid4().hex[:6]}",
+                    count=1,
+                )
+                events = [ClinicalEvent.FromString(r.value) for r in records]
+                return next((e for e in events if e.resource_id == normal_id), None)
+
+            event = await eventually(normal_event_arrived, what="the next patient's event")
+            status = await subscription_status()
+        finally:
+            current = await subscription_status()
+            await fhir.put(f"/Subscription/{subscription_id}", json={**current, "status": "off"})
+
+    assert status["status"] == "active"
+    assert "error" not in status
+    assert event.patient_reference == f"Patient/{patient['id']}"
+    by_id = {ClinicalEvent.FromString(r.value).resource_id: r for r in recorded}
+    assert set(by_id) == set(odd_ids)
+    reasons = []
+    for resource_id in odd_ids:
+        record = by_id[resource_id]
+        assert record.key is None
+        record_headers = {key: value.decode() for key, value in record.headers}
+        reasons.append(record_headers["cdsflow-error-type"])
+        assert "other.example" not in record_headers["cdsflow-error"]
+        assert ClinicalEvent.FromString(record.value).patient_key == ""
+    assert reasons == ["NoPatient", "ForeignPatient"]

@@ -10,13 +10,34 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from cdsflow.runtime.processes import free_port
+from cdsflow.service import ServiceSettings, uvicorn_config
 
 
 @contextlib.asynccontextmanager
-async def serve_app(app: ASGIApp, startup_timeout_s: float = 60) -> AsyncIterator[str]:
-    """Yield the app's base URL (`http://127.0.0.1:P`) while it serves; stop it after."""
+async def serve_app(
+    app: ASGIApp,
+    startup_timeout_s: float = 60,
+    *,
+    settings: ServiceSettings | None = None,
+    error_media_type: str = "application/json",
+) -> AsyncIterator[str]:
+    """Yield the app's base URL (`http://127.0.0.1:P`) while it serves; stop it after.
+
+    With `settings`, it is served as the service's `__main__` serves it (`uvicorn_config`:
+    the header-limited h11 protocol and its error answers); without, by plain uvicorn.
+    """
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    if settings is None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    else:
+        config = uvicorn_config(
+            app,
+            settings,
+            error_media_type=error_media_type,
+            host="127.0.0.1",
+            port=port,
+            lifespan="on",
+        )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
