@@ -1,6 +1,9 @@
 """`cdsflow` — the operator command: `up` runs the pipeline on loopback, `demo` plays a story.
 
-Exit codes: 0 success, 1 a part failed (the message names its log), 2 bad usage.
+`up` keeps the services running: one that exits is restarted (with backoff, one line on
+stderr each time); when the broker, Triton or the EHR that it started exits, it stops
+everything and says which. Exit codes: 0 success (stopped by Ctrl-C or SIGTERM), 1 a part
+failed (the message names its log), 2 bad usage.
 """
 
 from __future__ import annotations
@@ -8,19 +11,40 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from cdsflow.runtime.processes import ProcessFailed
+from cdsflow.runtime.processes import ProcessFailed, split_host_port
 from cdsflow.runtime.stack import Stack, StackOptions
 
+# how often `up` looks at its parts
+SUPERVISION_INTERVAL_S = 0.25
 
-def _parser() -> argparse.ArgumentParser:
+
+def _host_ports(text: str) -> str:
+    """An argparse type: `host:port`, or several comma-separated (a Kafka bootstrap list)."""
+    try:
+        for address in text.split(","):
+            split_host_port(address)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; give HOST:PORT, without a scheme") from exc
+    return text
+
+
+def _host_port(text: str) -> str:
+    if "," in text:
+        raise argparse.ArgumentTypeError(f"{text!r}: give one HOST:PORT")
+    return _host_ports(text)
+
+
+def command_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cdsflow", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start broker, Triton, the services (and an EHR)")
@@ -30,7 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     for command in (up, commands.add_parser("demo", help="up --with-ehr, then a clinical story")):
         command.add_argument("--endpoints-file", type=Path, help="write the endpoints as JSON")
         command.add_argument(
-            "--model-repository", type=Path, default=Path("models"), help="Triton models"
+            "--model-repository",
+            type=Path,
+            default=Path("models"),
+            help="the Triton model repository (default: models; unused with --triton-grpc-url)",
         )
         command.add_argument("--work-dir", type=Path, help="logs and data (default: a temp dir)")
         command.add_argument(
@@ -43,13 +70,32 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--no-subscription", action="store_true", help="do not create a Subscription on the EHR"
     )
+    up.add_argument(
+        "--kafka-bootstrap",
+        type=_host_ports,
+        metavar="HOST:PORT[,HOST:PORT]",
+        help="use this Kafka (durable) instead of starting the embedded broker, which keeps "
+        "events in memory only; the services use the idempotent producer there unless "
+        "CDSFLOW_KAFKA_IDEMPOTENCE=false",
+    )
+    up.add_argument(
+        "--triton-grpc-url",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="use this Triton's gRPC endpoint (e.g. on a GPU machine) instead of starting the "
+        "tritonserver binary",
+    )
     return parser
 
 
-def _options(args: argparse.Namespace, with_ehr: bool) -> StackOptions:
+def stack_options(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, with_ehr: bool
+) -> StackOptions:
+    """What to start, from the parsed arguments; bad usage exits 2 through `parser.error`."""
     model_repository = args.model_repository.resolve()
-    if not (model_repository / "deterioration_score").is_dir():
-        raise SystemExit(f"cdsflow: no Triton model repository at {model_repository}")
+    triton_grpc_url = getattr(args, "triton_grpc_url", None)
+    if triton_grpc_url is None and not (model_repository / "deterioration_score").is_dir():
+        parser.error(f"no Triton model repository at {model_repository}")
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="cdsflow-"))
     return StackOptions(
         work_dir=work_dir.resolve(),
@@ -57,6 +103,10 @@ def _options(args: argparse.Namespace, with_ehr: bool) -> StackOptions:
         with_ehr=with_ehr,
         ehr_base_url=getattr(args, "ehr_base_url", None),
         otlp_endpoint=args.otlp_endpoint,
+        kafka_bootstrap=getattr(args, "kafka_bootstrap", None),
+        kafka_idempotence=os.environ.get("CDSFLOW_KAFKA_IDEMPOTENCE", "true").lower()
+        not in ("false", "0", "no", "off"),
+        triton_grpc_url=triton_grpc_url,
     )
 
 
@@ -73,10 +123,9 @@ def _write_endpoints(path: Path | None, endpoints: dict[str, str]) -> None:
         path.write_text(json.dumps(endpoints, indent=2) + "\n")
 
 
-def _up(args: argparse.Namespace) -> int:
+def _up(stack: Stack, args: argparse.Namespace) -> int:
     from cdsflow.runtime.ehr_setup import create_listener_subscription, delete_subscription
 
-    stack = Stack(_options(args, with_ehr=args.with_ehr))
     stop = threading.Event()
 
     def request_stop(_signum: int, _frame: FrameType | None) -> None:
@@ -95,13 +144,9 @@ def _up(args: argparse.Namespace) -> int:
             endpoints["subscription"] = f"{endpoints['ehr']}/Subscription/{subscription_id}"
         _write_endpoints(args.endpoints_file, endpoints)
         _print_endpoints(endpoints, stack.options.work_dir)
-        print("Ctrl-C stops everything.", flush=True)
-        while not stop.wait(0.5):
-            dead = stack.dead_parts()
-            if dead:
-                names = ", ".join(f"{part.name} (log: {part.log_path})" for part in dead)
-                print(f"cdsflow: stopped, because a part exited: {names}", file=sys.stderr)
-                return 1
+        print("A service that exits is restarted. Ctrl-C stops everything.", flush=True)
+        while not stop.wait(SUPERVISION_INTERVAL_S):
+            stack.supervise()
         return 0
     except ProcessFailed as exc:
         print(f"cdsflow: {exc}", file=sys.stderr)
@@ -112,15 +157,23 @@ def _up(args: argparse.Namespace) -> int:
         stack.stop()
 
 
-def _demo(args: argparse.Namespace) -> int:
+async def _while_supervised(stack: Stack, work: Coroutine[Any, Any, int]) -> int:
+    """Run `work` while the stack is supervised; an essential part's exit cancels it."""
+    task = asyncio.create_task(work)
+    while not task.done():
+        stack.supervise()
+        await asyncio.wait({task}, timeout=SUPERVISION_INTERVAL_S)
+    return task.result()
+
+
+def _demo(stack: Stack, args: argparse.Namespace) -> int:
     from cdsflow.runtime.demo import run_demo
 
-    stack = Stack(_options(args, with_ehr=True))
     try:
         endpoints = stack.start()
         _write_endpoints(args.endpoints_file, endpoints)
         _print_endpoints(endpoints, stack.options.work_dir)
-        return asyncio.run(run_demo(stack))
+        return asyncio.run(_while_supervised(stack, run_demo(stack)))
     except (ProcessFailed, TimeoutError) as exc:
         print(f"cdsflow demo: {exc}", file=sys.stderr)
         return 1
@@ -129,10 +182,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = command_parser()
+    args = parser.parse_args(argv)
     if args.command == "up":
-        return _up(args)
-    return _demo(args)
+        return _up(Stack(stack_options(parser, args, with_ehr=args.with_ehr)), args)
+    return _demo(Stack(stack_options(parser, args, with_ehr=True)), args)
 
 
 if __name__ == "__main__":

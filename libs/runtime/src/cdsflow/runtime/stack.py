@@ -1,16 +1,33 @@
-"""The whole pipeline on loopback: broker, Triton, (EHR), the three services, a trace backend."""
+"""The whole pipeline on loopback: broker, Triton, (EHR), the three services, a trace backend.
+
+The broker, Triton and the EHR are started here unless existing ones are given; the three
+services always are. Once started, `supervise()` keeps the services running (see
+`cdsflow.runtime.supervisor`).
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import sys
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cdsflow.runtime.parts import start_broker, start_ehr, start_triton
-from cdsflow.runtime.processes import ManagedProcess, free_port, http_ok, spawn
+from cdsflow.runtime.processes import (
+    ManagedProcess,
+    ProcessFailed,
+    free_port,
+    http_ok,
+    port_accepts,
+    spawn,
+    split_host_port,
+)
+from cdsflow.runtime.supervisor import RestartPolicy, Supervisor
 from cdsflow.runtime.trace_collector import TraceCollector
 
 SERVICES = ("listener", "reasoner", "writeback")
@@ -23,14 +40,24 @@ class StackOptions:
     """What `cdsflow up` starts and how."""
 
     work_dir: Path
+    # used only when Triton is started here
     model_repository: Path
     with_ehr: bool = False
     ehr_base_url: str | None = None
+    # an existing Kafka (host:port[,host:port...]) instead of the embedded, memory-only Tansu
+    kafka_bootstrap: str | None = None
+    # an existing Triton's gRPC endpoint (host:port) instead of the wheel's tritonserver
+    triton_grpc_url: str | None = None
+    # the idempotent producer, with an existing Kafka (the embedded Tansu refuses it)
+    kafka_idempotence: bool = True
     # Where spans go: an external OTLP endpoint, else the built-in collector.
     otlp_endpoint: str | None = None
     pseudonym_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     channel_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     service_timeout_s: float = 90
+    # how long an existing Kafka or Triton may take to accept a connection at start
+    existing_part_timeout_s: float = 30
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
 
 
 class Stack:
@@ -43,6 +70,7 @@ class Stack:
         self.parts: list[ManagedProcess] = []
         self.endpoints: dict[str, str] = {}
         self.collector: TraceCollector | None = None
+        self.supervisor: Supervisor | None = None
 
     def start(self) -> dict[str, str]:
         try:
@@ -61,31 +89,34 @@ class Stack:
             self.collector = TraceCollector()
             otlp = self.collector.start()
         self.endpoints["otlp"] = otlp
-        broker = self._add(start_broker(log_dir))
-        triton = self._add(start_triton(options.model_repository, log_dir, f"{otlp}/v1/traces"))
+        essential: list[ManagedProcess] = []
+        if options.kafka_bootstrap is None:
+            broker = self._add(start_broker(log_dir))
+            essential.append(broker)
+            self.endpoints.update(broker.endpoints)
+        else:
+            _wait_until_reachable("Kafka", options.kafka_bootstrap, options.existing_part_timeout_s)
+            self.endpoints["broker"] = options.kafka_bootstrap
+        if options.triton_grpc_url is None:
+            otlp_traces = f"{otlp}/v1/traces"
+            triton = self._add(start_triton(options.model_repository, log_dir, otlp_traces))
+            essential.append(triton)
+            self.endpoints.update(triton.endpoints)
+        else:
+            _wait_until_reachable(
+                "Triton", options.triton_grpc_url, options.existing_part_timeout_s
+            )
+            self.endpoints["triton_grpc"] = options.triton_grpc_url
         if options.with_ehr:
-            ehr_base_url = self._add(start_ehr(log_dir)).endpoints["ehr"]
+            ehr = self._add(start_ehr(log_dir))
+            essential.append(ehr)
+            ehr_base_url = ehr.endpoints["ehr"]
         else:
             assert options.ehr_base_url is not None
             ehr_base_url = options.ehr_base_url.rstrip("/")
-        self.endpoints.update(broker.endpoints)
-        self.endpoints.update(triton.endpoints)
         self.endpoints["ehr"] = ehr_base_url
-        common = {
-            "CDSFLOW_KAFKA_BOOTSTRAP": broker.endpoints["broker"],
-            "CDSFLOW_KAFKA_IDEMPOTENCE": "false",
-            "CDSFLOW_EHR_BASE_URL": ehr_base_url,
-            "CDSFLOW_PSEUDONYM_KEY": options.pseudonym_key,
-            "CDSFLOW_HTTP_HOST": "127.0.0.1",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
-            "OTEL_BSP_SCHEDULE_DELAY": "200",
-        }
-        extra = {
-            "listener": {"CDSFLOW_CHANNEL_SECRET": options.channel_secret},
-            "reasoner": {"CDSFLOW_TRITON_GRPC_URL": triton.endpoints["triton_grpc"]},
-            "writeback": {},
-        }
-        started = [self._spawn_service(name, {**common, **extra[name]}) for name in SERVICES]
+        environments = service_environments(options, self.endpoints)
+        started = [self._spawn_service(name, environments[name]) for name in SERVICES]
         for service in started:
             readyz = f"{service.endpoints['http']}/readyz"
             service.wait_ready(partial(http_ok, readyz), options.service_timeout_s)
@@ -94,6 +125,9 @@ class Stack:
         self.endpoints["reasoner"] = by_name["reasoner"]
         self.endpoints["writeback"] = by_name["writeback"]
         self.endpoints["cds_services"] = by_name["writeback"] + "/cds-services"
+        self.supervisor = Supervisor(options.restart_policy)
+        self.supervisor.restart_when_exited(started)
+        self.supervisor.stop_all_when_exited(essential)
 
     def _spawn_service(self, name: str, env: dict[str, str]) -> ManagedProcess:
         port = free_port()
@@ -107,13 +141,70 @@ class Stack:
         self.parts.append(part)
         return part
 
-    def dead_parts(self) -> list[ManagedProcess]:
-        return [part for part in self.parts if not part.alive()]
+    def supervise(self) -> list[str]:
+        """Restart the services that exited (after their backoff); returns those restarted
+        just now. Raises `EssentialPartExited` when a broker, Triton or EHR started here exited.
+        """
+        if self.supervisor is None:
+            raise RuntimeError("start the stack before supervising it")
+        return self.supervisor.check()
 
     def stop(self) -> None:
         """Stop the services first, then the parts they use; nothing is left running."""
         for part in reversed(self.parts):
             part.stop()
         self.parts.clear()
+        self.supervisor = None
         if self.collector is not None:
             self.collector.stop()
+
+
+def service_environments(
+    options: StackOptions, endpoints: dict[str, str]
+) -> dict[str, dict[str, str]]:
+    """Each service's `CDSFLOW_*`/`OTEL_*` variables, given the parts' endpoints (`broker`,
+    `triton_grpc`, `ehr`, `otlp`); the HTTP port is added when the service is spawned."""
+    idempotence = options.kafka_bootstrap is not None and options.kafka_idempotence
+    common = {
+        "CDSFLOW_KAFKA_BOOTSTRAP": endpoints["broker"],
+        # Tansu refuses the idempotent producer (InitProducerId); Apache Kafka supports it
+        "CDSFLOW_KAFKA_IDEMPOTENCE": str(idempotence).lower(),
+        "CDSFLOW_EHR_BASE_URL": endpoints["ehr"],
+        "CDSFLOW_PSEUDONYM_KEY": options.pseudonym_key,
+        "CDSFLOW_HTTP_HOST": "127.0.0.1",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoints["otlp"],
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+    }
+    own = {
+        "listener": {"CDSFLOW_CHANNEL_SECRET": options.channel_secret},
+        "reasoner": {"CDSFLOW_TRITON_GRPC_URL": endpoints["triton_grpc"]},
+        # hook calls from an EHR on this machine name it as http://127.0.0.1/...
+        "writeback": {
+            "CDSFLOW_ALLOW_LOOPBACK_HTTP_FHIR_SERVER": str(
+                _on_loopback_http(endpoints["ehr"])
+            ).lower()
+        },
+    }
+    return {name: {**common, **own[name]} for name in SERVICES}
+
+
+def _on_loopback_http(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        return False
+    if parts.hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def _wait_until_reachable(what: str, addresses: str, timeout_s: float) -> None:
+    """Wait until one of `addresses` (host:port, comma-separated) accepts a TCP connection."""
+    hosts = [split_host_port(address) for address in addresses.split(",")]
+    deadline = time.monotonic() + timeout_s
+    while not any(port_accepts(port, host) for host, port in hosts):
+        if time.monotonic() > deadline:
+            raise ProcessFailed(f"no {what} answers at {addresses} after {timeout_s:.0f}s")
+        time.sleep(0.5)

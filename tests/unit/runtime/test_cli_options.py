@@ -1,0 +1,149 @@
+"""`cdsflow up`'s arguments: an existing Kafka or Triton instead of the embedded ones, and bad
+usage refused with exit code 2 before anything starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cdsflow.runtime.cli import command_parser, main, stack_options
+from cdsflow.runtime.processes import split_host_port
+from cdsflow.runtime.stack import StackOptions, service_environments
+
+ENDPOINTS = {
+    "broker": "kafka-1.internal:9092",
+    "triton_grpc": "gpu-1.internal:8001",
+    "ehr": "https://ehr.example.org/fhir",
+    "otlp": "http://127.0.0.1:4318",
+}
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["--kafka-bootstrap", "kafka-1.internal"],
+        ["--kafka-bootstrap", "kafka-1.internal:9092,kafka-2.internal"],
+        ["--kafka-bootstrap", "kafka://kafka-1.internal:9092"],
+        ["--kafka-bootstrap", ":9092"],
+        ["--triton-grpc-url", "grpc://gpu-1.internal:8001"],
+        ["--triton-grpc-url", "gpu-1.internal:0"],
+        ["--triton-grpc-url", "gpu-1.internal:8001,gpu-2.internal:8001"],
+        ["--model-repository", "/nonexistent/models"],
+    ],
+)
+def test_bad_usage_exits_2_with_a_message(
+    arguments: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["up", "--with-ehr", *arguments])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert "error:" in error
+    assert "HOST:PORT" in error or "model repository" in error
+
+
+def test_existing_kafka_and_triton_need_no_model_repository(tmp_path: Path) -> None:
+    parser = command_parser()
+    args = parser.parse_args(
+        [
+            "up",
+            "--with-ehr",
+            "--kafka-bootstrap",
+            "kafka-1.internal:9092,[::1]:9093",
+            "--triton-grpc-url",
+            "gpu-1.internal:8001",
+            "--model-repository",
+            str(tmp_path / "absent"),
+            "--work-dir",
+            str(tmp_path),
+        ]
+    )
+    options = stack_options(parser, args, with_ehr=True)
+    assert options.kafka_bootstrap == "kafka-1.internal:9092,[::1]:9093"
+    assert options.triton_grpc_url == "gpu-1.internal:8001"
+
+
+def test_services_use_idempotence_only_with_an_existing_kafka(tmp_path: Path) -> None:
+    embedded = StackOptions(work_dir=tmp_path, model_repository=tmp_path, with_ehr=True)
+    existing = StackOptions(
+        work_dir=tmp_path,
+        model_repository=tmp_path,
+        with_ehr=True,
+        kafka_bootstrap=ENDPOINTS["broker"],
+        triton_grpc_url=ENDPOINTS["triton_grpc"],
+    )
+    for name, environment in service_environments(embedded, ENDPOINTS).items():
+        assert environment["CDSFLOW_KAFKA_IDEMPOTENCE"] == "false", name
+    for name, environment in service_environments(existing, ENDPOINTS).items():
+        assert environment["CDSFLOW_KAFKA_IDEMPOTENCE"] == "true", name
+        assert environment["CDSFLOW_KAFKA_BOOTSTRAP"] == "kafka-1.internal:9092"
+    reasoner = service_environments(existing, ENDPOINTS)["reasoner"]
+    assert reasoner["CDSFLOW_TRITON_GRPC_URL"] == "gpu-1.internal:8001"
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, "true"), ("false", "false")])
+def test_an_existing_kafka_without_idempotence_can_be_declared(
+    setting: str | None, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Kafka-compatible broker that refuses the idempotent producer (CDSFLOW_KAFKA_IDEMPOTENCE
+    set where `up` runs)."""
+    if setting is None:
+        monkeypatch.delenv("CDSFLOW_KAFKA_IDEMPOTENCE", raising=False)
+    else:
+        monkeypatch.setenv("CDSFLOW_KAFKA_IDEMPOTENCE", setting)
+    parser = command_parser()
+    args = parser.parse_args(
+        [
+            "up",
+            "--with-ehr",
+            "--kafka-bootstrap",
+            "kafka-1.internal:9092",
+            "--triton-grpc-url",
+            "gpu-1.internal:8001",
+            "--work-dir",
+            str(tmp_path),
+        ]
+    )
+    options = stack_options(parser, args, with_ehr=True)
+    listener = service_environments(options, ENDPOINTS)["listener"]
+    assert listener["CDSFLOW_KAFKA_IDEMPOTENCE"] == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("kafka-1:9092", ("kafka-1", 9092)),
+        ("127.0.0.1:8001", ("127.0.0.1", 8001)),
+        ("[::1]:9092", ("::1", 9092)),
+        (" kafka-1:9092 ", ("kafka-1", 9092)),
+    ],
+)
+def test_host_port_splits(address: str, expected: tuple[str, int]) -> None:
+    assert split_host_port(address) == expected
+
+
+@pytest.mark.parametrize(
+    "address", ["kafka-1", "kafka-1:", ":9092", "kafka-1:port", "kafka-1:70000", "http://h:1"]
+)
+def test_host_port_refuses(address: str) -> None:
+    with pytest.raises(ValueError, match=r"HOST:PORT|1-65535"):
+        split_host_port(address)
+
+
+@pytest.mark.parametrize(
+    ("ehr", "allowed"),
+    [
+        ("http://127.0.0.1:8080/fhir", "true"),
+        ("http://localhost:8080/fhir", "true"),
+        ("http://[::1]:8080/fhir", "true"),
+        ("https://ehr.example.org/fhir", "false"),
+        ("http://ehr.example.org/fhir", "false"),
+    ],
+)
+def test_the_writeback_takes_http_fhir_server_only_from_an_ehr_on_loopback(
+    ehr: str, allowed: str, tmp_path: Path
+) -> None:
+    options = StackOptions(work_dir=tmp_path, model_repository=tmp_path, ehr_base_url=ehr)
+    writeback = service_environments(options, {**ENDPOINTS, "ehr": ehr})["writeback"]
+    assert writeback["CDSFLOW_ALLOW_LOOPBACK_HTTP_FHIR_SERVER"] == allowed
