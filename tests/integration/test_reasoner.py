@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from cdsflow.contracts import (
@@ -243,6 +244,31 @@ class RunningReasoner:
         async with httpx.AsyncClient(timeout=10) as http:
             return (await http.get(f"{self.base_url}/metrics")).text
 
+    async def metric(
+        self, name: str, at_least: float, timeout_s: float = 10, **labels: str
+    ) -> float:
+        """The value of one sample, once it has reached `at_least`.
+
+        Counters move just after the output they count is published: poll, never assume.
+        """
+
+        async def reached() -> float | None:
+            value = sample_value(await self.metrics(), name, labels)
+            return value if value >= at_least else None
+
+        what = f"{name}{labels} >= {at_least}"
+        return await eventually(reached, timeout_s=timeout_s, what=what)
+
+
+def sample_value(metrics: str, name: str, labels: Mapping[str, str]) -> float:
+    """The value of the sample `name` with exactly `labels` in a Prometheus text exposition;
+    0 when there is none."""
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == dict(labels):
+                return float(sample.value)
+    return 0.0
+
 
 def reasoner_settings(
     kafka: KafkaEndpoint, triton_grpc_url: str, ehr: EhrEndpoint, unique: str, **overrides: Any
@@ -408,7 +434,8 @@ async def test_a_well_patient_gets_a_low_risk_recommendation_without_cards(
     assert list(recommendation.cards) == []
     assert len(recommendation.basis.inputs) == 4
     assert recommendation_for(records, ignored.event_id) is None
-    assert "cdsflow_reasoner_ignored_events_total 1.0" in await reasoner.metrics()
+    ignored_events = "cdsflow_reasoner_ignored_events_total"
+    assert await reasoner.metric(ignored_events, at_least=1, reason="not-observation") == 1
 
 
 async def test_unprocessable_messages_land_on_the_dead_letter_topic_and_nothing_sticks(
@@ -541,3 +568,196 @@ async def test_the_reasoner_starts_before_kafka_and_consumes_once_it_is_up(
             assert found[event.event_id][0].scores[0].band == "low"
         finally:
             await asyncio.to_thread(broker.stop)
+
+
+# ---------------------------------------------------------------- hardening: what is never scored
+
+
+def impossible_rates(patient: str) -> list[dict[str, Any]]:
+    """A well patient whose two latest respiratory rates are impossible; a heart rate last."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    earlier = now - timedelta(minutes=20)
+    return [
+        vital_sign(patient, "9279-1", 16, "/min", earlier),
+        vital_sign(patient, "59408-5", 98, "%", earlier),
+        blood_pressure(patient, 124, earlier),
+        vital_sign(patient, "9279-1", 1e308, "/min", now - timedelta(minutes=3)),
+        vital_sign(patient, "9279-1", -5, "/min", now - timedelta(minutes=2)),
+        vital_sign(patient, "8867-4", 72, "/min", now - timedelta(minutes=1)),
+    ]
+
+
+def event_ids_of(records: list[ConsumerRecord[bytes, bytes]]) -> set[str]:
+    return {Recommendation.FromString(record.value).event_id for record in records}
+
+
+async def test_impossible_vital_signs_are_dead_lettered_and_never_scored(
+    reasoner: RunningReasoner, ehr: EhrEndpoint
+) -> None:
+    patient = await chart(ehr, impossible_rates)
+    huge, negative, heart_rate = (
+        clinical_event(resource, patient.reference, reasoner.keyer, ehr)
+        for resource in patient.observations[3:]
+    )
+    key = heart_rate.patient_key.encode()
+    bootstrap = reasoner.settings.kafka_bootstrap
+    await publish(
+        bootstrap,
+        reasoner.topics.clinical_events,
+        *((event.SerializeToString(), key) for event in (huge, negative, heart_rate)),
+    )
+
+    dead = await read_until(bootstrap, reasoner.topics.dead_letters, lambda got: len(got) >= 2)
+    assert [record.value for record in dead] == [
+        huge.SerializeToString(),
+        negative.SerializeToString(),
+    ]
+    assert [headers_of(record)[DLQ_ERROR_TYPE_HEADER] for record in dead] == [
+        "ImplausibleVitalSign"
+    ] * 2
+    assert [headers_of(record)[DLQ_ERROR_HEADER] for record in dead] == [
+        "respiratory_rate is beyond the range of a 32-bit float",
+        "respiratory_rate is below its plausible range (0-150 /min)",
+    ]
+
+    # one partition, in order: once the heart rate is answered, the rates were handled
+    records = await read_until(
+        bootstrap,
+        reasoner.topics.recommendations,
+        lambda got: heart_rate.event_id in event_ids_of(got),
+    )
+    assert event_ids_of(records) == {heart_rate.event_id}
+    found = recommendation_for(records, heart_rate.event_id)
+    assert found is not None
+    recommendation, _ = found
+    # the impossible rates on the EHR are skipped: the latest plausible one is the basis
+    ids = [o["id"] for o in patient.observations]
+    inputs = {i.name: (i.value, i.resource_reference) for i in recommendation.basis.inputs}
+    assert inputs["respiratory_rate"] == (16.0, f"Observation/{ids[0]}")
+    assert inputs["heart_rate"] == (72.0, f"Observation/{ids[5]}")
+    assert f"Observation/{ids[3]}" not in recommendation.basis.resource_references
+    assert f"Observation/{ids[4]}" not in recommendation.basis.resource_references
+    assert recommendation.scores[0].band == "low"
+
+    dlq = "cdsflow_reasoner_dlq_total"
+    assert await reasoner.metric(dlq, at_least=2, error_type="ImplausibleVitalSign") == 2
+    # each refusal counts: once as the trigger, once in the heart rate's history
+    implausible = "cdsflow_reasoner_implausible_readings_total"
+    for reason in ("not-float32", "below-range"):
+        refused = await reasoner.metric(
+            implausible, at_least=2, vital_sign="respiratory_rate", reason=reason
+        )
+        assert refused == 2
+
+
+async def test_a_patient_the_ehr_does_not_know_gets_no_recommendation(
+    reasoner: RunningReasoner, ehr: EhrEndpoint
+) -> None:
+    stranger = f"Patient/{uuid.uuid4()}"  # never created on SEKMET
+    async with httpx.AsyncClient(timeout=30) as http:
+        unknown_vitals = await EhrClient(ehr.base_url, http).create(
+            vital_sign(stranger, "9279-1", 28, "/min", datetime.now(UTC).replace(microsecond=0))
+        )
+    unknown = clinical_event(unknown_vitals, stranger, reasoner.keyer, ehr)
+    patient = await chart(ehr, well)
+    first = clinical_event(patient.trigger, patient.reference, reasoner.keyer, ehr)
+    again = clinical_event(patient.trigger, patient.reference, reasoner.keyer, ehr)
+    bootstrap = reasoner.settings.kafka_bootstrap
+    await publish(
+        bootstrap,
+        reasoner.topics.clinical_events,
+        *((e.SerializeToString(), e.patient_key.encode()) for e in (unknown, first, again)),
+    )
+
+    [dead] = await read_until(bootstrap, reasoner.topics.dead_letters, lambda got: len(got) >= 1)
+    assert dead.value == unknown.SerializeToString()
+    assert headers_of(dead)[DLQ_ERROR_TYPE_HEADER] == "UnknownPatient"
+    assert headers_of(dead)[DLQ_ERROR_HEADER] == (
+        "the configured EHR does not know the event's patient"
+    )
+    records = await read_until(
+        bootstrap,
+        reasoner.topics.recommendations,
+        lambda got: {first.event_id, again.event_id} <= event_ids_of(got),
+    )
+    assert event_ids_of(records) == {first.event_id, again.event_id}
+
+    checks = "cdsflow_reasoner_patient_checks_total"
+    assert await reasoner.metric(checks, at_least=1, outcome="unknown") == 1
+    # the second event about the same patient does not ask the EHR again
+    assert await reasoner.metric(checks, at_least=1, outcome="confirmed") == 1
+    assert await reasoner.metric(checks, at_least=1, outcome="known") == 1
+    dlq = "cdsflow_reasoner_dlq_total"
+    assert await reasoner.metric(dlq, at_least=1, error_type="UnknownPatient") == 1
+
+
+async def test_another_servers_patient_is_never_charted_on_the_local_one(
+    reasoner: RunningReasoner, ehr: EhrEndpoint
+) -> None:
+    patient = await chart(ehr, deteriorating)
+    local_id = patient.reference.split("/")[1]
+    key = reasoner.keyer.patient_key(patient.reference)
+
+    def about(subject: str, patient_reference: str, patient_key: str = key) -> ClinicalEvent:
+        resource = dict(patient.trigger, subject={"reference": subject})
+        event = clinical_event(resource, patient.reference, reasoner.keyer, ehr)
+        event.patient_reference = patient_reference
+        event.patient_key = patient_key
+        return event
+
+    foreign_subject = about(f"http://other.example/fhir/Patient/{local_id}", patient.reference)
+    foreign_event = about(patient.reference, f"//other.example/fhir/Patient/{local_id}")
+    dot_segments = about(f"{ehr.base_url}/../other/Patient/{local_id}", "")
+    other_key = about(patient.reference, patient.reference, reasoner.keyer.patient_key("Patient/x"))
+    answered = clinical_event(patient.trigger, patient.reference, reasoner.keyer, ehr)
+    refused = (foreign_subject, foreign_event, dot_segments, other_key)
+    bootstrap = reasoner.settings.kafka_bootstrap
+    await publish(
+        bootstrap,
+        reasoner.topics.clinical_events,
+        *((event.SerializeToString(), key.encode()) for event in (*refused, answered)),
+    )
+
+    dead = await read_until(bootstrap, reasoner.topics.dead_letters, lambda got: len(got) >= 4)
+    assert [record.value for record in dead] == [event.SerializeToString() for event in refused]
+    assert [headers_of(record)[DLQ_ERROR_TYPE_HEADER] for record in dead] == [
+        "ForeignPatient",
+        "ForeignPatient",
+        "ForeignPatient",
+        "PatientKeyMismatch",
+    ]
+    records = await read_until(
+        bootstrap,
+        reasoner.topics.recommendations,
+        lambda got: answered.event_id in event_ids_of(got),
+    )
+    assert event_ids_of(records) == {answered.event_id}
+    dlq = "cdsflow_reasoner_dlq_total"
+    assert await reasoner.metric(dlq, at_least=3, error_type="ForeignPatient") == 3
+    assert await reasoner.metric(dlq, at_least=1, error_type="PatientKeyMismatch") == 1
+
+
+async def test_an_ehr_outage_during_the_patient_check_is_retried_not_refused(
+    kafka: KafkaEndpoint,
+    triton: TritonEndpoint,
+    ehr: EhrEndpoint,
+    unique: str,
+    telemetry_spans: tuple[Telemetry, InMemorySpanExporter],
+) -> None:
+    telemetry, spans = telemetry_spans
+    patient = await chart(ehr, well)
+    nowhere = EhrEndpoint(base_url=f"http://127.0.0.1:{free_port()}/fhir")
+    settings = reasoner_settings(kafka, triton.grpc_url, nowhere, unique)
+    event = clinical_event(patient.trigger, patient.reference, telemetry.patient_keyer, ehr)
+    async with serve_reasoner(settings, telemetry, spans) as running:
+        await publish(
+            kafka.bootstrap,
+            running.topics.clinical_events,
+            (event.SerializeToString(), event.patient_key.encode()),
+        )
+        # handed back and consumed again at least once: never judged an unknown patient
+        failures = "cdsflow_reasoner_dependency_failures_total"
+        await running.metric(failures, at_least=2, timeout_s=60, dependency="ehr")
+        metrics = await running.metrics()
+        assert "cdsflow_reasoner_dlq_total{" not in metrics
+        assert 'cdsflow_reasoner_patient_checks_total{outcome="unknown"}' not in metrics

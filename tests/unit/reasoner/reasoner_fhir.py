@@ -12,6 +12,7 @@ from cdsflow.runtime.story import ucum_quantity, vital_sign_observation
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 PATIENT = "Patient/p-1"
+EHR_BASE_URL = "http://ehr.example/fhir"
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -73,7 +74,7 @@ def clinical_event(
         resource_json=json.dumps(resource).encode(),
         patient_key=patient_key,
         patient_reference=patient_reference,
-        source=EventSource(ehr_base_url="http://ehr.example/fhir"),
+        source=EventSource(ehr_base_url=EHR_BASE_URL),
     )
     event.occurred_at.FromDatetime(NOW)
     return event

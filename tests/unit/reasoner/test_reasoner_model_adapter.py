@@ -22,7 +22,7 @@ from cdsflow.reasoner.domain.patient_context import assemble_patient_context, tr
 from cdsflow.reasoner.domain.vital_signs import VITAL_SIGNS
 
 from ..models.model_files import MODEL_DIR, load_early_warning
-from .reasoner_fhir import NOW, PATIENT, blood_pressure_panel, observation
+from .reasoner_fhir import EHR_BASE_URL, NOW, PATIENT, blood_pressure_panel, observation
 
 
 def test_the_adapter_uses_the_models_column_order_and_tensor_names() -> None:
@@ -40,7 +40,12 @@ def test_readings_fill_their_columns_and_missing_ones_are_masked() -> None:
         observation("rr-1", "9279-1", 23, effective=NOW - timedelta(minutes=30)),
     ]
     context = assemble_patient_context(
-        PATIENT, trigger, trigger_readings(trigger, None), history, timedelta(hours=24)
+        PATIENT,
+        trigger,
+        trigger_readings(trigger, None),
+        history,
+        timedelta(hours=24),
+        ehr_base_url=EHR_BASE_URL,
     )
     inputs = model_inputs(context)
     assert inputs.vital_signs.dtype == np.float32

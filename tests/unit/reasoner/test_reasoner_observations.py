@@ -10,7 +10,6 @@ from cdsflow.reasoner.domain.errors import UnprocessableEvent
 from cdsflow.reasoner.domain.observations import (
     carries_vital_sign,
     parse_fhir_datetime,
-    subject_reference,
     vital_sign_readings,
 )
 from cdsflow.reasoner.domain.vital_signs import VitalSignReading
@@ -139,15 +138,3 @@ def test_a_period_start_or_issued_time_is_used() -> None:
 )
 def test_fhir_date_times_parse_to_aware_datetimes(text: str, expected: datetime | None) -> None:
     assert parse_fhir_datetime(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("reference", "expected"),
-    [
-        ("Patient/p-1", "Patient/p-1"),
-        ("http://ehr.example/fhir/Patient/p-1/_history/3", "Patient/p-1"),
-        ("Group/g-1", None),
-    ],
-)
-def test_the_subject_must_be_a_patient(reference: str, expected: str | None) -> None:
-    assert subject_reference(observation("o-1", "8867-4", 70, subject=reference)) == expected

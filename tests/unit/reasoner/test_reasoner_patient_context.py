@@ -5,21 +5,26 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from cdsflow.reasoner.domain.patient_context import (
     PatientContext,
     assemble_patient_context,
     history_search_params,
     trigger_readings,
 )
+from cdsflow.reasoner.domain.plausible_ranges import Implausibility, RefusedReading
 
-from .reasoner_fhir import NOW, PATIENT, blood_pressure_panel, observation
+from .reasoner_fhir import EHR_BASE_URL, NOW, PATIENT, blood_pressure_panel, observation
 
 DAY = timedelta(hours=24)
 
 
 def _context(trigger: dict[str, Any], history: list[dict[str, Any]]) -> PatientContext:
     readings = trigger_readings(trigger, None)
-    return assemble_patient_context(PATIENT, trigger, readings, history, DAY)
+    return assemble_patient_context(
+        PATIENT, trigger, readings, history, DAY, ehr_base_url=EHR_BASE_URL
+    )
 
 
 def _values(context: PatientContext) -> dict[str, float]:
@@ -103,3 +108,64 @@ def test_the_history_search_asks_for_the_patients_recent_vital_signs_newest_firs
         "http://loinc.org|8310-5",
         "http://loinc.org|9269-2",
     } <= set(codes)
+
+
+def test_an_implausible_history_reading_is_left_out_and_reported() -> None:
+    trigger = observation("hr-1", "8867-4", 88)
+    minutes = [NOW - timedelta(minutes=m) for m in (5, 10, 30)]
+    impossible_rate = observation("rr-bad", "9279-1", -5, effective=minutes[0])
+    huge_rate = observation("rr-huge", "9279-1", 1e308, effective=minutes[1])
+    older_rate = observation("rr-ok", "9279-1", 22, effective=minutes[2])
+    oximetry = observation("ox-1", "59408-5", 93, "%", effective=minutes[0])
+    oximetry["component"] = [
+        {
+            "code": {"coding": [{"system": "http://loinc.org", "code": "3150-0"}]},
+            "valueQuantity": {"value": 250, "unit": "%", "code": "%"},
+        }
+    ]
+    context = _context(trigger, [impossible_rate, huge_rate, older_rate, oximetry])
+    # the latest plausible rate is used; the saturation beside an impossible FiO2 is kept
+    assert _values(context) == {"heart_rate": 88, "respiratory_rate": 22, "oxygen_saturation": 93}
+    assert context.readings["respiratory_rate"].resource_reference == "Observation/rr-ok"
+    assert context.implausible_history == (
+        RefusedReading("respiratory_rate", Implausibility.BELOW_RANGE),
+        RefusedReading("respiratory_rate", Implausibility.NOT_FLOAT32),
+        RefusedReading("inhaled_oxygen_concentration", Implausibility.ABOVE_RANGE),
+    )
+
+
+def test_implausible_readings_outside_the_window_are_not_reported() -> None:
+    trigger = observation("hr-1", "8867-4", 88)
+    stale = observation("rr-stale", "9279-1", -5, effective=NOW - DAY - timedelta(minutes=1))
+    assert _context(trigger, [stale]).implausible_history == ()
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Patient/p-2",
+        "http://other.example/fhir/Patient/p-1",
+        "//other.example/fhir/Patient/p-1",
+        "a/b/c/Patient/p-1",
+        "http://ehr.example/fhir/../other/Patient/p-1",
+        "Patient/..",
+        "Group/g-1",
+    ],
+)
+def test_history_about_another_patient_is_skipped(subject: str) -> None:
+    trigger = observation("rr-1", "9279-1", 18)
+    foreign = observation("hr-x", "8867-4", 150, subject=subject)
+    no_subject = observation("t-x", "8310-5", 39.9, "Cel")
+    del no_subject["subject"]
+    own = [
+        observation("spo2-1", "59408-5", 95, "%", subject="Patient/p-1/_history/4"),
+        observation(
+            "gcs-1", "9269-2", 14, "{score}", subject="http://ehr.example/fhir/Patient/p-1"
+        ),
+    ]
+    context = _context(trigger, [foreign, no_subject, *own])
+    assert _values(context) == {
+        "respiratory_rate": 18,
+        "oxygen_saturation": 95,
+        "glasgow_coma_score": 14,
+    }

@@ -23,7 +23,14 @@ from cdsflow.reasoner.domain.recommendation import (
 )
 from cdsflow.reasoner.domain.risk_bands import RiskBand, risk_band
 
-from .reasoner_fhir import NOW, PATIENT, blood_pressure_panel, clinical_event, observation
+from .reasoner_fhir import (
+    EHR_BASE_URL,
+    NOW,
+    PATIENT,
+    blood_pressure_panel,
+    clinical_event,
+    observation,
+)
 
 MODEL = ModelRef(name="deterioration_score", version="1")
 PRODUCED_AT = NOW + timedelta(seconds=2)
@@ -37,7 +44,12 @@ HISTORY = [
 
 def _context() -> PatientContext:
     return assemble_patient_context(
-        PATIENT, TRIGGER, trigger_readings(TRIGGER, None), HISTORY, timedelta(hours=24)
+        PATIENT,
+        TRIGGER,
+        trigger_readings(TRIGGER, None),
+        HISTORY,
+        timedelta(hours=24),
+        ehr_base_url=EHR_BASE_URL,
     )
 
 

@@ -7,7 +7,7 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from cdsflow.reasoner.domain.errors import UnprocessableEvent
+from cdsflow.reasoner.domain.errors import UnknownPatient, UnprocessableEvent
 from cdsflow.reasoner.handlers import dlq_error
 from cdsflow.reasoner.settings import Settings
 
@@ -32,6 +32,21 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.shadow_models == frozenset()
     assert settings.kafka_fetch_max_wait_ms == 5
     assert settings.kafka_idempotence is True
+    assert settings.known_patients_max == 100_000
+    assert settings.known_patients_ttl_s == 3600.0
+
+
+def test_the_known_patients_cache_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDSFLOW_EHR_BASE_URL", "http://ehr.example/fhir")
+    monkeypatch.setenv("CDSFLOW_KNOWN_PATIENTS_MAX", "500")
+    monkeypatch.setenv("CDSFLOW_KNOWN_PATIENTS_TTL_S", "0")
+    settings = Settings()
+    assert (settings.known_patients_max, settings.known_patients_ttl_s) == (500, 0.0)
+    for name, value in (("MAX", "-1"), ("TTL_S", "-0.5")):
+        monkeypatch.setenv(f"CDSFLOW_KNOWN_PATIENTS_{name}", value)
+        with pytest.raises(ValidationError):
+            Settings()
+        monkeypatch.setenv(f"CDSFLOW_KNOWN_PATIENTS_{name}", "1")
 
 
 def test_shadow_models_are_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -50,5 +65,6 @@ def test_the_ehr_is_required_and_must_be_http() -> None:
 
 def test_dead_letter_errors_never_echo_foreign_exception_messages() -> None:
     assert dlq_error(UnprocessableEvent("resource_json is not JSON")) == "resource_json is not JSON"
+    assert dlq_error(UnknownPatient("no such patient")) == "no such patient"
     leaky = KeyError("Patient/p-1 Ada Lovelace")
     assert dlq_error(leaky) == "unexpected KeyError while processing the event"

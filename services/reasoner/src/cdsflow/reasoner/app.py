@@ -17,7 +17,9 @@ from tritonclient.grpc.aio import InferenceServerClient
 from cdsflow.fhir import EhrClient
 from cdsflow.reasoner.domain.cards import CardSource
 from cdsflow.reasoner.domain.recommendation import RecommendationPolicy
-from cdsflow.reasoner.handlers import ClinicalEventHandler, ReasonerMetrics
+from cdsflow.reasoner.handlers import ClinicalEventHandler
+from cdsflow.reasoner.known_patients import KnownPatients
+from cdsflow.reasoner.metrics import ReasonerMetrics
 from cdsflow.reasoner.model_client import TritonModel
 from cdsflow.reasoner.settings import Settings
 from cdsflow.service import (
@@ -68,6 +70,9 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             patient_keyer=telemetry.patient_keyer,
             metrics=metrics,
             policy=policy,
+            known_patients=KnownPatients(
+                settings.known_patients_max, settings.known_patients_ttl_s
+            ),
         )
 
         async def on_clinical_event(message: KafkaMessage) -> None:

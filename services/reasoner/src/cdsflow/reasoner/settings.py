@@ -44,6 +44,13 @@ class Settings(ServiceSettings):
     dependency_retry_s: float = Field(default=30.0, ge=0)
     # `readiness_timeout_s` (shared, default 2 s) bounds `/readyz`'s wait for Kafka and Triton.
 
+    # Patients the EHR confirmed to exist are not asked about again for `known_patients_ttl_s`
+    # (so a deleted or merged patient stops getting recommendations within it); at most
+    # `known_patients_max` are remembered (about 200 bytes each: 100 000 take about 20 MB).
+    # 0 (either) asks the EHR every time.
+    known_patients_max: int = Field(default=100_000, ge=0)
+    known_patients_ttl_s: float = Field(default=3600.0, ge=0)
+
     card_source_label: str = "cdsflow deterioration score"
     card_source_url: str = ""
 

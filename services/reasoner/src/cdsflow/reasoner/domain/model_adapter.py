@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from cdsflow.reasoner.domain.errors import UnprocessableEvent
+from cdsflow.reasoner.domain.errors import ImplausibleVitalSign, UnprocessableEvent
 from cdsflow.reasoner.domain.patient_context import PatientContext
+from cdsflow.reasoner.domain.plausible_ranges import RefusedReading
 from cdsflow.reasoner.domain.vital_signs import VITAL_SIGNS
 
 VITAL_SIGNS_INPUT = "vital_signs"
@@ -51,14 +52,23 @@ class ModelOutputs:
 
 
 def model_inputs(context: PatientContext) -> ModelInputs:
-    """One row: each vital sign's value (0 when missing) and whether it was observed."""
+    """One row: each vital sign's value (0 when missing) and whether it was observed.
+
+    The last guard before the model: a value outside its plausible range (which includes
+    every non-finite value and every value beyond float32) raises `ImplausibleVitalSign`, so
+    the tensor is always finite, whichever way the context was built.
+    """
     values = np.zeros((1, len(VITAL_SIGNS)), dtype=np.float32)
     present = np.zeros((1, len(VITAL_SIGNS)), dtype=np.bool_)
     for column, vital_sign in enumerate(VITAL_SIGNS):
         reading = context.readings.get(vital_sign.name)
-        if reading is not None:
-            values[0, column] = reading.value
-            present[0, column] = True
+        if reading is None:
+            continue
+        reason = vital_sign.implausibility(reading.value)
+        if reason is not None:
+            raise ImplausibleVitalSign([RefusedReading(vital_sign.name, reason)])
+        values[0, column] = reading.value
+        present[0, column] = True
     return ModelInputs(vital_signs=values, present=present)
 
 

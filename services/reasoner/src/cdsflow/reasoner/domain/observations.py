@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from cdsflow.fhir import is_fhir_id
 from cdsflow.reasoner.domain.errors import UnprocessableEvent
 from cdsflow.reasoner.domain.vital_signs import (
     LOINC,
@@ -16,6 +19,8 @@ from cdsflow.reasoner.domain.vital_signs import (
 
 # Statuses whose values may be used; `entered-in-error`, `cancelled` and friends may not.
 USABLE_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
+# A FHIR resource type name (`Patient`, `Group`, `Device`, ...).
+_RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
 
 
 def observation_reference(observation: Mapping[str, Any]) -> str:
@@ -27,20 +32,24 @@ def observation_reference(observation: Mapping[str, Any]) -> str:
 
 
 def subject_reference(observation: Mapping[str, Any]) -> str | None:
-    """The `subject.reference` when it points at a Patient, else None."""
+    """The `subject.reference` as written, or None when there is none.
+
+    Which patient it names is decided by `cdsflow.fhir.local_patient_reference` only.
+    """
     subject = observation.get("subject")
     reference = subject.get("reference") if isinstance(subject, Mapping) else None
-    return patient_reference_in(reference) if isinstance(reference, str) else None
+    return reference if isinstance(reference, str) else None
 
 
-def patient_reference_in(reference: str) -> str | None:
-    """`Patient/<id>` out of a relative, absolute or versioned reference; None if no Patient."""
-    parts = [part for part in reference.split("/") if part]
-    if "_history" in parts:
-        parts = parts[: parts.index("_history")]
-    if len(parts) < 2 or parts[-2] != "Patient":
-        return None
-    return f"Patient/{parts[-1]}"
+def names_another_resource_type(reference: str) -> bool:
+    """True for a relative reference to a resource that is no Patient (`Group/ward-3`,
+    `Device/d-1`): an Observation about it is about no patient at all."""
+    resource_type, _, resource_id = reference.partition("/")
+    return (
+        resource_type != "Patient"
+        and bool(_RESOURCE_TYPE.fullmatch(resource_type))
+        and is_fhir_id(resource_id)
+    )
 
 
 def observed_at(observation: Mapping[str, Any]) -> datetime | None:
@@ -87,7 +96,8 @@ def vital_sign_readings(
     """Every model input the Observation carries, in the model's units.
 
     Raises `UnprocessableEvent` when a vital sign is recorded in a unit that cannot be
-    converted. Values that are absent (`dataAbsentReason`) are simply not read.
+    converted. Values that are absent (`dataAbsentReason`) are simply not read. Values are
+    not judged here: whether each is plausible is `VitalSign.implausibility`'s to say.
     """
     reference = observation_reference(observation)
     when = observed_at(observation) or fallback_observed_at
@@ -152,9 +162,18 @@ def _quantity(element: Mapping[str, Any]) -> tuple[float, str] | None:
         value = quantity.get("value")
         if isinstance(value, int | float) and not isinstance(value, bool):
             unit = quantity.get("code") or quantity.get("unit") or ""
-            return float(value), str(unit)
+            return _as_float(value), str(unit)
         return None
     integer = element.get("valueInteger")
     if isinstance(integer, int) and not isinstance(integer, bool):
-        return float(integer), ""
+        return _as_float(integer), ""
     return None
+
+
+def _as_float(value: float) -> float:
+    """`value` as a float; an integer too large for one becomes an infinity (then refused as
+    implausible) instead of an OverflowError."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf

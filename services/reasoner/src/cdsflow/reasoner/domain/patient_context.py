@@ -5,6 +5,9 @@ patient's recent history on the EHR, fetched for each event (no cache: the EHR i
 record, and a cache would be partial after a consumer-group rebalance). The context is taken
 *as of the event*: readings observed after the event's Observation, or longer than the
 look-back window before it, are left out, so replaying an event gives the same inputs.
+
+No implausible value reaches the context: one in the event's own Observation refuses the
+event (`ImplausibleVitalSign`), one in the history is left out and reported.
 """
 
 from __future__ import annotations
@@ -14,16 +17,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cdsflow.reasoner.domain.errors import UnprocessableEvent
+from cdsflow.fhir import local_patient_reference
+from cdsflow.reasoner.domain.errors import ImplausibleVitalSign, UnprocessableEvent
 from cdsflow.reasoner.domain.observations import (
     carries_vital_sign,
     is_usable,
     observation_reference,
+    subject_reference,
     vital_sign_readings,
 )
+from cdsflow.reasoner.domain.plausible_ranges import RefusedReading
 from cdsflow.reasoner.domain.vital_signs import (
     LOINC,
     OBSERVATION_CODES,
+    VITAL_SIGN_BY_NAME,
     VITAL_SIGNS,
     VitalSignReading,
 )
@@ -38,6 +45,8 @@ class PatientContext:
     trigger_reference: str
     as_of: datetime
     readings: Mapping[str, VitalSignReading]
+    # history readings left out because no patient can have them
+    implausible_history: tuple[RefusedReading, ...] = ()
 
     def missing(self) -> list[str]:
         """Names of the vital signs with no reading, in model order."""
@@ -66,11 +75,30 @@ def history_search_params(
 def trigger_readings(
     observation: Mapping[str, Any], event_occurred_at: datetime | None
 ) -> list[VitalSignReading]:
-    """The event Observation's readings; it must carry at least one value."""
+    """The event Observation's readings; it must carry at least one value, and every value
+    must be plausible (else `ImplausibleVitalSign`: the event is not scored at all)."""
     readings = vital_sign_readings(observation, fallback_observed_at=event_occurred_at)
     if not readings:
         raise UnprocessableEvent("the vital-sign Observation carries no value")
-    return readings
+    plausible, refused = plausible_readings(readings)
+    if refused:
+        raise ImplausibleVitalSign(refused)
+    return plausible
+
+
+def plausible_readings(
+    readings: Iterable[VitalSignReading],
+) -> tuple[list[VitalSignReading], list[RefusedReading]]:
+    """The readings a patient can have, and the others as (vital sign, reason)."""
+    plausible: list[VitalSignReading] = []
+    refused: list[RefusedReading] = []
+    for reading in readings:
+        reason = VITAL_SIGN_BY_NAME[reading.name].implausibility(reading.value)
+        if reason is None:
+            plausible.append(reading)
+        else:
+            refused.append(RefusedReading(reading.name, reason))
+    return plausible, refused
 
 
 def assemble_patient_context(
@@ -79,20 +107,28 @@ def assemble_patient_context(
     trigger: Sequence[VitalSignReading],
     history: Iterable[Mapping[str, Any]],
     lookback: timedelta,
+    *,
+    ehr_base_url: str,
 ) -> PatientContext:
     """Latest reading per vital sign from the trigger and the history, as of the trigger.
 
-    History entries that are not usable, are the trigger itself (the event's copy wins), or
-    cannot be read are skipped: one bad historical Observation must not block the patient.
+    History entries that are not usable, are about another patient than `patient_reference`
+    (by `cdsflow.fhir.local_patient_reference`), are the trigger itself (the event's copy
+    wins), or cannot be read are skipped: one bad historical Observation must not block the
+    patient. An implausible history reading is left out and listed in `implausible_history`.
     """
     trigger_reference = observation_reference(observation)
     as_of = max(reading.observed_at for reading in trigger)
     earliest = as_of - lookback
     candidates: list[tuple[VitalSignReading, bool]] = [(r, True) for r in trigger]
+    implausible: list[RefusedReading] = []
     for resource in history:
         if resource.get("resourceType") != "Observation" or not is_usable(resource):
             continue
         if not carries_vital_sign(resource):
+            continue
+        subject = subject_reference(resource)
+        if local_patient_reference(subject, ehr_base_url) != patient_reference:
             continue
         try:
             if observation_reference(resource) == trigger_reference:
@@ -100,7 +136,10 @@ def assemble_patient_context(
             readings = vital_sign_readings(resource)
         except UnprocessableEvent:
             continue
-        candidates += [(r, False) for r in readings if earliest <= r.observed_at <= as_of]
+        in_window = [r for r in readings if earliest <= r.observed_at <= as_of]
+        plausible, refused = plausible_readings(in_window)
+        candidates += [(r, False) for r in plausible]
+        implausible += refused
     latest: dict[str, tuple[VitalSignReading, bool]] = {}
     for reading, from_trigger in candidates:
         current = latest.get(reading.name)
@@ -115,4 +154,5 @@ def assemble_patient_context(
         trigger_reference=trigger_reference,
         as_of=as_of,
         readings={name: reading for name, (reading, _) in latest.items()},
+        implausible_history=tuple(implausible),
     )

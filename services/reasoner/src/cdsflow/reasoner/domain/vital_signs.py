@@ -1,4 +1,5 @@
-"""The vital signs the deterioration model reads: LOINC codes, UCUM units, conversions.
+"""The vital signs the deterioration model reads: LOINC codes, UCUM units, conversions and
+the range of values each can have (`domain/plausible_ranges.py`).
 
 The order of `VITAL_SIGNS` is the column order of the model's `vital_signs` input tensor.
 """
@@ -9,6 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from cdsflow.reasoner.domain.plausible_ranges import Implausibility, PlausibleRange, RefusedReading
+
 LOINC = "http://loinc.org"
 # The blood pressure panel; its systolic component is read like a standalone 8480-6.
 BLOOD_PRESSURE_PANEL = "85354-9"
@@ -16,14 +19,20 @@ BLOOD_PRESSURE_PANEL = "85354-9"
 
 @dataclass(frozen=True)
 class VitalSign:
-    """One model input: where to find it (LOINC codes) and in which unit the model wants it."""
+    """One model input: where to find it (LOINC codes), in which unit the model wants it, and
+    which values (in that unit, after conversion) it can have."""
 
     name: str
     label: str
     codes: tuple[str, ...]
     unit: str
+    plausible: PlausibleRange
     # UCUM code -> conversion to `unit`; `unit` itself converts as identity
     conversions: Mapping[str, Callable[[float], float]] = field(default_factory=dict)
+
+    def implausibility(self, value: float) -> Implausibility | None:
+        """Why `value` (in `unit`) cannot be this vital sign, or None when it can."""
+        return self.plausible.implausibility(value)
 
     def to_model_unit(self, value: float, ucum_code: str) -> float | None:
         """The value in `unit`, or None when the unit is not one this vital sign accepts."""
@@ -48,23 +57,64 @@ def _kilopascal_to_mm_hg(value: float) -> float:
 _PER_MINUTE_ALIASES = {"{breaths}/min": _identity, "{Breaths}/min": _identity}
 _BEATS_ALIASES = {"{beats}/min": _identity, "{Beats}/min": _identity}
 
+# Plausible ranges: what a living patient's measurement can be, not what is normal. Sources:
+# - respiratory rate: 0 is apnoea; spontaneous rates stay far below 150 /min (newborns
+#   breathe 30-60 /min, and severe neonatal tachypnoea rarely exceeds 100-120 /min);
+# - oxygen saturation and inhaled oxygen: fractions, 0-100 % by definition (inhaled mixtures
+#   below the 21 % of room air exist, e.g. hypoxic gas in paediatric cardiology);
+# - systolic pressure: 0 in circulatory arrest; intra-arterial peaks of about 480 mmHg were
+#   recorded during maximal weight lifting (MacDougall et al., J Appl Physiol 1985), so 500;
+# - heart rate: 0 is asystole; the fastest reported human ventricular rate is about 600 /min
+#   (pre-excited atrial fibrillation, Chhabra et al., Indian Pacing Electrophysiol J 2012);
+# - body temperature: patients have survived core temperatures of 13.7 Cel (accidental
+#   hypothermia, Gilbert et al., Lancet 2000) and 46.5 Cel (heat stroke, 1980); 10-50 Cel
+#   leaves a margin on both sides;
+# - Glasgow coma score: 3-15, the bounds of the scale itself (Teasdale & Jennett, Lancet 1974).
 VITAL_SIGNS: tuple[VitalSign, ...] = (
-    VitalSign("respiratory_rate", "Respiratory rate", ("9279-1",), "/min", _PER_MINUTE_ALIASES),
-    VitalSign("oxygen_saturation", "Oxygen saturation", ("59408-5", "2708-6"), "%"),
-    VitalSign("inhaled_oxygen_concentration", "Inhaled oxygen concentration", ("3150-0",), "%"),
+    VitalSign(
+        "respiratory_rate",
+        "Respiratory rate",
+        ("9279-1",),
+        "/min",
+        PlausibleRange(0, 150),
+        _PER_MINUTE_ALIASES,
+    ),
+    VitalSign(
+        "oxygen_saturation",
+        "Oxygen saturation",
+        ("59408-5", "2708-6"),
+        "%",
+        PlausibleRange(0, 100),
+    ),
+    VitalSign(
+        "inhaled_oxygen_concentration",
+        "Inhaled oxygen concentration",
+        ("3150-0",),
+        "%",
+        PlausibleRange(0, 100),
+    ),
     VitalSign(
         "systolic_blood_pressure",
         "Systolic blood pressure",
         ("8480-6",),
         "mm[Hg]",
+        PlausibleRange(0, 500),
         {"kPa": _kilopascal_to_mm_hg},
     ),
-    VitalSign("heart_rate", "Heart rate", ("8867-4",), "/min", _BEATS_ALIASES),
+    VitalSign(
+        "heart_rate",
+        "Heart rate",
+        ("8867-4",),
+        "/min",
+        PlausibleRange(0, 600),
+        _BEATS_ALIASES,
+    ),
     VitalSign(
         "body_temperature",
         "Body temperature",
         ("8310-5",),
         "Cel",
+        PlausibleRange(10, 50),
         {"[degF]": _fahrenheit_to_celsius},
     ),
     VitalSign(
@@ -72,6 +122,7 @@ VITAL_SIGNS: tuple[VitalSign, ...] = (
         "Glasgow coma score",
         ("9269-2",),
         "{score}",
+        PlausibleRange(3, 15),
         {"1": _identity, "": _identity},  # a score may come without a unit
     ),
 )
@@ -102,3 +153,16 @@ class VitalSignReading:
     # "Observation/<id>"
     resource_reference: str
     observed_at: datetime
+
+
+def refusal_rule(refused: RefusedReading) -> str:
+    """The rule a refused reading broke, naming the vital sign and never its value."""
+    vital_sign = VITAL_SIGN_BY_NAME[refused.vital_sign]
+    bounds = f"{vital_sign.plausible.low:g}-{vital_sign.plausible.high:g} {vital_sign.unit}"
+    rules = {
+        Implausibility.NOT_FINITE: "is not a finite number",
+        Implausibility.NOT_FLOAT32: "is beyond the range of a 32-bit float",
+        Implausibility.BELOW_RANGE: f"is below its plausible range ({bounds})",
+        Implausibility.ABOVE_RANGE: f"is above its plausible range ({bounds})",
+    }
+    return f"{vital_sign.name} {rules[refused.reason]}"
