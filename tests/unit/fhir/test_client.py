@@ -110,3 +110,9 @@ def test_only_urls_under_the_base_are_on_the_ehr() -> None:
     assert client.is_on_ehr(f"{BASE}/Patient/1")
     assert not client.is_on_ehr("http://ehr.test/fhirx/Patient/1")
     assert not client.is_on_ehr("http://evil.test/fhir/Patient/1")
+
+
+async def test_an_answer_that_is_not_json_is_an_ehr_error_not_a_crash() -> None:
+    client = _client(httpx.MockTransport(lambda _: httpx.Response(200, content=b"<html>")))
+    with pytest.raises(EhrError, match="not JSON"):
+        await client.read("Patient", "p1")

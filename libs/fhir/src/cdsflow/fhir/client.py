@@ -159,7 +159,12 @@ class EhrClient:
 
     @staticmethod
     def _json(response: httpx.Response) -> dict[str, Any]:
-        body = response.json()
+        try:
+            body = response.json()
+        except ValueError:  # not JSON (or not UTF-8): the EHR misbehaves, as in an outage
+            raise EhrError(
+                "EHR answered with a body that is not JSON", response.status_code
+            ) from None
         if not isinstance(body, dict):
             raise EhrError("EHR answered with a body that is not a FHIR resource")
         return body
