@@ -53,6 +53,11 @@ test-e2e: install ## the whole pipeline, traces included
 test: lint ## lint, then every test tier (the CI command)
 	$(PYTEST) tests/unit tests/integration tests/e2e
 
+.PHONY: faults
+faults: install ## hostile-input properties at 10,000 generated requests per endpoint (long)
+	CDSFLOW_PROPERTY_EXAMPLES=$${CDSFLOW_PROPERTY_EXAMPLES:-10000} $(PYTEST) --timeout=3600 \
+		tests/integration/test_hostile_inputs.py -k "every_"
+
 .PHONY: bench
 bench: install ## end-to-end throughput and latency, written to bench/results.json
 	$(UV) run --frozen python -m bench.pipeline --output bench/results.json

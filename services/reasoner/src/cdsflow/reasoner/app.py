@@ -24,6 +24,7 @@ from cdsflow.reasoner.model_client import TritonModel
 from cdsflow.reasoner.settings import Settings
 from cdsflow.service import (
     ConsumingBroker,
+    add_error_answers,
     DeadLetters,
     add_operational_routes,
     build_broker,
@@ -98,8 +99,16 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             if owns_telemetry:
                 telemetry.shutdown()
 
-    app = FastAPI(title="cdsflow reasoner", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="cdsflow reasoner",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        redirect_slashes=False,
+    )
     add_operational_routes(app, telemetry)
+    add_error_answers(app, media_type="application/json")
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> Response:
