@@ -69,6 +69,8 @@ ALLOWED_SPAN_ATTRIBUTES: frozenset[str] = frozenset(
         "cdsflow.cds_service",
         "cdsflow.card_count",
         "cdsflow.outcome",
+        # a fixed label (`no-patient`, `foreign-patient`, `not-observation`, ...), never a value
+        "cdsflow.reason",
     }
 )
 

@@ -208,7 +208,13 @@ async def _record_unusable(
         received_at=received_at,
     )
     span = trace.get_current_span()
-    span.set_attributes({"cdsflow.event_id": event.event_id, "cdsflow.outcome": unusable.reason})
+    span.set_attributes(
+        {
+            "cdsflow.event_id": event.event_id,
+            "cdsflow.outcome": "recorded-unusable",
+            "cdsflow.reason": unusable.reason,
+        }
+    )
     try:
         await intake.publisher.record_unusable(event, unusable)
     except PublishUnavailable as exc:

@@ -24,8 +24,8 @@ from cdsflow.reasoner.model_client import TritonModel
 from cdsflow.reasoner.settings import Settings
 from cdsflow.service import (
     ConsumingBroker,
-    add_error_answers,
     DeadLetters,
+    add_error_answers,
     add_operational_routes,
     build_broker,
     instrument_app,

@@ -103,7 +103,7 @@ class ClinicalEventHandler:
             await self._dead_letter(message, exc)
             return
         if isinstance(outcome, IgnoreReason):
-            span.set_attribute("cdsflow.outcome", "ignored")
+            span.set_attributes({"cdsflow.outcome": "ignored", "cdsflow.reason": outcome.value})
             self.metrics.ignored.labels(reason=outcome.value).inc()
         else:
             span.set_attribute("cdsflow.outcome", "recommended")
