@@ -7,6 +7,7 @@ from cdsflow.service.http import (
     instrument_app,
     outcome_response,
     readiness_response,
+    service_app,
 )
 from cdsflow.service.kafka import ConsumingBroker, build_broker, probe_bootstrap
 from cdsflow.service.requests import (
@@ -39,6 +40,7 @@ __all__ = [
     "record_key",
     "require_json_media_type",
     "serve",
+    "service_app",
     "single_header",
     "uvicorn_config",
 ]

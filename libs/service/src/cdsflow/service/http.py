@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from cdsflow.fhir import operation_outcome
 from cdsflow.service.requests import RequestRefused
@@ -24,6 +24,21 @@ log = logging.getLogger("cdsflow.service.http")
 
 # probes and scrapes are not traced
 UNTRACED_PATHS = "healthz,readyz,metrics"
+
+
+def service_app(title: str, lifespan: Lifespan[FastAPI], *, error_media_type: str) -> FastAPI:
+    """The FastAPI app every service starts from: no docs or schema routes, `/path/` a 404
+    (never a redirect a client would not follow), every error an OperationOutcome."""
+    app = FastAPI(
+        title=title,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        redirect_slashes=False,
+    )
+    add_error_answers(app, media_type=error_media_type)
+    return app
 
 
 def add_operational_routes(app: FastAPI, telemetry: Telemetry) -> None:

@@ -28,12 +28,12 @@ from cdsflow.listener.handlers import (
 )
 from cdsflow.listener.settings import Settings
 from cdsflow.service import (
-    add_error_answers,
     add_operational_routes,
     build_broker,
     instrument_app,
     probe_bootstrap,
     readiness_response,
+    service_app,
 )
 from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
 
@@ -162,15 +162,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             if owns_telemetry:
                 telemetry.shutdown()
 
-    app = FastAPI(
-        title="cdsflow listener",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-        # `/path/` is not `/path`: answer 404, never a redirect an EHR would not follow
-        redirect_slashes=False,
-    )
+    app = service_app("cdsflow listener", lifespan, error_media_type=FHIR_JSON)
     app.include_router(router)
     add_operational_routes(app, telemetry)
 
@@ -179,7 +171,6 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         publisher: KafkaClinicalEventPublisher = request.app.state.publisher
         return readiness_response({"broker": await publisher.is_ready()})
 
-    add_error_answers(app, media_type=FHIR_JSON)
     instrument_app(app, telemetry)
     return app
 

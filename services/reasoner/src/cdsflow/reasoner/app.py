@@ -25,11 +25,11 @@ from cdsflow.reasoner.settings import Settings
 from cdsflow.service import (
     ConsumingBroker,
     DeadLetters,
-    add_error_answers,
     add_operational_routes,
     build_broker,
     instrument_app,
     readiness_response,
+    service_app,
 )
 from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
 
@@ -99,16 +99,8 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             if owns_telemetry:
                 telemetry.shutdown()
 
-    app = FastAPI(
-        title="cdsflow reasoner",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-        redirect_slashes=False,
-    )
+    app = service_app("cdsflow reasoner", lifespan, error_media_type="application/json")
     add_operational_routes(app, telemetry)
-    add_error_answers(app, media_type="application/json")
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> Response:

@@ -18,12 +18,12 @@ from cdsflow.fhir import FHIR_JSON, EhrClient
 from cdsflow.service import (
     ConsumingBroker,
     DeadLetters,
-    add_error_answers,
     add_operational_routes,
     build_broker,
     instrument_app,
     readiness_response,
     record_key,
+    service_app,
 )
 from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
 from cdsflow.writeback.domain.discovery import DETERIORATION_SERVICE
@@ -75,15 +75,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             if owns_telemetry:
                 telemetry.shutdown()
 
-    app = FastAPI(
-        title="cdsflow writeback",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-        # `/cds-services/` is not `/cds-services`: 404, never a redirect
-        redirect_slashes=False,
-    )
+    app = service_app("cdsflow writeback", lifespan, error_media_type="application/json")
     app.include_router(
         cds_hooks_router(
             services=(DETERIORATION_SERVICE,),
@@ -96,7 +88,6 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             ),
         )
     )
-    add_error_answers(app, media_type="application/json")
     add_operational_routes(app, telemetry)
 
     @app.get("/readyz", include_in_schema=False)
