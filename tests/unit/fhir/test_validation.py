@@ -57,3 +57,10 @@ def test_operation_outcome_shape() -> None:
             }
         ],
     }
+
+
+@pytest.mark.parametrize("name", ["Quantity", "Element", "Resource", "DomainResource", "x"])
+def test_a_data_type_or_base_class_is_not_a_resource(name: str) -> None:
+    with pytest.raises(InvalidResource) as caught:
+        validate_resource({"resourceType": name, "id": "a"})
+    assert caught.value.reason == "not-fhir"

@@ -17,8 +17,11 @@ from cdsflow.fhir.json_documents import MalformedJson, parse_json_document
 from cdsflow.fhir.json_representation import json_representation_problems
 from cdsflow.fhir.references import is_fhir_id
 from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.resource import Resource
 
 _MAX_PROBLEMS = 20
+# base classes, not resources a server can hold
+_ABSTRACT_RESOURCES = frozenset({"Resource", "DomainResource"})
 
 
 @dataclass(frozen=True)
@@ -56,10 +59,10 @@ def validate_resource(resource: dict[str, Any]) -> None:
     try:
         model = get_fhir_model_class(resource_type)
     except (KeyError, ValueError):
+        model = None
+    if model is None or not issubclass(model, Resource) or resource_type in _ABSTRACT_RESOURCES:
         # the unknown name is not repeated: a client may put anything there
-        raise InvalidResource(
-            ["'resourceType' is not a FHIR R4 resource type"], "not-fhir"
-        ) from None
+        raise InvalidResource(["'resourceType' is not a FHIR R4 resource type"], "not-fhir")
     if "id" in resource and not is_fhir_id(resource["id"]):
         raise InvalidResource(["id: not a FHIR id ([A-Za-z0-9-.]{1,64})"])
     try:
