@@ -5,6 +5,8 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PROTO_OUT := libs/contracts/src
 PROTO_FILES := $(shell find proto -name '*.proto')
 PYTEST := $(UV) run --frozen pytest
+# the read-only conformance pack; tests/conformance skip without it (fail in CI)
+CONFORMANCE_DIR := $(or $(CDSFLOW_CONFORMANCE_DIR),../shared/conformance)
 
 .PHONY: help
 help: ## list the targets
@@ -49,9 +51,19 @@ test-integration: install ## integration tests on the real broker, Triton and EH
 test-e2e: install ## the whole pipeline, traces included
 	$(PYTEST) tests/e2e
 
+.PHONY: test-conformance
+test-conformance: install ## the examples of the conformance pack (needs CDSFLOW_CONFORMANCE_DIR or ../shared)
+	@$(MAKE) --no-print-directory conformance-pack-note
+	$(PYTEST) tests/conformance
+
 .PHONY: test
 test: lint ## lint, then every test tier (the CI command)
-	$(PYTEST) tests/unit tests/integration tests/e2e
+	@$(MAKE) --no-print-directory conformance-pack-note
+	$(PYTEST) tests/unit tests/integration tests/e2e tests/conformance
+
+.PHONY: conformance-pack-note
+conformance-pack-note:
+	@[ -d "$(CONFORMANCE_DIR)" ] || echo "conformance pack not found at $(CONFORMANCE_DIR): tests/conformance are skipped (set CDSFLOW_CONFORMANCE_DIR; CDSFLOW_REQUIRE_CONFORMANCE=1 makes this an error)"
 
 .PHONY: faults
 faults: install ## hostile-input properties at 10,000 generated requests per endpoint (long)

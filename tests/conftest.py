@@ -94,7 +94,14 @@ def pseudonym_key() -> str:
 
 @pytest.fixture(scope="session")
 def conformance_dir() -> Path:
-    """The read-only conformance pack (../shared/conformance, or CDSFLOW_CONFORMANCE_DIR)."""
+    """The read-only conformance pack (../shared/conformance, or CDSFLOW_CONFORMANCE_DIR).
+
+    Absent, its tests are skipped with one reason; with CDSFLOW_REQUIRE_CONFORMANCE=1 (CI)
+    they fail instead.
+    """
     if not CONFORMANCE.is_dir():
-        pytest.fail(f"conformance pack not found at {CONFORMANCE}; set CDSFLOW_CONFORMANCE_DIR")
+        reason = f"conformance pack not found at {CONFORMANCE} (set CDSFLOW_CONFORMANCE_DIR)"
+        if os.environ.get("CDSFLOW_REQUIRE_CONFORMANCE") == "1":
+            pytest.fail(f"{reason}; CDSFLOW_REQUIRE_CONFORMANCE=1 requires it")
+        pytest.skip(reason)
     return CONFORMANCE

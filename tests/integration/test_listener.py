@@ -294,26 +294,26 @@ async def test_without_a_broker_the_ehr_is_told_to_retry_until_it_is_back(
         assert (await client.get("/readyz")).status_code == 503
 
 
-def subscription_for(conformance_dir: Path, endpoint: str, criteria: str) -> dict[str, Any]:
-    """The R4 core example Subscription, pointed at the listener."""
-    example: dict[str, Any] = json.loads(
-        (conformance_dir / "subscriptions/r4-core/Subscription-example.json").read_text()
-    )
-    for element in ("id", "text", "contact", "end"):
-        example.pop(element, None)
-    example["criteria"] = criteria
-    example["channel"]["endpoint"] = endpoint
-    example["channel"]["header"] = [f"Authorization: Bearer {CHANNEL_SECRET}"]
-    assert example["channel"]["type"] == "rest-hook"
-    assert example["channel"]["payload"] == "application/fhir+json"
-    return example
+def subscription_for(endpoint: str, criteria: str) -> dict[str, Any]:
+    """An R4 rest-hook Subscription with a full-resource payload, pointed at the listener."""
+    return {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "cdsflow listener integration test",
+        "criteria": criteria,
+        "channel": {
+            "type": "rest-hook",
+            "endpoint": endpoint,
+            "payload": "application/fhir+json",
+            "header": [f"Authorization: Bearer {CHANNEL_SECRET}"],
+        },
+    }
 
 
 async def test_the_ehr_notifies_and_the_event_reaches_kafka(
     kafka: KafkaEndpoint,
     ehr: EhrEndpoint,
     unique: str,
-    conformance_dir: Path,
     telemetry_spans: tuple[Telemetry, InMemorySpanExporter],
 ) -> None:
     telemetry, _ = telemetry_spans
@@ -327,7 +327,7 @@ async def test_the_ehr_notifies_and_the_event_reaches_kafka(
         patient = (await fhir.post("/Patient", json={"resourceType": "Patient"})).json()
         # only this test's patient: other tests write Observations to the same EHR
         criteria = f"Observation?category=vital-signs&subject=Patient/{patient['id']}"
-        subscription = subscription_for(conformance_dir, listener_url + REST_HOOK, criteria)
+        subscription = subscription_for(listener_url + REST_HOOK, criteria)
         created = await fhir.post("/Subscription", json=subscription)
         assert created.status_code == 201, created.text
         subscription_id = created.json()["id"]
@@ -362,7 +362,6 @@ async def test_odd_resources_never_put_the_subscription_in_error(
     kafka: KafkaEndpoint,
     ehr: EhrEndpoint,
     unique: str,
-    conformance_dir: Path,
     telemetry_spans: tuple[Telemetry, InMemorySpanExporter],
 ) -> None:
     """Issue 5, defect 0: a ward's reading (subject a Group) and another server's patient are
@@ -384,7 +383,7 @@ async def test_odd_resources_never_put_the_subscription_in_error(
             )
         ).json()
         subscription = subscription_for(
-            conformance_dir, listener_url + REST_HOOK, "Observation?category=vital-signs"
+            listener_url + REST_HOOK, "Observation?category=vital-signs"
         )
         created = await fhir.post("/Subscription", json=subscription)
         assert created.status_code == 201, created.text

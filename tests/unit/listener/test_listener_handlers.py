@@ -6,9 +6,7 @@ publish path against a real broker is in tests/integration/test_listener.py.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -201,16 +199,3 @@ async def test_a_ping_needs_the_channel_secret(listener: Listener) -> None:
         response = await client.post(ENDPOINT)
     assert response.status_code == 401
     assert listener.count("rest-hook-ping", "acknowledged") == 0
-
-
-async def test_a_notification_bundle_posted_to_the_endpoint_is_not_supported_yet(
-    listener: Listener, conformance_dir: Path
-) -> None:
-    bundle = (
-        conformance_dir / "subscriptions/backport-ig/r4/Bundle-r4-notification-full-resource.json"
-    ).read_bytes()
-    async with listener.client() as client:
-        response = await client.post(ENDPOINT, content=bundle, headers=AUTHORIZED)
-    assert response.status_code == 400
-    assert only_issue(response)["code"] == "not-supported"
-    assert json.loads(bundle)["resourceType"] == "Bundle"
