@@ -1,5 +1,6 @@
-"""The listener's notification router in-process (no broker, no lifespan): a recording
-publisher stands in for Kafka so that every refusal path can be driven."""
+"""The listener's notification router in-process (no broker, no lifespan, no network): a
+recording publisher stands in for Kafka and a recording EHR (an httpx transport that serves
+resources from a dict) for the EHR, so that every refusal path can be driven."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from cdsflow.contracts import ClinicalEvent
+from cdsflow.fhir import EhrClient
 from cdsflow.listener.domain import UnusableResource
+from cdsflow.listener.ehr_reads import ehr_http_client
 from cdsflow.listener.handlers import (
     ListenerMetrics,
     NotificationIntake,
@@ -47,11 +50,49 @@ class RecordingPublisher:
         self.unusable.append((event, unusable))
 
 
+class RecordingEhr:
+    """Serves `resources` (by `Type/id`) under EHR_BASE_URL and records every URL read.
+
+    `answer` overrides the answer to every read (an outage, a redirect, a huge body);
+    `unreachable` makes every read fail to connect.
+    """
+
+    def __init__(self) -> None:
+        self.resources: dict[str, dict[str, Any]] = {}
+        self.reads: list[str] = []
+        self.answer: httpx.Response | None = None
+        self.unreachable = False
+
+    def add(self, resource: dict[str, Any]) -> None:
+        self.resources[f"{resource['resourceType']}/{resource['id']}"] = resource
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.reads.append(str(request.url))
+        if self.unreachable:
+            raise httpx.ConnectError("EHR down", request=request)
+        if self.answer is not None:
+            return self.answer
+        path = str(request.url).removeprefix(EHR_BASE_URL + "/")
+        resource = self.resources.get(path)
+        if request.method != "GET" or resource is None:
+            return httpx.Response(404, json={"resourceType": "OperationOutcome"})
+        return httpx.Response(200, json=resource)
+
+    def client(self, limit_bytes: int) -> EhrClient:
+        http = ehr_http_client(1.0, limit_bytes, transport=httpx.MockTransport(self.handle))
+        return EhrClient(EHR_BASE_URL, http, attempts=2)
+
+
 class Listener:
     def __init__(
-        self, publisher: RecordingPublisher, pseudonym_key: str, limit_bytes: int = LIMIT_BYTES
+        self,
+        publisher: RecordingPublisher,
+        pseudonym_key: str,
+        limit_bytes: int = LIMIT_BYTES,
+        ehr: RecordingEhr | None = None,
     ) -> None:
         self.publisher = publisher
+        self.ehr = ehr or RecordingEhr()
         self.metrics_registry = MetricsRegistry("listener")
         self.keyer = PatientKeyer(pseudonym_key)
         settings = Settings(
@@ -67,6 +108,7 @@ class Listener:
             publisher=publisher,
             patient_keyer=self.keyer,
             metrics=ListenerMetrics.register(self.metrics_registry),
+            ehr=self.ehr.client(limit_bytes),
         )
 
     def client(self) -> httpx.AsyncClient:
@@ -95,6 +137,13 @@ def only_issue(response: httpx.Response) -> dict[str, Any]:
     assert len(outcome["issue"]) == 1
     issue: dict[str, Any] = outcome["issue"][0]
     return issue
+
+
+async def post_bundle(
+    listener: Listener, bundle: dict[str, Any], headers: dict[str, str] = AUTHORIZED
+) -> httpx.Response:
+    async with listener.client() as client:
+        return await client.post(ENDPOINT, content=as_body(bundle), headers=headers)
 
 
 async def put_resource(

@@ -18,14 +18,11 @@ from cdsflow.contracts import (
     ClinicalEvent,
     dead_letter_topic,
 )
-from cdsflow.fhir import FHIR_JSON
+from cdsflow.fhir import FHIR_JSON, EhrClient
 from cdsflow.listener.domain import UnusableResource
-from cdsflow.listener.handlers import (
-    ListenerMetrics,
-    NotificationIntake,
-    PublishUnavailable,
-    router,
-)
+from cdsflow.listener.ehr_reads import ehr_http_client
+from cdsflow.listener.handlers import router
+from cdsflow.listener.intake import ListenerMetrics, NotificationIntake, PublishUnavailable
 from cdsflow.listener.settings import Settings
 from cdsflow.service import (
     add_operational_routes,
@@ -43,6 +40,8 @@ SERVICE_NAME = "listener"
 # headroom over the largest accepted body for the event's other fields and headers
 _RECORD_OVERHEAD_BYTES = 64 * 1024
 _BROKER_ERRORS = (KafkaError, OSError, IncorrectState, TimeoutError)
+# reads of an id-only notification's focus: one retry, then the EHR is asked to retry (503)
+_EHR_READ_ATTEMPTS = 2
 
 
 class KafkaClinicalEventPublisher:
@@ -148,16 +147,19 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             build_listener_broker(settings, telemetry), settings
         )
         await publisher.connect()
+        ehr_http = ehr_http_client(settings.ehr_read_timeout_s, settings.max_notification_bytes)
         app.state.publisher = publisher
         app.state.intake = NotificationIntake(
             settings=settings,
             publisher=publisher,
             patient_keyer=telemetry.patient_keyer,
             metrics=metrics,
+            ehr=EhrClient(settings.ehr_base_url, ehr_http, attempts=_EHR_READ_ATTEMPTS),
         )
         try:
             yield
         finally:
+            await ehr_http.aclose()
             await publisher.close()
             if owns_telemetry:
                 telemetry.shutdown()

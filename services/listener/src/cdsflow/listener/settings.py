@@ -35,6 +35,9 @@ class Settings(ServiceSettings):
     publish_timeout_s: float = Field(default=5.0, gt=0)
     # `Retry-After` on a 503 answer.
     retry_after_s: int = Field(default=5, ge=0)
+    # The time for one read of an id-only notification's focus from the EHR (its answer is
+    # bounded by `max_notification_bytes`, like a notification: it becomes one Kafka record).
+    ehr_read_timeout_s: float = Field(default=5.0, gt=0)
     # How long `/readyz` waits for the broker.
     readiness_timeout_s: float = Field(default=1.0, gt=0)
 

@@ -11,6 +11,7 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from cdsflow.contracts import ClinicalEvent, EventSource, NotificationKind
+from cdsflow.listener.domain.subscription_notifications import reference_path
 
 
 def clinical_event_id(
@@ -67,6 +68,36 @@ def build_clinical_event(
         occurred_at=_timestamp(occurred_at),
         received_at=_timestamp(received_at),
     )
+
+
+def build_focus_record(
+    focus: str,
+    *,
+    kind: NotificationKind.ValueType,
+    ehr_base_url: str,
+    received_at: datetime,
+) -> ClinicalEvent:
+    """The record of an event whose resource cannot be had (a focus on another server, or
+    one the EHR no longer has): no resource and no patient; its id names the focus, so a
+    redelivery is recognised."""
+    resource_type, resource_id = _type_and_id(focus)
+    parts = json.dumps([ehr_base_url.rstrip("/"), "focus", focus])
+    return ClinicalEvent(
+        event_id=_sha256_hex(parts.encode()),
+        resource_type=resource_type,
+        resource_id=resource_id,
+        source=EventSource(ehr_base_url=ehr_base_url.rstrip("/"), kind=kind),
+        occurred_at=_timestamp(received_at),
+        received_at=_timestamp(received_at),
+    )
+
+
+def _type_and_id(focus: str) -> tuple[str, str]:
+    path = reference_path(focus)
+    if path is None:
+        return "", ""
+    resource_type, _, resource_id = path.partition("/")
+    return resource_type, resource_id
 
 
 def _instant(value: object) -> datetime | None:

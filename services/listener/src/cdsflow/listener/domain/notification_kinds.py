@@ -4,3 +4,10 @@ from __future__ import annotations
 
 REST_HOOK_FULL_RESOURCE = "rest-hook-full-resource"
 REST_HOOK_PING = "rest-hook-ping"
+# a notification Bundle that could not be read far enough to know its type
+TOPIC_NOTIFICATION = "topic-notification"
+
+
+def topic_kind(notification_type: str) -> str:
+    """`topic-handshake`, `topic-heartbeat`, `topic-event-notification`, ..."""
+    return f"topic-{notification_type}"

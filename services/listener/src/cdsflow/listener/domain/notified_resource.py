@@ -43,6 +43,17 @@ def read_notified_resource(raw: bytes, resource_type: str, resource_id: str) -> 
     return resource
 
 
+def validate_event_resource(resource: dict[str, Any], path: str) -> None:
+    """A resource that a notification Bundle carries must be valid FHIR of its type, as for
+    `PUT`; otherwise `NotificationRejected` (400) names where it is in the Bundle."""
+    try:
+        validate_resource(resource)
+    except InvalidResource as exc:
+        raise _invalid(
+            "invalid", exc.reason, f"'{path}' is not a valid FHIR resource: {exc}", path
+        ) from None
+
+
 def _invalid(
     issue_code: str, reason: str, diagnostics: str, *expression: str
 ) -> NotificationRejected:

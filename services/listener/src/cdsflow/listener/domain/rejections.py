@@ -38,15 +38,3 @@ def unauthorized() -> NotificationRejected:
         reason="unauthorized",
         diagnostics="missing or wrong channel secret (Authorization: Bearer ...)",
     )
-
-
-def unsupported_notification_bundle() -> NotificationRejected:
-    return NotificationRejected(
-        status_code=400,
-        issue_code="not-supported",
-        reason="unsupported-notification",
-        diagnostics=(
-            "a POST to the rest-hook endpoint must have an empty body (a ping); full resources "
-            "are delivered with PUT {endpoint}/{type}/{id}"
-        ),
-    )

@@ -11,7 +11,18 @@ from __future__ import annotations
 # Reasons, as metric labels and as the `cdsflow-error-type` header on the `.dlq` twin.
 NO_PATIENT = "no-patient"
 FOREIGN_PATIENT = "foreign-patient"
-ERROR_TYPES = {NO_PATIENT: "NoPatient", FOREIGN_PATIENT: "ForeignPatient"}
+# an id-only notification's focus that is not on the configured EHR: never fetched
+FOREIGN_FOCUS = "foreign-focus"
+# the EHR no longer has the focus (404/410), or answered with something that is not it
+FOCUS_NOT_FOUND = "focus-not-found"
+UNREADABLE_FOCUS = "unreadable-focus"
+ERROR_TYPES = {
+    NO_PATIENT: "NoPatient",
+    FOREIGN_PATIENT: "ForeignPatient",
+    FOREIGN_FOCUS: "ForeignFocus",
+    FOCUS_NOT_FOUND: "FocusNotFound",
+    UNREADABLE_FOCUS: "UnreadableFocus",
+}
 
 
 class UnusableResource(Exception):

@@ -1,0 +1,186 @@
+"""What every notification handler shares: the injected clients, the metrics, and the
+answers (published, recorded as unusable, refused, retry later)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, Protocol
+
+from fastapi import Depends, Request, Response
+from fastapi.responses import JSONResponse
+from opentelemetry import trace
+from prometheus_client import Counter, Histogram
+
+from cdsflow.contracts import ClinicalEvent
+from cdsflow.fhir import FHIR_JSON, EhrClient, operation_outcome
+from cdsflow.listener.domain import NotificationRejected, UnusableResource
+from cdsflow.listener.settings import Settings
+from cdsflow.service import RequestRefused
+from cdsflow.telemetry import MetricsRegistry, PatientKeyer
+
+log = logging.getLogger("cdsflow.listener")
+
+
+class PublishUnavailable(Exception):
+    """The broker did not acknowledge in time, or cannot be reached: the EHR should retry."""
+
+
+class ClinicalEventPublisher(Protocol):
+    """Publishes to Kafka and returns once the broker acknowledged."""
+
+    async def publish(self, event: ClinicalEvent) -> None:
+        """The event on the clinical-events topic; raise `PublishUnavailable` if not acked."""
+
+    async def record_unusable(self, event: ClinicalEvent, unusable: UnusableResource) -> None:
+        """The event on the `.dlq` twin with its reason; raise `PublishUnavailable` if not
+        acked."""
+
+
+@dataclass(frozen=True)
+class ListenerMetrics:
+    notifications: Counter
+    unusable_resources: Counter
+    publish_seconds: Histogram
+
+    @classmethod
+    def register(cls, registry: MetricsRegistry) -> ListenerMetrics:
+        return cls(
+            notifications=registry.counter(
+                "listener_notifications",
+                "Notifications received, by kind and outcome",
+                ("kind", "outcome"),
+            ),
+            unusable_resources=registry.counter(
+                "listener_unusable_resources",
+                "Acknowledged resources that cdsflow cannot use, recorded on the .dlq twin",
+                ("resource_type", "reason"),
+            ),
+            publish_seconds=registry.histogram(
+                "listener_publish_seconds",
+                "Time from publish to the broker's acknowledgement of a clinical event",
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class NotificationIntake:
+    """What the handlers need; built in the app's lifespan and kept on `app.state.intake`.
+
+    `ehr` reads what id-only notifications leave out, from the configured EHR only.
+    """
+
+    settings: Settings
+    publisher: ClinicalEventPublisher
+    patient_keyer: PatientKeyer
+    metrics: ListenerMetrics
+    ehr: EhrClient
+
+    def count(self, kind: str, outcome: str) -> None:
+        self.metrics.notifications.labels(kind, outcome).inc()
+
+
+def notification_intake(request: Request) -> NotificationIntake:
+    intake = getattr(request.app.state, "intake", None)
+    if not isinstance(intake, NotificationIntake):
+        raise RuntimeError("the listener's lifespan has not run")
+    return intake
+
+
+Intake = Annotated[NotificationIntake, Depends(notification_intake)]
+
+
+async def publish_acked(intake: NotificationIntake, event: ClinicalEvent) -> None:
+    """Publish and wait for the broker's ack (`PublishUnavailable` when there is none)."""
+    started = time.perf_counter()
+    await intake.publisher.publish(event)
+    intake.metrics.publish_seconds.observe(time.perf_counter() - started)
+    log.info(
+        "clinical event published",
+        extra={
+            "event_id": event.event_id,
+            "patient_key": event.patient_key,
+            "resource_type": event.resource_type,
+        },
+    )
+
+
+async def record_unusable_acked(
+    intake: NotificationIntake, event: ClinicalEvent, unusable: UnusableResource
+) -> None:
+    """Record on the `.dlq` twin and wait for the ack; counted by resource type and reason."""
+    await intake.publisher.record_unusable(event, unusable)
+    intake.metrics.unusable_resources.labels(
+        event.resource_type or "unknown", unusable.reason
+    ).inc()
+    log.info(
+        "resource recorded as unusable",
+        extra={"event_id": event.event_id, "reason": unusable.reason},
+    )
+
+
+def unusable_outcome(unusable: UnusableResource) -> dict[str, Any]:
+    return operation_outcome(
+        "business-rule",
+        f"acknowledged and recorded, not used ({unusable.reason}): {unusable.description}",
+        "warning",
+        expression=list(unusable.expression),
+    )
+
+
+def retry_later(
+    intake: NotificationIntake, kind: str, exc: Exception, what: str = "the event broker"
+) -> Response:
+    """503 with `Retry-After`: nothing is lost, the EHR sends the notification again."""
+    intake.count(kind, "unavailable" if what == "the event broker" else "ehr-unavailable")
+    trace.get_current_span().set_attribute("cdsflow.outcome", "unavailable")
+    log.warning(
+        "not acknowledged; asking the EHR to retry",
+        extra={"unavailable": what, "error_type": type(exc.__cause__ or exc).__name__},
+    )
+    return outcome_response(
+        503,
+        operation_outcome("transient", f"{what} is unavailable; retry later"),
+        headers={"Retry-After": str(intake.settings.retry_after_s)},
+    )
+
+
+@contextmanager
+def counting_failures(intake: NotificationIntake, kind: str) -> Iterator[None]:
+    """Counts an unexpected failure as outcome `error` before it becomes a 500."""
+    try:
+        yield
+    except Exception:
+        intake.count(kind, "error")
+        raise
+
+
+def rejection(refusal: NotificationRejected | RequestRefused) -> NotificationRejected:
+    if isinstance(refusal, NotificationRejected):
+        return refusal
+    return NotificationRejected(
+        status_code=refusal.status_code,
+        issue_code=refusal.issue_code,
+        reason=refusal.reason,
+        diagnostics=refusal.description,
+    )
+
+
+def refused(intake: NotificationIntake, kind: str, refusal: NotificationRejected) -> Response:
+    intake.count(kind, refusal.reason)
+    log.info("notification refused", extra={"kind": kind, "reason": refusal.reason})
+    headers = {"WWW-Authenticate": "Bearer"} if refusal.status_code == 401 else None
+    outcome = operation_outcome(
+        refusal.issue_code, refusal.diagnostics, expression=list(refusal.expression)
+    )
+    return outcome_response(refusal.status_code, outcome, headers=headers)
+
+
+def outcome_response(
+    status_code: int, outcome: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> Response:
+    """An OperationOutcome answer as `application/fhir+json`."""
+    return JSONResponse(outcome, status_code=status_code, media_type=FHIR_JSON, headers=headers)

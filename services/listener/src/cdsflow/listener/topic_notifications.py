@@ -1,0 +1,262 @@
+"""Topic-based notification Bundles (R4/R4B backport, R5) posted to the rest-hook endpoint.
+
+handshake, heartbeat and query-status are acknowledged and counted (a 2xx to the handshake is
+what activates the channel). event-notification and query-event become one `ClinicalEvent`
+per event: the resource the Bundle carries (full-resource), or the focus read from the
+configured EHR (id-only); an empty payload is acknowledged and counted. Every event is on
+Kafka, published or recorded as unusable, before the 2xx.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from fastapi import Response
+from opentelemetry import trace
+
+from cdsflow.contracts import ClinicalEvent, NotificationKind
+from cdsflow.fhir import EhrError, InvalidResource, operation_outcome, validate_resource
+from cdsflow.listener.domain import (
+    EVENT_TYPES,
+    FOCUS_NOT_FOUND,
+    FOREIGN_FOCUS,
+    TOPIC_NOTIFICATION,
+    UNREADABLE_FOCUS,
+    NotificationEvent,
+    NotificationRejected,
+    SubscriptionNotification,
+    UnusableResource,
+    build_clinical_event,
+    build_focus_record,
+    canonical_json,
+    focus_on_ehr,
+    patient_reference_of,
+    read_notification_bundle,
+    topic_kind,
+    validate_event_resource,
+)
+from cdsflow.listener.ehr_reads import EhrAnswerTooLarge
+from cdsflow.listener.intake import (
+    NotificationIntake,
+    PublishUnavailable,
+    counting_failures,
+    outcome_response,
+    publish_acked,
+    record_unusable_acked,
+    refused,
+    retry_later,
+    unusable_outcome,
+)
+
+FULL_RESOURCE_KIND = NotificationKind.NOTIFICATION_KIND_TOPIC_FULL_RESOURCE
+ID_ONLY_KIND = NotificationKind.NOTIFICATION_KIND_TOPIC_ID_ONLY
+
+
+# EHR answers that mean "try again later" (as `cdsflow.fhir.EhrClient` retries them)
+_EHR_OUTAGE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class EhrUnavailable(Exception):
+    """The EHR could not be read: the notification is answered 503 and retried."""
+
+
+@dataclass(frozen=True)
+class EventDelivery:
+    """What one notification event becomes: a clinical event, or a record of why not."""
+
+    event: ClinicalEvent
+    unusable: UnusableResource | None = None
+
+
+async def receive_topic_notification(raw: bytes, intake: NotificationIntake) -> Response:
+    """The answer to a notification Bundle, once what it carries is on Kafka."""
+    span = trace.get_current_span()
+    try:
+        notification = read_notification_bundle(raw)
+    except NotificationRejected as rejection:
+        span.set_attribute("cdsflow.notification_kind", TOPIC_NOTIFICATION)
+        return refused(intake, TOPIC_NOTIFICATION, rejection)
+    kind = topic_kind(notification.notification_type)
+    span.set_attributes(
+        {
+            "cdsflow.notification_kind": kind,
+            "cdsflow.notification_shape": notification.shape,
+            "cdsflow.payload_content": notification.payload,
+            "cdsflow.event_count": len(notification.events),
+        }
+    )
+    with counting_failures(intake, kind):
+        if notification.notification_type not in EVENT_TYPES:
+            intake.count(kind, "acknowledged")
+            return outcome_response(
+                200,
+                operation_outcome(
+                    "informational", f"{notification.notification_type} received", "information"
+                ),
+            )
+        received_at = datetime.now(UTC)
+        try:
+            deliveries = await event_deliveries(notification, intake, received_at)
+        except NotificationRejected as rejection:
+            return refused(intake, kind, rejection)
+        except EhrUnavailable as exc:
+            return retry_later(intake, kind, exc, what="the EHR")
+        try:
+            for delivery in deliveries:
+                if delivery.unusable is None:
+                    await publish_acked(intake, delivery.event)
+                else:
+                    await record_unusable_acked(intake, delivery.event, delivery.unusable)
+        except PublishUnavailable as exc:
+            return retry_later(intake, kind, exc)
+        return _acknowledged(intake, kind, deliveries)
+
+
+async def event_deliveries(
+    notification: SubscriptionNotification, intake: NotificationIntake, received_at: datetime
+) -> list[EventDelivery]:
+    """One delivery per event that names its resource; every carried resource is checked
+    before anything is read or published, so a malformed Bundle publishes nothing."""
+    for index, event in enumerate(notification.events):
+        if event.resource is not None:
+            validate_event_resource(event.resource, f"notificationEvent[{index}].focus resource")
+    deliveries = []
+    for event in notification.events:
+        if event.resource is not None:
+            deliveries.append(_delivery(intake, event.resource, FULL_RESOURCE_KIND, received_at))
+        elif event.focus is not None:
+            deliveries.append(await _fetched_delivery(intake, event, received_at))
+    return deliveries
+
+
+async def _fetched_delivery(
+    intake: NotificationIntake, event: NotificationEvent, received_at: datetime
+) -> EventDelivery:
+    """An id-only event: its focus read from the configured EHR, and nowhere else."""
+    assert event.focus is not None
+    base_url = intake.settings.ehr_base_url
+    focus = focus_on_ehr(event.focus, base_url)
+    if focus is None:
+        return _focus_record(
+            intake,
+            event.focus,
+            received_at,
+            UnusableResource(
+                FOREIGN_FOCUS,
+                "the focus is not a resource on the configured EHR; it was not read",
+                "focus",
+            ),
+        )
+    try:
+        resource = await intake.ehr.read(focus.resource_type, focus.resource_id)
+    except EhrAnswerTooLarge:
+        resource = {}
+    except EhrError as exc:
+        if exc.status_code is None or exc.status_code in _EHR_OUTAGE_STATUS:
+            raise EhrUnavailable(type(exc).__name__) from exc
+        resource = {}  # a redirect (never followed), a refusal: not something to retry
+    except httpx.HTTPError as exc:
+        raise EhrUnavailable(type(exc).__name__) from exc
+    if resource is None:
+        unusable = UnusableResource(
+            FOCUS_NOT_FOUND, "the EHR no longer has the focus (404 or 410)", "focus"
+        )
+        return _focus_record(intake, event.focus, received_at, unusable)
+    if not _is_the_focus(resource, focus.resource_type, focus.resource_id):
+        unusable = UnusableResource(
+            UNREADABLE_FOCUS,
+            "the EHR answered the read of the focus with something other than a valid "
+            "resource of its type and id (a redirect, a refusal, another resource, or one "
+            "larger than the listener accepts)",
+            "focus",
+        )
+        return _focus_record(intake, event.focus, received_at, unusable)
+    return _delivery(intake, resource, ID_ONLY_KIND, received_at)
+
+
+def _is_the_focus(resource: dict[str, Any], resource_type: str, resource_id: str) -> bool:
+    if (resource.get("resourceType"), resource.get("id")) != (resource_type, resource_id):
+        return False
+    try:
+        validate_resource(resource)
+    except InvalidResource:
+        return False
+    return True
+
+
+def _delivery(
+    intake: NotificationIntake,
+    resource: dict[str, Any],
+    kind: NotificationKind.ValueType,
+    received_at: datetime,
+) -> EventDelivery:
+    """The resource as a clinical event (the same `event_id` as a PUT of the same change)."""
+    base_url = intake.settings.ehr_base_url
+    try:
+        patient_reference = patient_reference_of(resource, base_url)
+    except UnusableResource as unusable:
+        event = build_clinical_event(
+            resource,
+            canonical_json(resource),
+            kind=kind,
+            ehr_base_url=base_url,
+            patient_reference="",
+            patient_key="",
+            received_at=received_at,
+        )
+        return EventDelivery(event, unusable)
+    event = build_clinical_event(
+        resource,
+        canonical_json(resource),
+        kind=kind,
+        ehr_base_url=base_url,
+        patient_reference=patient_reference,
+        patient_key=intake.patient_keyer.patient_key(patient_reference),
+        received_at=received_at,
+    )
+    return EventDelivery(event)
+
+
+def _focus_record(
+    intake: NotificationIntake, focus: str, received_at: datetime, unusable: UnusableResource
+) -> EventDelivery:
+    event = build_focus_record(
+        focus, kind=ID_ONLY_KIND, ehr_base_url=intake.settings.ehr_base_url, received_at=received_at
+    )
+    return EventDelivery(event, unusable)
+
+
+def _acknowledged(
+    intake: NotificationIntake, kind: str, deliveries: list[EventDelivery]
+) -> Response:
+    published = [d.event.event_id for d in deliveries if d.unusable is None]
+    unusable = [d.unusable for d in deliveries if d.unusable is not None]
+    span = trace.get_current_span()
+    span.set_attribute("cdsflow.event_ids", published)
+    if not deliveries:
+        intake.count(kind, "acknowledged-empty")
+        return outcome_response(
+            200,
+            operation_outcome(
+                "informational",
+                "empty payload acknowledged; reading what changed is not done yet",
+                "information",
+            ),
+        )
+    if not published:
+        intake.count(kind, "recorded-unusable")
+        span.set_attribute("cdsflow.outcome", "recorded-unusable")
+        return outcome_response(200, unusable_outcome(unusable[0]))
+    intake.count(kind, "published")
+    recorded = f"; {len(unusable)} recorded as unusable" if unusable else ""
+    return outcome_response(
+        200,
+        operation_outcome(
+            "informational",
+            f"clinical events {', '.join(published)} published{recorded}",
+            "information",
+        ),
+    )

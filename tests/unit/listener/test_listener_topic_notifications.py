@@ -1,0 +1,287 @@
+"""Topic-based notification Bundles posted to the rest-hook endpoint, in-process: what each
+kind answers, what reaches the (recording) broker, what is read from the (recording) EHR."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from cdsflow.contracts import NotificationKind
+
+from .in_process import (
+    AUTHORIZED,
+    ENDPOINT,
+    LIMIT_BYTES,
+    Listener,
+    RecordingEhr,
+    RecordingPublisher,
+    only_issue,
+    post_bundle,
+    put_resource,
+)
+from .notification_bundles import r4_backport, subscription_status_bundle
+from .vital_signs import CHANNEL_SECRET, EHR_BASE_URL, PATIENT_NAME, respiratory_rate
+
+OBSERVATION = f"{EHR_BASE_URL}/Observation/obs-rr-1"
+
+
+@pytest.mark.parametrize("notification_type", ["handshake", "heartbeat", "query-status"])
+async def test_status_notifications_are_acknowledged_and_counted(
+    listener: Listener, publisher: RecordingPublisher, notification_type: str
+) -> None:
+    for bundle in (
+        r4_backport(notification_type),
+        subscription_status_bundle(notification_type),
+        subscription_status_bundle(notification_type, r5=True),
+    ):
+        response = await post_bundle(listener, bundle)
+        assert response.status_code == 200
+        assert only_issue(response)["severity"] == "information"
+
+    assert listener.count(f"topic-{notification_type}", "acknowledged") == 3
+    assert publisher.events == []
+    assert listener.count("rest-hook-ping", "acknowledged") == 0
+
+
+async def test_a_full_resource_event_is_published_with_the_event_id_of_a_put(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    resource = respiratory_rate(patient_id="pat-42")
+    bundle = r4_backport("event-notification", [(1, OBSERVATION, ())], [resource])
+
+    response = await post_bundle(listener, bundle)
+    assert (await put_resource(listener, resource)).status_code == 200
+
+    assert response.status_code == 200
+    topic_event, put_event = publisher.events
+    assert topic_event.event_id == put_event.event_id
+    assert topic_event.event_id in only_issue(response)["diagnostics"]
+    assert topic_event.source.kind == NotificationKind.NOTIFICATION_KIND_TOPIC_FULL_RESOURCE
+    assert topic_event.patient_reference == "Patient/pat-42"
+    assert topic_event.patient_key == listener.keyer.patient_key("Patient/pat-42")
+    assert listener.count("topic-event-notification", "published") == 1
+    assert listener.ehr.reads == []
+
+
+async def test_every_event_of_a_bundle_is_published_before_the_answer(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    resources = [respiratory_rate(f"obs-{n}", patient_id=f"pat-{n}") for n in range(3)]
+    events = [(n + 1, f"Observation/obs-{n}", ()) for n in range(3)]
+    bundle = subscription_status_bundle("event-notification", events, resources, r5=True)
+
+    response = await post_bundle(listener, bundle)
+
+    assert response.status_code == 200
+    assert [e.resource_id for e in publisher.events] == ["obs-0", "obs-1", "obs-2"]
+
+
+async def test_a_resource_without_a_patient_is_recorded_not_refused(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    usable, ward = respiratory_rate("obs-1"), respiratory_rate("obs-2")
+    ward["subject"] = {"reference": "Group/ward-3"}
+    events = [(1, "Observation/obs-1", ()), (2, "Observation/obs-2", ())]
+
+    response = await post_bundle(
+        listener, r4_backport("event-notification", events, [usable, ward])
+    )
+
+    assert response.status_code == 200
+    assert [e.resource_id for e in publisher.events] == ["obs-1"]
+    [(recorded, unusable)] = publisher.unusable
+    assert (recorded.resource_id, unusable.reason) == ("obs-2", "no-patient")
+    assert listener.unusable_count("no-patient") == 1
+
+
+async def test_an_invalid_resource_refuses_the_bundle_and_publishes_nothing(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    valid, invalid = respiratory_rate("obs-1"), respiratory_rate("obs-2")
+    invalid["valueQuantity"]["value"] = PATIENT_NAME
+    events = [(1, "Observation/obs-1", ()), (2, "Observation/obs-2", ())]
+
+    response = await post_bundle(
+        listener, r4_backport("event-notification", events, [valid, invalid])
+    )
+
+    assert response.status_code == 400
+    issue = only_issue(response)
+    assert issue["expression"] == ["notificationEvent[1].focus resource"]
+    assert PATIENT_NAME not in response.text
+    assert publisher.events == []
+    assert publisher.unusable == []
+    assert listener.count("topic-event-notification", "invalid") == 1
+
+
+async def test_an_id_only_event_is_read_from_the_ehr_then_published(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    resource = respiratory_rate(patient_id="pat-7")
+    listener.ehr.add(resource)
+
+    response = await post_bundle(
+        listener, r4_backport("event-notification", [(4, OBSERVATION, ())])
+    )
+    assert (await put_resource(listener, resource)).status_code == 200
+
+    assert response.status_code == 200
+    fetched, put_event = publisher.events
+    assert listener.ehr.reads == [OBSERVATION]
+    assert fetched.event_id == put_event.event_id
+    assert fetched.source.kind == NotificationKind.NOTIFICATION_KIND_TOPIC_ID_ONLY
+    assert fetched.patient_reference == "Patient/pat-7"
+
+
+@pytest.mark.parametrize(
+    "focus",
+    [
+        "https://other.example/fhir/Observation/obs-rr-1",
+        "//other.example/fhir/Observation/obs-rr-1",
+        f"{EHR_BASE_URL}/../evil/Observation/obs-rr-1",
+        f"{EHR_BASE_URL}/Observation/obs-rr-1?_format=xml",
+        "urn:uuid:0d6a1c2e-0000-4000-8000-000000000001",
+        "a/b/Observation/obs-rr-1",
+    ],
+)
+async def test_a_focus_off_the_ehr_is_recorded_and_never_read(
+    listener: Listener, publisher: RecordingPublisher, focus: str
+) -> None:
+    listener.ehr.add(respiratory_rate())
+
+    response = await post_bundle(listener, r4_backport("event-notification", [(1, focus, ())]))
+
+    assert response.status_code == 200
+    assert listener.ehr.reads == []
+    assert publisher.events == []
+    [(_, unusable)] = publisher.unusable
+    assert unusable.reason == "foreign-focus"
+    assert "other.example" not in response.text
+    assert listener.count("topic-event-notification", "recorded-unusable") == 1
+
+
+async def test_a_focus_the_ehr_no_longer_has_is_recorded(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    response = await post_bundle(
+        listener, r4_backport("event-notification", [(1, OBSERVATION, ())])
+    )
+
+    assert response.status_code == 200
+    assert only_issue(response)["severity"] == "warning"
+    [(recorded, unusable)] = publisher.unusable
+    assert unusable.reason == "focus-not-found"
+    assert (recorded.resource_type, recorded.resource_id) == ("Observation", "obs-rr-1")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(302, headers={"Location": "https://other.example/Observation/obs-rr-1"}),
+        httpx.Response(200, json={"resourceType": "Observation", "id": "another-id"}),
+        httpx.Response(200, content=b"x" * (LIMIT_BYTES + 1)),
+        httpx.Response(200, json={"resourceType": "Observation", "id": "obs-rr-1", "note": "x"}),
+    ],
+    ids=["redirect", "another-resource", "too-large", "invalid"],
+)
+async def test_an_ehr_answer_that_is_not_the_focus_is_recorded_and_not_followed(
+    publisher: RecordingPublisher, pseudonym_key: str, answer: httpx.Response
+) -> None:
+    ehr = RecordingEhr()
+    ehr.answer = answer
+    listener = Listener(publisher, pseudonym_key, ehr=ehr)
+
+    response = await post_bundle(
+        listener, r4_backport("event-notification", [(1, OBSERVATION, ())])
+    )
+
+    assert response.status_code == 200
+    assert ehr.reads == [OBSERVATION]
+    assert publisher.events == []
+    [(_, unusable)] = publisher.unusable
+    assert unusable.reason == "unreadable-focus"
+
+
+@pytest.mark.parametrize("outage", ["unreachable", "503"])
+async def test_an_ehr_that_cannot_be_read_is_asked_to_retry(
+    publisher: RecordingPublisher, pseudonym_key: str, outage: str
+) -> None:
+    ehr = RecordingEhr()
+    ehr.unreachable = outage == "unreachable"
+    if outage == "503":
+        ehr.answer = httpx.Response(503)
+    listener = Listener(publisher, pseudonym_key, ehr=ehr)
+
+    response = await post_bundle(
+        listener, r4_backport("event-notification", [(1, OBSERVATION, ())])
+    )
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "7"
+    assert only_issue(response)["code"] == "transient"
+    assert publisher.events == []
+    assert publisher.unusable == []
+    assert len(ehr.reads) == 2  # one retry
+    assert listener.count("topic-event-notification", "ehr-unavailable") == 1
+
+
+async def test_an_empty_payload_is_acknowledged_and_counted(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    response = await post_bundle(listener, r4_backport("event-notification", [(3, None, ())]))
+
+    assert response.status_code == 200
+    assert publisher.events == []
+    assert listener.ehr.reads == []
+    assert listener.count("topic-event-notification", "acknowledged-empty") == 1
+
+
+async def test_an_unavailable_broker_asks_the_ehr_to_retry(pseudonym_key: str) -> None:
+    listener = Listener(RecordingPublisher(unavailable=True), pseudonym_key)
+    bundle = r4_backport("event-notification", [(1, OBSERVATION, ())], [respiratory_rate()])
+
+    response = await post_bundle(listener, bundle)
+
+    assert response.status_code == 503
+    assert listener.count("topic-event-notification", "unavailable") == 1
+
+
+async def test_a_malformed_bundle_is_refused_and_counted(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    bundle = r4_backport("event-notification", [(1, OBSERVATION, ())])
+    del bundle["entry"][0]
+
+    response = await post_bundle(listener, bundle)
+
+    assert response.status_code == 400
+    assert only_issue(response)["code"] == "structure"
+    assert listener.count("topic-notification", "no-subscription-status") == 1
+    assert publisher.events == []
+
+
+async def test_a_bundle_needs_the_channel_secret(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    bundle = r4_backport("event-notification", [(1, OBSERVATION, ())], [respiratory_rate()])
+    headers = {**AUTHORIZED, "Authorization": f"Bearer {CHANNEL_SECRET[:-1]}x"}
+
+    response = await post_bundle(listener, bundle, headers)
+
+    assert response.status_code == 401
+    assert publisher.events == []
+
+
+async def test_a_bundle_over_the_limit_is_refused(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    resource = respiratory_rate()
+    resource["note"] = [{"text": "x" * LIMIT_BYTES}]
+    async with listener.client() as client:
+        response = await client.post(
+            ENDPOINT,
+            content=str(r4_backport("event-notification", [(1, OBSERVATION, ())], [resource])),
+            headers=AUTHORIZED,
+        )
+    assert response.status_code == 413
+    assert publisher.events == []
