@@ -125,7 +125,12 @@ async def test_foreign_impossible_and_unknown_patients_are_never_written_back(
             "RiskAssessment", [("subject", f"Patient/unknown-{run}")]
         )
         cards = await patient_view_cards(
-            http, stack.endpoints["cds_services"], CDS_SERVICE_ID, patient_id, ehr.base_url
+            http,
+            stack.endpoints["cds_services"],
+            CDS_SERVICE_ID,
+            patient_id,
+            ehr.base_url,
+            stack.hook_signing_key,
         )
 
     # exactly one write-back for the local patient: the plausible reading's, low risk

@@ -44,6 +44,7 @@ async def played(stack: Stack) -> dict[str, Any]:
                 CDS_SERVICE_ID,
                 patient.patient_id,
                 ehr.base_url,
+                stack.hook_signing_key,
             )
             for label, patient in patients.items()
         }

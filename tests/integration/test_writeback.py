@@ -106,6 +106,8 @@ async def started_writeback(
         consumer_group=f"test-writeback-{unique}",
         writeback_retry_pause_s=0.1,
         ehr_timeout_s=5,
+        # hook calls here are about cards; authenticated ones: test_writeback_client_auth.py
+        hooks_auth="off",
     )
     running: RunningWriteback | None = None
     with recording_telemetry("writeback", pseudonym_key) as (telemetry, spans):

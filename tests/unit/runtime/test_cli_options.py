@@ -16,6 +16,9 @@ ENDPOINTS = {
     "triton_grpc": "gpu-1.internal:8001",
     "ehr": "https://ehr.example.org/fhir",
     "otlp": "http://127.0.0.1:4318",
+    "writeback": "http://127.0.0.1:8083",
+    "jwks": "http://127.0.0.1:4000/.well-known/jwks.json",
+    "ehr_client_issuer": "http://127.0.0.1:4000",
 }
 
 

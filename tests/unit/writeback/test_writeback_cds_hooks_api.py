@@ -78,6 +78,7 @@ async def api(exporter: InMemorySpanExporter) -> AsyncIterator[HookApi]:
             patient_keyer=PatientKeyer(PSEUDONYM_KEY),
             metrics=WritebackMetrics.on(registry),
             limits=HookLimits(max_body_bytes=HOOK_LIMIT_BYTES),
+            client_auth=None,  # authenticated calls: test_writeback_client_auth.py
         )
     )
     add_error_answers(app, media_type="application/json")

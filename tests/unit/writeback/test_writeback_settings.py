@@ -17,6 +17,16 @@ def no_cdsflow_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+TRUSTED = '[{"iss": "https://ehr.example.org/", "jwks_url": "https://ehr.example.org/jwks"}]'
+
+
+@pytest.fixture
+def trusted_ehr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDSFLOW_TRUSTED_ISSUERS", TRUSTED)
+    monkeypatch.setenv("CDSFLOW_CDS_PUBLIC_BASE_URL", "https://cds.example.org/")
+
+
+@pytest.mark.usefixtures("trusted_ehr")
 def test_defaults() -> None:
     settings = Settings(ehr_base_url="http://ehr.example.org/fhir/")
 
@@ -27,8 +37,15 @@ def test_defaults() -> None:
     assert settings.kafka_idempotence is True
     assert settings.kafka_fetch_max_wait_ms == 5
     assert settings.ehr_base_url == "http://ehr.example.org/fhir"
+    assert settings.hooks_auth == "on"
+    assert settings.hook_token_algorithms == ["RS384", "ES384"]
+    assert settings.hook_token_skew_s == 30
+    assert settings.public_base_urls == ("https://cds.example.org",)
+    [issuer] = settings.trusted_issuers
+    assert issuer.trusted().jwks_url == "https://ehr.example.org/jwks"
 
 
+@pytest.mark.usefixtures("trusted_ehr")
 def test_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CDSFLOW_EHR_BASE_URL", "https://ehr.example.org/r4")
     monkeypatch.setenv("CDSFLOW_WRITEBACK_ENABLED", "false")
@@ -48,3 +65,56 @@ def test_the_ehr_has_no_default() -> None:
 def test_the_ehr_base_url_must_be_http() -> None:
     with pytest.raises(ValidationError, match="http"):
         Settings(ehr_base_url="ftp://ehr.example.org")
+
+
+def test_without_a_trusted_issuer_the_writeback_refuses_to_start() -> None:
+    with pytest.raises(ValidationError, match="CDSFLOW_TRUSTED_ISSUERS"):
+        Settings(ehr_base_url="https://ehr.example.org/fhir")
+
+
+def test_authenticated_calls_need_the_public_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDSFLOW_TRUSTED_ISSUERS", TRUSTED)
+    with pytest.raises(ValidationError, match="CDSFLOW_CDS_PUBLIC_BASE_URL"):
+        Settings(ehr_base_url="https://ehr.example.org/fhir")
+
+
+def test_authentication_off_is_explicit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDSFLOW_HOOKS_AUTH", "off")
+    assert Settings(ehr_base_url="https://ehr.example.org/fhir").hooks_auth == "off"
+    monkeypatch.setenv("CDSFLOW_HOOKS_AUTH", "false")
+    with pytest.raises(ValidationError, match="hooks_auth"):
+        Settings(ehr_base_url="https://ehr.example.org/fhir")
+
+
+@pytest.mark.usefixtures("trusted_ehr")
+@pytest.mark.parametrize("algorithms", ['["none"]', '["HS256"]', '["ES384", "HS384"]', "[]"])
+def test_none_and_hmac_cannot_be_configured(
+    monkeypatch: pytest.MonkeyPatch, algorithms: str
+) -> None:
+    monkeypatch.setenv("CDSFLOW_HOOK_TOKEN_ALGORITHMS", algorithms)
+    with pytest.raises(ValidationError, match="asymmetric"):
+        Settings(ehr_base_url="https://ehr.example.org/fhir")
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        '{"iss": "https://ehr.example.org/"}',
+        '{"iss": "https://ehr.example.org/", "jwks_url": "http://ehr.example.org/jwks"}',
+        '{"iss": "https://ehr.example.org/", "jku_allowed": ["ftp://ehr.example.org/"]}',
+        '{"iss": "", "jwks_url": "https://ehr.example.org/jwks"}',
+    ],
+)
+def test_an_issuer_needs_its_keys_over_https(monkeypatch: pytest.MonkeyPatch, issuer: str) -> None:
+    monkeypatch.setenv("CDSFLOW_TRUSTED_ISSUERS", f"[{issuer}]")
+    monkeypatch.setenv("CDSFLOW_CDS_PUBLIC_BASE_URL", "https://cds.example.org")
+    with pytest.raises(ValidationError, match="trusted_issuers"):
+        Settings(ehr_base_url="https://ehr.example.org/fhir")
+
+
+def test_keys_over_http_only_from_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    issuer = '{"iss": "sandbox", "jwks_url": "http://127.0.0.1:9999/jwks.json"}'
+    monkeypatch.setenv("CDSFLOW_TRUSTED_ISSUERS", f"[{issuer}]")
+    monkeypatch.setenv("CDSFLOW_CDS_PUBLIC_BASE_URL", "http://127.0.0.1:8083, https://cds.x.org")
+    settings = Settings(ehr_base_url="https://ehr.example.org/fhir")
+    assert settings.public_base_urls == ("http://127.0.0.1:8083", "https://cds.x.org")

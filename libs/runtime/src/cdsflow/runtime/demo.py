@@ -55,6 +55,7 @@ async def _wait_for_trace(
 
 async def run_demo(stack: Stack) -> int:
     endpoints = stack.endpoints
+    signing_key = stack.hook_signing_key
     async with httpx.AsyncClient(timeout=15) as http:
         ehr = EhrClient(endpoints["ehr"], http)
         await create_subscription(ehr, endpoints["listener"], stack.options.channel_secret)
@@ -65,7 +66,12 @@ async def run_demo(stack: Stack) -> int:
         }
         cards = {
             label: await patient_view_cards(
-                http, endpoints["cds_services"], CDS_SERVICE_ID, patient.patient_id, ehr.base_url
+                http,
+                endpoints["cds_services"],
+                CDS_SERVICE_ID,
+                patient.patient_id,
+                ehr.base_url,
+                signing_key,
             )
             for label, patient in played.items()
         }

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from cdsflow.fhir import EhrClient
+from cdsflow.runtime.sandbox_ehr_client import HookSigningKey, call_service
 from cdsflow.runtime.story import (
     STORY,
     StoryPatient,
@@ -90,11 +91,16 @@ def patient_view_request(patient_id: str, ehr_base_url: str) -> dict[str, Any]:
 
 
 async def patient_view_cards(
-    http: httpx.AsyncClient, cds_services_url: str, service_id: str, patient_id: str, ehr: str
+    http: httpx.AsyncClient,
+    cds_services_url: str,
+    service_id: str,
+    patient_id: str,
+    ehr: str,
+    signing_key: HookSigningKey,
 ) -> list[dict[str, Any]]:
-    response = await http.post(
-        f"{cds_services_url}/{service_id}", json=patient_view_request(patient_id, ehr)
-    )
+    """The cards of a patient-view call, signed as the sandbox EHR signs it."""
+    request = patient_view_request(patient_id, ehr)
+    response = await call_service(http, f"{cds_services_url}/{service_id}", request, signing_key)
     response.raise_for_status()
     cards: list[dict[str, Any]] = response.json()["cards"]
     return cards

@@ -8,6 +8,7 @@ services always are. Once started, `supervise()` keeps the services running (see
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import secrets
 import sys
@@ -27,6 +28,7 @@ from cdsflow.runtime.processes import (
     spawn,
     split_host_port,
 )
+from cdsflow.runtime.sandbox_ehr_client import KEY_FILE_NAME, HookSigningKey, SandboxEhrClient
 from cdsflow.runtime.supervisor import RestartPolicy, Supervisor
 from cdsflow.runtime.trace_collector import TraceCollector
 
@@ -71,6 +73,8 @@ class Stack:
         self.endpoints: dict[str, str] = {}
         self.collector: TraceCollector | None = None
         self.supervisor: Supervisor | None = None
+        self.sandbox_ehr_client: SandboxEhrClient | None = None
+        self._hook_signing_key: HookSigningKey | None = None
 
     def start(self) -> dict[str, str]:
         try:
@@ -89,6 +93,12 @@ class Stack:
             self.collector = TraceCollector()
             otlp = self.collector.start()
         self.endpoints["otlp"] = otlp
+        self.sandbox_ehr_client = SandboxEhrClient()
+        key_path = log_dir / KEY_FILE_NAME
+        self._hook_signing_key = self.sandbox_ehr_client.start(key_path)
+        self.endpoints["jwks"] = self.sandbox_ehr_client.jwks_url
+        self.endpoints["ehr_client_issuer"] = self._hook_signing_key.issuer
+        self.endpoints["ehr_client_key"] = str(key_path)
         essential: list[ManagedProcess] = []
         if options.kafka_bootstrap is None:
             broker = self._add(start_broker(log_dir))
@@ -115,8 +125,11 @@ class Stack:
             assert options.ehr_base_url is not None
             ehr_base_url = options.ehr_base_url.rstrip("/")
         self.endpoints["ehr"] = ehr_base_url
+        ports = {name: free_port() for name in SERVICES}
+        # the writeback's URL is the audience of the hook calls: known before it starts
+        self.endpoints["writeback"] = f"http://127.0.0.1:{ports['writeback']}"
         environments = service_environments(options, self.endpoints)
-        started = [self._spawn_service(name, environments[name]) for name in SERVICES]
+        started = [self._spawn_service(name, environments[name], ports[name]) for name in SERVICES]
         for service in started:
             readyz = f"{service.endpoints['http']}/readyz"
             service.wait_ready(partial(http_ok, readyz), options.service_timeout_s)
@@ -129,8 +142,14 @@ class Stack:
         self.supervisor.restart_when_exited(started)
         self.supervisor.stop_all_when_exited(essential)
 
-    def _spawn_service(self, name: str, env: dict[str, str]) -> ManagedProcess:
-        port = free_port()
+    @property
+    def hook_signing_key(self) -> HookSigningKey:
+        """What the sandbox EHR signs its hook calls with (see `sandbox_ehr_client`)."""
+        if self._hook_signing_key is None:
+            raise RuntimeError("start the stack before calling its hooks")
+        return self._hook_signing_key
+
+    def _spawn_service(self, name: str, env: dict[str, str], port: int) -> ManagedProcess:
         full_env = {**os.environ, **env, "CDSFLOW_HTTP_PORT": str(port)}
         argv = [sys.executable, "-m", f"cdsflow.{name}"]
         service = self._add(spawn(name, argv, self.options.work_dir, env=full_env))
@@ -157,13 +176,17 @@ class Stack:
         self.supervisor = None
         if self.collector is not None:
             self.collector.stop()
+        if self.sandbox_ehr_client is not None:
+            self.sandbox_ehr_client.stop()
 
 
 def service_environments(
     options: StackOptions, endpoints: dict[str, str]
 ) -> dict[str, dict[str, str]]:
     """Each service's `CDSFLOW_*`/`OTEL_*` variables, given the parts' endpoints (`broker`,
-    `triton_grpc`, `ehr`, `otlp`); the HTTP port is added when the service is spawned."""
+    `triton_grpc`, `ehr`, `otlp`, and for the writeback its own URL `writeback`, the sandbox
+    EHR client's `jwks` and `ehr_client_issuer`); the HTTP port is added when the service is
+    spawned. The writeback trusts the sandbox EHR client, and only it."""
     idempotence = options.kafka_bootstrap is not None and options.kafka_idempotence
     common = {
         "CDSFLOW_KAFKA_BOOTSTRAP": endpoints["broker"],
@@ -182,7 +205,12 @@ def service_environments(
         "writeback": {
             "CDSFLOW_ALLOW_LOOPBACK_HTTP_FHIR_SERVER": str(
                 _on_loopback_http(endpoints["ehr"])
-            ).lower()
+            ).lower(),
+            "CDSFLOW_HOOKS_AUTH": "on",
+            "CDSFLOW_TRUSTED_ISSUERS": json.dumps(
+                [{"iss": endpoints["ehr_client_issuer"], "jwks_url": endpoints["jwks"]}]
+            ),
+            "CDSFLOW_CDS_PUBLIC_BASE_URL": endpoints["writeback"],
         },
     }
     return {name: {**common, **own[name]} for name in SERVICES}

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
-import uvicorn
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
@@ -21,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cdsflow.runtime.processes import free_port
+from cdsflow.runtime.loopback_server import LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -116,8 +114,7 @@ class TraceCollector:
     def __init__(self) -> None:
         self._spans: list[CollectedSpan] = []
         self._lock = threading.Lock()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LoopbackServer | None = None
         self.url = ""
 
     def spans(self) -> list[CollectedSpan]:
@@ -147,21 +144,11 @@ class TraceCollector:
 
     def start(self, timeout_s: float = 10) -> str:
         """Serve `POST /v1/traces` on a free loopback port in a thread; returns the base URL."""
-        port = free_port()
         app = Starlette(routes=[Route("/v1/traces", self._receive, methods=["POST"])])
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True, name="otlp")
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the OTLP trace collector did not start")
-            time.sleep(0.02)
-        self.url = f"http://127.0.0.1:{port}"
+        self._server = LoopbackServer(app, "otlp")
+        self.url = self._server.start(timeout_s)
         return self.url
 
     def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
+        if self._server is not None:
+            self._server.stop()

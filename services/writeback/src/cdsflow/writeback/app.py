@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,6 +27,8 @@ from cdsflow.service import (
     service_app,
 )
 from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
+from cdsflow.writeback.client_auth import ClientAuthenticator, ClientTokenPolicy, JwksCache
+from cdsflow.writeback.domain.client_tokens import SeenTokens
 from cdsflow.writeback.domain.discovery import DETERIORATION_SERVICE
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations
 from cdsflow.writeback.handlers import (
@@ -38,6 +41,7 @@ from cdsflow.writeback.handlers import (
 from cdsflow.writeback.settings import Settings
 
 SERVICE_NAME = "writeback"
+logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> FastAPI:
@@ -62,6 +66,8 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             retry_pause_s=settings.writeback_retry_pause_s,
         )
         _subscribe(broker, settings, consumer)
+        jwks_http = httpx.AsyncClient(timeout=settings.jwks_timeout_s)
+        app.state.client_auth = _client_authenticator(settings, jwks_http)
         # started in the background: the writeback comes up, not ready, while Kafka is down
         consuming = ConsumingBroker(broker, settings.kafka_bootstrap)
         app.state.consuming = consuming
@@ -72,10 +78,16 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         finally:
             await consuming.stop()
             await http.aclose()
+            await jwks_http.aclose()
             if owns_telemetry:
                 telemetry.shutdown()
 
     app = service_app("cdsflow writeback", lifespan, error_media_type="application/json")
+    if settings.hooks_auth == "off":
+        logger.warning(
+            "CDS Hooks authentication is OFF (CDSFLOW_HOOKS_AUTH=off): any caller gets cards; "
+            "for a development setup only"
+        )
     app.include_router(
         cds_hooks_router(
             services=(DETERIORATION_SERVICE,),
@@ -86,6 +98,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
                 max_body_bytes=settings.max_hook_request_bytes,
                 allow_loopback_http_fhir_server=settings.allow_loopback_http_fhir_server,
             ),
+            client_auth=None if settings.hooks_auth == "off" else lambda: app.state.client_auth,
         )
     )
     add_operational_routes(app, telemetry)
@@ -100,6 +113,22 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
 
     instrument_app(app, telemetry)
     return app
+
+
+def _client_authenticator(settings: Settings, http: httpx.AsyncClient) -> ClientAuthenticator:
+    policy = ClientTokenPolicy(
+        issuers={issuer.iss: issuer.trusted() for issuer in settings.trusted_issuers},
+        algorithms=frozenset(settings.hook_token_algorithms),
+        public_base_urls=settings.public_base_urls,
+        skew_s=settings.hook_token_skew_s,
+        max_lifetime_s=settings.hook_token_max_lifetime_s,
+    )
+    keys = JwksCache(
+        http,
+        ttl_s=settings.jwks_cache_ttl_s,
+        refetch_interval_s=settings.jwks_refetch_interval_s,
+    )
+    return ClientAuthenticator(policy, keys, SeenTokens(settings.seen_tokens_max))
 
 
 def _subscribe(broker: KafkaBroker, settings: Settings, consumer: RecommendationConsumer) -> None:

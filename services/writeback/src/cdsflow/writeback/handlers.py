@@ -15,6 +15,7 @@ import asyncio
 import enum
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -36,7 +37,9 @@ from cdsflow.service import (
     single_header,
 )
 from cdsflow.telemetry import MetricsRegistry, PatientKeyer
+from cdsflow.writeback.client_auth import ClientAuthenticator
 from cdsflow.writeback.domain.cards import cards_for
+from cdsflow.writeback.domain.client_tokens import TokenRejected
 from cdsflow.writeback.domain.discovery import CdsService, discovery_document
 from cdsflow.writeback.domain.hook_requests import InvalidHookRequest, parse_hook_request
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations, stored
@@ -57,6 +60,7 @@ class WritebackMetrics:
     writebacks: Counter
     hook_duration: Histogram
     hook_refusals: Counter
+    token_rejections: Counter
 
     @classmethod
     def on(cls, registry: MetricsRegistry) -> WritebackMetrics:
@@ -75,6 +79,11 @@ class WritebackMetrics:
             hook_refusals=registry.counter(
                 "writeback_hook_refusals",
                 "CDS Hooks calls refused as client mistakes (4xx), by reason",
+                ("reason",),
+            ),
+            token_rejections=registry.counter(
+                "writeback_hook_token_rejections",
+                "CDS Hooks calls refused 401 because of their JWT, by reason",
                 ("reason",),
             ),
         )
@@ -213,8 +222,11 @@ def cds_hooks_router(
     patient_keyer: PatientKeyer,
     metrics: WritebackMetrics,
     limits: HookLimits,
+    client_auth: Callable[[], ClientAuthenticator] | None,
 ) -> APIRouter:
-    """`GET /cds-services` and `POST /cds-services/{id}`: in-memory lookups, no EHR call."""
+    """`GET /cds-services` (unauthenticated, as the spec allows) and `POST /cds-services/{id}`
+    (the caller's JWT checked by `client_auth()`; None: no authentication, development only):
+    in-memory lookups, no EHR call."""
     router = APIRouter()
     by_id = {service.id: service for service in services}
 
@@ -232,12 +244,17 @@ def cds_hooks_router(
         span = trace.get_current_span()
         span.set_attributes({"cdsflow.cds_service": service.id, "cdsflow.hook": service.hook})
         try:
-            single_header(request, "authorization")  # none is used yet; two are refused
+            authorization = single_header(request, "authorization")  # two are refused
+            if client_auth is not None:
+                await client_auth().authenticate(authorization, f"/cds-services/{service.id}")
             require_json_media_type(request, ("application/json",))
             raw = await read_bounded_body(request, limits.max_body_bytes)
             hook_request = parse_hook_request(
                 raw, allow_loopback_http=limits.allow_loopback_http_fhir_server
             )
+        except TokenRejected as rejected:
+            metrics.token_rejections.labels(reason=rejected.reason).inc()
+            return _unauthenticated()
         except RequestRefused as refused:
             metrics.hook_refusals.labels(reason=refused.reason).inc()
             return _problem(refused.status_code, refused.issue_code, refused.description)
@@ -258,6 +275,13 @@ def cds_hooks_router(
         return JSONResponse({"cards": cards})
 
     return router
+
+
+def _unauthenticated() -> JSONResponse:
+    """401, the same for every reason (which check failed is in the metric, not the answer)."""
+    return outcome_response(
+        401, "login", "authentication required", headers={"WWW-Authenticate": "Bearer"}
+    )
 
 
 def _problem(status_code: int, code: str, diagnostics: str) -> JSONResponse:

@@ -6,10 +6,40 @@ The shared fields (EHR base URL, Kafka, HTTP, readiness) come from
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from cdsflow.contracts import RECOMMENDATIONS
 from cdsflow.service import HttpPort, ServiceSettings
+from cdsflow.writeback.domain.client_tokens import (
+    ASYMMETRIC_ALGORITHMS,
+    DEFAULT_ALGORITHMS,
+    TrustedIssuer,
+    is_https_or_loopback_http,
+)
+
+
+class TrustedIssuerSetting(BaseModel):
+    """One entry of `CDSFLOW_TRUSTED_ISSUERS`: an EHR allowed to call the hooks."""
+
+    iss: str = Field(min_length=1)
+    # its JWK Set, agreed out of band; used when a token has no `jku`
+    jwks_url: str | None = None
+    # URL prefixes that a token's `jku` may name (same scheme, host and port; path below)
+    jku_allowed: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _keys_from_somewhere_safe(self) -> TrustedIssuerSetting:
+        if self.jwks_url is None and not self.jku_allowed:
+            raise ValueError("a trusted issuer needs a jwks_url or jku_allowed prefixes")
+        for url in [*([self.jwks_url] if self.jwks_url else []), *self.jku_allowed]:
+            if not is_https_or_loopback_http(url):
+                raise ValueError("JWKS URLs must be https (http only on a loopback host)")
+        return self
+
+    def trusted(self) -> TrustedIssuer:
+        return TrustedIssuer(self.iss, self.jwks_url, tuple(self.jku_allowed))
 
 
 class Settings(ServiceSettings):
@@ -31,3 +61,56 @@ class Settings(ServiceSettings):
     # Accept `fhirServer: http://127.0.0.1/...` in hook requests; only for the embedded stack
     # on one machine (`cdsflow up`). Otherwise `fhirServer` must be https.
     allow_loopback_http_fhir_server: bool = False
+
+    # --- who may call the hooks (CDS Hooks JWT); see the README's "Authentication" ---
+    # `off` only for a development setup: every hook call is then answered unauthenticated
+    hooks_auth: Literal["on", "off"] = "on"
+    # JSON: [{"iss": ..., "jwks_url": ..., "jku_allowed": [...]}]; no default
+    trusted_issuers: list[TrustedIssuerSetting] = Field(default_factory=list)
+    # this service's URL(s) as the EHR calls it, e.g. https://cds.example.org; a token's
+    # `aud` must be one of them + `/cds-services/{id}`. Several: separated by spaces or commas.
+    cds_public_base_url: str | None = None
+    hook_token_algorithms: list[str] = Field(default_factory=lambda: list(DEFAULT_ALGORITHMS))
+    hook_token_skew_s: float = Field(default=30.0, ge=0, le=300)
+    # the longest `exp` - `iat` accepted; also how long a `jti` is remembered
+    hook_token_max_lifetime_s: float = Field(default=600.0, gt=0, le=3600)
+    jwks_cache_ttl_s: float = Field(default=300.0, gt=0)
+    # an unknown `kid` re-fetches an issuer's JWKS at most this often
+    jwks_refetch_interval_s: float = Field(default=10.0, ge=0)
+    jwks_timeout_s: float = Field(default=5.0, gt=0)
+    seen_tokens_max: int = Field(default=100_000, ge=1)
+
+    @field_validator("hook_token_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        refused = [alg for alg in value if alg not in ASYMMETRIC_ALGORITHMS]
+        if refused or not value:
+            raise ValueError(
+                "hook token algorithms must be asymmetric (never none or HMAC): "
+                + ", ".join(sorted(ASYMMETRIC_ALGORITHMS))
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _authenticated_unless_off(self) -> Settings:
+        if self.hooks_auth == "off":
+            return self
+        if not self.trusted_issuers:
+            raise ValueError(
+                "CDS Hooks calls are authenticated, but no EHR is trusted: set "
+                "CDSFLOW_TRUSTED_ISSUERS (and CDSFLOW_CDS_PUBLIC_BASE_URL), or "
+                "CDSFLOW_HOOKS_AUTH=off for a development setup"
+            )
+        if any(not url.startswith(("http://", "https://")) for url in self.public_base_urls):
+            raise ValueError("CDSFLOW_CDS_PUBLIC_BASE_URL must be http(s) URL(s)")
+        if not self.public_base_urls:
+            raise ValueError(
+                "CDS Hooks calls are authenticated: set CDSFLOW_CDS_PUBLIC_BASE_URL, this "
+                "service's URL as the EHR calls it (a token's aud is checked against it)"
+            )
+        return self
+
+    @property
+    def public_base_urls(self) -> tuple[str, ...]:
+        text = (self.cds_public_base_url or "").replace(",", " ")
+        return tuple(url.rstrip("/") for url in text.split())

@@ -1,0 +1,209 @@
+"""Authenticating the EHR that calls a hook: its JWT, verified against its JWKS.
+
+The rules themselves are pure (`domain/client_tokens.py`); here are the parts with I/O and
+state: the JWKS of each trusted issuer, fetched over HTTP and cached, and the tokens already
+seen. The token is never logged, and no refusal says which rule failed to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import jwt
+
+from cdsflow.writeback.domain.client_tokens import (
+    REQUIRED_CLAIMS,
+    SeenTokens,
+    TokenRejected,
+    TrustedIssuer,
+    audiences,
+    bearer_token,
+    check_header,
+    check_lifetime,
+    jwks_url_for,
+    trusted_issuer,
+)
+
+logger = logging.getLogger(__name__)
+
+# a JWK Set is a few kilobytes; more is not a key set
+MAX_JWKS_BYTES = 256 * 1024
+# key sets kept at once (the configured ones, plus those named by allowed `jku`s)
+MAX_KEY_SETS = 64
+
+
+@dataclass
+class _KeySet:
+    keys: dict[str, dict[str, Any]]
+    fetched_at: float
+
+
+class JwksCache:
+    """Each JWKS URL's keys by `kid`, kept for `ttl_s`. An unknown `kid` (a rotated key)
+    re-fetches the set, at most once per `refetch_interval_s` per URL. When a re-fetch fails,
+    the keys already held are used; with none held, the call is refused (`jwks-unavailable`).
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        ttl_s: float,
+        refetch_interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._http = http
+        self._ttl_s = ttl_s
+        self._refetch_interval_s = refetch_interval_s
+        self._clock = clock
+        self._sets: dict[str, _KeySet] = {}
+        self._attempted_at: dict[str, float] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.fetches = 0
+
+    async def signing_key(self, jwks_url: str, kid: str) -> dict[str, Any]:
+        """The JWK with this `kid` at `jwks_url`; `unknown-key` or `jwks-unavailable`."""
+        lock = self._locks.setdefault(jwks_url, asyncio.Lock())
+        async with lock:
+            held = self._sets.get(jwks_url)
+            if self._should_fetch(jwks_url, held, kid):
+                held = await self._refresh(jwks_url, held)
+        if held is None:
+            raise TokenRejected("jwks-unavailable")
+        key = held.keys.get(kid)
+        if key is None:
+            raise TokenRejected("unknown-key")
+        return key
+
+    def _should_fetch(self, jwks_url: str, held: _KeySet | None, kid: str) -> bool:
+        now = self._clock()
+        attempted = self._attempted_at.get(jwks_url)
+        recently_tried = attempted is not None and now - attempted < self._refetch_interval_s
+        if held is None or kid not in held.keys:
+            return not recently_tried
+        return now - held.fetched_at >= self._ttl_s and not recently_tried
+
+    async def _refresh(self, jwks_url: str, held: _KeySet | None) -> _KeySet | None:
+        self._attempted_at[jwks_url] = self._clock()
+        self.fetches += 1
+        try:
+            keys = await self._fetch(jwks_url)
+        except (httpx.HTTPError, ValueError) as exc:
+            logger.warning(
+                "could not fetch a trusted issuer's JWKS", extra={"error_type": type(exc).__name__}
+            )
+            return held
+        fresh = _KeySet(keys, self._clock())
+        if jwks_url not in self._sets and len(self._sets) >= MAX_KEY_SETS:
+            oldest = min(self._sets, key=lambda url: self._sets[url].fetched_at)
+            del self._sets[oldest]
+        self._sets[jwks_url] = fresh
+        return fresh
+
+    async def _fetch(self, jwks_url: str) -> dict[str, dict[str, Any]]:
+        body = bytearray()
+        async with self._http.stream(
+            "GET", jwks_url, headers={"Accept": "application/json"}, follow_redirects=False
+        ) as response:
+            if response.status_code != 200:
+                raise ValueError(f"JWKS answered {response.status_code}")
+            async for chunk in response.aiter_bytes():
+                body.extend(chunk)
+                if len(body) > MAX_JWKS_BYTES:
+                    raise ValueError("JWKS too large")
+        document = json.loads(body)
+        if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+            raise ValueError("not a JWK Set")
+        return {
+            key["kid"]: key
+            for key in document["keys"]
+            if isinstance(key, dict) and isinstance(key.get("kid"), str)
+        }
+
+
+@dataclass(frozen=True)
+class ClientTokenPolicy:
+    """What a hook call's JWT must be (see `Settings` for each value's meaning)."""
+
+    issuers: dict[str, TrustedIssuer]
+    algorithms: frozenset[str]
+    public_base_urls: tuple[str, ...]
+    skew_s: float
+    max_lifetime_s: float
+
+
+class ClientAuthenticator:
+    """Verifies `Authorization: Bearer <JWT>` of a call to a CDS service path."""
+
+    def __init__(
+        self,
+        policy: ClientTokenPolicy,
+        keys: JwksCache,
+        seen: SeenTokens,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._policy = policy
+        self._keys = keys
+        self._seen = seen
+        self._clock = clock
+
+    async def authenticate(self, authorization: str | None, service_path: str) -> str:
+        """The caller's `iss` when the token is good; else `TokenRejected(reason)`."""
+        policy = self._policy
+        token = bearer_token(authorization)
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise TokenRejected("malformed") from None
+        kid = check_header(header, policy.algorithms)
+        issuer = trusted_issuer(unverified, policy.issuers)
+        jwk = await self._keys.signing_key(jwks_url_for(header, issuer), kid)
+        claims = self._verified_claims(token, str(header["alg"]), jwk, issuer, service_path)
+        expires_at = check_lifetime(claims, policy.max_lifetime_s)
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not jti:
+            raise TokenRejected("malformed")
+        if not self._seen.first_use(issuer.iss, jti, expires_at + policy.skew_s, self._clock()):
+            raise TokenRejected("replayed")
+        return issuer.iss
+
+    def _verified_claims(
+        self, token: str, alg: str, jwk: dict[str, Any], issuer: TrustedIssuer, path: str
+    ) -> dict[str, Any]:
+        if jwk.get("alg") not in (None, alg) or jwk.get("use") not in (None, "sig"):
+            raise TokenRejected("bad-signature")
+        try:
+            key = jwt.PyJWK(jwk, algorithm=alg)
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise TokenRejected("bad-signature") from None
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=audiences(self._policy.public_base_urls, path),
+                issuer=issuer.iss,
+                leeway=self._policy.skew_s,
+                options={"require": list(REQUIRED_CLAIMS)},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenRejected("expired") from None
+        except jwt.ImmatureSignatureError:
+            raise TokenRejected("not-yet-valid") from None
+        except jwt.InvalidAudienceError:
+            raise TokenRejected("wrong-audience") from None
+        except jwt.InvalidSignatureError:
+            raise TokenRejected("bad-signature") from None
+        except jwt.InvalidIssuerError:
+            raise TokenRejected("unknown-issuer") from None
+        except jwt.PyJWTError:
+            raise TokenRejected("malformed") from None
+        return claims
