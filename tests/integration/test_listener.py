@@ -443,3 +443,115 @@ async def test_odd_resources_never_put_the_subscription_in_error(
         assert "other.example" not in record_headers["cdsflow-error"]
         assert ClinicalEvent.FromString(record.value).patient_key == ""
     assert reasons == ["NoPatient", "ForeignPatient"]
+
+
+SEKMET_ENCOUNTER_START = "http://sekmet.dev/fhir/SubscriptionTopic/encounter-start"
+BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
+
+
+def topic_subscription(endpoint: str, topic: str, patient_id: str, content: str) -> dict[str, Any]:
+    """An R4 backport topic-based Subscription (the IG's profile), for one patient's events."""
+    return {
+        "resourceType": "Subscription",
+        "meta": {"profile": [f"{BACKPORT}/backport-subscription"]},
+        "status": "requested",
+        "reason": "cdsflow listener integration test",
+        "criteria": topic,
+        "_criteria": {
+            "extension": [
+                {
+                    "url": f"{BACKPORT}/backport-filter-criteria",
+                    "valueString": f"patient={patient_id}",
+                }
+            ]
+        },
+        "channel": {
+            "type": "rest-hook",
+            "endpoint": endpoint,
+            "payload": "application/fhir+json",
+            "_payload": {
+                "extension": [{"url": f"{BACKPORT}/backport-payload-content", "valueCode": content}]
+            },
+            "header": [f"Authorization: Bearer {CHANNEL_SECRET}"],
+        },
+    }
+
+
+async def test_the_ehrs_topic_notifications_reach_kafka_id_only_and_full_resource(
+    kafka: KafkaEndpoint,
+    ehr: EhrEndpoint,
+    unique: str,
+    telemetry_spans: tuple[Telemetry, InMemorySpanExporter],
+) -> None:
+    """SEKMET's built-in encounter-start topic (R4 backport): each Subscription is activated by
+    the listener's answer to its handshake; the Encounter then arrives on Kafka once through
+    the id-only Subscription (read back from SEKMET) and once through the full-resource one,
+    as the same change (the same event id)."""
+    telemetry, _ = telemetry_spans
+    settings = listener_settings(kafka.bootstrap, unique, ehr_base_url=ehr.base_url)
+    headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+
+    async with (
+        serve_app(create_app(settings, telemetry=telemetry)) as listener_url,
+        httpx.AsyncClient(base_url=ehr.base_url, headers=headers, timeout=30) as fhir,
+    ):
+        patient = (await fhir.post("/Patient", json={"resourceType": "Patient"})).json()
+        subscription_ids = []
+        for content in ("id-only", "full-resource"):
+            subscription = topic_subscription(
+                listener_url + REST_HOOK, SEKMET_ENCOUNTER_START, patient["id"], content
+            )
+            created = await fhir.post("/Subscription", json=subscription)
+            assert created.status_code == 201, created.text
+            subscription_ids.append(created.json()["id"])
+
+        async def all_active() -> bool | None:
+            for subscription_id in subscription_ids:
+                current = (await fhir.get(f"/Subscription/{subscription_id}")).json()
+                assert current["status"] != "error", current.get("error")
+                if current["status"] != "active":
+                    return None
+            return True
+
+        try:
+            await eventually(all_active, what="the handshakes to activate both Subscriptions")
+            encounter = {
+                "resourceType": "Encounter",
+                "status": "in-progress",
+                "class": {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                    "code": "IMP",
+                },
+                "subject": {"reference": f"Patient/{patient['id']}"},
+            }
+            written = await fhir.post("/Encounter", json=encounter)
+            assert written.status_code == 201, written.text
+            encounter = written.json()
+
+            records = await consume_clinical_events(
+                kafka.bootstrap, settings.clinical_events_topic, f"test-{unique}", count=2
+            )
+        finally:
+            for subscription_id in subscription_ids:
+                current = (await fhir.get(f"/Subscription/{subscription_id}")).json()
+                await fhir.put(
+                    f"/Subscription/{subscription_id}", json={**current, "status": "off"}
+                )
+
+    events = [ClinicalEvent.FromString(record.value) for record in records]
+    assert {event.source.kind for event in events} == {
+        NotificationKind.NOTIFICATION_KIND_TOPIC_ID_ONLY,
+        NotificationKind.NOTIFICATION_KIND_TOPIC_FULL_RESOURCE,
+    }
+    for event in events:
+        assert (event.resource_type, event.resource_id) == ("Encounter", encounter["id"])
+        assert event.resource_version == encounter["meta"]["versionId"]
+        assert event.patient_reference == f"Patient/{patient['id']}"
+        assert event.source.ehr_base_url == ehr.base_url
+    assert events[0].event_id == events[1].event_id
+    registry = telemetry.metrics.registry
+    handshakes = registry.get_sample_value(
+        "cdsflow_listener_notifications_total",
+        {"kind": "topic-handshake", "outcome": "acknowledged"},
+    )
+    assert handshakes == 2
