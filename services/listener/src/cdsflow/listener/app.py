@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request, Response
 from faststream.exceptions import IncorrectState
 from faststream.kafka import KafkaBroker
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
 from cdsflow.contracts import (
     DLQ_ERROR_HEADER,
@@ -148,6 +149,9 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         )
         await publisher.connect()
         ehr_http = ehr_http_client(settings.ehr_read_timeout_s, settings.max_notification_bytes)
+        HTTPXClientInstrumentor.instrument_client(
+            ehr_http, tracer_provider=telemetry.tracer_provider
+        )
         app.state.publisher = publisher
         app.state.intake = NotificationIntake(
             settings=settings,

@@ -26,7 +26,6 @@ def ehr_http_client(
         transport=BoundedAnswers(transport or httpx.AsyncHTTPTransport(), max_answer_bytes),
         follow_redirects=False,
         timeout=httpx.Timeout(timeout_s),
-        trust_env=False,
     )
 
 

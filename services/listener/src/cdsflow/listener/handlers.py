@@ -146,12 +146,13 @@ async def receive_notification(request: Request, intake: Intake) -> Response:
             raw = await _authorized_body(request, intake.settings)
         except (NotificationRejected, RequestRefused) as refusal:
             return refused(intake, REST_HOOK_PING, rejection(refusal))
-        if raw.strip():
-            return await receive_topic_notification(raw, intake)
-        intake.count(REST_HOOK_PING, "acknowledged")
-        return outcome_response(
-            200, operation_outcome("informational", "ping received", "information")
-        )
+        if not raw.strip():
+            intake.count(REST_HOOK_PING, "acknowledged")
+            return outcome_response(
+                200, operation_outcome("informational", "ping received", "information")
+            )
+    # counts its own failures, by the notification's kind
+    return await receive_topic_notification(raw, intake)
 
 
 async def _authorized_body(request: Request, settings: Settings) -> bytes:
