@@ -1,4 +1,5 @@
-"""`cdsflow` — the operator command: `up` runs the pipeline on loopback, `demo` plays a story.
+"""`cdsflow` — the operator command: `up` runs the pipeline on loopback, `demo` plays a story,
+`hook` calls a CDS service of a running `up` as its sandbox EHR would.
 
 `up` keeps the services running: one that exits is restarted (with backoff, one line on
 stderr each time); when the broker, Triton or the EHR that it started exits, it stops
@@ -21,8 +22,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from cdsflow.runtime.hook_command import add_hook_command, run_hook
 from cdsflow.runtime.processes import ProcessFailed, split_host_port
-from cdsflow.runtime.stack import Stack, StackOptions
+from cdsflow.runtime.stack import CDS_SERVICE_ID, Stack, StackOptions
 
 # how often `up` looks at its parts
 SUPERVISION_INTERVAL_S = 0.25
@@ -85,6 +87,7 @@ def command_parser() -> argparse.ArgumentParser:
         help="use this Triton's gRPC endpoint (e.g. on a GPU machine) instead of starting the "
         "tritonserver binary",
     )
+    add_hook_command(commands, CDS_SERVICE_ID)
     return parser
 
 
@@ -184,6 +187,8 @@ def _demo(stack: Stack, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = command_parser()
     args = parser.parse_args(argv)
+    if args.command == "hook":
+        return run_hook(parser, args)
     if args.command == "up":
         return _up(Stack(stack_options(parser, args, with_ehr=args.with_ehr)), args)
     return _demo(Stack(stack_options(parser, args, with_ehr=True)), args)
