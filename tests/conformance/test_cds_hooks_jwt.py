@@ -18,6 +18,8 @@ import pytest
 from cdsflow.writeback.client_auth import ClientAuthenticator, ClientTokenPolicy, JwksCache
 from cdsflow.writeback.domain.client_tokens import SeenTokens, TokenRejected, TrustedIssuer
 
+pytestmark = pytest.mark.conformance
+
 EXAMPLE_ISSUER = "https://fhir-ehr.example.com/"
 EXAMPLE_JKU = "https://fhir-ehr.example.com/jwk_uri"
 EXAMPLE_SERVICE = "/cds-services/some-service"
