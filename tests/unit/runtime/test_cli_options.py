@@ -3,6 +3,7 @@ usage refused with exit code 2 before anything starts."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from cdsflow.runtime.cli import command_parser, main, stack_options
 from cdsflow.runtime.processes import split_host_port
 from cdsflow.runtime.stack import StackOptions, service_environments
+from tests.conftest import MODEL_REPOSITORY
 
 ENDPOINTS = {
     "broker": "kafka-1.internal:9092",
@@ -150,3 +152,54 @@ def test_the_writeback_takes_http_fhir_server_only_from_an_ehr_on_loopback(
     options = StackOptions(work_dir=tmp_path, model_repository=tmp_path, ehr_base_url=ehr)
     writeback = service_environments(options, {**ENDPOINTS, "ehr": ehr})["writeback"]
     assert writeback["CDSFLOW_ALLOW_LOOPBACK_HTTP_FHIR_SERVER"] == allowed
+
+
+def test_a_real_ehr_can_be_trusted_beside_the_sandbox(tmp_path: Path) -> None:
+    parser = command_parser()
+    args = parser.parse_args(
+        [
+            "up",
+            "--ehr-base-url",
+            "https://ehr.example.org/fhir",
+            "--model-repository",
+            str(MODEL_REPOSITORY),
+            "--trust-ehr-issuer",
+            "https://ehr.example.org",
+            "https://ehr.example.org/.well-known/jwks.json",
+            "--cds-public-url",
+            "https://cds.example.org/",
+        ]
+    )
+    options = stack_options(parser, args, with_ehr=False)
+
+    writeback = service_environments(options, ENDPOINTS)["writeback"]
+
+    issuers = json.loads(writeback["CDSFLOW_TRUSTED_ISSUERS"])
+    assert issuers == [
+        {"iss": ENDPOINTS["ehr_client_issuer"], "jwks_url": ENDPOINTS["jwks"]},
+        {
+            "iss": "https://ehr.example.org",
+            "jwks_url": "https://ehr.example.org/.well-known/jwks.json",
+        },
+    ]
+    assert writeback["CDSFLOW_CDS_PUBLIC_BASE_URL"].split() == [
+        ENDPOINTS["writeback"],
+        "https://cds.example.org",
+    ]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["--trust-ehr-issuer", "https://ehr.example.org", "http://ehr.example.org/jwks"],
+        ["--trust-ehr-issuer", "https://ehr.example.org"],
+        ["--cds-public-url", "cds.example.org"],
+    ],
+)
+def test_bad_trust_arguments_exit_2(
+    arguments: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["up", "--ehr-base-url", "https://ehr.example.org/fhir", *arguments])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err

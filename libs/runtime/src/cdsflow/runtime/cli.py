@@ -87,8 +87,39 @@ def command_parser() -> argparse.ArgumentParser:
         help="use this Triton's gRPC endpoint (e.g. on a GPU machine) instead of starting the "
         "tritonserver binary",
     )
+    up.add_argument(
+        "--trust-ehr-issuer",
+        nargs=2,
+        action="append",
+        type=_http_url_or_issuer,
+        metavar=("ISSUER", "JWKS_URL"),
+        default=[],
+        help="let this EHR call the CDS Hooks endpoint: its JWT `iss` and the URL of its JWK "
+        "Set (https); repeatable. The sandbox EHR client is always trusted",
+    )
+    up.add_argument(
+        "--cds-public-url",
+        type=_http_url,
+        metavar="URL",
+        help="the writeback's base URL as the EHR calls it (e.g. https://cds.example.org); "
+        "a hook token's `aud` must be it + /cds-services/{id}",
+    )
     add_hook_command(commands, CDS_SERVICE_ID)
     return parser
+
+
+def _http_url(text: str) -> str:
+    """An argparse type: an absolute http(s) URL."""
+    if not text.startswith(("https://", "http://")) or len(text.split("/")) < 3:
+        raise argparse.ArgumentTypeError(f"{text!r}: give an absolute http(s) URL")
+    return text.rstrip("/")
+
+
+def _http_url_or_issuer(text: str) -> str:
+    """An argparse type for `--trust-ehr-issuer`: a non-empty issuer or JWKS URL."""
+    if not text.strip() or text != text.strip():
+        raise argparse.ArgumentTypeError("an issuer and a JWKS URL must be non-empty")
+    return text
 
 
 def stack_options(
@@ -110,7 +141,18 @@ def stack_options(
         kafka_idempotence=os.environ.get("CDSFLOW_KAFKA_IDEMPOTENCE", "true").lower()
         not in ("false", "0", "no", "off"),
         triton_grpc_url=triton_grpc_url,
+        trusted_ehr_issuers=tuple(
+            (issuer, _checked_jwks_url(parser, jwks_url))
+            for issuer, jwks_url in getattr(args, "trust_ehr_issuer", [])
+        ),
+        cds_public_url=getattr(args, "cds_public_url", None),
     )
+
+
+def _checked_jwks_url(parser: argparse.ArgumentParser, url: str) -> str:
+    if not url.startswith("https://"):
+        parser.error(f"--trust-ehr-issuer: the JWKS URL {url!r} must be https")
+    return url
 
 
 def _print_endpoints(endpoints: dict[str, str], work_dir: Path) -> None:

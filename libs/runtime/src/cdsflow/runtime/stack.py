@@ -60,6 +60,10 @@ class StackOptions:
     # how long an existing Kafka or Triton may take to accept a connection at start
     existing_part_timeout_s: float = 30
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    # EHRs whose CDS Hooks calls the writeback trusts besides the sandbox EHR client:
+    # (issuer, JWKS URL) pairs, and the writeback's URL as those EHRs call it (a token's `aud`)
+    trusted_ehr_issuers: tuple[tuple[str, str], ...] = ()
+    cds_public_url: str | None = None
 
 
 class Stack:
@@ -186,7 +190,8 @@ def service_environments(
     """Each service's `CDSFLOW_*`/`OTEL_*` variables, given the parts' endpoints (`broker`,
     `triton_grpc`, `ehr`, `otlp`, and for the writeback its own URL `writeback`, the sandbox
     EHR client's `jwks` and `ehr_client_issuer`); the HTTP port is added when the service is
-    spawned. The writeback trusts the sandbox EHR client, and only it."""
+    spawned. The writeback trusts the sandbox EHR client, and the EHRs given in
+    `options.trusted_ehr_issuers` (called at `options.cds_public_url`)."""
     idempotence = options.kafka_bootstrap is not None and options.kafka_idempotence
     common = {
         "CDSFLOW_KAFKA_BOOTSTRAP": endpoints["broker"],
@@ -208,9 +213,17 @@ def service_environments(
             ).lower(),
             "CDSFLOW_HOOKS_AUTH": "on",
             "CDSFLOW_TRUSTED_ISSUERS": json.dumps(
-                [{"iss": endpoints["ehr_client_issuer"], "jwks_url": endpoints["jwks"]}]
+                [
+                    {"iss": endpoints["ehr_client_issuer"], "jwks_url": endpoints["jwks"]},
+                    *(
+                        {"iss": issuer, "jwks_url": jwks_url}
+                        for issuer, jwks_url in options.trusted_ehr_issuers
+                    ),
+                ]
             ),
-            "CDSFLOW_CDS_PUBLIC_BASE_URL": endpoints["writeback"],
+            "CDSFLOW_CDS_PUBLIC_BASE_URL": " ".join(
+                [endpoints["writeback"], *filter(None, [options.cds_public_url])]
+            ),
         },
     }
     return {name: {**common, **own[name]} for name in SERVICES}
