@@ -84,6 +84,15 @@ def test_a_range_is_closed() -> None:
     assert [survivable.implausibility(v) for v in (10, 50)] == [None, None]
 
 
+def test_a_glasgow_score_counts_whole_points_only() -> None:
+    gcs = VITAL_SIGN_BY_NAME["glasgow_coma_score"].plausible
+    assert [gcs.implausibility(v) for v in (3, 13.0, 15)] == [None, None, None]
+    assert gcs.implausibility(13.5) == Implausibility.NOT_WHOLE
+    [refused] = _refusals("9269-2", 13.5, "{score}")
+    assert refused.reason == Implausibility.NOT_WHOLE
+    assert "13.5" not in str(ImplausibleVitalSign((refused,)))
+
+
 def _refusals(code: str, value: float, unit: str) -> tuple[RefusedReading, ...]:
     with pytest.raises(ImplausibleVitalSign) as refused:
         trigger_readings(observation("o-1", code, value, unit), None)

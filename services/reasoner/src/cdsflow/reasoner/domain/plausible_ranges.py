@@ -23,6 +23,7 @@ class Implausibility(StrEnum):
     NOT_FLOAT32 = "not-float32"
     BELOW_RANGE = "below-range"
     ABOVE_RANGE = "above-range"
+    NOT_WHOLE = "not-whole"
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class PlausibleRange:
 
     low: float
     high: float
+    # a score counted in whole points (the Glasgow coma score): 13.5 is no reading
+    whole: bool = False
 
     def implausibility(self, value: float) -> Implausibility | None:
         """Why `value` cannot be used, or None when it can."""
@@ -46,6 +49,8 @@ class PlausibleRange:
             return Implausibility.BELOW_RANGE
         if value > self.high:
             return Implausibility.ABOVE_RANGE
+        if self.whole and not float(value).is_integer():
+            return Implausibility.NOT_WHOLE
         return None
 
 

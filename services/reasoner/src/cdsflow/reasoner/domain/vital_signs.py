@@ -122,7 +122,7 @@ VITAL_SIGNS: tuple[VitalSign, ...] = (
         "Glasgow coma score",
         ("9269-2",),
         "{score}",
-        PlausibleRange(3, 15),
+        PlausibleRange(3, 15, whole=True),
         {"1": _identity, "": _identity},  # a score may come without a unit
     ),
 )
@@ -164,5 +164,6 @@ def refusal_rule(refused: RefusedReading) -> str:
         Implausibility.NOT_FLOAT32: "is beyond the range of a 32-bit float",
         Implausibility.BELOW_RANGE: f"is below its plausible range ({bounds})",
         Implausibility.ABOVE_RANGE: f"is above its plausible range ({bounds})",
+        Implausibility.NOT_WHOLE: "is not a whole number of points",
     }
     return f"{vital_sign.name} {rules[refused.reason]}"
