@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from cdsflow.fhir import is_fhir_id, is_patient_reference, local_patient_reference
+from cdsflow.fhir import (
+    is_fhir_id,
+    is_loopback_host,
+    is_patient_reference,
+    local_patient_reference,
+)
 
 EHR = "https://ehr.example.org/fhir"
 
@@ -85,3 +90,20 @@ def test_events_carry_exactly_the_relative_form() -> None:
     assert is_patient_reference("Patient/P")
     assert not is_patient_reference("Patient/P/_history/1")
     assert not is_patient_reference(f"{EHR}/Patient/P")
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.1", True),
+        ("::1", True),
+        ("LOCALHOST", True),
+        ("ehr.example.org", False),
+        ("10.0.0.1", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_loopback_hosts(host: str | None, loopback: bool) -> None:
+    assert is_loopback_host(host) is loopback

@@ -44,7 +44,7 @@ def rejected(bundle: Any) -> NotificationRejected:
     with pytest.raises(NotificationRejected) as refused:
         read_notification_bundle(json.dumps(bundle).encode())
     assert refused.value.status_code == 400
-    assert PATIENT_NAME not in refused.value.diagnostics
+    assert PATIENT_NAME not in refused.value.description
     return refused.value
 
 
@@ -177,7 +177,7 @@ def test_a_malformed_r4_status_is_refused_with_its_path(damage: Any, path: str) 
 
     assert refusal.reason == "invalid"
     assert refusal.expression[0].endswith(path)
-    assert refusal.expression[0] in refusal.diagnostics
+    assert refusal.expression[0] in refusal.description
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,6 @@ def test_invalid_fhir_names_the_element_never_the_value() -> None:
     rejection = refusal(json.dumps(resource).encode())
 
     assert (rejection.issue_code, rejection.reason) == ("invalid", "invalid")
-    assert "code" in rejection.diagnostics
-    assert "valueQuantity" in rejection.diagnostics
-    assert PATIENT_NAME not in rejection.diagnostics
+    assert "code" in rejection.description
+    assert "valueQuantity" in rejection.description
+    assert PATIENT_NAME not in rejection.description

@@ -6,14 +6,13 @@ import httpx
 import pytest
 
 from cdsflow.contracts import Mode, Recommendation
-from cdsflow.fhir import EhrError
+from cdsflow.fhir import EhrError, is_ehr_outage
 from cdsflow.writeback.domain.recommendations import (
     comes_from_ehr,
     is_active,
     mode_name,
     recommendation_problems,
 )
-from cdsflow.writeback.handlers import is_ehr_outage
 
 from .sample_recommendations import EHR_BASE_URL, recommendation
 
@@ -78,7 +77,8 @@ def test_a_recommendation_from_another_ehr_is_not_ours() -> None:
         (EhrError("EHR answered 408", 408), True),
         (EhrError("EHR answered 400", 400), False),
         (EhrError("EHR answered 412", 412), False),
-        (EhrError("not a FHIR resource"), False),
+        (EhrError("not a FHIR resource", 200), False),
+        (EhrError("EHR answered 502", 502), True),
         (ValueError("bad JSON"), False),
     ],
 )

@@ -1,7 +1,8 @@
 """cdsflow FHIR: the EHR client, safe JSON parsing, edge validation, the patient reference
 rule and OperationOutcome bodies."""
 
-from cdsflow.fhir.client import EhrClient, EhrError
+from cdsflow.fhir.client import EhrClient, EhrError, is_ehr_outage
+from cdsflow.fhir.hosts import is_loopback_host
 from cdsflow.fhir.json_documents import MAX_JSON_DEPTH, MalformedJson, parse_json_document
 from cdsflow.fhir.outcomes import FHIR_JSON, operation_outcome
 from cdsflow.fhir.references import (
@@ -19,7 +20,9 @@ __all__ = [
     "EhrError",
     "InvalidResource",
     "MalformedJson",
+    "is_ehr_outage",
     "is_fhir_id",
+    "is_loopback_host",
     "is_patient_reference",
     "local_patient_reference",
     "normalised_base_url",

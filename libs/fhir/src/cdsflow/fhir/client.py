@@ -29,6 +29,19 @@ class EhrError(Exception):
         super().__init__(message)
         self.status_code = status_code
 
+    @property
+    def is_outage(self) -> bool:
+        """True when trying again later can cure it: timed out, overloaded, failing (408,
+        429, 5xx). A refusal (another 4xx) or an unreadable answer will not change."""
+        status = self.status_code
+        return status is not None and (status in (408, 429) or status >= 500)
+
+
+def is_ehr_outage(exc: BaseException) -> bool:
+    """True for a failure that a later retry can cure: the EHR unreachable or timing out (an
+    httpx transport error), or answering 408, 429 or 5xx."""
+    return isinstance(exc, httpx.TransportError) or (isinstance(exc, EhrError) and exc.is_outage)
+
 
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, httpx.TransportError):
@@ -166,5 +179,7 @@ class EhrClient:
                 "EHR answered with a body that is not JSON", response.status_code
             ) from None
         if not isinstance(body, dict):
-            raise EhrError("EHR answered with a body that is not a FHIR resource")
+            raise EhrError(
+                "EHR answered with a body that is not a FHIR resource", response.status_code
+            )
         return body

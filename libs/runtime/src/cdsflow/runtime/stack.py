@@ -7,7 +7,6 @@ services always are. Once started, `supervise()` keeps the services running (see
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import secrets
@@ -18,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from cdsflow.fhir import is_loopback_host
 from cdsflow.runtime.parts import start_broker, start_ehr, start_triton
 from cdsflow.runtime.processes import (
     ManagedProcess,
@@ -231,14 +231,7 @@ def service_environments(
 
 def _on_loopback_http(url: str) -> bool:
     parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        return False
-    if parts.hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(parts.hostname).is_loopback
-    except ValueError:
-        return False
+    return parts.scheme == "http" and is_loopback_host(parts.hostname)
 
 
 def _wait_until_reachable(what: str, addresses: str, timeout_s: float) -> None:

@@ -15,13 +15,22 @@ from fastapi import Request
 class RequestRefused(Exception):
     """The request itself is unacceptable: 4xx, and nothing in it is used."""
 
-    def __init__(self, status_code: int, issue_code: str, reason: str, description: str) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        issue_code: str,
+        reason: str,
+        description: str,
+        expression: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(description)
         self.status_code = status_code
         # from the FHIR issue-type value set, for the OperationOutcome
         self.issue_code = issue_code
         self.reason = reason
         self.description = description
+        # the elements at fault (OperationOutcome.issue.expression), never their values
+        self.expression = expression
 
 
 def single_header(request: Request, name: str) -> str | None:

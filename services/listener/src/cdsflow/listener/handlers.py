@@ -25,7 +25,6 @@ from cdsflow.fhir import operation_outcome
 from cdsflow.listener.domain import (
     REST_HOOK_FULL_RESOURCE,
     REST_HOOK_PING,
-    NotificationRejected,
     UnusableResource,
     bearer_secret_matches,
     build_clinical_event,
@@ -44,7 +43,6 @@ from cdsflow.listener.intake import (
     publish_acked,
     record_unusable_acked,
     refused,
-    rejection,
     retry_later,
     unusable_outcome,
 )
@@ -83,8 +81,8 @@ async def receive_full_resource(
         try:
             raw = await _authorized_body(request, intake.settings)
             resource = read_notified_resource(raw, resource_type, resource_id)
-        except (NotificationRejected, RequestRefused) as refusal:
-            return refused(intake, REST_HOOK_FULL_RESOURCE, rejection(refusal))
+        except RequestRefused as refusal:
+            return refused(intake, REST_HOOK_FULL_RESOURCE, refusal)
         span.set_attribute("cdsflow.resource_type", resource_type)
         received_at = datetime.now(UTC)
         base_url = intake.settings.ehr_base_url
@@ -144,8 +142,8 @@ async def receive_notification(request: Request, intake: Intake) -> Response:
     with counting_failures(intake, REST_HOOK_PING):
         try:
             raw = await _authorized_body(request, intake.settings)
-        except (NotificationRejected, RequestRefused) as refusal:
-            return refused(intake, REST_HOOK_PING, rejection(refusal))
+        except RequestRefused as refusal:
+            return refused(intake, REST_HOOK_PING, refusal)
         if not raw.strip():
             intake.count(REST_HOOK_PING, "acknowledged")
             return outcome_response(

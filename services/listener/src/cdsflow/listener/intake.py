@@ -17,7 +17,7 @@ from prometheus_client import Counter, Histogram
 
 from cdsflow.contracts import ClinicalEvent
 from cdsflow.fhir import FHIR_JSON, EhrClient, operation_outcome
-from cdsflow.listener.domain import NotificationRejected, UnusableResource
+from cdsflow.listener.domain import UnusableResource
 from cdsflow.listener.settings import Settings
 from cdsflow.service import RequestRefused
 from cdsflow.telemetry import MetricsRegistry, PatientKeyer
@@ -158,23 +158,12 @@ def counting_failures(intake: NotificationIntake, kind: str) -> Iterator[None]:
         raise
 
 
-def rejection(refusal: NotificationRejected | RequestRefused) -> NotificationRejected:
-    if isinstance(refusal, NotificationRejected):
-        return refusal
-    return NotificationRejected(
-        status_code=refusal.status_code,
-        issue_code=refusal.issue_code,
-        reason=refusal.reason,
-        diagnostics=refusal.description,
-    )
-
-
-def refused(intake: NotificationIntake, kind: str, refusal: NotificationRejected) -> Response:
+def refused(intake: NotificationIntake, kind: str, refusal: RequestRefused) -> Response:
     intake.count(kind, refusal.reason)
     log.info("notification refused", extra={"kind": kind, "reason": refusal.reason})
     headers = {"WWW-Authenticate": "Bearer"} if refusal.status_code == 401 else None
     outcome = operation_outcome(
-        refusal.issue_code, refusal.diagnostics, expression=list(refusal.expression)
+        refusal.issue_code, refusal.description, expression=list(refusal.expression)
     )
     return outcome_response(refusal.status_code, outcome, headers=headers)
 

@@ -18,7 +18,13 @@ from fastapi import Response
 from opentelemetry import trace
 
 from cdsflow.contracts import ClinicalEvent, NotificationKind
-from cdsflow.fhir import EhrError, InvalidResource, operation_outcome, validate_resource
+from cdsflow.fhir import (
+    EhrError,
+    InvalidResource,
+    is_ehr_outage,
+    operation_outcome,
+    validate_resource,
+)
 from cdsflow.listener.domain import (
     EVENT_TYPES,
     FOCUS_NOT_FOUND,
@@ -53,10 +59,6 @@ from cdsflow.listener.intake import (
 
 FULL_RESOURCE_KIND = NotificationKind.NOTIFICATION_KIND_TOPIC_FULL_RESOURCE
 ID_ONLY_KIND = NotificationKind.NOTIFICATION_KIND_TOPIC_ID_ONLY
-
-
-# EHR answers that mean "try again later" (as `cdsflow.fhir.EhrClient` retries them)
-_EHR_OUTAGE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 class EhrUnavailable(Exception):
@@ -154,12 +156,11 @@ async def _fetched_delivery(
         resource = await intake.ehr.read(focus.resource_type, focus.resource_id)
     except EhrAnswerTooLarge:
         resource = {}
-    except EhrError as exc:
-        if exc.status_code is None or exc.status_code in _EHR_OUTAGE_STATUS:
+    except (EhrError, httpx.HTTPError) as exc:
+        if is_ehr_outage(exc):
             raise EhrUnavailable(type(exc).__name__) from exc
-        resource = {}  # a redirect (never followed), a refusal: not something to retry
-    except httpx.HTTPError as exc:
-        raise EhrUnavailable(type(exc).__name__) from exc
+        # a redirect (never followed), a refusal, an unreadable answer: a retry won't help
+        resource = {}
     if resource is None:
         unusable = UnusableResource(
             FOCUS_NOT_FOUND, "the EHR no longer has the focus (404 or 410)", "focus"

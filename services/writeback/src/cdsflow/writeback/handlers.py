@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from google.protobuf.message import DecodeError
@@ -27,7 +26,7 @@ from opentelemetry.trace import Status, StatusCode
 from prometheus_client import Counter, Histogram
 
 from cdsflow.contracts import Recommendation
-from cdsflow.fhir import EhrClient, EhrError
+from cdsflow.fhir import EhrClient, EhrError, is_ehr_outage
 from cdsflow.service import (
     DeadLetters,
     RequestRefused,
@@ -92,14 +91,6 @@ class WritebackMetrics:
 class Delivery(enum.Enum):
     ACK = "ack"
     REDELIVER = "redeliver"
-
-
-def is_ehr_outage(exc: Exception) -> bool:
-    """True for failures that redelivery can cure: unreachable, timed out, overloaded."""
-    if isinstance(exc, httpx.TransportError):
-        return True
-    status = exc.status_code if isinstance(exc, EhrError) else None
-    return status is not None and (status in (408, 429) or status >= 500)
 
 
 class RecommendationConsumer:

@@ -19,7 +19,7 @@ from cdsflow.listener.domain.notification_status import (
     notification_from_parameters,
     notification_from_subscription_status,
 )
-from cdsflow.listener.domain.rejections import NotificationRejected
+from cdsflow.listener.domain.rejections import NotificationRejected, bad_request
 from cdsflow.listener.domain.subscription_notifications import (
     EVENT_TYPES,
     NotificationEvent,
@@ -46,9 +46,7 @@ def read_notification_bundle(raw: bytes) -> SubscriptionNotification:
     try:
         bundle = parse_json_document(raw)
     except MalformedJson as exc:
-        raise NotificationRejected(
-            status_code=400, issue_code="structure", reason=exc.reason, diagnostics=exc.description
-        ) from None
+        raise bad_request("structure", exc.reason, exc.description) from None
     if not isinstance(bundle, dict) or not isinstance(bundle.get("resourceType"), str):
         raise invalid_notification(
             "not-fhir", "the body is not a FHIR resource: 'resourceType' is missing"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cdsflow.fhir import InvalidResource, is_fhir_id, parse_resource_json, validate_resource
-from cdsflow.listener.domain.rejections import NotificationRejected
+from cdsflow.listener.domain.rejections import bad_request
 
 
 def read_notified_resource(raw: bytes, resource_type: str, resource_id: str) -> dict[str, Any]:
@@ -15,22 +15,22 @@ def read_notified_resource(raw: bytes, resource_type: str, resource_id: str) -> 
     otherwise `NotificationRejected` (400) says which element is wrong, never its value.
     """
     if not is_fhir_id(resource_id):
-        raise _invalid(
+        raise bad_request(
             "invalid", "invalid", "the resource id in the notification URL is not a FHIR id"
         )
     try:
         resource = parse_resource_json(raw)
     except InvalidResource as exc:
-        raise _invalid("structure", exc.reason, str(exc)) from None
+        raise bad_request("structure", exc.reason, str(exc)) from None
     if resource["resourceType"] != resource_type:
-        raise _invalid(
+        raise bad_request(
             "invalid",
             "invalid",
             "'resourceType' does not match the resource type in the notification URL",
             "resourceType",
         )
     if resource.get("id") != resource_id:
-        raise _invalid(
+        raise bad_request(
             "invalid",
             "invalid",
             "'id' does not match the resource id in the notification URL",
@@ -39,7 +39,7 @@ def read_notified_resource(raw: bytes, resource_type: str, resource_id: str) -> 
     try:
         validate_resource(resource)
     except InvalidResource as exc:
-        raise _invalid("invalid", exc.reason, f"not a valid FHIR resource: {exc}") from None
+        raise bad_request("invalid", exc.reason, f"not a valid FHIR resource: {exc}") from None
     return resource
 
 
@@ -49,18 +49,6 @@ def validate_event_resource(resource: dict[str, Any], path: str) -> None:
     try:
         validate_resource(resource)
     except InvalidResource as exc:
-        raise _invalid(
+        raise bad_request(
             "invalid", exc.reason, f"'{path}' is not a valid FHIR resource: {exc}", path
         ) from None
-
-
-def _invalid(
-    issue_code: str, reason: str, diagnostics: str, *expression: str
-) -> NotificationRejected:
-    return NotificationRejected(
-        status_code=400,
-        issue_code=issue_code,
-        reason=reason,
-        diagnostics=diagnostics,
-        expression=expression,
-    )

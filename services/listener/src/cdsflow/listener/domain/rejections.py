@@ -6,9 +6,12 @@ is patient data.
 
 from __future__ import annotations
 
+from cdsflow.service import RequestRefused
 
-class NotificationRejected(Exception):
-    """A notification that cannot be accepted; becomes an OperationOutcome answer.
+
+class NotificationRejected(RequestRefused):
+    """A notification that cannot be accepted; becomes an OperationOutcome answer, like every
+    `RequestRefused` (the shared request checks raise those).
 
     `reason` is a short, fixed label for metrics and logs; `issue_code` is from the FHIR
     issue-type value set.
@@ -23,12 +26,20 @@ class NotificationRejected(Exception):
         diagnostics: str,
         expression: tuple[str, ...] = (),
     ) -> None:
-        super().__init__(diagnostics)
-        self.status_code = status_code
-        self.issue_code = issue_code
-        self.reason = reason
-        self.diagnostics = diagnostics
-        self.expression = expression
+        super().__init__(status_code, issue_code, reason, diagnostics, expression)
+
+
+def bad_request(
+    issue_code: str, reason: str, diagnostics: str, *expression: str
+) -> NotificationRejected:
+    """400: the notification is malformed; `diagnostics` names the rule, never a value."""
+    return NotificationRejected(
+        status_code=400,
+        issue_code=issue_code,
+        reason=reason,
+        diagnostics=diagnostics,
+        expression=expression,
+    )
 
 
 def unauthorized() -> NotificationRejected:

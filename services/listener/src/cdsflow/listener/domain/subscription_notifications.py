@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdsflow.fhir import is_fhir_id
-from cdsflow.listener.domain.rejections import NotificationRejected
+from cdsflow.listener.domain.rejections import NotificationRejected, bad_request
 
 HANDSHAKE = "handshake"
 HEARTBEAT = "heartbeat"
@@ -113,13 +113,7 @@ def code_of(value: object, path: str, allowed: tuple[str, ...] | None = None) ->
 def invalid_notification(reason: str, diagnostics: str, *expression: str) -> NotificationRejected:
     """400: the notification is malformed; `diagnostics` names the rule, never a value."""
     issue_code = "structure" if reason in {"not-fhir", "no-subscription-status"} else "invalid"
-    return NotificationRejected(
-        status_code=400,
-        issue_code=issue_code,
-        reason=reason,
-        diagnostics=diagnostics,
-        expression=expression,
-    )
+    return bad_request(issue_code, reason, diagnostics, *expression)
 
 
 def invalid_element(path: str, rule: str) -> NotificationRejected:

@@ -9,10 +9,11 @@ token is ever put into it.
 from __future__ import annotations
 
 import heapq
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+
+from cdsflow.fhir import is_loopback_host
 
 # never `none`, never HMAC (HS256/384/512): a shared secret is not a client's identity
 ASYMMETRIC_ALGORITHMS = frozenset(
@@ -134,14 +135,7 @@ def is_https_or_loopback_http(url: str) -> bool:
         return False
     if parts.scheme == "https":
         return True
-    if parts.scheme != "http":
-        return False
-    if parts.hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(parts.hostname).is_loopback
-    except ValueError:
-        return False
+    return parts.scheme == "http" and is_loopback_host(parts.hostname)
 
 
 @dataclass

@@ -7,15 +7,13 @@ are checked only for their JSON shape.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from cdsflow.fhir import MalformedJson, is_fhir_id, parse_json_document
+from cdsflow.fhir import MalformedJson, is_fhir_id, is_loopback_host, parse_json_document
 
 PATIENT_VIEW = "patient-view"
-_LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 @dataclass(frozen=True)
@@ -122,13 +120,4 @@ def is_fhir_server_url(value: object, allow_loopback_http: bool) -> bool:
         return False
     if url.scheme == "https":
         return True
-    return url.scheme == "http" and allow_loopback_http and _is_loopback(url.hostname)
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return url.scheme == "http" and allow_loopback_http and is_loopback_host(url.hostname)
