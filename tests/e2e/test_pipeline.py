@@ -96,7 +96,12 @@ async def test_one_trace_from_listener_through_triton_to_writeback(
                 return trace
         return None
 
-    trace = await eventually(complete_trace, timeout_s=30, what="a complete pipeline trace")
+    try:
+        trace = await eventually(complete_trace, timeout_s=60, what="a complete pipeline trace")
+    except AssertionError as exc:
+        seen = [sorted({span.service for span in t}) for t in pipeline_traces(collector, key)]
+        triton = sum("triton" in span.service for span in collector.spans())
+        raise AssertionError(f"{exc}; traces seen: {seen}; Triton spans in all: {triton}") from exc
     assert len({span.trace_id for span in trace}) == 1
     by_id = {span.span_id: span for span in trace}
     infer = [s for s in trace if "reasoner" in s.service and s.attributes.get("rpc.method")]

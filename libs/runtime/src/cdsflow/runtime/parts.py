@@ -112,6 +112,9 @@ def start_triton(
             "mode=opentelemetry",
             "--trace-config",
             f"opentelemetry,url={otlp_traces_url}",
+            # export within 200 ms, like the services on this stack (Triton's default is 5 s)
+            "--trace-config",
+            "opentelemetry,bsp_schedule_delay=200",
             "--trace-config",
             "rate=1",
             "--trace-config",
