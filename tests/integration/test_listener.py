@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -117,6 +117,20 @@ async def consume_clinical_events(
     finally:
         await consumer.stop()
     return records
+
+
+async def records_on(bootstrap: str, topic: str) -> int:
+    """How many records `topic` holds, over all its partitions."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(topic, number)
+            for number in consumer.partitions_for_topic(topic) or set()
+        ]
+        return sum((await consumer.end_offsets(partitions)).values()) if partitions else 0
+    finally:
+        await consumer.stop()
 
 
 def outcome_issue(response: httpx.Response) -> dict[str, Any]:
@@ -288,7 +302,10 @@ async def test_without_a_broker_the_ehr_is_told_to_retry_until_it_is_back(
             await asyncio.to_thread(broker.stop)
 
         # the broker goes away after the listener connected: no ack within the timeout
-        lost = await client.put(url, json=resource, headers=AUTHORIZED)
+        later = respiratory_rate(f"pat-{unique}", resource_id=f"obs-later-{unique}")
+        lost = await client.put(
+            f"{REST_HOOK}/Observation/{later['id']}", json=later, headers=AUTHORIZED
+        )
         assert lost.status_code == 503
         assert outcome_issue(lost)["code"] == "transient"
         assert (await client.get("/readyz")).status_code == 503
@@ -485,8 +502,9 @@ async def test_the_ehrs_topic_notifications_reach_kafka_id_only_and_full_resourc
 ) -> None:
     """SEKMET's built-in encounter-start topic (R4 backport): each Subscription is activated by
     the listener's answer to its handshake; the Encounter then arrives on Kafka once through
-    the id-only Subscription (read back from SEKMET) and once through the full-resource one,
-    as the same change (the same event id)."""
+    the id-only Subscription (read back from SEKMET) and once through the full-resource one:
+    the same change (the same event id), so it is published once and the later notification
+    is acknowledged as already published."""
     telemetry, _ = telemetry_spans
     settings = listener_settings(kafka.bootstrap, unique, ehr_base_url=ehr.base_url)
     headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
@@ -528,9 +546,23 @@ async def test_the_ehrs_topic_notifications_reach_kafka_id_only_and_full_resourc
             assert written.status_code == 201, written.text
             encounter = written.json()
 
-            records = await consume_clinical_events(
-                kafka.bootstrap, settings.clinical_events_topic, f"test-{unique}", count=2
+            registry = telemetry.metrics.registry
+
+            def answered(outcome: str) -> float:
+                value = registry.get_sample_value(
+                    "cdsflow_listener_notifications_total",
+                    {"kind": "topic-event-notification", "outcome": outcome},
+                )
+                return value or 0.0
+
+            async def both_answered() -> bool:
+                return answered("published") == 1 and answered("already-published") == 1
+
+            await eventually(both_answered, what="both notifications of the encounter")
+            [record] = await consume_clinical_events(
+                kafka.bootstrap, settings.clinical_events_topic, f"test-{unique}"
             )
+            assert await records_on(kafka.bootstrap, settings.clinical_events_topic) == 1
         finally:
             for subscription_id in subscription_ids:
                 current = (await fhir.get(f"/Subscription/{subscription_id}")).json()
@@ -538,20 +570,73 @@ async def test_the_ehrs_topic_notifications_reach_kafka_id_only_and_full_resourc
                     f"/Subscription/{subscription_id}", json={**current, "status": "off"}
                 )
 
-    events = [ClinicalEvent.FromString(record.value) for record in records]
-    assert {event.source.kind for event in events} == {
+    event = ClinicalEvent.FromString(record.value)
+    assert event.source.kind in {
         NotificationKind.NOTIFICATION_KIND_TOPIC_ID_ONLY,
         NotificationKind.NOTIFICATION_KIND_TOPIC_FULL_RESOURCE,
     }
-    for event in events:
-        assert (event.resource_type, event.resource_id) == ("Encounter", encounter["id"])
-        assert event.resource_version == encounter["meta"]["versionId"]
-        assert event.patient_reference == f"Patient/{patient['id']}"
-        assert event.source.ehr_base_url == ehr.base_url
-    assert events[0].event_id == events[1].event_id
-    registry = telemetry.metrics.registry
+    assert (event.resource_type, event.resource_id) == ("Encounter", encounter["id"])
+    assert event.resource_version == encounter["meta"]["versionId"]
+    assert event.patient_reference == f"Patient/{patient['id']}"
+    assert event.source.ehr_base_url == ehr.base_url
     handshakes = registry.get_sample_value(
         "cdsflow_listener_notifications_total",
         {"kind": "topic-handshake", "outcome": "acknowledged"},
     )
     assert handshakes == 2
+
+
+async def test_a_redelivery_to_another_replica_or_after_a_restart_publishes_nothing(
+    kafka: KafkaEndpoint, unique: str, pseudonym_key: str
+) -> None:
+    """The dedupe memory is the topic itself: replica B, running beside A, learns what A
+    published; a replica started later reads it back before it takes notifications."""
+    settings = listener_settings(kafka.bootstrap, unique)
+    resource = respiratory_rate(f"pat-{unique}", resource_id=f"obs-{unique}")
+    url = f"{REST_HOOK}/Observation/{resource['id']}"
+
+    def remembered(metrics: str) -> float:
+        [line] = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("cdsflow_listener_published_events_remembered ")
+        ]
+        return float(line.split()[1])
+
+    with (
+        recording_telemetry("listener", pseudonym_key) as (telemetry_a, _),
+        recording_telemetry("listener", pseudonym_key) as (telemetry_b, _),
+    ):
+        async with (
+            serve_app(create_app(settings, telemetry=telemetry_a)) as replica_a,
+            serve_app(create_app(settings, telemetry=telemetry_b)) as replica_b,
+            httpx.AsyncClient(timeout=30) as client,
+        ):
+            first = await client.put(replica_a + url, json=resource, headers=AUTHORIZED)
+            assert first.status_code == 200, first.text
+            event_id = outcome_issue(first)["diagnostics"].split()[2]
+
+            async def replica_b_knows_it() -> bool:
+                return remembered((await client.get(f"{replica_b}/metrics")).text) == 1
+
+            await eventually(replica_b_knows_it, what="replica B to read A's event back")
+            redelivered = await client.put(replica_b + url, json=resource, headers=AUTHORIZED)
+            assert redelivered.status_code == 200
+            assert outcome_issue(redelivered)["diagnostics"] == (
+                f"clinical event {event_id} already published"
+            )
+
+    with recording_telemetry("listener", pseudonym_key) as (telemetry_c, _):
+        async with (
+            serve_app(create_app(settings, telemetry=telemetry_c)) as restarted,
+            httpx.AsyncClient(base_url=restarted, timeout=30) as client,
+        ):
+            assert (await client.get("/readyz")).status_code == 200
+            again = await client.put(url, json=resource, headers=AUTHORIZED)
+            assert again.status_code == 200
+            assert "already published" in outcome_issue(again)["diagnostics"]
+            resource["meta"]["versionId"] = "2"
+            changed = await client.put(url, json=resource, headers=AUTHORIZED)
+            assert "already" not in outcome_issue(changed)["diagnostics"]
+
+    assert await records_on(kafka.bootstrap, settings.clinical_events_topic) == 2

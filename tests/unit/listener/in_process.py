@@ -4,6 +4,7 @@ resources from a dict) for the EHR, so that every refusal path can be driven."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ from cdsflow.listener.handlers import (
     PublishUnavailable,
     router,
 )
+from cdsflow.listener.published_events import PublishedEvents
 from cdsflow.listener.settings import Settings
 from cdsflow.telemetry import MetricsRegistry, PatientKeyer
 
@@ -38,10 +40,14 @@ class RecordingPublisher:
         self.events: list[ClinicalEvent] = []
         self.unusable: list[tuple[ClinicalEvent, UnusableResource]] = []
         self.unavailable = unavailable
+        # how long the broker takes to acknowledge
+        self.ack_delay_s = 0.0
 
     async def publish(self, event: ClinicalEvent) -> None:
         if self.unavailable:
             raise PublishUnavailable("broker down")
+        if self.ack_delay_s:
+            await asyncio.sleep(self.ack_delay_s)
         self.events.append(event)
 
     async def record_unusable(self, event: ClinicalEvent, unusable: UnusableResource) -> None:
@@ -95,11 +101,14 @@ class Listener:
         self.ehr = ehr or RecordingEhr()
         self.metrics_registry = MetricsRegistry("listener")
         self.keyer = PatientKeyer(pseudonym_key)
+        # read back at once: there is no topic here, nothing was published before
+        self.published = PublishedEvents(window_s=3600, max_events=1000, caught_up=True)
         settings = Settings(
             channel_secret=SecretStr(CHANNEL_SECRET),
             ehr_base_url=EHR_BASE_URL,
             max_notification_bytes=limit_bytes,
             retry_after_s=7,
+            publish_timeout_s=0.5,
         )
         self.app = FastAPI()
         self.app.include_router(router)
@@ -109,6 +118,7 @@ class Listener:
             patient_keyer=self.keyer,
             metrics=ListenerMetrics.register(self.metrics_registry),
             ehr=self.ehr.client(limit_bytes),
+            published=self.published,
         )
 
     def client(self) -> httpx.AsyncClient:
@@ -119,6 +129,12 @@ class Listener:
     def count(self, kind: str, outcome: str) -> float:
         value = self.metrics_registry.registry.get_sample_value(
             "cdsflow_listener_notifications_total", {"kind": kind, "outcome": outcome}
+        )
+        return value or 0.0
+
+    def duplicate_count(self, resource_type: str = "Observation") -> float:
+        value = self.metrics_registry.registry.get_sample_value(
+            "cdsflow_listener_duplicate_events_total", {"resource_type": resource_type}
         )
         return value or 0.0
 

@@ -6,6 +6,7 @@ publish path against a real broker is in tests/integration/test_listener.py.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -40,14 +41,56 @@ async def test_a_vital_sign_is_published_then_acknowledged(
     assert listener.count("rest-hook-full-resource", "published") == 1
 
 
-async def test_a_redelivery_publishes_the_same_event_id(
+async def test_a_redelivery_is_acknowledged_and_publishes_nothing_more(
     listener: Listener, publisher: RecordingPublisher
 ) -> None:
     resource = respiratory_rate()
-    for _ in range(2):
-        assert (await put_resource(listener, resource)).status_code == 200
+    first = await put_resource(listener, resource)
+    again = await put_resource(listener, resource)
+
+    assert first.status_code == again.status_code == 200
+    [event] = publisher.events
+    assert f"{event.event_id} already published" in only_issue(again)["diagnostics"]
+    assert listener.count("rest-hook-full-resource", "published") == 1
+    assert listener.count("rest-hook-full-resource", "already-published") == 1
+    assert listener.duplicate_count() == 1
+
+
+async def test_a_new_version_of_the_resource_is_a_new_event(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    resource = respiratory_rate()
+    await put_resource(listener, resource)
+    resource["meta"] = {**resource.get("meta", {}), "versionId": "2"}
+    await put_resource(listener, resource)
+
     first, second = publisher.events
-    assert first.event_id == second.event_id
+    assert first.event_id != second.event_id
+
+
+async def test_the_same_event_arriving_twice_at_once_is_published_once(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    publisher.ack_delay_s = 0.05
+    resource = respiratory_rate()
+
+    answers = await asyncio.gather(*(put_resource(listener, resource) for _ in range(3)))
+
+    assert [answer.status_code for answer in answers] == [200, 200, 200]
+    assert len(publisher.events) == 1
+    assert listener.count("rest-hook-full-resource", "already-published") == 2
+
+
+async def test_before_the_topic_is_read_back_the_ehr_is_told_to_retry(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    listener.published.caught_up = False
+
+    response = await put_resource(listener, respiratory_rate())
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "7"
+    assert publisher.events == []
 
 
 @pytest.mark.parametrize(

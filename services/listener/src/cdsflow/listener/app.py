@@ -24,6 +24,8 @@ from cdsflow.listener.domain import UnusableResource
 from cdsflow.listener.ehr_reads import ehr_http_client
 from cdsflow.listener.handlers import router
 from cdsflow.listener.intake import ListenerMetrics, NotificationIntake, PublishUnavailable
+from cdsflow.listener.published_events import PublishedEvents
+from cdsflow.listener.published_events_tail import PublishedEventsTail
 from cdsflow.listener.settings import Settings
 from cdsflow.service import (
     add_operational_routes,
@@ -148,6 +150,20 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             build_listener_broker(settings, telemetry), settings
         )
         await publisher.connect()
+        published = PublishedEvents(settings.dedupe_window_s, settings.dedupe_max_events)
+        metrics.published_events_remembered.set_function(lambda: len(published))
+        tail = PublishedEventsTail(
+            published,
+            settings.kafka_bootstrap,
+            settings.clinical_events_topic,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            request_timeout_ms=_timeout_ms(settings),
+            max_record_bytes=settings.max_notification_bytes + _RECORD_OVERHEAD_BYTES,
+        )
+        tail.start()
+        # take notifications once the topic is read back; with Kafka down, start anyway
+        # (not ready: notifications get 503 until it is)
+        await published.wait_caught_up(settings.publish_timeout_s)
         ehr_http = ehr_http_client(settings.ehr_read_timeout_s, settings.max_notification_bytes)
         HTTPXClientInstrumentor.instrument_client(
             ehr_http, tracer_provider=telemetry.tracer_provider
@@ -159,10 +175,12 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             patient_keyer=telemetry.patient_keyer,
             metrics=metrics,
             ehr=EhrClient(settings.ehr_base_url, ehr_http, attempts=_EHR_READ_ATTEMPTS),
+            published=published,
         )
         try:
             yield
         finally:
+            await tail.stop()
             await ehr_http.aclose()
             await publisher.close()
             if owns_telemetry:
@@ -175,7 +193,13 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> Response:
         publisher: KafkaClinicalEventPublisher = request.app.state.publisher
-        return readiness_response({"broker": await publisher.is_ready()})
+        intake: NotificationIntake = request.app.state.intake
+        return readiness_response(
+            {
+                "broker": await publisher.is_ready(),
+                "published_events_read_back": intake.published.caught_up,
+            }
+        )
 
     instrument_app(app, telemetry)
     return app

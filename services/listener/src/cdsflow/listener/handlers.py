@@ -116,17 +116,21 @@ async def receive_full_resource(
                 await record_unusable_acked(intake, event, found_unusable)
             else:
                 span.set_attribute("cdsflow.patient_key", event.patient_key)
-                await publish_acked(intake, event)
+                published = await publish_acked(intake, event)
         except PublishUnavailable as exc:
             return retry_later(intake, REST_HOOK_FULL_RESOURCE, exc)
         if found_unusable is not None:
             intake.count(REST_HOOK_FULL_RESOURCE, "recorded-unusable")
             return outcome_response(200, unusable_outcome(found_unusable))
-        intake.count(REST_HOOK_FULL_RESOURCE, "published")
+        outcome = "published" if published else "already-published"
+        intake.count(REST_HOOK_FULL_RESOURCE, outcome)
+        span.set_attribute("cdsflow.outcome", outcome)
         return outcome_response(
             200,
             operation_outcome(
-                "informational", f"clinical event {event.event_id} published", "information"
+                "informational",
+                f"clinical event {event.event_id} {outcome.replace('-', ' ')}",
+                "information",
             ),
         )
 

@@ -3,21 +3,23 @@ answers (published, recorded as unusable, refused, retry later)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request, Response
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from cdsflow.contracts import ClinicalEvent
 from cdsflow.fhir import FHIR_JSON, EhrClient, operation_outcome
 from cdsflow.listener.domain import UnusableResource
+from cdsflow.listener.published_events import PublishedEvents
 from cdsflow.listener.settings import Settings
 from cdsflow.service import RequestRefused
 from cdsflow.telemetry import MetricsRegistry, PatientKeyer
@@ -44,6 +46,8 @@ class ClinicalEventPublisher(Protocol):
 class ListenerMetrics:
     notifications: Counter
     unusable_resources: Counter
+    duplicate_events: Counter
+    published_events_remembered: Gauge
     publish_seconds: Histogram
 
     @classmethod
@@ -59,6 +63,15 @@ class ListenerMetrics:
                 "Acknowledged resources that cdsflow cannot use, recorded on the .dlq twin",
                 ("resource_type", "reason"),
             ),
+            duplicate_events=registry.counter(
+                "listener_duplicate_events",
+                "Events of a redelivered notification, already on the topic: not published again",
+                ("resource_type",),
+            ),
+            published_events_remembered=registry.gauge(
+                "listener_published_events_remembered",
+                "Event ids in the dedupe memory (read back from the topic, within the window)",
+            ),
             publish_seconds=registry.histogram(
                 "listener_publish_seconds",
                 "Time from publish to the broker's acknowledgement of a clinical event",
@@ -70,7 +83,9 @@ class ListenerMetrics:
 class NotificationIntake:
     """What the handlers need; built in the app's lifespan and kept on `app.state.intake`.
 
-    `ehr` reads what id-only notifications leave out, from the configured EHR only.
+    `ehr` reads what id-only notifications leave out, from the configured EHR only;
+    `published` is the dedupe memory (the events already on the topic), and `publishing` the
+    events whose publish is under way in this process.
     """
 
     settings: Settings
@@ -78,6 +93,8 @@ class NotificationIntake:
     patient_keyer: PatientKeyer
     metrics: ListenerMetrics
     ehr: EhrClient
+    published: PublishedEvents
+    publishing: dict[str, asyncio.Future[None]] = field(default_factory=dict)
 
     def count(self, kind: str, outcome: str) -> None:
         self.metrics.notifications.labels(kind, outcome).inc()
@@ -93,19 +110,39 @@ def notification_intake(request: Request) -> NotificationIntake:
 Intake = Annotated[NotificationIntake, Depends(notification_intake)]
 
 
-async def publish_acked(intake: NotificationIntake, event: ClinicalEvent) -> None:
-    """Publish and wait for the broker's ack (`PublishUnavailable` when there is none)."""
-    started = time.perf_counter()
-    await intake.publisher.publish(event)
-    intake.metrics.publish_seconds.observe(time.perf_counter() - started)
+async def publish_acked(intake: NotificationIntake, event: ClinicalEvent) -> bool:
+    """Publish and wait for the broker's ack; False, publishing nothing, when the event is
+    already on the topic (a redelivery). `PublishUnavailable` when there is no ack, or when
+    the topic is not read back within the publish timeout (a "not seen" could be wrong)."""
+    event_id = event.event_id
+    # the same event arriving twice at once: the second waits for the first's outcome
+    while (pending := intake.publishing.get(event_id)) is not None:
+        await asyncio.wait([pending])
+    if not await intake.published.wait_caught_up(intake.settings.publish_timeout_s):
+        raise PublishUnavailable("the clinical-events topic is not read back yet")
+    if event_id in intake.published:
+        intake.metrics.duplicate_events.labels(event.resource_type or "unknown").inc()
+        log.info("clinical event already published", extra={"event_id": event_id})
+        return False
+    done = asyncio.get_running_loop().create_future()
+    intake.publishing[event_id] = done
+    try:
+        started = time.perf_counter()
+        await intake.publisher.publish(event)
+        intake.metrics.publish_seconds.observe(time.perf_counter() - started)
+        intake.published.remember(event_id)
+    finally:
+        del intake.publishing[event_id]
+        done.set_result(None)
     log.info(
         "clinical event published",
         extra={
-            "event_id": event.event_id,
+            "event_id": event_id,
             "patient_key": event.patient_key,
             "resource_type": event.resource_type,
         },
     )
+    return True
 
 
 async def record_unusable_acked(

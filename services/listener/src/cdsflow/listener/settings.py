@@ -38,6 +38,11 @@ class Settings(ServiceSettings):
     # The time for one read of an id-only notification's focus from the EHR (its answer is
     # bounded by `max_notification_bytes`, like a notification: it becomes one Kafka record).
     ehr_read_timeout_s: float = Field(default=5.0, gt=0)
+    # The dedupe memory: a redelivered event already on the topic within this window is not
+    # published again (24 h covers the longest EHR retry schedule we know, Azure's), holding
+    # at most `dedupe_max_events` ids (about 220 bytes each).
+    dedupe_window_s: float = Field(default=24 * 3600.0, gt=0)
+    dedupe_max_events: int = Field(default=500_000, gt=0)
     # How long `/readyz` waits for the broker.
     readiness_timeout_s: float = Field(default=1.0, gt=0)
 

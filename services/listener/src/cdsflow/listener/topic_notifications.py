@@ -106,15 +106,17 @@ async def receive_topic_notification(raw: bytes, intake: NotificationIntake) -> 
             return refused(intake, kind, rejection)
         except EhrUnavailable as exc:
             return retry_later(intake, kind, exc, what="the EHR")
+        already_published: set[str] = set()
         try:
             for delivery in deliveries:
                 if delivery.unusable is None:
-                    await publish_acked(intake, delivery.event)
+                    if not await publish_acked(intake, delivery.event):
+                        already_published.add(delivery.event.event_id)
                 else:
                     await record_unusable_acked(intake, delivery.event, delivery.unusable)
         except PublishUnavailable as exc:
             return retry_later(intake, kind, exc)
-        return _acknowledged(intake, kind, deliveries)
+        return _acknowledged(intake, kind, deliveries, already_published)
 
 
 async def event_deliveries(
@@ -231,9 +233,13 @@ def _focus_record(
 
 
 def _acknowledged(
-    intake: NotificationIntake, kind: str, deliveries: list[EventDelivery]
+    intake: NotificationIntake,
+    kind: str,
+    deliveries: list[EventDelivery],
+    already_published: set[str],
 ) -> Response:
-    published = [d.event.event_id for d in deliveries if d.unusable is None]
+    usable = [d.event.event_id for d in deliveries if d.unusable is None]
+    published = [event_id for event_id in usable if event_id not in already_published]
     unusable = [d.unusable for d in deliveries if d.unusable is not None]
     span = trace.get_current_span()
     span.set_attribute("cdsflow.event_ids", published)
@@ -247,17 +253,18 @@ def _acknowledged(
                 "information",
             ),
         )
-    if not published:
+    if not usable:
         intake.count(kind, "recorded-unusable")
         span.set_attribute("cdsflow.outcome", "recorded-unusable")
         return outcome_response(200, unusable_outcome(unusable[0]))
-    intake.count(kind, "published")
-    recorded = f"; {len(unusable)} recorded as unusable" if unusable else ""
+    outcome = "published" if published else "already-published"
+    intake.count(kind, outcome)
+    span.set_attribute("cdsflow.outcome", outcome)
+    parts = [f"clinical events {', '.join(published)} published"] if published else []
+    if already_published:
+        parts.append(f"{', '.join(sorted(already_published))} already published")
+    if unusable:
+        parts.append(f"{len(unusable)} recorded as unusable")
     return outcome_response(
-        200,
-        operation_outcome(
-            "informational",
-            f"clinical events {', '.join(published)} published{recorded}",
-            "information",
-        ),
+        200, operation_outcome("informational", "; ".join(parts), "information")
     )
