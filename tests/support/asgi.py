@@ -20,13 +20,15 @@ async def serve_app(
     *,
     settings: ServiceSettings | None = None,
     error_media_type: str = "application/json",
+    port: int | None = None,
 ) -> AsyncIterator[str]:
     """Yield the app's base URL (`http://127.0.0.1:P`) while it serves; stop it after.
 
     With `settings`, it is served as the service's `__main__` serves it (`uvicorn_config`:
     the header-limited h11 protocol and its error answers); without, by plain uvicorn.
+    `port`: where to serve, when the app must know its own URL before it starts.
     """
-    port = free_port()
+    port = port or free_port()
     if settings is None:
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
     else:

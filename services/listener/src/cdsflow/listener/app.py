@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request, Response
@@ -27,6 +28,7 @@ from cdsflow.listener.intake import ListenerMetrics, NotificationIntake, Publish
 from cdsflow.listener.published_events import PublishedEvents
 from cdsflow.listener.published_events_tail import PublishedEventsTail
 from cdsflow.listener.settings import Settings
+from cdsflow.listener.subscriptions import ChannelSubscriptions, SubscriptionMetrics
 from cdsflow.service import (
     add_operational_routes,
     build_broker,
@@ -143,6 +145,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         # pydantic-settings reads the required fields from the environment
         telemetry = setup_telemetry(SERVICE_NAME, TelemetrySettings())
     metrics = ListenerMetrics.register(telemetry.metrics)
+    subscription_metrics = SubscriptionMetrics.register(telemetry.metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -168,6 +171,14 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         HTTPXClientInstrumentor.instrument_client(
             ehr_http, tracer_provider=telemetry.tracer_provider
         )
+        subscriptions = ChannelSubscriptions(
+            settings.channels,
+            settings.channel_secret.get_secret_value(),
+            EhrClient(settings.ehr_base_url, ehr_http, attempts=_EHR_READ_ATTEMPTS),
+            settings.notification_endpoint or "",
+            settings.subscription_check_interval_s,
+            subscription_metrics,
+        )
         app.state.publisher = publisher
         app.state.intake = NotificationIntake(
             settings=settings,
@@ -176,10 +187,14 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             metrics=metrics,
             ehr=EhrClient(settings.ehr_base_url, ehr_http, attempts=_EHR_READ_ATTEMPTS),
             published=published,
+            subscriptions=subscriptions,
         )
+        # after the intake is in place: creating a Subscription makes the EHR call at once
+        subscriptions.start()
         try:
             yield
         finally:
+            await subscriptions.stop()
             await tail.stop()
             await ehr_http.aclose()
             await publisher.close()
@@ -189,6 +204,14 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
     app = service_app("cdsflow listener", lifespan, error_media_type=FHIR_JSON)
     app.include_router(router)
     add_operational_routes(app, telemetry)
+
+    @app.get("/subscriptions")
+    async def subscriptions_shown(request: Request) -> list[dict[str, Any]]:
+        """The Subscriptions the listener keeps on the EHR, one per configured channel."""
+        intake: NotificationIntake = request.app.state.intake
+        if intake.subscriptions is None:
+            return []
+        return [state.as_json() for state in intake.subscriptions.states.values()]
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> Response:

@@ -46,7 +46,7 @@ from cdsflow.listener.intake import (
     retry_later,
     unusable_outcome,
 )
-from cdsflow.listener.settings import Settings
+from cdsflow.listener.subscriptions import ChannelState
 from cdsflow.listener.topic_notifications import receive_topic_notification
 from cdsflow.service import (
     RequestRefused,
@@ -79,7 +79,7 @@ async def receive_full_resource(
     span.set_attribute("cdsflow.notification_kind", REST_HOOK_FULL_RESOURCE)
     with counting_failures(intake, REST_HOOK_FULL_RESOURCE):
         try:
-            raw = await _authorized_body(request, intake.settings)
+            raw, _channel = await _authorized_body(request, intake)
             resource = read_notified_resource(raw, resource_type, resource_id)
         except RequestRefused as refusal:
             return refused(intake, REST_HOOK_FULL_RESOURCE, refusal)
@@ -145,7 +145,7 @@ async def receive_notification(request: Request, intake: Intake) -> Response:
     span.set_attribute("cdsflow.notification_kind", REST_HOOK_PING)
     with counting_failures(intake, REST_HOOK_PING):
         try:
-            raw = await _authorized_body(request, intake.settings)
+            raw, channel = await _authorized_body(request, intake)
         except RequestRefused as refusal:
             return refused(intake, REST_HOOK_PING, refusal)
         if not raw.strip():
@@ -154,13 +154,22 @@ async def receive_notification(request: Request, intake: Intake) -> Response:
                 200, operation_outcome("informational", "ping received", "information")
             )
     # counts its own failures, by the notification's kind
-    return await receive_topic_notification(raw, intake)
+    return await receive_topic_notification(raw, intake, channel)
 
 
-async def _authorized_body(request: Request, settings: Settings) -> bytes:
-    """The body, once the secret, the media type and the size are acceptable."""
+async def _authorized_body(
+    request: Request, intake: NotificationIntake
+) -> tuple[bytes, ChannelState | None]:
+    """The body, once the secret, the media type and the size are acceptable; and the managed
+    channel whose secret it carried (None for the static `CDSFLOW_CHANNEL_SECRET`)."""
     authorization = single_header(request, "authorization")
-    if not bearer_secret_matches(authorization, settings.channel_secret.get_secret_value()):
+    channel = intake.channel_of(authorization)
+    if channel is None and not bearer_secret_matches(
+        authorization, intake.settings.channel_secret.get_secret_value()
+    ):
         raise unauthorized()
     require_json_media_type(request, JSON_MEDIA_TYPES)
-    return await read_bounded_body(request, settings.max_notification_bytes)
+    raw = await read_bounded_body(request, intake.settings.max_notification_bytes)
+    if channel is not None and intake.subscriptions is not None:
+        intake.subscriptions.note_notification(channel, None)
+    return raw, channel

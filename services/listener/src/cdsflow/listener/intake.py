@@ -21,6 +21,7 @@ from cdsflow.fhir import FHIR_JSON, EhrClient, operation_outcome
 from cdsflow.listener.domain import UnusableResource
 from cdsflow.listener.published_events import PublishedEvents
 from cdsflow.listener.settings import Settings
+from cdsflow.listener.subscriptions import ChannelState, ChannelSubscriptions
 from cdsflow.service import RequestRefused
 from cdsflow.telemetry import MetricsRegistry, PatientKeyer
 
@@ -94,7 +95,13 @@ class NotificationIntake:
     metrics: ListenerMetrics
     ehr: EhrClient
     published: PublishedEvents
+    # the Subscriptions the listener keeps on the EHR (none when it manages none)
+    subscriptions: ChannelSubscriptions | None = None
     publishing: dict[str, asyncio.Future[None]] = field(default_factory=dict)
+
+    def channel_of(self, authorization: str | None) -> ChannelState | None:
+        """The managed channel whose secret `authorization` carries, if any."""
+        return self.subscriptions.channel_of(authorization) if self.subscriptions else None
 
     def count(self, kind: str, outcome: str) -> None:
         self.metrics.notifications.labels(kind, outcome).inc()

@@ -7,9 +7,10 @@ The shared fields (EHR base URL, Kafka, HTTP, readiness) come from
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from cdsflow.contracts import CLINICAL_EVENTS
+from cdsflow.listener.domain.channels import Channel
 from cdsflow.service import HttpPort, ServiceSettings
 
 ONE_MEBIBYTE = 1024 * 1024
@@ -43,6 +44,12 @@ class Settings(ServiceSettings):
     # at most `dedupe_max_events` ids (about 220 bytes each).
     dedupe_window_s: float = Field(default=24 * 3600.0, gt=0)
     dedupe_max_events: int = Field(default=500_000, gt=0)
+    # The Subscriptions the listener keeps on the EHR (JSON list of channels; see the README),
+    # the public URL the EHR notifies (this service's `/fhir/notifications/rest-hook`, as the
+    # EHR reaches it), and how often each Subscription's status is checked.
+    channels: list[Channel] = Field(default_factory=list)
+    notification_endpoint: str | None = None
+    subscription_check_interval_s: float = Field(default=30.0, gt=0)
     # How long `/readyz` waits for the broker.
     readiness_timeout_s: float = Field(default=1.0, gt=0)
 
@@ -56,3 +63,16 @@ class Settings(ServiceSettings):
                 "without surrounding whitespace"
             )
         return value
+
+    @model_validator(mode="after")
+    def _channels_need_an_endpoint(self) -> Settings:
+        if self.channels and not (self.notification_endpoint or "").startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError(
+                "channels need CDSFLOW_NOTIFICATION_ENDPOINT: the http(s) URL the EHR notifies"
+            )
+        names = [channel.name for channel in self.channels]
+        if len(set(names)) != len(names):
+            raise ValueError("each channel needs its own name")
+        return self

@@ -44,6 +44,7 @@ from cdsflow.listener.domain import (
     topic_kind,
     validate_event_resource,
 )
+from cdsflow.listener.domain.rejections import bad_request
 from cdsflow.listener.ehr_reads import EhrAnswerTooLarge
 from cdsflow.listener.intake import (
     NotificationIntake,
@@ -56,6 +57,7 @@ from cdsflow.listener.intake import (
     retry_later,
     unusable_outcome,
 )
+from cdsflow.listener.subscriptions import ChannelState
 
 FULL_RESOURCE_KIND = NotificationKind.NOTIFICATION_KIND_TOPIC_FULL_RESOURCE
 ID_ONLY_KIND = NotificationKind.NOTIFICATION_KIND_TOPIC_ID_ONLY
@@ -73,14 +75,25 @@ class EventDelivery:
     unusable: UnusableResource | None = None
 
 
-async def receive_topic_notification(raw: bytes, intake: NotificationIntake) -> Response:
-    """The answer to a notification Bundle, once what it carries is on Kafka."""
+async def receive_topic_notification(
+    raw: bytes, intake: NotificationIntake, channel: ChannelState | None = None
+) -> Response:
+    """The answer to a notification Bundle, once what it carries is on Kafka.
+
+    From a managed channel, the Bundle must name that channel's Subscription (once its id is
+    known): a Bundle naming another one is refused."""
     span = trace.get_current_span()
     try:
         notification = read_notification_bundle(raw)
+        if channel is not None:
+            require_channel_subscription(notification, channel)
     except NotificationRejected as rejection:
         span.set_attribute("cdsflow.notification_kind", TOPIC_NOTIFICATION)
         return refused(intake, TOPIC_NOTIFICATION, rejection)
+    if channel is not None and intake.subscriptions is not None:
+        intake.subscriptions.note_notification(
+            channel, notification.events_since_subscription_start
+        )
     kind = topic_kind(notification.notification_type)
     span.set_attributes(
         {
@@ -117,6 +130,21 @@ async def receive_topic_notification(raw: bytes, intake: NotificationIntake) -> 
         except PublishUnavailable as exc:
             return retry_later(intake, kind, exc)
         return _acknowledged(intake, kind, deliveries, already_published)
+
+
+def require_channel_subscription(
+    notification: SubscriptionNotification, channel: ChannelState
+) -> None:
+    """400 when the status entry names a Subscription other than the channel's."""
+    expected = channel.subscription_id
+    named = notification.subscription.rstrip("/").split("/_history/")[0]
+    if expected is not None and not named.endswith(f"Subscription/{expected}"):
+        raise bad_request(
+            "invalid",
+            "another-subscription",
+            "the notification's status names a Subscription that is not this channel's",
+            "Bundle.entry[0].resource",
+        )
 
 
 async def event_deliveries(

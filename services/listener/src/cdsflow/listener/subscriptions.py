@@ -1,0 +1,211 @@
+"""The Subscriptions that the listener owns on the EHR: created or adopted at start, watched,
+re-activated when the EHR switches them off, and shown at `GET /subscriptions`.
+
+Each channel has its own secret, derived from `CDSFLOW_CHANNEL_SECRET` and the channel's name
+(HMAC-SHA256), so every replica derives the same one and no channel's secret opens another;
+it is sent to the EHR in the Subscription's `channel.header` (an adopted Subscription is
+updated with it) and never logged. A notification that carries a channel's secret is known to
+come from that channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+from cdsflow.fhir import EhrClient, EhrError
+from cdsflow.listener.domain.channel_secret import bearer_secret_matches
+from cdsflow.listener.domain.channels import Channel, channel_tag, subscription_resource
+from cdsflow.telemetry import MetricsRegistry
+
+log = logging.getLogger("cdsflow.listener")
+
+SUBSCRIPTION_STATUSES = ("requested", "active", "error", "off", "unknown")
+_UNSETTLED_CHECK_S = 1.0
+
+
+def channel_secret(master_secret: str, channel: Channel) -> str:
+    """The channel's own secret: HMAC-SHA256 of its name under the master secret, base64url."""
+    digest = hmac.new(
+        master_secret.encode(), f"cdsflow-channel:{channel.name}".encode(), hashlib.sha256
+    ).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+@dataclass
+class ChannelState:
+    """What the listener knows of one channel's Subscription."""
+
+    channel: Channel
+    secret: str
+    subscription_id: str | None = None
+    status: str = "unknown"
+    error: str | None = None
+    last_checked_at: datetime | None = None
+    last_notification_at: datetime | None = None
+    last_event_number: int | None = None
+    reactivations: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        """For `GET /subscriptions`: never the secret."""
+        return {
+            "channel": self.channel.name,
+            "id": self.subscription_id,
+            "criteria": self.channel.criteria,
+            "topic": self.channel.topic,
+            "payload": self.channel.payload,
+            "status": self.status,
+            "error": self.error,
+            "last_checked_at": _iso(self.last_checked_at),
+            "last_notification_at": _iso(self.last_notification_at),
+            "last_event_number": self.last_event_number,
+            "reactivations": self.reactivations,
+        }
+
+
+@dataclass(frozen=True)
+class SubscriptionMetrics:
+    status: Gauge
+    reactivations: Counter
+
+    @classmethod
+    def register(cls, registry: MetricsRegistry) -> SubscriptionMetrics:
+        return cls(
+            status=registry.gauge(
+                "listener_subscription_status",
+                "1 for the status the EHR reports for each channel's Subscription",
+                ("channel", "status"),
+            ),
+            reactivations=registry.counter(
+                "listener_subscription_reactivations",
+                "Subscriptions the EHR had set to error or off, asked to be active again",
+                ("channel",),
+            ),
+        )
+
+
+class ChannelSubscriptions:
+    """Keeps every configured channel's Subscription on the EHR, until `stop`."""
+
+    def __init__(
+        self,
+        channels: list[Channel],
+        master_secret: str,
+        ehr: EhrClient,
+        endpoint: str,
+        check_interval_s: float,
+        metrics: SubscriptionMetrics,
+    ) -> None:
+        self._ehr = ehr
+        self._endpoint = endpoint
+        self._check_interval_s = check_interval_s
+        self._metrics = metrics
+        self.states = {
+            channel.name: ChannelState(channel, channel_secret(master_secret, channel))
+            for channel in channels
+        }
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.states:
+            self._task = asyncio.create_task(self._keep_active())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def channel_of(self, authorization: str | None) -> ChannelState | None:
+        """The channel whose secret `authorization` carries (each compared in constant time)."""
+        found = None
+        for state in self.states.values():
+            if bearer_secret_matches(authorization, state.secret):
+                found = state
+        return found
+
+    def note_notification(self, state: ChannelState, event_number: int | None) -> None:
+        state.last_notification_at = datetime.now(UTC)
+        if event_number is not None:
+            state.last_event_number = max(state.last_event_number or 0, event_number)
+
+    async def check_all(self) -> None:
+        """One round: every channel's Subscription created, adopted or re-activated."""
+        for state in self.states.values():
+            try:
+                await self._check(state)
+            except EhrError as exc:
+                log.warning(
+                    "cannot keep the channel's Subscription",
+                    extra={"channel": state.channel.name, "status_code": exc.status_code},
+                )
+            self._show(state)
+
+    async def _keep_active(self) -> None:
+        while True:
+            await self.check_all()
+            # until every Subscription is active (a handshake may have reached the listener
+            # before it was listening), look again soon
+            settled = all(state.status == "active" for state in self.states.values())
+            interval = self._check_interval_s
+            await asyncio.sleep(interval if settled else min(interval, _UNSETTLED_CHECK_S))
+
+    async def _check(self, state: ChannelState) -> None:
+        current = None
+        if state.subscription_id is not None:
+            current = await self._ehr.read("Subscription", state.subscription_id)
+        if current is None:
+            current = await self._adopt_or_create(state)
+        elif current.get("status") in ("error", "off"):
+            log.warning(
+                "the EHR switched the channel's Subscription off; re-activating it",
+                extra={"channel": state.channel.name, "status": current.get("status")},
+            )
+            current = await self._ehr.update(self._wanted(state, current))
+            state.reactivations += 1
+            self._metrics.reactivations.labels(state.channel.name).inc()
+        state.subscription_id = str(current.get("id") or state.subscription_id)
+        state.status = str(current.get("status") or "unknown")
+        error = current.get("error")
+        state.error = error if isinstance(error, str) else None
+        state.last_checked_at = datetime.now(UTC)
+
+    async def _adopt_or_create(self, state: ChannelState) -> dict[str, Any]:
+        """The channel's Subscription from an earlier start (found by its tag), updated with
+        this start's secret and endpoint; or a new one."""
+        tag = channel_tag(state.channel)
+        found = await self._ehr.search("Subscription", [("_tag", tag)])
+        if found:
+            log.info("channel's Subscription adopted", extra={"channel": state.channel.name})
+            return await self._ehr.update(self._wanted(state, found[0]))
+        # conditional: two replicas starting together create one Subscription
+        created = await self._ehr.create(
+            subscription_resource(state.channel, self._endpoint, state.secret),
+            if_none_exist=f"_tag={tag}",
+        )
+        log.info("channel's Subscription created", extra={"channel": state.channel.name})
+        return created
+
+    def _wanted(self, state: ChannelState, current: dict[str, Any]) -> dict[str, Any]:
+        """What the Subscription must be: ours (secret, endpoint, criteria), asked active."""
+        wanted = subscription_resource(state.channel, self._endpoint, state.secret)
+        wanted["id"] = current["id"]
+        return wanted
+
+    def _show(self, state: ChannelState) -> None:
+        for status in SUBSCRIPTION_STATUSES:
+            value = 1 if state.status == status else 0
+            self._metrics.status.labels(state.channel.name, status).set(value)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None

@@ -1,0 +1,209 @@
+"""The listener keeps its own Subscriptions on a real EHR (SEKMET): it creates them at start,
+completes the topic handshake, re-activates one the EHR switched off, adopts them again after
+a restart, and shows them at `GET /subscriptions`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from cdsflow.contracts import ClinicalEvent
+from cdsflow.listener.app import create_app
+from cdsflow.listener.settings import Settings
+from cdsflow.runtime.processes import free_port
+from tests.conftest import EhrEndpoint, KafkaEndpoint
+from tests.integration.test_listener import (
+    SEKMET_ENCOUNTER_START,
+    consume_clinical_events,
+    listener_settings,
+    respiratory_rate,
+)
+from tests.support.asgi import serve_app
+from tests.support.polling import eventually
+from tests.support.telemetry import recording_telemetry
+
+pytestmark = pytest.mark.integration
+
+REST_HOOK = "/fhir/notifications/rest-hook"
+FHIR = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+
+
+@asynccontextmanager
+async def managing_listener(
+    settings_for: Any, pseudonym_key: str
+) -> AsyncIterator[tuple[str, Settings]]:
+    """A listener that knows its own public URL (it tells the EHR where to notify)."""
+    port = free_port()
+    settings: Settings = settings_for(f"http://127.0.0.1:{port}{REST_HOOK}")
+    with recording_telemetry("listener", pseudonym_key) as (telemetry, _):
+        async with serve_app(create_app(settings, telemetry=telemetry), port=port) as url:
+            yield url, settings
+
+
+async def shown(url: str) -> dict[str, dict[str, Any]]:
+    async with httpx.AsyncClient(timeout=10) as client:
+        answer = await client.get(f"{url}/subscriptions")
+    assert answer.status_code == 200
+    return {state["channel"]: state for state in answer.json()}
+
+
+async def switch_off(fhir: httpx.AsyncClient, subscription_id: str) -> None:
+    current = (await fhir.get(f"/Subscription/{subscription_id}")).json()
+    await fhir.put(f"/Subscription/{subscription_id}", json={**current, "status": "off"})
+
+
+async def test_the_listener_keeps_its_subscriptions_active_on_the_ehr(
+    kafka: KafkaEndpoint, ehr: EhrEndpoint, unique: str, pseudonym_key: str
+) -> None:
+    vitals, encounters = f"vitals-{unique}", f"encounters-{unique}"
+    channels = [
+        {"name": vitals, "criteria": f"Observation?code=9279-1&_tag=urn:test|{unique}"},
+        {"name": encounters, "topic": SEKMET_ENCOUNTER_START, "payload": "id-only"},
+    ]
+
+    def settings_for(endpoint: str) -> Settings:
+        return listener_settings(
+            kafka.bootstrap,
+            unique,
+            ehr_base_url=ehr.base_url,
+            channels=channels,
+            notification_endpoint=endpoint,
+            subscription_check_interval_s=0.5,
+        )
+
+    async with httpx.AsyncClient(base_url=ehr.base_url, headers=FHIR, timeout=30) as fhir:
+        async with managing_listener(settings_for, pseudonym_key) as (url, settings):
+
+            async def both_active() -> dict[str, dict[str, Any]] | None:
+                states = await shown(url)
+                return states if all(s["status"] == "active" for s in states.values()) else None
+
+            states = await eventually(both_active, what="both channels' Subscriptions active")
+            assert states[vitals]["criteria"] == channels[0]["criteria"]
+            assert states[encounters]["topic"] == SEKMET_ENCOUNTER_START
+            ids = {name: state["id"] for name, state in states.items()}
+
+            # the Subscription carries the channel's own secret, which the listener accepts
+            vitals_subscription = (await fhir.get(f"/Subscription/{ids[vitals]}")).json()
+            [header] = vitals_subscription["channel"]["header"]
+            assert header.startswith("Authorization: Bearer ")
+            assert settings.channel_secret.get_secret_value() not in header
+
+            # a change the criteria match arrives on Kafka through the managed Subscription
+            patient = (await fhir.post("/Patient", json={"resourceType": "Patient"})).json()
+            observation = respiratory_rate(patient["id"])
+            observation["meta"] = {"tag": [{"system": "urn:test", "code": unique}]}
+            written = await fhir.post("/Observation", json=observation)
+            assert written.status_code == 201, written.text
+            [record] = await consume_clinical_events(
+                kafka.bootstrap, settings.clinical_events_topic, f"test-{unique}"
+            )
+            event = ClinicalEvent.FromString(record.value)
+            assert event.resource_id == written.json()["id"]
+            assert (await shown(url))[vitals]["last_notification_at"] is not None
+
+            # the EHR (or someone) switches one off: the listener asks for it again
+            await switch_off(fhir, ids[vitals])
+
+            async def reactivated() -> bool:
+                state = (await shown(url))[vitals]
+                return bool(state["status"] == "active" and state["reactivations"] >= 1)
+
+            await eventually(reactivated, what="the switched-off Subscription re-activated")
+            async with httpx.AsyncClient(timeout=10) as client:
+                metrics = (await client.get(f"{url}/metrics")).text
+            assert (
+                f'cdsflow_listener_subscription_reactivations_total{{channel="{vitals}"}}'
+                in metrics
+            )
+            assert (
+                f'cdsflow_listener_subscription_status{{channel="{encounters}",status="active"}}'
+                " 1.0" in metrics
+            )
+
+        # a restart adopts the same Subscriptions (found by their tag), it creates none
+        try:
+            async with managing_listener(settings_for, pseudonym_key) as (url, _):
+                states = await eventually(both_active, what="the adopted Subscriptions active")
+                assert {name: state["id"] for name, state in states.items()} == ids
+            tagged = (
+                await fhir.get("/Subscription", params={"_tag": f"urn:cdsflow:channel|{vitals}"})
+            ).json()
+            assert [entry["resource"]["id"] for entry in tagged["entry"]] == [ids[vitals]]
+        finally:
+            for subscription_id in ids.values():
+                await switch_off(fhir, subscription_id)
+
+
+async def test_a_bundle_naming_another_subscription_is_refused(
+    kafka: KafkaEndpoint, ehr: EhrEndpoint, unique: str, pseudonym_key: str
+) -> None:
+    name = f"encounters-{unique}"
+
+    def settings_for(endpoint: str) -> Settings:
+        return listener_settings(
+            kafka.bootstrap,
+            unique,
+            ehr_base_url=ehr.base_url,
+            channels=[{"name": name, "topic": SEKMET_ENCOUNTER_START}],
+            notification_endpoint=endpoint,
+            subscription_check_interval_s=0.5,
+        )
+
+    async with (
+        httpx.AsyncClient(base_url=ehr.base_url, headers=FHIR, timeout=30) as fhir,
+        managing_listener(settings_for, pseudonym_key) as (url, _),
+    ):
+
+        async def active_id() -> str | None:
+            state = (await shown(url))[name]
+            return str(state["id"]) if state["status"] == "active" else None
+
+        subscription_id = await eventually(active_id, what="the channel's Subscription active")
+        try:
+            subscription = (await fhir.get(f"/Subscription/{subscription_id}")).json()
+            [header] = subscription["channel"]["header"]
+            heartbeat = heartbeat_bundle(f"{ehr.base_url}/Subscription/other-{unique}")
+            async with httpx.AsyncClient(timeout=10) as client:
+                answer = await client.post(
+                    url + REST_HOOK,
+                    content=json.dumps(heartbeat),
+                    headers={
+                        "Authorization": header.removeprefix("Authorization: "),
+                        "Content-Type": "application/fhir+json",
+                    },
+                )
+            assert answer.status_code == 400
+            assert answer.json()["issue"][0]["code"] == "invalid"
+        finally:
+            await switch_off(fhir, subscription_id)
+
+
+def heartbeat_bundle(subscription: str) -> dict[str, Any]:
+    """An R4 backport heartbeat that names `subscription`."""
+    return {
+        "resourceType": "Bundle",
+        "type": "history",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:6d1c8f5e-0b6a-4c36-9f7e-1b2a3c4d5e6f",
+                "resource": {
+                    "resourceType": "Parameters",
+                    "parameter": [
+                        {"name": "subscription", "valueReference": {"reference": subscription}},
+                        {"name": "topic", "valueCanonical": SEKMET_ENCOUNTER_START},
+                        {"name": "status", "valueCode": "active"},
+                        {"name": "type", "valueCode": "heartbeat"},
+                        {"name": "events-since-subscription-start", "valueString": "0"},
+                    ],
+                },
+                "request": {"method": "GET", "url": "Subscription/x/$status"},
+                "response": {"status": "200"},
+            }
+        ],
+    }
