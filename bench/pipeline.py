@@ -212,7 +212,12 @@ async def _writebacks_done(ehr: EhrClient, expected: int, timeout_s: float) -> f
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     work_dir = Path(tempfile.mkdtemp(prefix="cdsflow-bench-"))
-    stack = Stack(StackOptions(work_dir=work_dir, model_repository=REPO / "models", with_ehr=True))
+    # no Subscription: the bench notifies the listener itself, and its setup writes to the
+    # EHR must not become events
+    options = StackOptions(
+        work_dir=work_dir, model_repository=REPO / "models", with_ehr=True, channels=()
+    )
+    stack = Stack(options)
     endpoints = stack.start()
     try:
         baseline_kafka = await kafka_round_trip(endpoints["broker"], args.events, args.concurrency)

@@ -18,7 +18,6 @@ from cdsflow.runtime.scenario import (
 )
 from cdsflow.runtime.stack import CDS_SERVICE_ID, Stack
 from cdsflow.runtime.story import STORY
-from cdsflow.runtime.subscriptions import create_subscription
 from cdsflow.runtime.trace_collector import CollectedSpan
 from cdsflow.telemetry import PatientKeyer
 from tests.support.polling import eventually
@@ -31,7 +30,6 @@ ALERTING = {"warning", "critical"}
 async def played(stack: Stack) -> dict[str, Any]:
     async with httpx.AsyncClient(timeout=15) as http:
         ehr = EhrClient(stack.endpoints["ehr"], http)
-        await create_subscription(ehr, stack.endpoints["listener"], stack.options.channel_secret)
         patients = await write_story(ehr)
         assessments = {
             label: await wait_for_risk_assessment(ehr, patient, timeout_s=90)

@@ -19,6 +19,7 @@ ENDPOINTS = {
     "ehr": "https://ehr.example.org/fhir",
     "otlp": "http://127.0.0.1:4318",
     "writeback": "http://127.0.0.1:8083",
+    "listener": "http://127.0.0.1:8081/fhir/notifications/rest-hook",
     "jwks": "http://127.0.0.1:4000/.well-known/jwks.json",
     "ehr_client_issuer": "http://127.0.0.1:4000",
 }
@@ -203,3 +204,21 @@ def test_bad_trust_arguments_exit_2(
         main(["up", "--ehr-base-url", "https://ehr.example.org/fhir", *arguments])
     assert exited.value.code == 2
     assert capsys.readouterr().err
+
+
+def test_the_listener_keeps_the_vital_signs_subscription_unless_told_not_to() -> None:
+    parser = command_parser()
+    kept = stack_options(parser, parser.parse_args(["up", "--with-ehr"]), with_ehr=True)
+    environment = service_environments(kept, ENDPOINTS)["listener"]
+    [channel] = json.loads(environment["CDSFLOW_CHANNELS"])
+    assert channel["criteria"] == "Observation?category=vital-signs"
+    assert environment["CDSFLOW_NOTIFICATION_ENDPOINT"] == ENDPOINTS["listener"]
+
+    public = "https://cdsflow.example/fhir/notifications/rest-hook"
+    args = parser.parse_args(["up", "--with-ehr", "--listener-public-url", public])
+    environment = service_environments(stack_options(parser, args, with_ehr=True), ENDPOINTS)
+    assert environment["listener"]["CDSFLOW_NOTIFICATION_ENDPOINT"] == public
+
+    args = parser.parse_args(["up", "--with-ehr", "--no-subscription"])
+    environment = service_environments(stack_options(parser, args, with_ehr=True), ENDPOINTS)
+    assert json.loads(environment["listener"]["CDSFLOW_CHANNELS"]) == []

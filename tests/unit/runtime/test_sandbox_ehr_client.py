@@ -30,6 +30,7 @@ ENDPOINTS = {
     "ehr": "http://127.0.0.1:8080/fhir",
     "otlp": "http://127.0.0.1:4318",
     "writeback": WRITEBACK,
+    "listener": "http://127.0.0.1:8081/fhir/notifications/rest-hook",
     "jwks": JWKS_URL,
     "ehr_client_issuer": ISSUER,
 }

@@ -24,7 +24,7 @@ from typing import Any
 
 from cdsflow.runtime.hook_command import add_hook_command, run_hook
 from cdsflow.runtime.processes import ProcessFailed, split_host_port
-from cdsflow.runtime.stack import CDS_SERVICE_ID, Stack, StackOptions
+from cdsflow.runtime.stack import CDS_SERVICE_ID, DEFAULT_CHANNELS, Stack, StackOptions
 
 # how often `up` looks at its parts
 SUPERVISION_INTERVAL_S = 0.25
@@ -70,7 +70,9 @@ def command_parser() -> argparse.ArgumentParser:
         help="the listener's rest-hook URL as the EHR reaches it (default: the loopback one)",
     )
     up.add_argument(
-        "--no-subscription", action="store_true", help="do not create a Subscription on the EHR"
+        "--no-subscription",
+        action="store_true",
+        help="the listener keeps no Subscription on the EHR (make your own, with its secret)",
     )
     up.add_argument(
         "--kafka-bootstrap",
@@ -146,6 +148,8 @@ def stack_options(
             for issuer, jwks_url in getattr(args, "trust_ehr_issuer", [])
         ),
         cds_public_url=getattr(args, "cds_public_url", None),
+        channels=() if getattr(args, "no_subscription", False) else DEFAULT_CHANNELS,
+        listener_public_url=getattr(args, "listener_public_url", None),
     )
 
 
@@ -169,7 +173,7 @@ def _write_endpoints(path: Path | None, endpoints: dict[str, str]) -> None:
 
 
 def _up(stack: Stack, args: argparse.Namespace) -> int:
-    from cdsflow.runtime.ehr_setup import create_listener_subscription, delete_subscription
+    from cdsflow.runtime.ehr_setup import delete_subscription
 
     stop = threading.Event()
 
@@ -178,15 +182,8 @@ def _up(stack: Stack, args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    subscription_id = None
     try:
         endpoints = stack.start()
-        if not args.no_subscription:
-            endpoint = args.listener_public_url or endpoints["listener"]
-            subscription_id = asyncio.run(
-                create_listener_subscription(endpoints["ehr"], endpoint, stack.options)
-            )
-            endpoints["subscription"] = f"{endpoints['ehr']}/Subscription/{subscription_id}"
         _write_endpoints(args.endpoints_file, endpoints)
         _print_endpoints(endpoints, stack.options.work_dir)
         print("A service that exits is restarted. Ctrl-C stops everything.", flush=True)
@@ -197,9 +194,11 @@ def _up(stack: Stack, args: argparse.Namespace) -> int:
         print(f"cdsflow: {exc}", file=sys.stderr)
         return 1
     finally:
-        if subscription_id is not None:
-            asyncio.run(delete_subscription(stack.endpoints["ehr"], subscription_id))
+        # an EHR of yours keeps no Subscription that notifies a stopped listener
+        subscription = stack.endpoints.get("subscription")
         stack.stop()
+        if subscription is not None and not stack.options.with_ehr:
+            asyncio.run(delete_subscription(subscription))
 
 
 async def _while_supervised(stack: Stack, work: Coroutine[Any, Any, int]) -> int:

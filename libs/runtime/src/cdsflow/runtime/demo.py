@@ -19,7 +19,6 @@ from cdsflow.runtime.scenario import (
     write_story,
 )
 from cdsflow.runtime.stack import CDS_SERVICE_ID, Stack
-from cdsflow.runtime.subscriptions import create_subscription
 from cdsflow.runtime.trace_collector import CollectedSpan
 from cdsflow.telemetry import PatientKeyer
 
@@ -58,7 +57,6 @@ async def run_demo(stack: Stack) -> int:
     signing_key = stack.hook_signing_key
     async with httpx.AsyncClient(timeout=15) as http:
         ehr = EhrClient(endpoints["ehr"], http)
-        await create_subscription(ehr, endpoints["listener"], stack.options.channel_secret)
         print("\nWriting the story to the EHR: 2 patients, 3 rounds of vital signs each ...")
         played = await write_story(ehr)
         assessments = {

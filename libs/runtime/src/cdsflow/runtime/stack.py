@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from cdsflow.fhir import is_loopback_host
@@ -29,12 +30,17 @@ from cdsflow.runtime.processes import (
     split_host_port,
 )
 from cdsflow.runtime.sandbox_ehr_client import KEY_FILE_NAME, HookSigningKey, SandboxEhrClient
+from cdsflow.runtime.subscriptions import wait_until_channels_active
 from cdsflow.runtime.supervisor import RestartPolicy, Supervisor
 from cdsflow.runtime.trace_collector import TraceCollector
 
 SERVICES = ("listener", "reasoner", "writeback")
 REST_HOOK_PATH = "/fhir/notifications/rest-hook"
 CDS_SERVICE_ID = "cdsflow-deterioration"
+# what the reasoner scores: every vital-sign Observation, full resource
+DEFAULT_CHANNELS: tuple[dict[str, Any], ...] = (
+    {"name": "vital-signs", "criteria": "Observation?category=vital-signs"},
+)
 
 
 @dataclass
@@ -64,6 +70,11 @@ class StackOptions:
     # (issuer, JWKS URL) pairs, and the writeback's URL as those EHRs call it (a token's `aud`)
     trusted_ehr_issuers: tuple[tuple[str, str], ...] = ()
     cds_public_url: str | None = None
+    # the Subscriptions the listener keeps on the EHR (its CDSFLOW_CHANNELS); none: make
+    # them yourself, with `channel_secret`
+    channels: tuple[dict[str, Any], ...] = DEFAULT_CHANNELS
+    # the listener's rest-hook URL as the EHR reaches it (default: the loopback one)
+    listener_public_url: str | None = None
 
 
 class Stack:
@@ -130,8 +141,10 @@ class Stack:
             ehr_base_url = options.ehr_base_url.rstrip("/")
         self.endpoints["ehr"] = ehr_base_url
         ports = {name: free_port() for name in SERVICES}
-        # the writeback's URL is the audience of the hook calls: known before it starts
+        # the writeback's URL is the audience of the hook calls, the listener's is where the
+        # EHR notifies: both known before they start
         self.endpoints["writeback"] = f"http://127.0.0.1:{ports['writeback']}"
+        self.endpoints["listener"] = f"http://127.0.0.1:{ports['listener']}{REST_HOOK_PATH}"
         environments = service_environments(options, self.endpoints)
         started = [self._spawn_service(name, environments[name], ports[name]) for name in SERVICES]
         for service in started:
@@ -145,6 +158,9 @@ class Stack:
         self.supervisor = Supervisor(options.restart_policy)
         self.supervisor.restart_when_exited(started)
         self.supervisor.stop_all_when_exited(essential)
+        if options.channels:
+            states = wait_until_channels_active(by_name["listener"], options.service_timeout_s)
+            self.endpoints["subscription"] = f"{ehr_base_url}/Subscription/{states[0]['id']}"
 
     @property
     def hook_signing_key(self) -> HookSigningKey:
@@ -188,7 +204,8 @@ def service_environments(
     options: StackOptions, endpoints: dict[str, str]
 ) -> dict[str, dict[str, str]]:
     """Each service's `CDSFLOW_*`/`OTEL_*` variables, given the parts' endpoints (`broker`,
-    `triton_grpc`, `ehr`, `otlp`, and for the writeback its own URL `writeback`, the sandbox
+    `triton_grpc`, `ehr`, `otlp`; for the listener its own rest-hook URL `listener`; for the
+    writeback its own URL `writeback`, the sandbox
     EHR client's `jwks` and `ehr_client_issuer`); the HTTP port is added when the service is
     spawned. The writeback trusts the sandbox EHR client, and the EHRs given in
     `options.trusted_ehr_issuers` (called at `options.cds_public_url`)."""
@@ -204,7 +221,11 @@ def service_environments(
         "OTEL_BSP_SCHEDULE_DELAY": "200",
     }
     own = {
-        "listener": {"CDSFLOW_CHANNEL_SECRET": options.channel_secret},
+        "listener": {
+            "CDSFLOW_CHANNEL_SECRET": options.channel_secret,
+            "CDSFLOW_CHANNELS": json.dumps(list(options.channels)),
+            "CDSFLOW_NOTIFICATION_ENDPOINT": options.listener_public_url or endpoints["listener"],
+        },
         "reasoner": {"CDSFLOW_TRITON_GRPC_URL": endpoints["triton_grpc"]},
         # hook calls from an EHR on this machine name it as http://127.0.0.1/...
         "writeback": {

@@ -1,55 +1,40 @@
-"""The Subscription that makes the EHR notify the listener (FHIR R4 rest-hook)."""
+"""Waiting for the listener's Subscriptions: the listener creates them on the EHR itself (its
+channels); `cdsflow up` returns once the EHR reports every one active."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
-from cdsflow.fhir import EhrClient, EhrError
+import httpx
 
-VITAL_SIGNS_CRITERIA = "Observation?category=vital-signs"
+from cdsflow.runtime.processes import ProcessFailed
 
-
-def rest_hook_subscription(
-    endpoint: str, channel_secret: str, criteria: str = VITAL_SIGNS_CRITERIA
-) -> dict[str, Any]:
-    """An R4 Subscription: full-resource rest-hook to `endpoint`, with the channel secret."""
-    return {
-        "resourceType": "Subscription",
-        "status": "requested",
-        "reason": "cdsflow: clinical events for the health system's model",
-        "criteria": criteria,
-        "channel": {
-            "type": "rest-hook",
-            "endpoint": endpoint,
-            "payload": "application/fhir+json",
-            "header": [f"Authorization: Bearer {channel_secret}"],
-        },
-    }
+_POLL_INTERVAL_S = 0.2
 
 
-async def create_subscription(
-    ehr: EhrClient,
-    endpoint: str,
-    channel_secret: str,
-    criteria: str = VITAL_SIGNS_CRITERIA,
-    timeout_s: float = 30,
-) -> str:
-    """Create the Subscription and wait until the EHR reports it active; returns its id."""
-    created = await ehr.create(rest_hook_subscription(endpoint, channel_secret, criteria))
-    subscription_id = str(created["id"])
+def wait_until_channels_active(listener_url: str, timeout_s: float) -> list[dict[str, Any]]:
+    """The listener's `GET /subscriptions` once every channel is active; `ProcessFailed`,
+    naming each channel's status and the EHR's error, when that takes over `timeout_s`."""
     deadline = time.monotonic() + timeout_s
+    states: list[dict[str, Any]] = []
     while True:
-        current = await ehr.read("Subscription", subscription_id) or {}
-        status = current.get("status")
-        if status == "active":
-            return subscription_id
-        if status in ("error", "off"):
-            raise EhrError(
-                f"the EHR set Subscription/{subscription_id} to {status}: "
-                f"{current.get('error', 'no reason given')}"
-            )
+        try:
+            answer = httpx.get(f"{listener_url}/subscriptions", timeout=5)
+            states = answer.json() if answer.is_success else states
+        except (httpx.HTTPError, ValueError):
+            pass  # restarting or busy: ask again
+        if states and all(state.get("status") == "active" for state in states):
+            return states
         if time.monotonic() > deadline:
-            raise EhrError(f"Subscription/{subscription_id} not active after {timeout_s:.0f}s")
-        await asyncio.sleep(0.2)
+            shown = ", ".join(
+                f"{state.get('channel')}: {state.get('status')}"
+                + (f" ({state['error']})" if state.get("error") else "")
+                for state in states
+            )
+            raise ProcessFailed(
+                f"the EHR did not make the listener's Subscriptions active within "
+                f"{timeout_s:.0f}s ({shown or 'none reported'}); can the EHR reach the "
+                "listener? (--listener-public-url)"
+            )
+        time.sleep(_POLL_INTERVAL_S)
