@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cdsflow.contracts import ClinicalEvent
+from cdsflow.contracts import ClinicalEvent, NotificationKind
 from cdsflow.listener.app import create_app
 from cdsflow.listener.settings import Settings
 from cdsflow.runtime.processes import free_port
@@ -21,6 +21,7 @@ from tests.integration.test_listener import (
     SEKMET_ENCOUNTER_START,
     consume_clinical_events,
     listener_settings,
+    records_on,
     respiratory_rate,
 )
 from tests.support.asgi import serve_app
@@ -207,3 +208,58 @@ def heartbeat_bundle(subscription: str) -> dict[str, Any]:
             }
         ],
     }
+
+
+async def test_a_ping_is_answered_by_a_search_for_what_changed(
+    kafka: KafkaEndpoint, ehr: EhrEndpoint, unique: str, pseudonym_key: str
+) -> None:
+    """An R4 criteria channel without a payload: SEKMET sends an empty POST; the listener
+    searches what changed since its checkpoint and publishes each change once."""
+    name = f"pings-{unique}"
+    criteria = f"Observation?code=9279-1&_tag=urn:test|{unique}"
+
+    def settings_for(endpoint: str) -> Settings:
+        return listener_settings(
+            kafka.bootstrap,
+            unique,
+            ehr_base_url=ehr.base_url,
+            channels=[{"name": name, "criteria": criteria, "payload": "empty"}],
+            notification_endpoint=endpoint,
+            subscription_check_interval_s=0.5,
+        )
+
+    async with (
+        httpx.AsyncClient(base_url=ehr.base_url, headers=FHIR, timeout=30) as fhir,
+        managing_listener(settings_for, pseudonym_key) as (url, settings),
+    ):
+
+        async def active_id() -> str | None:
+            state = (await shown(url))[name]
+            return str(state["id"]) if state["status"] == "active" else None
+
+        subscription_id = await eventually(active_id, what="the ping channel active")
+        try:
+            subscription = (await fhir.get(f"/Subscription/{subscription_id}")).json()
+            assert "payload" not in subscription["channel"]
+            patient = (await fhir.post("/Patient", json={"resourceType": "Patient"})).json()
+            written_ids = []
+            for _ in range(2):
+                observation = respiratory_rate(patient["id"])
+                observation["meta"] = {"tag": [{"system": "urn:test", "code": unique}]}
+                written = await fhir.post("/Observation", json=observation)
+                assert written.status_code == 201, written.text
+                written_ids.append(written.json()["id"])
+
+            records = await consume_clinical_events(
+                kafka.bootstrap, settings.clinical_events_topic, f"test-{unique}", count=2
+            )
+            events = [ClinicalEvent.FromString(record.value) for record in records]
+            assert sorted(event.resource_id for event in events) == sorted(written_ids)
+            assert {event.source.kind for event in events} == {
+                NotificationKind.NOTIFICATION_KIND_REST_HOOK_PING
+            }
+            assert (await shown(url))[name]["checkpoint"] is not None
+        finally:
+            await switch_off(fhir, subscription_id)
+    # each change once, whatever the later ping's search found again
+    assert await records_on(kafka.bootstrap, settings.clinical_events_topic) == 2

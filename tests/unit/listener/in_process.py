@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from cdsflow.contracts import ClinicalEvent
 from cdsflow.fhir import EhrClient
 from cdsflow.listener.domain import UnusableResource
+from cdsflow.listener.domain.channels import Channel
 from cdsflow.listener.ehr_reads import ehr_http_client
 from cdsflow.listener.handlers import (
     ListenerMetrics,
@@ -23,6 +24,7 @@ from cdsflow.listener.handlers import (
 )
 from cdsflow.listener.published_events import PublishedEvents
 from cdsflow.listener.settings import Settings
+from cdsflow.listener.subscriptions import ChannelSubscriptions, SubscriptionMetrics
 from cdsflow.telemetry import MetricsRegistry, PatientKeyer
 
 from .vital_signs import CHANNEL_SECRET, EHR_BASE_URL, as_body
@@ -78,6 +80,16 @@ class RecordingEhr:
             raise httpx.ConnectError("EHR down", request=request)
         if self.answer is not None:
             return self.answer
+        if request.method == "GET" and request.url.params:  # a search: every one of the type
+            resource_type = request.url.path.rsplit("/", 1)[-1]
+            entries = [
+                {"resource": found, "search": {"mode": "match"}}
+                for key, found in self.resources.items()
+                if key.startswith(f"{resource_type}/")
+            ]
+            return httpx.Response(
+                200, json={"resourceType": "Bundle", "type": "searchset", "entry": entries}
+            )
         path = str(request.url).removeprefix(EHR_BASE_URL + "/")
         resource = self.resources.get(path)
         if request.method != "GET" or resource is None:
@@ -96,6 +108,7 @@ class Listener:
         pseudonym_key: str,
         limit_bytes: int = LIMIT_BYTES,
         ehr: RecordingEhr | None = None,
+        channels: tuple[Channel, ...] = (),
     ) -> None:
         self.publisher = publisher
         self.ehr = ehr or RecordingEhr()
@@ -119,6 +132,14 @@ class Listener:
             metrics=ListenerMetrics.register(self.metrics_registry),
             ehr=self.ehr.client(limit_bytes),
             published=self.published,
+            subscriptions=ChannelSubscriptions(
+                list(channels),
+                CHANNEL_SECRET,
+                self.ehr.client(limit_bytes),
+                "https://listener.test/fhir/notifications/rest-hook",
+                30.0,
+                SubscriptionMetrics.register(self.metrics_registry),
+            ),
         )
 
     def client(self) -> httpx.AsyncClient:

@@ -216,9 +216,9 @@ def test_the_listener_keeps_the_vital_signs_subscription_unless_told_not_to() ->
 
     public = "https://cdsflow.example/fhir/notifications/rest-hook"
     args = parser.parse_args(["up", "--with-ehr", "--listener-public-url", public])
-    environment = service_environments(stack_options(parser, args, with_ehr=True), ENDPOINTS)
-    assert environment["listener"]["CDSFLOW_NOTIFICATION_ENDPOINT"] == public
+    listener = service_environments(stack_options(parser, args, with_ehr=True), ENDPOINTS)
+    assert listener["listener"]["CDSFLOW_NOTIFICATION_ENDPOINT"] == public
 
     args = parser.parse_args(["up", "--with-ehr", "--no-subscription"])
-    environment = service_environments(stack_options(parser, args, with_ehr=True), ENDPOINTS)
-    assert json.loads(environment["listener"]["CDSFLOW_CHANNELS"]) == []
+    none = service_environments(stack_options(parser, args, with_ehr=True), ENDPOINTS)
+    assert json.loads(none["listener"]["CDSFLOW_CHANNELS"]) == []

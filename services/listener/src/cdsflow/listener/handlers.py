@@ -46,6 +46,7 @@ from cdsflow.listener.intake import (
     retry_later,
     unusable_outcome,
 )
+from cdsflow.listener.ping_searches import answer_ping
 from cdsflow.listener.subscriptions import ChannelState
 from cdsflow.listener.topic_notifications import receive_topic_notification
 from cdsflow.service import (
@@ -139,7 +140,8 @@ async def receive_full_resource(
 async def receive_notification(request: Request, intake: Intake) -> Response:
     """A rest-hook POST: empty, an R4 ping; otherwise a topic-based notification Bundle.
 
-    A ping is acknowledged and counted; fetching what changed comes with a later issue.
+    A ping from a channel with criteria: what changed since its checkpoint is searched and
+    published before the answer (`ping_searches`); any other ping is acknowledged.
     """
     span = trace.get_current_span()
     span.set_attribute("cdsflow.notification_kind", REST_HOOK_PING)
@@ -149,10 +151,7 @@ async def receive_notification(request: Request, intake: Intake) -> Response:
         except RequestRefused as refusal:
             return refused(intake, REST_HOOK_PING, refusal)
         if not raw.strip():
-            intake.count(REST_HOOK_PING, "acknowledged")
-            return outcome_response(
-                200, operation_outcome("informational", "ping received", "information")
-            )
+            return await answer_ping(intake, channel)
     # counts its own failures, by the notification's kind
     return await receive_topic_notification(raw, intake, channel)
 

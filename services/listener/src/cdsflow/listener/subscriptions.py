@@ -16,7 +16,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,6 +54,10 @@ class ChannelState:
     last_notification_at: datetime | None = None
     last_event_number: int | None = None
     reactivations: int = 0
+    # pings and empty notifications: what changed after this (the EHR's lastUpdated) is read
+    # by a search; one search at a time per channel
+    checkpoint: datetime | None = None
+    search_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def as_json(self) -> dict[str, Any]:
         """For `GET /subscriptions`: never the secret."""
@@ -68,6 +72,7 @@ class ChannelState:
             "last_checked_at": _iso(self.last_checked_at),
             "last_notification_at": _iso(self.last_notification_at),
             "last_event_number": self.last_event_number,
+            "checkpoint": _iso(self.checkpoint),
             "reactivations": self.reactivations,
         }
 

@@ -158,7 +158,9 @@ async def event_deliveries(
     deliveries = []
     for event in notification.events:
         if event.resource is not None:
-            deliveries.append(_delivery(intake, event.resource, FULL_RESOURCE_KIND, received_at))
+            deliveries.append(
+                resource_delivery(intake, event.resource, FULL_RESOURCE_KIND, received_at)
+            )
         elif event.focus is not None:
             deliveries.append(await _fetched_delivery(intake, event, received_at))
     return deliveries
@@ -205,7 +207,7 @@ async def _fetched_delivery(
             "focus",
         )
         return _focus_record(intake, event.focus, received_at, unusable)
-    return _delivery(intake, resource, ID_ONLY_KIND, received_at)
+    return resource_delivery(intake, resource, ID_ONLY_KIND, received_at)
 
 
 def _is_the_focus(resource: dict[str, Any], resource_type: str, resource_id: str) -> bool:
@@ -218,7 +220,7 @@ def _is_the_focus(resource: dict[str, Any], resource_type: str, resource_id: str
     return True
 
 
-def _delivery(
+def resource_delivery(
     intake: NotificationIntake,
     resource: dict[str, Any],
     kind: NotificationKind.ValueType,
