@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 
@@ -18,6 +18,9 @@ class MetricsRegistry:
         return Counter(
             name, documentation, labels, namespace=self.namespace, registry=self.registry
         )
+
+    def gauge(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, documentation, labels, namespace=self.namespace, registry=self.registry)
 
     def histogram(
         self,
