@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -253,3 +255,27 @@ def _references(node: Any) -> list[str]:
     if isinstance(node, list):
         return [ref for value in node for ref in _references(value)]
     return []
+
+
+def test_the_readmes_example_bundle_is_what_the_builder_writes() -> None:
+    example = Path(__file__).parents[3] / "services/writeback/example-writeback-bundle.json"
+    card = Card(
+        uuid="6b9f0c1e-5d2a-4c1b-9e57-0f3c2a8d4e11",
+        summary="High risk of clinical deterioration (score 0.83)",
+        detail="Respiratory rate 28 /min at 10:30Z.",
+        indicator=Indicator.INDICATOR_CRITICAL,
+        source_label="cdsflow deterioration model",
+        source_url="https://models.example.org/deterioration-gbm/7",
+    )
+    bundle = writeback_bundle(
+        recommendation(
+            recommendation_id="rec-7f3a",
+            patient_id="42",
+            references=("Observation/rr-1",),
+            cards=[card],
+        ),
+        trace_id=TRACE_ID,
+        recorded=datetime(2025, 3, 4, 10, 30, 16, tzinfo=UTC),
+        ehr_base_url="https://ehr.example.org/fhir/r4",
+    )
+    assert bundle == json.loads(example.read_text())
