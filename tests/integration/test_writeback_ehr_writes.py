@@ -138,6 +138,9 @@ async def test_duplicate_deliveries_write_one_bundles_worth_with_its_provenance(
 ) -> None:
     patient_id = await create_patient(http, ehr)
     recommendation = with_model_card(recommendation_for(writeback, ehr.base_url, patient_id))
+    # a model version of its own: the EHR keeps one Device per version, whoever wrote it first
+    version = f"7-{uuid.uuid4().hex[:8]}"
+    recommendation.model.version = version
     trace_id = secrets.randbits(128)
     traceparent = f"00-{trace_id:032x}-{secrets.randbits(64):016x}-01"
 
@@ -165,7 +168,10 @@ async def test_duplicate_deliveries_write_one_bundles_worth_with_its_provenance(
         await http.get(f"{ehr.base_url}/{device_reference}", headers={"Accept": FHIR_JSON})
     ).json()
     assert device["deviceName"] == [{"name": "deterioration-gbm", "type": "model-name"}]
-    assert device["version"] == [{"value": "7"}]
+    assert device["version"] == [{"value": version}]
+    assert device["identifier"] == [
+        {"system": "urn:cdsflow:model", "value": f"deterioration-gbm/{version}"}
+    ]
     assert device["note"] == [{"text": f"Model card: {MODEL_CARD}"}]
     traced = [
         e["what"]["identifier"]["value"] for e in provenance["entity"] if "identifier" in e["what"]

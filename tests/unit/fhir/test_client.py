@@ -152,3 +152,20 @@ async def test_a_refusal_names_its_issue_codes_but_never_its_diagnostics() -> No
     assert caught.value.issue_codes == ("invalid",)
     assert caught.value.retry_after_s is None
     assert "secret-name-123" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (404, {"resourceType": "OperationOutcome"}),  # a read's 404 is None; a transaction's fails
+        (200, {"resourceType": "OperationOutcome"}),
+        (200, {"resourceType": "Bundle", "type": "searchset"}),
+    ],
+)
+async def test_a_transaction_must_be_answered_with_a_bundle_response(
+    status: int, body: dict[str, str]
+) -> None:
+    client = _client(httpx.MockTransport(lambda _: httpx.Response(status, json=body)))
+    with pytest.raises(EhrError) as caught:
+        await client.transaction({"resourceType": "Bundle", "type": "transaction"})
+    assert caught.value.status_code == status

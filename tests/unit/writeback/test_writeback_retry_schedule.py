@@ -8,6 +8,7 @@ from tenacity import AsyncRetrying, RetryCallState
 
 from cdsflow.fhir import EhrError
 from cdsflow.writeback.domain.retry_schedule import (
+    PROBE_MARGIN_S,
     CircuitOpen,
     RetrySchedule,
     is_retryable_write_failure,
@@ -26,7 +27,7 @@ def test_retry_after_is_honoured_up_to_its_cap() -> None:
 
 
 def test_no_try_before_the_breaker_lets_a_probe_through() -> None:
-    assert SCHEDULE.wait_s(0.3, retry_after_s=2.0, breaker_wait_s=12.5) == 12.5
+    assert SCHEDULE.wait_s(0.3, retry_after_s=2.0, breaker_wait_s=12.5) == 12.5 + PROBE_MARGIN_S
 
 
 def test_the_backoff_is_jittered_exponential_and_bounded() -> None:

@@ -145,7 +145,17 @@ class EhrClient:
             headers={"Prefer": "return=minimal"},
             attempts=1,
         )
-        return self._json(response)
+        if response.status_code >= 400:  # a 404 or 410 too: no transaction was done
+            raise _answered_with_error(response, "POST")
+        body = self._json(response)
+        if body.get("resourceType") != "Bundle" or not str(body.get("type", "")).endswith(
+            "-response"
+        ):
+            raise EhrError(
+                "EHR answered a transaction with something other than a Bundle response",
+                response.status_code,
+            )
+        return body
 
     async def update(self, resource: dict[str, Any]) -> dict[str, Any]:
         """PUT the resource at its id."""

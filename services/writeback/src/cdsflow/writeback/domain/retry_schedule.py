@@ -9,6 +9,8 @@ from tenacity import wait_random_exponential
 
 from cdsflow.fhir import EhrError, is_ehr_outage
 
+PROBE_MARGIN_S = 0.01
+
 
 @dataclass(frozen=True)
 class RetrySchedule:
@@ -31,6 +33,9 @@ class RetrySchedule:
         """The wait before the next try: the jittered backoff, raised to `Retry-After`
         (capped) and to the time until the breaker lets a probe through."""
         honoured = min(retry_after_s, self.retry_after_max_s) if retry_after_s else 0.0
+        if breaker_wait_s > 0:
+            # a timer may fire a little early (clock resolution, float sums): be past it
+            breaker_wait_s += PROBE_MARGIN_S
         return max(backoff_s, honoured, breaker_wait_s)
 
 
