@@ -108,3 +108,17 @@ def test_the_state_levels_for_the_gauge() -> None:
     assert [state.level for state in CircuitState] == [0, 1, 2]
     with pytest.raises(ValueError, match="threshold"):
         CircuitBreaker(0, 1.0)
+
+
+def test_closing_after_an_opening_is_announced_once() -> None:
+    clock, closed = Clock(), list[float]()
+    circuit = CircuitBreaker(1, 10.0, clock=clock, on_close=lambda: closed.append(clock.now))
+
+    circuit.record_answer()  # closed already: nothing to announce
+    circuit.record_outage()
+    clock.now += 10
+    assert circuit.try_acquire()
+    circuit.record_answer()
+    circuit.record_answer()
+
+    assert closed == [110.0]

@@ -148,6 +148,7 @@ def _ehr_circuit_breaker(settings: Settings, telemetry: Telemetry) -> CircuitBre
         settings.ehr_circuit_failure_threshold,
         settings.ehr_circuit_open_s,
         on_open=_logged_opening(opened, settings.ehr_circuit_open_s),
+        on_close=lambda: logger.warning("EHR write circuit breaker closed: the EHR answers again"),
     )
     telemetry.metrics.gauge(
         "writeback_ehr_circuit_state",

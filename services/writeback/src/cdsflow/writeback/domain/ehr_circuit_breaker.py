@@ -34,6 +34,7 @@ class CircuitBreaker:
         open_s: float,
         clock: Callable[[], float] = time.monotonic,
         on_open: Callable[[], None] | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         if failure_threshold < 1:
             raise ValueError("the failure threshold must be at least 1")
@@ -41,6 +42,7 @@ class CircuitBreaker:
         self._open_s = open_s
         self._clock = clock
         self._on_open = on_open
+        self._on_close = on_close
         self._consecutive_outages = 0
         self._opened_at: float | None = None
         self._probing = False
@@ -71,9 +73,12 @@ class CircuitBreaker:
 
     def record_answer(self) -> None:
         """The EHR answered (a success, or a refusal that is not an outage): close."""
+        was_open = self._opened_at is not None
         self._consecutive_outages = 0
         self._opened_at = None
         self._probing = False
+        if was_open and self._on_close is not None:
+            self._on_close()
 
     def record_outage(self) -> None:
         """The write met an outage: count it; open at the threshold, or when a probe fails."""
