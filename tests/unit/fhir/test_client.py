@@ -143,7 +143,10 @@ async def test_a_transaction_is_posted_to_the_base_once_and_its_error_says_when_
 async def test_a_refusal_names_its_issue_codes_but_never_its_diagnostics() -> None:
     outcome = {
         "resourceType": "OperationOutcome",
-        "issue": [{"code": "invalid", "diagnostics": "Patient secret-name-123 is wrong"}],
+        "issue": [
+            {"code": "invalid", "diagnostics": "Patient secret-name-123 is wrong"},
+            {"code": "Patient secret-name-123"},
+        ],
     }
     client = _client(httpx.MockTransport(lambda _: httpx.Response(422, json=outcome)))
     with pytest.raises(EhrError) as caught:

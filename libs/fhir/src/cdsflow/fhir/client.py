@@ -8,6 +8,7 @@ the OperationOutcome's issue codes). Bodies never reach logs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,9 @@ from cdsflow.fhir.outcomes import FHIR_JSON
 from cdsflow.fhir.retry_after import retry_after_s
 
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# an OperationOutcome issue code as FHIR spells them (`invalid`, `not-found`, ...); anything
+# else the EHR puts there is left out, so that no free text travels on
+_ISSUE_CODE = re.compile(r"[a-z][a-z-]{0,63}\Z")
 
 
 class EhrError(Exception):
@@ -240,4 +244,4 @@ def _issue_codes(response: httpx.Response) -> tuple[str, ...]:
         return ()
     issues = body.get("issue")
     codes = [issue.get("code") for issue in issues or [] if isinstance(issue, dict)]
-    return tuple(code for code in codes if isinstance(code, str) and code.isascii())[:5]
+    return tuple(code for code in codes if isinstance(code, str) and _ISSUE_CODE.match(code))[:5]
