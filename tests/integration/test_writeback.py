@@ -96,19 +96,32 @@ class RunningWriteback:
 
 @contextlib.asynccontextmanager
 async def started_writeback(
-    kafka: KafkaEndpoint, ehr_base_url: str, unique: str, pseudonym_key: str
+    kafka: KafkaEndpoint,
+    ehr_base_url: str,
+    unique: str,
+    pseudonym_key: str,
+    **overrides: Any,
 ) -> AsyncIterator[RunningWriteback]:
-    settings = Settings(
-        kafka_bootstrap=kafka.bootstrap,
-        kafka_idempotence=False,
-        ehr_base_url=ehr_base_url,
-        recommendations_topic=f"test.recommendations.{unique}",
-        consumer_group=f"test-writeback-{unique}",
-        writeback_retry_pause_s=0.1,
-        ehr_timeout_s=5,
+    """A writeback on this test's topic; `overrides` are further `Settings` fields (e.g. a
+    second instance's `consumer_group`, the retry and breaker settings)."""
+    fields: dict[str, Any] = {
+        "kafka_bootstrap": kafka.bootstrap,
+        "kafka_idempotence": False,
+        "ehr_base_url": ehr_base_url,
+        "recommendations_topic": f"test.recommendations.{unique}",
+        "consumer_group": f"test-writeback-{unique}",
+        "writeback_retry_pause_s": 0.1,
+        "ehr_timeout_s": 5,
+        # quick retries, so that a test of an outage ends in seconds
+        "writeback_max_attempts": 3,
+        "writeback_backoff_initial_s": 0.01,
+        "writeback_backoff_max_s": 0.05,
+        "ehr_circuit_failure_threshold": 3,
+        "ehr_circuit_open_s": 0.5,
         # hook calls here are about cards; authenticated ones: test_writeback_client_auth.py
-        hooks_auth="off",
-    )
+        "hooks_auth": "off",
+    }
+    settings = Settings(**{**fields, **overrides})
     running: RunningWriteback | None = None
     with recording_telemetry("writeback", pseudonym_key) as (telemetry, spans):
         try:
@@ -310,7 +323,7 @@ async def test_invalid_and_foreign_recommendations_are_dead_lettered_and_not_sho
     assert writeback.writebacks("written") == 0
 
 
-async def test_while_the_ehr_is_unreachable_the_recommendation_is_redelivered_and_still_shown(
+async def test_while_the_ehr_is_unreachable_the_recommendation_is_tried_then_dead_lettered(
     kafka: KafkaEndpoint, ehr: EhrEndpoint, unique: str, pseudonym_key: str, http: httpx.AsyncClient
 ) -> None:
     unreachable = f"http://127.0.0.1:{free_port()}/fhir"
@@ -318,14 +331,17 @@ async def test_while_the_ehr_is_unreachable_the_recommendation_is_redelivered_an
         recommendation = recommendation_for(writeback, unreachable, "unreachable-patient")
 
         await writeback.publish(recommendation)
-        await writeback.wait_for_writebacks("retrying", 2)  # delivered again, not dropped
+        await writeback.wait_for_writebacks("dead_lettered", 1)  # tried, then never forever
 
         assert writeback.writebacks("written") == 0
-        assert writeback.writebacks("dead_lettered") == 0
-        assert await writeback.cards(http, "unreachable-patient")
+        attempts = writeback.telemetry.metrics.registry.get_sample_value(
+            "cdsflow_writeback_ehr_write_attempts_total", {"result": "outage"}
+        )
+        assert attempts == writeback.settings.writeback_max_attempts
+        assert await writeback.cards(http, "unreachable-patient")  # still shown
         ready = await http.get(f"{writeback.base_url}/readyz")
         assert ready.status_code == 503
-        assert ready.json() == {"broker": True, "ehr": False}
+        assert ready.json()["ehr"] is False
 
 
 async def test_health_readiness_and_metrics(
@@ -340,12 +356,13 @@ async def test_health_readiness_and_metrics(
         return ready if ready.status_code == 200 else None
 
     ready = await eventually(is_ready, timeout_s=60, what="/readyz 200")  # Kafka starts after
-    assert ready.json() == {"broker": True, "ehr": True}
+    assert ready.json() == {"broker": True, "ehr": True, "ehr_circuit_closed": True}
     await writeback.cards(http, "nobody-here")
     metrics = (await http.get(f"{writeback.base_url}/metrics")).text
     assert "cdsflow_writeback_hook_duration_seconds_count" in metrics
     assert "cdsflow_writeback_cards_served_total" in metrics
     assert "cdsflow_writeback_risk_assessments_total" in metrics
+    assert "cdsflow_writeback_ehr_circuit_state 0.0" in metrics
 
 
 async def test_the_writeback_starts_before_kafka_and_consumes_once_it_is_up(
@@ -357,7 +374,7 @@ async def test_the_writeback_starts_before_kafka_and_consumes_once_it_is_up(
         assert (await http.get(f"{writeback.base_url}/healthz")).status_code == 200
         ready = await http.get(f"{writeback.base_url}/readyz")
         assert ready.status_code == 503
-        assert ready.json() == {"broker": False, "ehr": True}
+        assert ready.json() == {"broker": False, "ehr": True, "ehr_circuit_closed": True}
 
         broker = await asyncio.to_thread(start_broker, tmp_path, port)
         try:

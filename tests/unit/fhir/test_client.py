@@ -116,3 +116,59 @@ async def test_an_answer_that_is_not_json_is_an_ehr_error_not_a_crash() -> None:
     client = _client(httpx.MockTransport(lambda _: httpx.Response(200, content=b"<html>")))
     with pytest.raises(EhrError, match="not JSON"):
         await client.read("Patient", "p1")
+
+
+async def test_a_transaction_is_posted_to_the_base_once_and_its_error_says_when_to_retry() -> None:
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(
+            503,
+            headers={"Retry-After": "7"},
+            json={"resourceType": "OperationOutcome", "issue": [{"code": "transient"}]},
+        )
+
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": []}
+    with pytest.raises(EhrError) as caught:
+        await _client(httpx.MockTransport(handle)).transaction(bundle)
+    assert len(seen) == 1  # the caller owns the retries
+    assert str(seen[0].url) == BASE
+    assert json.loads(seen[0].content) == bundle
+    assert caught.value.status_code == 503
+    assert caught.value.retry_after_s == 7.0
+    assert caught.value.issue_codes == ("transient",)
+
+
+async def test_a_refusal_names_its_issue_codes_but_never_its_diagnostics() -> None:
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {"code": "invalid", "diagnostics": "Patient secret-name-123 is wrong"},
+            {"code": "Patient secret-name-123"},
+        ],
+    }
+    client = _client(httpx.MockTransport(lambda _: httpx.Response(422, json=outcome)))
+    with pytest.raises(EhrError) as caught:
+        await client.transaction({"resourceType": "Bundle", "type": "transaction"})
+    assert caught.value.status_code == 422
+    assert caught.value.issue_codes == ("invalid",)
+    assert caught.value.retry_after_s is None
+    assert "secret-name-123" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (404, {"resourceType": "OperationOutcome"}),  # a read's 404 is None; a transaction's fails
+        (200, {"resourceType": "OperationOutcome"}),
+        (200, {"resourceType": "Bundle", "type": "searchset"}),
+    ],
+)
+async def test_a_transaction_must_be_answered_with_a_bundle_response(
+    status: int, body: dict[str, str]
+) -> None:
+    client = _client(httpx.MockTransport(lambda _: httpx.Response(status, json=body)))
+    with pytest.raises(EhrError) as caught:
+        await client.transaction({"resourceType": "Bundle", "type": "transaction"})
+    assert caught.value.status_code == status

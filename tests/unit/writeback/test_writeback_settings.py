@@ -118,3 +118,45 @@ def test_keys_over_http_only_from_loopback(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("CDSFLOW_CDS_PUBLIC_BASE_URL", "http://127.0.0.1:8083, https://cds.x.org")
     settings = Settings(ehr_base_url="https://ehr.example.org/fhir")
     assert settings.public_base_urls == ("http://127.0.0.1:8083", "https://cds.x.org")
+
+
+@pytest.mark.usefixtures("trusted_ehr")
+def test_write_back_retry_and_breaker_defaults() -> None:
+    settings = Settings(ehr_base_url="http://ehr.example.org/fhir")
+
+    assert settings.writeback_max_attempts == 5
+    assert settings.writeback_backoff_initial_s == 0.5
+    assert settings.writeback_backoff_max_s == 20.0
+    assert settings.writeback_retry_after_max_s == 30.0
+    assert settings.ehr_circuit_failure_threshold == 5
+    assert settings.ehr_circuit_open_s == 30.0
+
+
+@pytest.mark.usefixtures("trusted_ehr")
+def test_retries_that_could_outlast_the_poll_interval_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CDSFLOW_WRITEBACK_MAX_ATTEMPTS", "10")
+    monkeypatch.setenv("CDSFLOW_WRITEBACK_RETRY_AFTER_MAX_S", "60")
+
+    with pytest.raises(ValidationError, match="could hold a message for 700 s"):
+        Settings(ehr_base_url="http://ehr.example.org/fhir")
+
+
+@pytest.mark.usefixtures("trusted_ehr")
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CDSFLOW_WRITEBACK_MAX_ATTEMPTS", "0"),
+        ("CDSFLOW_EHR_CIRCUIT_FAILURE_THRESHOLD", "0"),
+        ("CDSFLOW_EHR_CIRCUIT_OPEN_S", "0"),
+        ("CDSFLOW_WRITEBACK_BACKOFF_INITIAL_S", "-1"),
+    ],
+)
+def test_retry_settings_out_of_range_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(ValidationError):
+        Settings(ehr_base_url="http://ehr.example.org/fhir")

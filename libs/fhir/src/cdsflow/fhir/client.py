@@ -1,11 +1,14 @@
 """An async client for the EHR's FHIR REST API (the configured base URL only).
 
 Reads and searches retry on transport errors and on 429/5xx; a conditional create
-(`If-None-Exist`) is idempotent, so it retries too. Bodies never reach logs.
+(`If-None-Exist`) is idempotent, so it retries too. A transaction is sent once: its caller
+owns the retry policy, and an `EhrError` carries what it needs (the status, `Retry-After`,
+the OperationOutcome's issue codes). Bodies never reach logs.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,16 +21,31 @@ from tenacity import (
 )
 
 from cdsflow.fhir.outcomes import FHIR_JSON
+from cdsflow.fhir.retry_after import retry_after_s
 
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# an OperationOutcome issue code as FHIR spells them (`invalid`, `not-found`, ...); anything
+# else the EHR puts there is left out, so that no free text travels on
+_ISSUE_CODE = re.compile(r"[a-z][a-z-]{0,63}\Z")
 
 
 class EhrError(Exception):
     """The EHR answered with an error, or could not be reached."""
 
-    def __init__(self, message: str, status_code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        status_code: int | None = None,
+        *,
+        retry_after_s: float | None = None,
+        issue_codes: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
+        # the EHR's `Retry-After`, in seconds from when it answered (429/503), if it sent one
+        self.retry_after_s = retry_after_s
+        # `OperationOutcome.issue.code`s of the answer: coded, so free of patient data
+        self.issue_codes = issue_codes
 
     @property
     def is_outage(self) -> bool:
@@ -121,6 +139,28 @@ class EhrClient:
         )
         return self._json(response)
 
+    async def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        """POST a transaction (or batch) Bundle to the base URL, once: no retry here, since
+        the caller decides (its `EhrError` holds the status and `Retry-After`)."""
+        response = await self._send(
+            "POST",
+            self.base_url,
+            json_body=bundle,
+            headers={"Prefer": "return=minimal"},
+            attempts=1,
+        )
+        if response.status_code >= 400:  # a 404 or 410 too: no transaction was done
+            raise _answered_with_error(response, "POST")
+        body = self._json(response)
+        if body.get("resourceType") != "Bundle" or not str(body.get("type", "")).endswith(
+            "-response"
+        ):
+            raise EhrError(
+                "EHR answered a transaction with something other than a Bundle response",
+                response.status_code,
+            )
+        return body
+
     async def update(self, resource: dict[str, Any]) -> dict[str, Any]:
         """PUT the resource at its id."""
         response = await self._send(
@@ -143,13 +183,14 @@ class EhrClient:
         params: Sequence[tuple[str, str]] | None = None,
         json_body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        attempts: int | None = None,
     ) -> httpx.Response:
         request_headers = {"Accept": FHIR_JSON, **(headers or {})}
         if json_body is not None:
             request_headers["Content-Type"] = FHIR_JSON
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_retryable),
-            stop=stop_after_attempt(self._attempts),
+            stop=stop_after_attempt(attempts or self._attempts),
             wait=wait_exponential(multiplier=0.2, max=2.0),
             reraise=True,
         ):
@@ -162,12 +203,9 @@ class EhrClient:
                     headers=request_headers,
                 )
                 if response.status_code in _RETRYABLE_STATUS:
-                    # no URL in the message: its path and query can hold patient ids
-                    raise EhrError(
-                        f"EHR answered {response.status_code} to {method}", response.status_code
-                    )
+                    raise _answered_with_error(response, method)
         if response.status_code >= 400 and response.status_code not in (404, 410):
-            raise EhrError(f"EHR answered {response.status_code} to {method}", response.status_code)
+            raise _answered_with_error(response, method)
         return response
 
     @staticmethod
@@ -183,3 +221,27 @@ class EhrClient:
                 "EHR answered with a body that is not a FHIR resource", response.status_code
             )
         return body
+
+
+def _answered_with_error(response: httpx.Response, method: str) -> EhrError:
+    # no URL in the message: its path and query can hold patient ids
+    return EhrError(
+        f"EHR answered {response.status_code} to {method}",
+        response.status_code,
+        retry_after_s=retry_after_s(response.headers.get("retry-after")),
+        issue_codes=_issue_codes(response),
+    )
+
+
+def _issue_codes(response: httpx.Response) -> tuple[str, ...]:
+    """The issue codes of an OperationOutcome answer (never its diagnostics, which may
+    repeat values); empty when the body is anything else."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ()
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return ()
+    issues = body.get("issue")
+    codes = [issue.get("code") for issue in issues or [] if isinstance(issue, dict)]
+    return tuple(code for code in codes if isinstance(code, str) and _ISSUE_CODE.match(code))[:5]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
@@ -14,6 +14,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
+from prometheus_client import Counter
 
 from cdsflow.fhir import FHIR_JSON, EhrClient
 from cdsflow.service import (
@@ -30,7 +31,10 @@ from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
 from cdsflow.writeback.client_auth import ClientAuthenticator, ClientTokenPolicy, JwksCache
 from cdsflow.writeback.domain.client_tokens import SeenTokens
 from cdsflow.writeback.domain.discovery import DETERIORATION_SERVICE
+from cdsflow.writeback.domain.ehr_circuit_breaker import CircuitBreaker, CircuitState
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations
+from cdsflow.writeback.domain.retry_schedule import RetrySchedule
+from cdsflow.writeback.ehr_writes import EhrWriter
 from cdsflow.writeback.handlers import (
     Delivery,
     HookLimits,
@@ -51,15 +55,28 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         telemetry = setup_telemetry(SERVICE_NAME, TelemetrySettings())
     metrics = WritebackMetrics.on(telemetry.metrics)
     store = LatestRecommendations(max_patients=settings.store_max_patients)
+    breaker = _ehr_circuit_breaker(settings, telemetry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         http = httpx.AsyncClient(timeout=settings.ehr_timeout_s)
         HTTPXClientInstrumentor.instrument_client(http, tracer_provider=telemetry.tracer_provider)
         broker = build_broker(settings, telemetry, SERVICE_NAME)
+        writer = EhrWriter(
+            EhrClient(settings.ehr_base_url, http),
+            breaker,
+            RetrySchedule(
+                max_attempts=settings.writeback_max_attempts,
+                initial_s=settings.writeback_backoff_initial_s,
+                max_s=settings.writeback_backoff_max_s,
+                retry_after_max_s=settings.writeback_retry_after_max_s,
+            ),
+            metrics.ehr_write_attempts,
+        )
         consumer = RecommendationConsumer(
             store=store,
-            ehr=EhrClient(settings.ehr_base_url, http),
+            ehr_base_url=settings.ehr_base_url,
+            writer=writer,
             dead_letters=DeadLetters(broker, settings.recommendations_topic),
             metrics=metrics,
             writeback_enabled=settings.writeback_enabled,
@@ -109,10 +126,43 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         consuming: ConsumingBroker = request.app.state.consuming
         broker_ready = await consuming.is_ready(timeout)
         ehr_ready = await _ehr_answers(request.app.state.http, settings.ehr_base_url, timeout)
-        return readiness_response({"broker": broker_ready, "ehr": ehr_ready})
+        return readiness_response(
+            {
+                "broker": broker_ready,
+                "ehr": ehr_ready,
+                "ehr_circuit_closed": breaker.state is CircuitState.CLOSED,
+            }
+        )
 
     instrument_app(app, telemetry)
     return app
+
+
+def _ehr_circuit_breaker(settings: Settings, telemetry: Telemetry) -> CircuitBreaker:
+    """The breaker of writes to the EHR, its state in `cdsflow_writeback_ehr_circuit_state`
+    (0 closed, 1 half-open, 2 open) and its openings counted."""
+    opened = telemetry.metrics.counter(
+        "writeback_ehr_circuit_opened", "Times the EHR write circuit breaker opened"
+    )
+    breaker = CircuitBreaker(
+        settings.ehr_circuit_failure_threshold,
+        settings.ehr_circuit_open_s,
+        on_open=_logged_opening(opened, settings.ehr_circuit_open_s),
+        on_close=lambda: logger.warning("EHR write circuit breaker closed: the EHR answers again"),
+    )
+    telemetry.metrics.gauge(
+        "writeback_ehr_circuit_state",
+        "EHR write circuit breaker: 0 closed, 1 half-open (probing), 2 open",
+    ).set_function(lambda: breaker.state.level)
+    return breaker
+
+
+def _logged_opening(opened: Counter, open_s: float) -> Callable[[], None]:
+    def on_open() -> None:
+        opened.inc()
+        logger.warning("EHR write circuit breaker opened; next probe in %.1f s", open_s)
+
+    return on_open
 
 
 def _client_authenticator(settings: Settings, http: httpx.AsyncClient) -> ClientAuthenticator:

@@ -1,12 +1,14 @@
 """Thin handlers: a consumed `Recommendation` (store it, write it back) and CDS Hooks calls.
 
-Failure policy for a consumed recommendation, so that none is lost:
-- undecodable, invalid, from another EHR, or refused by the EHR (a 4xx other than 408/429)
-  -> published to the `.dlq` twin topic with `cdsflow-error-type`/`cdsflow-error` headers,
-  then acknowledged: redelivering it would fail the same way forever;
-- the EHR unreachable, timing out or unavailable (408, 429, 5xx) after the EHR client's own
-  retries -> not acknowledged: after a pause the same message is redelivered, and the
-  conditional create keeps the write single when it finally goes through.
+Failure policy for a consumed recommendation, so that none is lost and none loops forever:
+- undecodable, invalid or from another EHR -> published to the `.dlq` twin topic with
+  `cdsflow-error-type`/`cdsflow-error` headers, then acknowledged;
+- the write-back refused by the EHR (a 4xx other than 408/409/429) -> dead-lettered at once,
+  with the status and the OperationOutcome's issue codes;
+- the EHR unreachable, timing out, 408, 409, 429 or 5xx -> tried again with jittered backoff
+  (honouring `Retry-After`) through the circuit breaker (`ehr_writes.py`); after the last of
+  `CDSFLOW_WRITEBACK_MAX_ATTEMPTS` tries, dead-lettered with the attempts in the headers;
+- the `.dlq` publish itself failing -> not acknowledged, redelivered after a pause.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -26,7 +29,7 @@ from opentelemetry.trace import Status, StatusCode
 from prometheus_client import Counter, Histogram
 
 from cdsflow.contracts import Recommendation
-from cdsflow.fhir import EhrClient, EhrError, is_ehr_outage
+from cdsflow.fhir import EhrError
 from cdsflow.service import (
     DeadLetters,
     RequestRefused,
@@ -48,7 +51,9 @@ from cdsflow.writeback.domain.recommendations import (
     mode_name,
     recommendation_problems,
 )
-from cdsflow.writeback.domain.risk_assessment import risk_assessment_for, writeback_criteria
+from cdsflow.writeback.domain.retry_schedule import CircuitOpen
+from cdsflow.writeback.domain.writeback_bundle import writeback_bundle
+from cdsflow.writeback.ehr_writes import EhrWriter, WriteFailed
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +65,8 @@ class WritebackMetrics:
     hook_duration: Histogram
     hook_refusals: Counter
     token_rejections: Counter
+    ehr_write_attempts: Counter
+    dead_letters: Counter
 
     @classmethod
     def on(cls, registry: MetricsRegistry) -> WritebackMetrics:
@@ -69,8 +76,20 @@ class WritebackMetrics:
             ),
             writebacks=registry.counter(
                 "writeback_risk_assessments",
-                "Consumed recommendations by write-back outcome",
+                "Consumed recommendations by write-back outcome (written, skipped_shadow, "
+                "skipped_disabled, dead_lettered)",
                 ("outcome",),
+            ),
+            ehr_write_attempts=registry.counter(
+                "writeback_ehr_write_attempts",
+                "Tries to send a write-back transaction to the EHR, by result (created, "
+                "unchanged, outage, conflict, refused, circuit_open, error)",
+                ("result",),
+            ),
+            dead_letters=registry.counter(
+                "writeback_dead_letters",
+                "Recommendations published to the .dlq topic, by error type",
+                ("reason",),
             ),
             hook_duration=registry.histogram(
                 "writeback_hook_duration_seconds", "Time to answer a CDS Hooks call", ("hook",)
@@ -100,14 +119,16 @@ class RecommendationConsumer:
         self,
         *,
         store: LatestRecommendations,
-        ehr: EhrClient,
+        ehr_base_url: str,
+        writer: EhrWriter,
         dead_letters: DeadLetters,
         metrics: WritebackMetrics,
         writeback_enabled: bool,
         retry_pause_s: float,
     ) -> None:
         self._store = store
-        self._ehr = ehr
+        self._ehr_base_url = ehr_base_url
+        self._writer = writer
         self._dead_letters = dead_letters
         self._metrics = metrics
         self._writeback_enabled = writeback_enabled
@@ -124,7 +145,7 @@ class RecommendationConsumer:
         problems = recommendation_problems(recommendation)
         if problems:
             return await self._dead_letter(body, key, "InvalidRecommendation", "; ".join(problems))
-        if not comes_from_ehr(recommendation, self._ehr.base_url):
+        if not comes_from_ehr(recommendation, self._ehr_base_url):
             # its patient ids are another EHR's: never show it, never write it here
             return await self._dead_letter(
                 body, key, "ForeignEhr", "the recommendation names another EHR than ours"
@@ -151,16 +172,23 @@ class RecommendationConsumer:
             return self._done("skipped_shadow")
         if not self._writeback_enabled:
             return self._done("skipped_disabled")
+        bundle = writeback_bundle(
+            recommendation,
+            trace_id=_current_trace_id(),
+            recorded=datetime.now(UTC),
+            ehr_base_url=self._ehr_base_url,
+        )
         try:
-            await self._ehr.create(
-                risk_assessment_for(recommendation),
-                if_none_exist=writeback_criteria(recommendation.recommendation_id),
-            )
-        except Exception as exc:
-            if is_ehr_outage(exc):
-                return await self._redeliver_later(type(exc).__name__)
-            error = str(exc) if isinstance(exc, EhrError) else "the write-back failed"
-            return await self._dead_letter(body, key, type(exc).__name__, error)
+            done = await self._writer.write(bundle)
+        except WriteFailed as failed:
+            error_type, error = _write_failure(failed)
+            details = {"cdsflow-attempts": str(failed.attempts)}
+            if failed.status_code is not None:
+                details["cdsflow-ehr-status"] = str(failed.status_code)
+            return await self._dead_letter(body, key, error_type, error, details)
+        trace.get_current_span().set_attributes(
+            {"cdsflow.ehr.attempts": done.attempts, "cdsflow.ehr.created": done.created}
+        )
         return self._done("written")
 
     def _done(self, outcome: str) -> Delivery:
@@ -168,23 +196,27 @@ class RecommendationConsumer:
         trace.get_current_span().set_attribute("cdsflow.outcome", outcome)
         return Delivery.ACK
 
-    async def _redeliver_later(self, error_type: str) -> Delivery:
-        self._metrics.writebacks.labels(outcome="retrying").inc()
-        self._mark_failed("retrying", error_type)
-        logger.warning("EHR unavailable; the recommendation will be redelivered (%s)", error_type)
-        await asyncio.sleep(self._retry_pause_s)
-        return Delivery.REDELIVER
-
     async def _dead_letter(
-        self, body: bytes, key: bytes | None, error_type: str, error: str
+        self,
+        body: bytes,
+        key: bytes | None,
+        error_type: str,
+        error: str,
+        details: Mapping[str, str] | None = None,
     ) -> Delivery:
         self._mark_failed("dead_lettered", error_type)
         try:
-            await self._dead_letters.send(body, key, error_type, error)
+            await self._dead_letters.send(body, key, error_type, error, details)
         except Exception as exc:
-            logger.error("could not dead-letter a recommendation (%s)", type(exc).__name__)
+            logger.error(
+                "could not dead-letter a recommendation (%s); redelivering it after %.1f s",
+                type(exc).__name__,
+                self._retry_pause_s,
+            )
+            await asyncio.sleep(self._retry_pause_s)
             return Delivery.REDELIVER
         self._metrics.writebacks.labels(outcome="dead_lettered").inc()
+        self._metrics.dead_letters.labels(reason=error_type).inc()
         logger.warning(
             "recommendation dead-lettered to %s (%s)", self._dead_letters.topic, error_type
         )
@@ -195,6 +227,27 @@ class RecommendationConsumer:
         span = trace.get_current_span()
         span.set_attributes({"cdsflow.outcome": outcome, "error.type": error_type})
         span.set_status(Status(StatusCode.ERROR))
+
+
+def _current_trace_id() -> str | None:
+    """The 32-hex id of the consumer span's trace (the recommendation's, continued from the
+    Kafka headers); None without a valid span."""
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
+
+
+def _write_failure(failed: WriteFailed) -> tuple[str, str]:
+    """The `.dlq` error type and description of a failed write; free of patient data (a
+    status, issue codes, an exception type)."""
+    cause = failed.cause
+    tries = f"{failed.attempts} attempt{'s' if failed.attempts != 1 else ''}"
+    if failed.retried:
+        last = str(cause) if isinstance(cause, EhrError | CircuitOpen) else type(cause).__name__
+        return "EhrUnavailable", f"the EHR did not take the write-back after {tries}; last: {last}"
+    if isinstance(cause, EhrError):
+        codes = f" (issue codes: {', '.join(cause.issue_codes)})" if cause.issue_codes else ""
+        return "EhrRefused", f"the EHR refused the write-back: {cause}{codes}; not retried"
+    return "WritebackFailed", f"the write-back failed ({type(cause).__name__}); not retried"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,10 @@ from cdsflow.writeback.domain.client_tokens import (
     is_https_or_loopback_http,
 )
 
+# the longest that one message's write-back tries may take (Kafka's max.poll.interval.ms is
+# 300 s by default; the rest is margin)
+WRITE_RETRIES_BUDGET_S = 250.0
+
 
 class TrustedIssuerSetting(BaseModel):
     """One entry of `CDSFLOW_TRUSTED_ISSUERS`: an EHR allowed to call the hooks."""
@@ -52,7 +56,19 @@ class Settings(ServiceSettings):
     recommendations_topic: str = RECOMMENDATIONS
     consumer_group: str = "cdsflow-writeback"
     writeback_enabled: bool = True
-    # after the EHR client's own retries fail with an outage, wait this long, then redeliver
+    # --- the write into the EHR (README "Write-back": retries, breaker, DLQ) ---
+    # tries of one recommendation's transaction in all, then it goes to the .dlq topic
+    writeback_max_attempts: int = Field(default=5, ge=1, le=20)
+    # jittered exponential backoff: before try n+1, uniform(0, min(max, initial * 2**(n-1)))
+    writeback_backoff_initial_s: float = Field(default=0.5, gt=0)
+    writeback_backoff_max_s: float = Field(default=20.0, gt=0)
+    # an EHR's Retry-After (429/503) is waited for, up to this long
+    writeback_retry_after_max_s: float = Field(default=30.0, ge=0)
+    # the circuit opens after this many consecutive EHR outages ...
+    ehr_circuit_failure_threshold: int = Field(default=5, ge=1)
+    # ... and stays open this long before one probe write is let through
+    ehr_circuit_open_s: float = Field(default=30.0, gt=0)
+    # when publishing to the .dlq topic fails: wait this long, then the message is redelivered
     writeback_retry_pause_s: float = Field(default=5.0, ge=0)
     ehr_timeout_s: float = Field(default=10.0, gt=0)
     store_max_patients: int = Field(default=100_000, ge=1)
@@ -90,6 +106,22 @@ class Settings(ServiceSettings):
                 + ", ".join(sorted(ASYMMETRIC_ALGORITHMS))
             )
         return value
+
+    @model_validator(mode="after")
+    def _write_retries_fit_the_poll_interval(self) -> Settings:
+        # one message's tries hold its partition; all of them must end well within Kafka's
+        # max.poll.interval.ms (300 s by default), or the consumer is thrown out of its group
+        longest_wait = max(
+            self.writeback_backoff_max_s, self.writeback_retry_after_max_s, self.ehr_circuit_open_s
+        )
+        worst_s = self.writeback_max_attempts * (self.ehr_timeout_s + longest_wait)
+        if worst_s > WRITE_RETRIES_BUDGET_S:
+            raise ValueError(
+                "write-back retries could hold a message for "
+                f"{worst_s:.0f} s (attempts x (EHR timeout + longest wait)); keep it under "
+                f"{WRITE_RETRIES_BUDGET_S:.0f} s: fewer attempts or shorter waits"
+            )
+        return self
 
     @model_validator(mode="after")
     def _authenticated_unless_off(self) -> Settings:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from cdsflow.contracts import Recommendation
+from cdsflow.writeback.domain.conditional_criteria import token_criteria
 from cdsflow.writeback.domain.recommendations import (
     RiskBand,
     deterioration_score,
@@ -44,6 +45,11 @@ def ai_asserted_label() -> dict[str, str]:
     }
 
 
+def recommendation_tag(recommendation_id: str) -> dict[str, str]:
+    """The `meta.tag` that every resource written for one recommendation carries."""
+    return {"system": RECOMMENDATION_SYSTEM, "code": recommendation_id}
+
+
 def model_description(recommendation: Recommendation) -> str:
     """`<model name> <version>`, as written into `method.text` and the card source."""
     return f"{recommendation.model.name} {recommendation.model.version}".strip()
@@ -56,7 +62,7 @@ def writeback_criteria(recommendation_id: str) -> str:
     every resource type, while some servers (SEKMET among them) index no `identifier` on
     RiskAssessment and would refuse the conditional create.
     """
-    return f"_tag={RECOMMENDATION_SYSTEM}|{recommendation_id}"
+    return token_criteria("_tag", RECOMMENDATION_SYSTEM, recommendation_id)
 
 
 def risk_assessment_for(recommendation: Recommendation) -> dict[str, Any]:
@@ -83,7 +89,7 @@ def risk_assessment_for(recommendation: Recommendation) -> dict[str, Any]:
         "resourceType": "RiskAssessment",
         "meta": {
             "security": [ai_asserted_label()],
-            "tag": [{"system": RECOMMENDATION_SYSTEM, "code": recommendation.recommendation_id}],
+            "tag": [recommendation_tag(recommendation.recommendation_id)],
         },
         "identifier": [
             {"system": RECOMMENDATION_SYSTEM, "value": recommendation.recommendation_id}

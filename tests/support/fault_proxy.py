@@ -1,0 +1,106 @@
+"""A fault-injecting HTTP proxy in front of a real FHIR server (SEKMET), for write-back tests.
+
+It forwards every request to the upstream server unchanged, except that:
+- the next transactions (POSTs to the FHIR base) are answered from `planned` faults, in order:
+  each either answers instead of the server (`forward=False`: nothing reaches it) or after
+  it (`forward=True`: the server did the write, but the client sees the fault, as when an
+  answer is lost on the way back);
+- while `outage` is set, every request is answered 503.
+
+It records when each transaction arrived, so a test can check the waits between tries.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.support.asgi import serve_app
+
+_HOP_BY_HOP = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
+
+
+@dataclass(frozen=True)
+class Fault:
+    status: int
+    retry_after: str | None = None
+    issue_code: str = "transient"
+    forward: bool = False  # True: the server gets (and does) the request first
+
+
+@dataclass
+class FaultInjectingProxy:
+    upstream_origin: str  # e.g. http://127.0.0.1:8080 (no path)
+    fhir_path: str = "/fhir"
+    planned: collections.deque[Fault] = field(default_factory=collections.deque)
+    outage: bool = False
+    transaction_arrivals: list[float] = field(default_factory=list)
+    base_url: str = ""  # set once serving: the FHIR base as seen through the proxy
+
+    def plan(self, *faults: Fault) -> None:
+        self.planned.extend(faults)
+
+    def app(self, http: httpx.AsyncClient) -> Starlette:
+        async def forward(request: Request) -> Response:
+            is_transaction = request.method == "POST" and request.url.path.rstrip("/") == (
+                self.fhir_path
+            )
+            if is_transaction:
+                self.transaction_arrivals.append(time.monotonic())
+            if self.outage:
+                return _fault_answer(Fault(503, retry_after=None))
+            fault = self.planned.popleft() if is_transaction and self.planned else None
+            if fault is not None and not fault.forward:
+                return _fault_answer(fault)
+            upstream = await http.request(
+                request.method,
+                f"{self.upstream_origin}{request.url.path}",
+                params=list(request.query_params.multi_items()),
+                headers={k: v for k, v in request.headers.items() if k not in _HOP_BY_HOP},
+                content=await request.body(),
+            )
+            if fault is not None:
+                return _fault_answer(fault)
+            return Response(
+                upstream.content,
+                status_code=upstream.status_code,
+                headers={k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP},
+            )
+
+        methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+        return Starlette(routes=[Route("/{path:path}", forward, methods=methods)])
+
+
+def _fault_answer(fault: Fault) -> Response:
+    body: dict[str, Any] = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": fault.issue_code, "diagnostics": "injected"}],
+    }
+    headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+    return JSONResponse(body, status_code=fault.status, headers=headers)
+
+
+@contextlib.asynccontextmanager
+async def fault_injecting_proxy(upstream_fhir_base: str) -> AsyncIterator[FaultInjectingProxy]:
+    """Serve a proxy to `upstream_fhir_base` (e.g. SEKMET's `http://127.0.0.1:N/fhir`)."""
+    parsed = httpx.URL(upstream_fhir_base)
+    proxy = FaultInjectingProxy(
+        upstream_origin=f"{parsed.scheme}://{parsed.netloc.decode()}",
+        fhir_path=parsed.path.rstrip("/"),
+    )
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        serve_app(proxy.app(http)) as proxy_url,
+    ):
+        proxy.base_url = f"{proxy_url}{proxy.fhir_path}"
+        yield proxy
