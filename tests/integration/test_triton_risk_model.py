@@ -16,6 +16,7 @@ import onnxruntime
 import pytest
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
+from tritonclient.utils import InferenceServerException
 
 from cdsflow.runtime.parts import start_triton
 from cdsflow.runtime.processes import ProcessFailed
@@ -51,6 +52,7 @@ async def _infer(
     features: npt.ArrayLike,
     present: npt.ArrayLike,
     version: str = "",
+    queue_timeout_us: int | None = None,
 ) -> Outputs:
     values = np.asarray(features, dtype=np.float32)
     mask = np.asarray(present, dtype=np.bool_)
@@ -63,6 +65,7 @@ async def _infer(
         inputs=[tensor, observed],
         outputs=[InferRequestedOutput(name) for name in OUTPUTS],
         model_version=version,
+        timeout=queue_timeout_us,
         client_timeout=30,
     )
     return {name: result.as_numpy(name) for name in OUTPUTS}
@@ -162,6 +165,18 @@ async def test_concurrent_requests_each_get_their_own_rows(
     together = np.concatenate([a["deterioration_risk"] for a in answers])
     # the same rows (a batch's sums may differ from a row's in the last float32 bit)
     np.testing.assert_allclose(together, alone["deterioration_risk"], rtol=1e-5, atol=0)
+
+
+async def test_a_request_queued_past_its_timeout_is_rejected_not_run(
+    triton_client: InferenceServerClient,
+) -> None:
+    # the queue policy allows a request to shorten its timeout: 1 us cannot be met, since the
+    # dynamic batcher holds a request up to 500 us for company, so the policy must reject it
+    with pytest.raises(InferenceServerException, match="Request timeout expired") as refused:
+        await _infer(triton_client, [NEWS2_HIGH], [ALL_PRESENT], queue_timeout_us=1)
+    assert refused.value.status() == "StatusCode.UNAVAILABLE"
+    outputs = await _infer(triton_client, [NEWS2_HIGH], [ALL_PRESENT])
+    assert outputs["deterioration_risk"].shape == (1, 1)
 
 
 def _repository_with(tmp_path: Path, versions: tuple[str, ...], cpu: bool) -> Path:
