@@ -8,8 +8,8 @@ logistic regression on the one-hot slots (L2-penalised), so
 
 and each input's contribution is exactly its term: the contributions add up to the log-odds
 with nothing left over. Each input's terms are centred on the training cohort (its mean
-term is moved into the intercept), so a contribution says how far that input moves this
-patient's log-odds from the average training patient's. A missing input gets the weight
+term is moved into the intercept), so a contribution says how much that input raises or
+lowers this patient's log-odds compared with its average term. A missing input gets the weight
 that the data gave missingness, never the weight of a normal value.
 """
 
@@ -38,7 +38,7 @@ MISSING_SLOT = N_EDGES + 1
 class AdditiveRiskModel:
     edges: Floats  # [15, N_EDGES] ascending per input, padded with +inf
     table: Floats  # [15, N_SLOTS] log-odds term per slot, centred on the training cohort
-    intercept: float  # log-odds of the average training patient
+    intercept: float  # log-odds when every contribution is 0
     l2_inverse_strength: float  # the C that was chosen
 
     def slots(self, features: Floats, present: Bools) -> npt.NDArray[np.int64]:

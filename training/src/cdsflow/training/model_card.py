@@ -59,13 +59,14 @@ decision about a real patient.
 
 An additive logistic model. Each input falls into one slot: one of up to {N_EDGES + 1} value
 bins (edges at the 1, 3, 7, 15, 30, 50, 70, 85, 93, 97 and 99th percentiles of its observed
-training values) or its own "not observed" slot; a logistic regression (L2, C =
-{model.l2_inverse_strength:g}, chosen by log-loss on a validation fifth of the training
-cohort) gives each slot a log-odds weight. Chosen because:
+training values) or its own "not observed" slot; a logistic regression (L2 penalty, C =
+{model.l2_inverse_strength:g}, chosen by log-loss on the last fifth of the training cohort)
+gives each slot a log-odds weight. Chosen because:
 
 - each input's contribution is exact, not an approximation: the log-odds is the intercept
-  plus the sum of the 15 contributions (centred on the training cohort, so a contribution
-  says how far that input moves this patient from the average training patient);
+  plus the sum of the 15 contributions (each centred on the training cohort: a contribution
+  says how much that input raises or lowers this patient's log-odds compared with that
+  input's average term over the training cohort);
 - missingness is learned, not imputed: an input that was not observed has its own weight,
   from the data, never the weight of a normal value;
 - non-linear per input (both a low and a high heart rate can raise the risk) and small: a
@@ -75,7 +76,8 @@ cohort) gives each slot a log-odds weight. Chosen because:
 What it cannot do: interactions between inputs (a high heart rate counts the same whatever
 the blood pressure), and value bins are steps, not smooth curves.
 
-Intercept (log-odds of the average training patient): {model.intercept:.4f}.
+Intercept (the log-odds when every contribution is 0, i.e. each input at its mean term
+over the training cohort): {model.intercept:.4f}.
 
 ### Inputs (`features` FP32 [15] and `present` BOOL [15], per row)
 
