@@ -54,6 +54,11 @@ def test_a_run_writes_model_held_out_set_metrics_and_card(tmp_path: Path) -> Non
     again = measure_files(plan.model_dir / MODEL_FILE, plan.dataset_dir / EVALUATION_FILE, 5)
     assert again.auroc == metrics.auroc
     assert again.calibration_slope == pytest.approx(metrics.calibration_slope)
+    # the age bands, and the sexes, each partition the patients
+    counts = {g.subgroup: (g.patients, g.deteriorated) for g in metrics.subgroups}
+    for parts in (("age < 65", "age 65-79", "age >= 80", "age unknown"), ("female", "male")):
+        assert sum(counts[p][0] for p in parts) == metrics.patients
+        assert sum(counts[p][1] for p in parts) == metrics.deteriorated
     card = (plan.model_dir / MODEL_CARD_FILE).read_text()
     assert f"| AUROC | {metrics.auroc:.3f} " in card
     assert "Not clinically validated" in card

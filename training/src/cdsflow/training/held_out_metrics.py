@@ -32,6 +32,16 @@ class CalibrationBin:
 
 
 @dataclass(frozen=True)
+class SubgroupFigures:
+    subgroup: str
+    patients: int
+    deteriorated: int
+    auroc: float | None  # None when the subgroup has only one outcome
+    mean_predicted: float
+    observed_rate: float
+
+
+@dataclass(frozen=True)
 class HeldOutMetrics:
     patients: int
     deteriorated: int
@@ -46,6 +56,7 @@ class HeldOutMetrics:
     at_risk_thresholds: tuple[AlertFigures, ...]
     news2_auroc: float
     news2_at_thresholds: tuple[AlertFigures, ...]
+    subgroups: tuple[SubgroupFigures, ...]
     # the generator's own outcome probability on the same patients: the ceiling (None when
     # measured from files only, which do not hold it)
     generator_risk_auroc: float | None = None
@@ -100,12 +111,28 @@ def _auroc_interval(
     return float(low), float(high)
 
 
+def _subgroup(
+    name: str, risk: npt.NDArray[np.float64], outcome: npt.NDArray[np.bool_]
+) -> SubgroupFigures:
+    both_outcomes = bool(outcome.any() and not outcome.all())
+    return SubgroupFigures(
+        subgroup=name,
+        patients=len(risk),
+        deteriorated=int(outcome.sum()),
+        auroc=float(roc_auc_score(outcome, risk)) if both_outcomes else None,
+        mean_predicted=float(risk.mean()) if len(risk) else float("nan"),
+        observed_rate=float(outcome.mean()) if len(risk) else float("nan"),
+    )
+
+
 def measure(
     risk: npt.NDArray[np.float64],
     outcome: npt.NDArray[np.bool_],
     news2: npt.NDArray[np.int64],
     seed: int,
+    subgroups: dict[str, npt.NDArray[np.bool_]],
 ) -> HeldOutMetrics:
+    """The figures; `subgroups` maps a subgroup's name to its rows (a boolean mask)."""
     intercept, slope = _calibration(risk, outcome)
     return HeldOutMetrics(
         patients=len(risk),
@@ -122,5 +149,8 @@ def measure(
         news2_auroc=float(roc_auc_score(outcome, news2)),
         news2_at_thresholds=tuple(
             _alerts(news2.astype(np.float64), outcome, t) for t in NEWS2_THRESHOLDS
+        ),
+        subgroups=tuple(
+            _subgroup(name, risk[rows], outcome[rows]) for name, rows in subgroups.items()
         ),
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cdsflow.training.additive_model import N_EDGES, AdditiveRiskModel
-from cdsflow.training.held_out_metrics import AlertFigures, HeldOutMetrics
+from cdsflow.training.held_out_metrics import AlertFigures, HeldOutMetrics, SubgroupFigures
 from cdsflow.training.model_inputs import INPUT_NAMES, INPUT_UNITS
 
 if TYPE_CHECKING:
@@ -20,8 +20,16 @@ def _alert_rows(figures: tuple[AlertFigures, ...], label: str) -> str:
     )
 
 
+def _subgroup_rows(figures: tuple[SubgroupFigures, ...]) -> str:
+    return "\n".join(
+        f"| {f.subgroup} | {f.patients} | {f.deteriorated} | {_optional(f.auroc)} "
+        f"| {f.mean_predicted:.3f} | {f.observed_rate:.3f} |"
+        for f in figures
+    )
+
+
 def _optional(value: float | None) -> str:
-    return "not measured" if value is None else f"{value:.3f}"
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def render_model_card(
@@ -125,6 +133,12 @@ the shipped files, with `python -m cdsflow.training evaluate`.
 |---|---|---|---|
 {_alert_rows(metrics.at_risk_thresholds, "risk")}
 {_alert_rows(metrics.news2_at_thresholds, "NEWS2")}
+
+By subgroup (small subgroups give wide intervals; sex has no effect in the generator):
+
+| subgroup | patients | deteriorated | AUROC | mean predicted | observed rate |
+|---|---|---|---|---|---|
+{_subgroup_rows(metrics.subgroups)}
 
 Calibration by decile of predicted risk:
 

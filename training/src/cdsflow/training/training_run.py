@@ -12,13 +12,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import onnxruntime
 from sklearn.metrics import roc_auc_score
 
 from cdsflow.training.additive_model import AdditiveRiskModel, fit_additive_model
-from cdsflow.training.evaluation_set import read_evaluation_set, write_evaluation_set
+from cdsflow.training.evaluation_set import (
+    LabelledRows,
+    read_evaluation_set,
+    write_evaluation_set,
+)
 from cdsflow.training.held_out_metrics import HeldOutMetrics, measure
 from cdsflow.training.model_card import render_model_card
+from cdsflow.training.model_inputs import AGE_COLUMN
 from cdsflow.training.news2 import news2_points
 from cdsflow.training.onnx_export import to_onnx
 from cdsflow.training.synthetic_cohort import N_VITAL_SIGNS, generate_cohort
@@ -61,7 +67,24 @@ def measure_files(model_file: Path, evaluation_file: Path, seed: int) -> HeldOut
         ["deterioration_risk"], {"features": rows.features, "present": rows.present}
     )
     news2 = news2_points(rows.features[:, :N_VITAL_SIGNS], rows.present[:, :N_VITAL_SIGNS])
-    return measure(np.asarray(risk, dtype=np.float64)[:, 0], rows.deteriorated, news2, seed)
+    return measure(
+        np.asarray(risk, dtype=np.float64)[:, 0], rows.deteriorated, news2, seed, subgroups(rows)
+    )
+
+
+def subgroups(rows: LabelledRows) -> dict[str, npt.NDArray[np.bool_]]:
+    """Age bands and sex, as masks over the rows."""
+    known = rows.present[:, AGE_COLUMN]
+    age = rows.features[:, AGE_COLUMN]
+    sex = np.asarray(rows.sex)
+    return {
+        "age < 65": known & (age < 65),
+        "age 65-79": known & (age >= 65) & (age < 80),
+        "age >= 80": known & (age >= 80),
+        "age unknown": ~known,
+        "female": sex == "female",
+        "male": sex == "male",
+    }
 
 
 def run(plan: TrainingPlan) -> HeldOutMetrics:
