@@ -8,12 +8,22 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy.stats import rankdata
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 
 RISK_THRESHOLDS = (0.1, 0.2, 0.3)
 NEWS2_THRESHOLDS = (5, 7)
 BOOTSTRAP_RESAMPLES = 500
+
+
+def area_under_roc(outcome: npt.NDArray[np.bool_], score: npt.NDArray[np.float64]) -> float:
+    """Area under the ROC curve: the chance that a random patient who deteriorated scores
+    above a random one who did not (ties count half), from the ranks (Mann-Whitney U)."""
+    positives = int(outcome.sum())
+    negatives = len(outcome) - positives
+    ranks = rankdata(score)  # average ranks for ties
+    u = ranks[outcome].sum() - positives * (positives + 1) / 2
+    return float(u / (positives * negatives))
 
 
 @dataclass(frozen=True)
@@ -106,7 +116,7 @@ def _auroc_interval(
     for _ in range(BOOTSTRAP_RESAMPLES):
         sample = rng.integers(0, len(risk), len(risk))
         if outcome[sample].any() and not outcome[sample].all():
-            estimates.append(roc_auc_score(outcome[sample], risk[sample]))
+            estimates.append(area_under_roc(outcome[sample], risk[sample]))
     low, high = np.percentile(estimates, [2.5, 97.5])
     return float(low), float(high)
 
@@ -119,7 +129,7 @@ def _subgroup(
         subgroup=name,
         patients=len(risk),
         deteriorated=int(outcome.sum()),
-        auroc=float(roc_auc_score(outcome, risk)) if both_outcomes else None,
+        auroc=area_under_roc(outcome, risk) if both_outcomes else None,
         mean_predicted=float(risk.mean()) if len(risk) else float("nan"),
         observed_rate=float(outcome.mean()) if len(risk) else float("nan"),
     )
@@ -137,7 +147,7 @@ def measure(
     return HeldOutMetrics(
         patients=len(risk),
         deteriorated=int(outcome.sum()),
-        auroc=float(roc_auc_score(outcome, risk)),
+        auroc=area_under_roc(outcome, risk),
         auroc_95ci=_auroc_interval(risk, outcome, seed),
         brier_score=float(np.mean((risk - outcome) ** 2)),
         calibration_intercept=intercept,
@@ -146,7 +156,7 @@ def measure(
         observed_rate=float(outcome.mean()),
         calibration_deciles=_deciles(risk, outcome),
         at_risk_thresholds=tuple(_alerts(risk, outcome, t) for t in RISK_THRESHOLDS),
-        news2_auroc=float(roc_auc_score(outcome, news2)),
+        news2_auroc=area_under_roc(outcome, news2.astype(np.float64)),
         news2_at_thresholds=tuple(
             _alerts(news2.astype(np.float64), outcome, t) for t in NEWS2_THRESHOLDS
         ),
