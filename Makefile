@@ -37,7 +37,7 @@ proto: install ## regenerate the Python code for proto/ (pinned protoc from uv.l
 lint: install ## ruff format check, ruff, strict mypy
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen ruff check .
-	$(UV) run --frozen mypy libs services tests bench
+	$(UV) run --frozen mypy libs services training tests bench
 
 .PHONY: test-unit
 test-unit: install ## unit tests (no network)
@@ -69,6 +69,11 @@ conformance-pack-note:
 faults: install ## hostile-input properties at 10,000 generated requests per endpoint (long)
 	CDSFLOW_PROPERTY_EXAMPLES=$${CDSFLOW_PROPERTY_EXAMPLES:-10000} $(PYTEST) --timeout=3600 \
 		tests/integration/test_hostile_inputs.py -k "every_"
+
+.PHONY: model
+model: install ## retrain the reference model: models/deterioration_risk (ONNX, card) + datasets/
+	$(UV) run --frozen python -m cdsflow.training train \
+		--model-dir models/deterioration_risk --dataset-dir datasets/deterioration_risk
 
 .PHONY: bench
 bench: install ## end-to-end throughput and latency, written to bench/results.json

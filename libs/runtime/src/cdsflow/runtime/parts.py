@@ -68,7 +68,14 @@ def _prepare_python_backend(work_dir: Path) -> Path:
 
 
 def triton_environment(base: dict[str, str]) -> dict[str, str]:
-    """LD_LIBRARY_PATH and PATH so the python stub loads this interpreter and this venv."""
+    """LD_LIBRARY_PATH and PATH so the python stub loads this interpreter and this venv.
+
+    The stub embeds libpython (found through LD_LIBRARY_PATH) and starts it as `python3`
+    looked up on PATH: with this venv's `bin` first, `sys.executable` is the venv's python,
+    the interpreter finds the venv's `pyvenv.cfg` and puts its site-packages on `sys.path`,
+    so models import numpy and onnxruntime from this environment (checked: without it,
+    `sys.prefix` is the base interpreter's and `import onnxruntime` fails in the stub).
+    """
     import pytriton
 
     site = Path(pytriton.__file__).parent.parent
@@ -86,13 +93,24 @@ def triton_environment(base: dict[str, str]) -> dict[str, str]:
     return env
 
 
+# The configuration that this CPU binary loads: `<model>/configs/cpu.pbtxt` where a model has
+# one (e.g. the python-backend twin of an onnxruntime GPU config), else `<model>/config.pbtxt`.
+CPU_MODEL_CONFIG = "cpu"
+
+
 def start_triton(
     model_repository: Path,
     log_dir: Path,
     otlp_traces_url: str | None = None,
     timeout_s: float = 120,
+    model_config_name: str | None = CPU_MODEL_CONFIG,
 ) -> ManagedProcess:
-    """tritonserver on 127.0.0.1; endpoints: `triton_grpc`, `triton_http`."""
+    """tritonserver on 127.0.0.1; endpoints: `triton_grpc`, `triton_http`.
+
+    `model_config_name` is Triton's `--model-config-name`: each model loads
+    `configs/<name>.pbtxt` when it has one and `config.pbtxt` otherwise; None passes no flag
+    (every model loads `config.pbtxt`).
+    """
     http_port, grpc_port = free_port(), free_port()
     backends = _prepare_python_backend(log_dir / "triton")
     argv = [
@@ -106,6 +124,8 @@ def start_triton(
         "--allow-metrics=false",
         "--log-verbose=0",
     ]
+    if model_config_name is not None:
+        argv.append(f"--model-config-name={model_config_name}")
     if otlp_traces_url:
         argv += [
             "--trace-config",
