@@ -7,10 +7,15 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from cdsflow.contracts import ClinicalEvent, NotificationKind
 from cdsflow.listener.app import create_app
@@ -263,3 +268,117 @@ async def test_a_ping_is_answered_by_a_search_for_what_changed(
             await switch_off(fhir, subscription_id)
     # each change once, whatever the later ping's search found again
     assert await records_on(kafka.bootstrap, settings.clinical_events_topic) == 2
+
+
+@dataclass
+class DroppingProxy:
+    """Between the EHR and the listener: forwards notifications, or answers 503 to every one
+    while `dropping` (as a network failure would), so the EHR gives up on some."""
+
+    listener_url: str
+    dropping: bool = False
+    dropped: int = 0
+
+    def app(self, http: httpx.AsyncClient) -> Starlette:
+        async def forward(request: Request) -> Response:
+            if self.dropping:
+                self.dropped += 1
+                return Response(status_code=503)
+            answer = await http.request(
+                request.method,
+                self.listener_url + request.url.path,
+                content=await request.body(),
+                headers={
+                    k: v for k, v in request.headers.items() if k.lower() in _FORWARDED_HEADERS
+                },
+            )
+            return Response(
+                answer.content, answer.status_code, {"content-type": "application/json"}
+            )
+
+        return Starlette(routes=[Route("/{path:path}", forward, methods=["POST", "PUT"])])
+
+
+_FORWARDED_HEADERS = {"authorization", "content-type", "traceparent"}
+
+
+async def test_what_the_ehr_failed_to_deliver_is_recovered(
+    kafka: KafkaEndpoint, ehr: EhrEndpoint, unique: str, pseudonym_key: str
+) -> None:
+    """An Encounter whose notification never reached the listener (the EHR gave up and set
+    the Subscription to error) is found by the recovery search and published, once."""
+    name = f"encounters-{unique}"
+    proxy_port = free_port()
+    settings = listener_settings(
+        kafka.bootstrap,
+        unique,
+        ehr_base_url=ehr.base_url,
+        channels=[
+            {
+                "name": name,
+                "topic": SEKMET_ENCOUNTER_START,
+                "recovery_search": f"Encounter?_tag=urn:test|{unique}",
+            }
+        ],
+        notification_endpoint=f"http://127.0.0.1:{proxy_port}{REST_HOOK}",
+        subscription_check_interval_s=0.5,
+    )
+    encounter = {
+        "resourceType": "Encounter",
+        "status": "in-progress",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "meta": {"tag": [{"system": "urn:test", "code": unique}]},
+    }
+    with recording_telemetry("listener", pseudonym_key) as (telemetry, _):
+        async with (
+            serve_app(create_app(settings, telemetry=telemetry)) as url,
+            httpx.AsyncClient(timeout=30) as http,
+            httpx.AsyncClient(base_url=ehr.base_url, headers=FHIR, timeout=30) as fhir,
+        ):
+            proxy = DroppingProxy(url)
+            async with serve_app(proxy.app(http), port=proxy_port):
+
+                async def active_id() -> str | None:
+                    state = (await shown(url))[name]
+                    ready = state["status"] == "active" and not state["recovery_pending"]
+                    return str(state["id"]) if ready else None
+
+                subscription_id = await eventually(active_id, what="the channel active")
+                try:
+                    patient = (await fhir.post("/Patient", json={"resourceType": "Patient"})).json()
+                    subject = {"subject": {"reference": f"Patient/{patient['id']}"}}
+                    first = (await fhir.post("/Encounter", json={**encounter, **subject})).json()
+                    await consume_clinical_events(
+                        kafka.bootstrap, settings.clinical_events_topic, f"first-{unique}"
+                    )
+
+                    proxy.dropping = True
+                    missed = (await fhir.post("/Encounter", json={**encounter, **subject})).json()
+
+                    async def ehr_gave_up() -> bool:
+                        current = (await fhir.get(f"/Subscription/{subscription_id}")).json()
+                        return bool(current["status"] == "error")
+
+                    await eventually(ehr_gave_up, timeout_s=60, what="the EHR to give up")
+                    proxy.dropping = False
+
+                    async def recovered() -> bool:
+                        state = (await shown(url))[name]
+                        return bool(state["gaps_recovered"] >= 1 and state["status"] == "active")
+
+                    await eventually(recovered, what="the missed notification recovered")
+                    records = await consume_clinical_events(
+                        kafka.bootstrap, settings.clinical_events_topic, f"all-{unique}", count=2
+                    )
+                finally:
+                    await switch_off(fhir, subscription_id)
+                metrics = (await http.get(f"{url}/metrics")).text
+
+    assert proxy.dropped >= 1
+    events = {ClinicalEvent.FromString(r.value).resource_id: r for r in records}
+    assert set(events) == {first["id"], missed["id"]}
+    recovered_event = ClinicalEvent.FromString(events[missed["id"]].value)
+    assert recovered_event.source.kind == NotificationKind.NOTIFICATION_KIND_GAP_RECOVERY
+    assert recovered_event.patient_reference == f"Patient/{patient['id']}"
+    assert await records_on(kafka.bootstrap, settings.clinical_events_topic) == 2
+    assert f'cdsflow_listener_recovered_events_total{{channel="{name}"}} 1.0' in metrics

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from aiokafka.errors import KafkaError
@@ -23,6 +24,7 @@ from cdsflow.contracts import (
 from cdsflow.fhir import FHIR_JSON, EhrClient
 from cdsflow.listener.domain import UnusableResource
 from cdsflow.listener.ehr_reads import ehr_http_client
+from cdsflow.listener.gap_recovery import recover_gap
 from cdsflow.listener.handlers import router
 from cdsflow.listener.intake import ListenerMetrics, NotificationIntake, PublishUnavailable
 from cdsflow.listener.published_events import PublishedEvents
@@ -189,6 +191,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             published=published,
             subscriptions=subscriptions,
         )
+        subscriptions.recover = partial(recover_gap, app.state.intake, subscription_metrics)
         # after the intake is in place: creating a Subscription makes the EHR call at once
         subscriptions.start()
         try:

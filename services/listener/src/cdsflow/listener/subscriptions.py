@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +31,7 @@ from cdsflow.telemetry import MetricsRegistry
 log = logging.getLogger("cdsflow.listener")
 
 SUBSCRIPTION_STATUSES = ("requested", "active", "error", "off", "unknown")
-_UNSETTLED_CHECK_S = 1.0
+_UNSETTLED_S = 1.0
 
 
 def channel_secret(master_secret: str, channel: Channel) -> str:
@@ -58,6 +59,11 @@ class ChannelState:
     # by a search; one search at a time per channel
     checkpoint: datetime | None = None
     search_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # a gap in the event numbers, an error/off status or a restart: what may have been missed
+    # is searched for at the next check
+    recovery_pending: bool = False
+    gaps_detected: int = 0
+    gaps_recovered: int = 0
 
     def as_json(self) -> dict[str, Any]:
         """For `GET /subscriptions`: never the secret."""
@@ -74,6 +80,9 @@ class ChannelState:
             "last_event_number": self.last_event_number,
             "checkpoint": _iso(self.checkpoint),
             "reactivations": self.reactivations,
+            "recovery_pending": self.recovery_pending,
+            "gaps_detected": self.gaps_detected,
+            "gaps_recovered": self.gaps_recovered,
         }
 
 
@@ -81,6 +90,8 @@ class ChannelState:
 class SubscriptionMetrics:
     status: Gauge
     reactivations: Counter
+    gaps: Counter
+    recovered_events: Counter
 
     @classmethod
     def register(cls, registry: MetricsRegistry) -> SubscriptionMetrics:
@@ -93,6 +104,17 @@ class SubscriptionMetrics:
             reactivations=registry.counter(
                 "listener_subscription_reactivations",
                 "Subscriptions the EHR had set to error or off, asked to be active again",
+                ("channel",),
+            ),
+            gaps=registry.counter(
+                "listener_gaps",
+                "Gaps in a channel's notifications, by outcome: detected, recovered, "
+                "unrecoverable (no search to recover with)",
+                ("channel", "outcome"),
+            ),
+            recovered_events=registry.counter(
+                "listener_recovered_events",
+                "Events published by gap recovery (not already on the topic)",
                 ("channel",),
             ),
         )
@@ -119,6 +141,9 @@ class ChannelSubscriptions:
             for channel in channels
         }
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        # set by the app once the intake exists: searches and publishes what a gap missed
+        self.recover: Callable[[ChannelState], Awaitable[None]] | None = None
 
     def start(self) -> None:
         if self.states:
@@ -138,13 +163,43 @@ class ChannelSubscriptions:
                 found = state
         return found
 
-    def note_notification(self, state: ChannelState, event_number: int | None) -> None:
+    def note_notification(
+        self,
+        state: ChannelState,
+        events_since_start: int | None,
+        first_event_number: int | None = None,
+    ) -> bool:
+        """Record a notification from the channel; True when its numbers show a gap (events
+        the EHR counted but this listener never received), which is then recovered."""
         state.last_notification_at = datetime.now(UTC)
-        if event_number is not None:
-            state.last_event_number = max(state.last_event_number or 0, event_number)
+        seen = state.last_event_number
+        numbers = [n for n in (first_event_number, events_since_start) if n is not None]
+        if not numbers:
+            return False
+        if seen is not None and max(numbers) < seen:
+            state.last_event_number = max(numbers)  # numbering restarted: a new Subscription
+            return False
+        gap = False
+        if seen is not None:
+            if first_event_number is not None:
+                gap = first_event_number > seen + 1
+            else:  # a heartbeat or status that counts events never received
+                gap = max(numbers) > seen
+        state.last_event_number = max([*numbers, seen or 0])
+        if gap:
+            self._gap(state)
+        return gap
+
+    def _gap(self, state: ChannelState) -> None:
+        state.gaps_detected += 1
+        state.recovery_pending = True
+        self._metrics.gaps.labels(state.channel.name, "detected").inc()
+        log.warning("gap in the channel's notifications", extra={"channel": state.channel.name})
+        self._wake.set()
 
     async def check_all(self) -> None:
-        """One round: every channel's Subscription created, adopted or re-activated."""
+        """One round: every channel's Subscription created, adopted or re-activated, and
+        what a gap, an error or a restart may have missed recovered."""
         for state in self.states.values():
             try:
                 await self._check(state)
@@ -154,15 +209,38 @@ class ChannelSubscriptions:
                     extra={"channel": state.channel.name, "status_code": exc.status_code},
                 )
             self._show(state)
+            if state.recovery_pending and state.status == "active":
+                await self.recover_missed(state)
+
+    async def recover_missed(self, state: ChannelState) -> None:
+        """Search and publish what the channel may have missed (a channel without a
+        recovery search: counted as unrecoverable)."""
+        if state.channel.search_for_gaps is None:
+            state.recovery_pending = False
+            self._metrics.gaps.labels(state.channel.name, "unrecoverable").inc()
+            log.warning(
+                "a gap cannot be recovered: the channel declares no recovery_search",
+                extra={"channel": state.channel.name},
+            )
+            return
+        if self.recover is not None:
+            await self.recover(state)
 
     async def _keep_active(self) -> None:
         while True:
             await self.check_all()
             # until every Subscription is active (a handshake may have reached the listener
             # before it was listening), look again soon
-            settled = all(state.status == "active" for state in self.states.values())
+            settled = all(
+                state.status == "active" and not state.recovery_pending
+                for state in self.states.values()
+            )
             interval = self._check_interval_s
-            await asyncio.sleep(interval if settled else min(interval, _UNSETTLED_CHECK_S))
+            with contextlib.suppress(TimeoutError):
+                # a gap wakes it at once
+                async with asyncio.timeout(interval if settled else min(interval, _UNSETTLED_S)):
+                    await self._wake.wait()
+            self._wake.clear()
 
     async def _check(self, state: ChannelState) -> None:
         current = None
@@ -176,6 +254,7 @@ class ChannelSubscriptions:
                 extra={"channel": state.channel.name, "status": current.get("status")},
             )
             current = await self._ehr.update(self._wanted(state, current))
+            state.recovery_pending = True  # what the EHR failed to deliver is searched for
             state.reactivations += 1
             self._metrics.reactivations.labels(state.channel.name).inc()
         state.subscription_id = str(current.get("id") or state.subscription_id)
@@ -191,6 +270,7 @@ class ChannelSubscriptions:
         found = await self._ehr.search("Subscription", [("_tag", tag)])
         if found:
             log.info("channel's Subscription adopted", extra={"channel": state.channel.name})
+            state.recovery_pending = True  # what changed while no listener ran
             return await self._ehr.update(self._wanted(state, found[0]))
         # conditional: two replicas starting together create one Subscription
         created = await self._ehr.create(

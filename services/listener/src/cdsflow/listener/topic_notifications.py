@@ -90,10 +90,6 @@ async def receive_topic_notification(
     except NotificationRejected as rejection:
         span.set_attribute("cdsflow.notification_kind", TOPIC_NOTIFICATION)
         return refused(intake, TOPIC_NOTIFICATION, rejection)
-    if channel is not None and intake.subscriptions is not None:
-        intake.subscriptions.note_notification(
-            channel, notification.events_since_subscription_start
-        )
     kind = topic_kind(notification.notification_type)
     span.set_attributes(
         {
@@ -105,6 +101,7 @@ async def receive_topic_notification(
     )
     with counting_failures(intake, kind):
         if notification.notification_type not in EVENT_TYPES:
+            _note_numbers(intake, channel, notification)
             intake.count(kind, "acknowledged")
             return outcome_response(
                 200,
@@ -129,7 +126,25 @@ async def receive_topic_notification(
                     await record_unusable_acked(intake, delivery.event, delivery.unusable)
         except PublishUnavailable as exc:
             return retry_later(intake, kind, exc)
+        _note_numbers(intake, channel, notification)
         return _acknowledged(intake, kind, deliveries, already_published)
+
+
+def _note_numbers(
+    intake: NotificationIntake,
+    channel: ChannelState | None,
+    notification: SubscriptionNotification,
+) -> None:
+    """Once acknowledged: the channel's event numbers move on; a gap is recovered."""
+    if channel is None or intake.subscriptions is None:
+        return
+    numbers = [event.event_number for event in notification.events]
+    if intake.subscriptions.note_notification(
+        channel,
+        notification.events_since_subscription_start,
+        min(numbers) if numbers else None,
+    ):
+        trace.get_current_span().set_attribute("cdsflow.gap_detected", True)
 
 
 def require_channel_subscription(

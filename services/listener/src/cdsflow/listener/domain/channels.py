@@ -34,6 +34,9 @@ class Channel(BaseModel):
     filters: tuple[str, ...] = ()
     payload: PayloadContent = "full-resource"
     heartbeat_period_s: int | None = Field(default=None, gt=0)
+    # how to find what a gap in the channel's notifications left out (`Type?params`, searched
+    # since the channel's checkpoint); a criteria channel's own criteria by default
+    recovery_search: str | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Channel:
@@ -52,7 +55,14 @@ class Channel(BaseModel):
                 )
         elif not self.topic or not self.topic.startswith(("http://", "https://", "urn:")):
             raise ValueError(f"channel {self.name}: a topic is its canonical URL")
+        if self.recovery_search is not None and not _CRITERIA.match(self.recovery_search):
+            raise ValueError(f"channel {self.name}: recovery_search must be Type?params")
         return self
+
+    @property
+    def search_for_gaps(self) -> str | None:
+        """What is searched to recover a gap: the declared search, else the criteria."""
+        return self.recovery_search or self.criteria
 
     @property
     def watches(self) -> str:
