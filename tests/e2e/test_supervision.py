@@ -1,7 +1,7 @@
 """`cdsflow up` keeps what it acknowledged when a service dies (issue 5, defect 5).
 
 One `cdsflow up --with-ehr` for the module, on the real parts. Vital-sign Observations are
-written into the EHR (SEKMET), whose rest-hook Subscription notifies the listener. The
+written into the EHR (SEKMET), whose topic-based Subscription notifies the listener. The
 reasoner is SIGKILLed mid-stream: `up` must restart it, and every Observation that the
 listener acknowledged must still end as a RiskAssessment in the EHR. Each Observation has a
 patient of its own, so that each RiskAssessment proves its own event was processed. Then the
@@ -33,8 +33,9 @@ from tests.support.polling import eventually
 
 pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-m", "cdsflow.runtime.cli"]
+# the embedded EHR notifies through the vital-signs topic (R4 backport Bundles)
 PUBLISHED = (
-    'cdsflow_listener_notifications_total{kind="rest-hook-full-resource",outcome="published"}'
+    'cdsflow_listener_notifications_total{kind="topic-event-notification",outcome="published"}'
 )
 
 

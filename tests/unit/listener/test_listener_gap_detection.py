@@ -1,4 +1,5 @@
-"""Gaps in a channel's event numbers: which notifications show events never received."""
+"""Gaps in a channel's event numbers: numbers the EHR counted that never arrived, after a
+grace period for notifications delivered out of order."""
 
 from __future__ import annotations
 
@@ -18,16 +19,24 @@ def registry() -> MetricsRegistry:
     return MetricsRegistry("listener")
 
 
-@pytest.fixture
-def subscriptions(registry: MetricsRegistry) -> ChannelSubscriptions:
+def channel_subscriptions(
+    registry: MetricsRegistry, channel: Channel, gap_grace_s: float
+) -> ChannelSubscriptions:
     return ChannelSubscriptions(
-        [Channel(name="enc", topic=TOPIC, recovery_search="Encounter?status=in-progress")],
+        [channel],
         "a-master-secret-0123456789",
         RecordingEhr().client(4096),
         "https://listener.test/fhir/notifications/rest-hook",
         30.0,
         SubscriptionMetrics.register(registry),
+        gap_grace_s=gap_grace_s,
     )
+
+
+@pytest.fixture
+def subscriptions(registry: MetricsRegistry) -> ChannelSubscriptions:
+    channel = Channel(name="enc", topic=TOPIC, recovery_search="Encounter?status=in-progress")
+    return channel_subscriptions(registry, channel, gap_grace_s=3600)
 
 
 def gaps(registry: MetricsRegistry, outcome: str = "detected") -> float:
@@ -37,78 +46,83 @@ def gaps(registry: MetricsRegistry, outcome: str = "detected") -> float:
     return value or 0.0
 
 
-def test_consecutive_events_are_no_gap(
+def test_consecutive_events_leave_nothing_missing(subscriptions: ChannelSubscriptions) -> None:
+    state = subscriptions.states["enc"]
+    assert not subscriptions.note_notification(state, 0)  # the handshake
+    assert not subscriptions.note_notification(state, 1, [1])
+    assert not subscriptions.note_notification(state, 3, [2, 3])  # two in one Bundle
+    assert not subscriptions.note_notification(state, 3)  # a heartbeat that counts them all
+    assert state.last_event_number == 3
+    assert state.missing == {}
+
+
+def test_events_out_of_order_are_no_gap(
     subscriptions: ChannelSubscriptions, registry: MetricsRegistry
 ) -> None:
     state = subscriptions.states["enc"]
-    assert not subscriptions.note_notification(state, 0)  # the handshake
-    assert not subscriptions.note_notification(state, 1, first_event_number=1)
-    assert not subscriptions.note_notification(state, 3, first_event_number=2)  # two in one
-    assert not subscriptions.note_notification(state, 3)  # a heartbeat that counts them all
-    assert state.last_event_number == 3
+    subscriptions.note_notification(state, 1, [1])
+
+    assert subscriptions.note_notification(state, 3, [3])  # 2 is missing, for now
+    assert not subscriptions.note_notification(state, 2, [2])  # and here it is
+
+    assert state.missing == {}
+    subscriptions.note_overdue_gaps(state)
     assert not state.recovery_pending
     assert gaps(registry) == 0
 
 
-def test_an_event_number_skipped_is_a_gap(
-    subscriptions: ChannelSubscriptions, registry: MetricsRegistry
-) -> None:
+def test_a_number_missing_past_the_grace_period_is_a_gap(registry: MetricsRegistry) -> None:
+    channel = Channel(name="enc", topic=TOPIC, recovery_search="Encounter?status=in-progress")
+    subscriptions = channel_subscriptions(registry, channel, gap_grace_s=0)
     state = subscriptions.states["enc"]
-    subscriptions.note_notification(state, 1, first_event_number=1)
+    subscriptions.note_notification(state, 1, [1])
+    subscriptions.note_notification(state, 4, [4])  # 2 and 3 never arrive
 
-    assert subscriptions.note_notification(state, 3, first_event_number=3)
+    subscriptions.note_overdue_gaps(state)
 
     assert state.recovery_pending
     assert state.gaps_detected == 1
-    assert state.last_event_number == 3
+    assert state.missing == {}
     assert gaps(registry) == 1
 
 
-def test_a_heartbeat_counting_events_never_received_is_a_gap(
+def test_a_heartbeat_counting_events_never_received_leaves_them_missing(
     subscriptions: ChannelSubscriptions,
 ) -> None:
     state = subscriptions.states["enc"]
-    subscriptions.note_notification(state, 2, first_event_number=2)
+    subscriptions.note_notification(state, 2, [2])
 
     assert subscriptions.note_notification(state, 4)
 
-    assert state.recovery_pending
+    assert set(state.missing) == {3, 4}
 
 
-def test_the_first_notification_seen_sets_the_count_without_a_gap(
-    subscriptions: ChannelSubscriptions,
-) -> None:
+def test_the_first_notification_seen_sets_the_count(subscriptions: ChannelSubscriptions) -> None:
     state = subscriptions.states["enc"]
-    assert not subscriptions.note_notification(state, 41, first_event_number=41)
+    assert not subscriptions.note_notification(state, 41, [41])
     assert state.last_event_number == 41
 
 
-def test_numbering_that_starts_again_is_a_new_subscription_not_a_gap(
-    subscriptions: ChannelSubscriptions,
-) -> None:
+def test_a_handshake_starts_the_count_again(subscriptions: ChannelSubscriptions) -> None:
     state = subscriptions.states["enc"]
-    subscriptions.note_notification(state, 9, first_event_number=9)
+    subscriptions.note_notification(state, 9, [9])
+    subscriptions.note_notification(state, 12, [12])
 
-    assert not subscriptions.note_notification(state, 1, first_event_number=1)
-    assert state.last_event_number == 1
+    assert not subscriptions.note_notification(state, 0)
+
+    assert state.last_event_number == 0
+    assert state.missing == {}
 
 
 async def test_a_channel_without_a_recovery_search_counts_its_gap_as_unrecoverable(
     registry: MetricsRegistry,
 ) -> None:
-    subscriptions = ChannelSubscriptions(
-        [Channel(name="enc", topic=TOPIC)],
-        "a-master-secret-0123456789",
-        RecordingEhr().client(4096),
-        "https://listener.test/fhir/notifications/rest-hook",
-        30.0,
-        SubscriptionMetrics.register(registry),
-    )
+    subscriptions = channel_subscriptions(registry, Channel(name="enc", topic=TOPIC), 0)
     state = subscriptions.states["enc"]
-    subscriptions.note_notification(state, 1, first_event_number=1)
-    subscriptions.note_notification(state, 5, first_event_number=5)
+    subscriptions.note_notification(state, 1, [1])
+    subscriptions.note_notification(state, 5, [5])
+    subscriptions.note_overdue_gaps(state)
     state.status = "active"
-    state.subscription_id = "sub-1"
 
     await subscriptions.recover_missed(state)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cdsflow.runtime.cli import command_parser, main, stack_options
+from cdsflow.runtime.ehr_topics import VITAL_SIGNS_TOPIC_URL
 from cdsflow.runtime.processes import split_host_port
 from cdsflow.runtime.stack import StackOptions, service_environments
 from tests.conftest import MODEL_REPOSITORY
@@ -211,8 +212,14 @@ def test_the_listener_keeps_the_vital_signs_subscription_unless_told_not_to() ->
     kept = stack_options(parser, parser.parse_args(["up", "--with-ehr"]), with_ehr=True)
     environment = service_environments(kept, ENDPOINTS)["listener"]
     [channel] = json.loads(environment["CDSFLOW_CHANNELS"])
-    assert channel["criteria"] == "Observation?category=vital-signs"
+    # the embedded EHR is given the vital-signs topic; an EHR of yours gets criteria
+    assert channel["topic"] == VITAL_SIGNS_TOPIC_URL
+    assert channel["recovery_search"] == "Observation?category=vital-signs"
     assert environment["CDSFLOW_NOTIFICATION_ENDPOINT"] == ENDPOINTS["listener"]
+    yours = parser.parse_args(["up", "--ehr-base-url", "https://ehr.example/fhir"])
+    theirs = service_environments(stack_options(parser, yours, False), ENDPOINTS)
+    [channel] = json.loads(theirs["listener"]["CDSFLOW_CHANNELS"])
+    assert channel["criteria"] == "Observation?category=vital-signs"
 
     public = "https://cdsflow.example/fhir/notifications/rest-hook"
     args = parser.parse_args(["up", "--with-ehr", "--listener-public-url", public])

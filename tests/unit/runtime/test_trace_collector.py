@@ -19,6 +19,7 @@ def test_protobuf_export_is_read_with_hex_ids_and_service() -> None:
     tracer = provider.get_tracer("t")
     with tracer.start_as_current_span("parent") as parent:
         parent.set_attribute("cdsflow.patient_key", "k1")
+        parent.set_attribute("cdsflow.patient_keys", ["k1", "k2"])
         with tracer.start_as_current_span("child"):
             pass
     body = encode_spans(exporter.get_finished_spans()).SerializeToString()
@@ -27,7 +28,10 @@ def test_protobuf_export_is_read_with_hex_ids_and_service() -> None:
     assert spans["parent"].trace_id == trace_id == spans["child"].trace_id
     assert spans["child"].parent_span_id == spans["parent"].span_id
     assert spans["parent"].service == "listener"
-    assert spans["parent"].attributes == {"cdsflow.patient_key": "k1"}
+    assert spans["parent"].attributes == {
+        "cdsflow.patient_key": "k1",
+        "cdsflow.patient_keys": ["k1", "k2"],
+    }
     assert spans["parent"].end_unix_nano >= spans["child"].end_unix_nano > 0
     assert spans["parent"].duration_s >= spans["child"].duration_s
     assert describe_trace(list(spans.values())) == ["listener: parent", "  listener: child"]

@@ -24,7 +24,7 @@ from typing import Any
 
 from cdsflow.runtime.hook_command import add_hook_command, run_hook
 from cdsflow.runtime.processes import ProcessFailed, split_host_port
-from cdsflow.runtime.stack import CDS_SERVICE_ID, DEFAULT_CHANNELS, Stack, StackOptions
+from cdsflow.runtime.stack import CDS_SERVICE_ID, Stack, StackOptions
 
 # how often `up` looks at its parts
 SUPERVISION_INTERVAL_S = 0.25
@@ -148,7 +148,7 @@ def stack_options(
             for issuer, jwks_url in getattr(args, "trust_ehr_issuer", [])
         ),
         cds_public_url=getattr(args, "cds_public_url", None),
-        channels=() if getattr(args, "no_subscription", False) else DEFAULT_CHANNELS,
+        channels=() if getattr(args, "no_subscription", False) else None,
         listener_public_url=getattr(args, "listener_public_url", None),
     )
 

@@ -112,7 +112,11 @@ def pipeline_traces(collector: TraceCollector, patient_key: str) -> list[list[Co
     started = [
         span.trace_id
         for span in spans
-        if span.attributes.get("cdsflow.patient_key") == patient_key and "listener" in span.service
+        if "listener" in span.service
+        and (
+            span.attributes.get("cdsflow.patient_key") == patient_key
+            or patient_key in (span.attributes.get("cdsflow.patient_keys") or ())
+        )
     ]
     traces = []
     for trace_id in dict.fromkeys(started):

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cdsflow.fhir import is_loopback_host
+from cdsflow.runtime.ehr_topics import VITAL_SIGNS_TOPIC_URL, define_vital_signs_topic
 from cdsflow.runtime.parts import start_broker, start_ehr, start_triton
 from cdsflow.runtime.processes import (
     ManagedProcess,
@@ -37,9 +38,20 @@ from cdsflow.runtime.trace_collector import TraceCollector
 SERVICES = ("listener", "reasoner", "writeback")
 REST_HOOK_PATH = "/fhir/notifications/rest-hook"
 CDS_SERVICE_ID = "cdsflow-deterioration"
-# what the reasoner scores: every vital-sign Observation, full resource
+VITAL_SIGNS_CRITERIA = "Observation?category=vital-signs"
+# what the reasoner scores: every vital-sign Observation, full resource; from an EHR of yours
+# through an R4 criteria Subscription
 DEFAULT_CHANNELS: tuple[dict[str, Any], ...] = (
-    {"name": "vital-signs", "criteria": "Observation?category=vital-signs"},
+    {"name": "vital-signs", "criteria": VITAL_SIGNS_CRITERIA},
+)
+# from the embedded EHR through the topic it is given at start (R4 backport notifications)
+EMBEDDED_EHR_CHANNELS: tuple[dict[str, Any], ...] = (
+    {
+        "name": "vital-signs",
+        "topic": VITAL_SIGNS_TOPIC_URL,
+        "payload": "full-resource",
+        "recovery_search": VITAL_SIGNS_CRITERIA,
+    },
 )
 
 
@@ -70,9 +82,10 @@ class StackOptions:
     # (issuer, JWKS URL) pairs, and the writeback's URL as those EHRs call it (a token's `aud`)
     trusted_ehr_issuers: tuple[tuple[str, str], ...] = ()
     cds_public_url: str | None = None
-    # the Subscriptions the listener keeps on the EHR (its CDSFLOW_CHANNELS); none: make
-    # them yourself, with `channel_secret`
-    channels: tuple[dict[str, Any], ...] = DEFAULT_CHANNELS
+    # the Subscriptions the listener keeps on the EHR (its CDSFLOW_CHANNELS); None: the
+    # vital-signs channel (a topic on the embedded EHR, criteria on yours); (): none, make
+    # them yourself with `channel_secret`
+    channels: tuple[dict[str, Any], ...] | None = None
     # the listener's rest-hook URL as the EHR reaches it (default: the loopback one)
     listener_public_url: str | None = None
 
@@ -136,6 +149,7 @@ class Stack:
             ehr = self._add(start_ehr(log_dir))
             essential.append(ehr)
             ehr_base_url = ehr.endpoints["ehr"]
+            define_vital_signs_topic(ehr_base_url)
         else:
             assert options.ehr_base_url is not None
             ehr_base_url = options.ehr_base_url.rstrip("/")
@@ -158,7 +172,7 @@ class Stack:
         self.supervisor = Supervisor(options.restart_policy)
         self.supervisor.restart_when_exited(started)
         self.supervisor.stop_all_when_exited(essential)
-        if options.channels:
+        if channels_of(options):
             states = wait_until_channels_active(by_name["listener"], options.service_timeout_s)
             self.endpoints["subscription"] = f"{ehr_base_url}/Subscription/{states[0]['id']}"
 
@@ -223,7 +237,7 @@ def service_environments(
     own = {
         "listener": {
             "CDSFLOW_CHANNEL_SECRET": options.channel_secret,
-            "CDSFLOW_CHANNELS": json.dumps(list(options.channels)),
+            "CDSFLOW_CHANNELS": json.dumps(list(channels_of(options))),
             "CDSFLOW_NOTIFICATION_ENDPOINT": options.listener_public_url or endpoints["listener"],
         },
         "reasoner": {"CDSFLOW_TRITON_GRPC_URL": endpoints["triton_grpc"]},
@@ -248,6 +262,13 @@ def service_environments(
         },
     }
     return {name: {**common, **own[name]} for name in SERVICES}
+
+
+def channels_of(options: StackOptions) -> tuple[dict[str, Any], ...]:
+    """The listener's channels: as given, else the vital-signs one for the EHR in use."""
+    if options.channels is not None:
+        return options.channels
+    return EMBEDDED_EHR_CHANNELS if options.with_ehr else DEFAULT_CHANNELS
 
 
 def _on_loopback_http(url: str) -> bool:

@@ -40,6 +40,8 @@ class CollectedSpan:
 
 def _any_value(value: AnyValue) -> Any:
     kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_any_value(item) for item in value.array_value.values]
     return getattr(value, kind) if kind else None
 
 

@@ -71,6 +71,20 @@ ALLOWED_SPAN_ATTRIBUTES: frozenset[str] = frozenset(
         "cdsflow.outcome",
         # a fixed label (`no-patient`, `foreign-patient`, `not-observation`, ...), never a value
         "cdsflow.reason",
+        # notifications: their shape, the events and patients (keyed) they carried, and the
+        # channel they came through; counts of what a search found and published
+        "cdsflow.notification_shape",
+        "cdsflow.payload_content",
+        "cdsflow.event_count",
+        "cdsflow.event_ids",
+        "cdsflow.patient_keys",
+        "cdsflow.channel",
+        "cdsflow.gap_detected",
+        "cdsflow.found",
+        "cdsflow.published",
+        # write-back to the EHR: tries, and whether the transaction created anything
+        "cdsflow.ehr.attempts",
+        "cdsflow.ehr.created",
     }
 )
 

@@ -180,6 +180,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             settings.notification_endpoint or "",
             settings.subscription_check_interval_s,
             subscription_metrics,
+            settings.gap_grace_s,
         )
         app.state.publisher = publisher
         app.state.intake = NotificationIntake(

@@ -16,7 +16,8 @@ import contextlib
 import hashlib
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -62,6 +63,8 @@ class ChannelState:
     # a gap in the event numbers, an error/off status or a restart: what may have been missed
     # is searched for at the next check
     recovery_pending: bool = False
+    # event numbers counted by the EHR but not received yet, with when they went missing
+    missing: dict[int, float] = field(default_factory=dict)
     gaps_detected: int = 0
     gaps_recovered: int = 0
 
@@ -81,6 +84,7 @@ class ChannelState:
             "checkpoint": _iso(self.checkpoint),
             "reactivations": self.reactivations,
             "recovery_pending": self.recovery_pending,
+            "missing_events": len(self.missing),
             "gaps_detected": self.gaps_detected,
             "gaps_recovered": self.gaps_recovered,
         }
@@ -131,10 +135,12 @@ class ChannelSubscriptions:
         endpoint: str,
         check_interval_s: float,
         metrics: SubscriptionMetrics,
+        gap_grace_s: float = 10.0,
     ) -> None:
         self._ehr = ehr
         self._endpoint = endpoint
         self._check_interval_s = check_interval_s
+        self._gap_grace_s = gap_grace_s
         self._metrics = metrics
         self.states = {
             channel.name: ChannelState(channel, channel_secret(master_secret, channel))
@@ -167,35 +173,60 @@ class ChannelSubscriptions:
         self,
         state: ChannelState,
         events_since_start: int | None,
-        first_event_number: int | None = None,
+        event_numbers: Sequence[int] = (),
     ) -> bool:
-        """Record a notification from the channel; True when its numbers show a gap (events
-        the EHR counted but this listener never received), which is then recovered."""
-        state.last_notification_at = datetime.now(UTC)
-        seen = state.last_event_number
-        numbers = [n for n in (first_event_number, events_since_start) if n is not None]
-        if not numbers:
-            return False
-        if seen is not None and max(numbers) < seen:
-            state.last_event_number = max(numbers)  # numbering restarted: a new Subscription
-            return False
-        gap = False
-        if seen is not None:
-            if first_event_number is not None:
-                gap = first_event_number > seen + 1
-            else:  # a heartbeat or status that counts events never received
-                gap = max(numbers) > seen
-        state.last_event_number = max([*numbers, seen or 0])
-        if gap:
-            self._gap(state)
-        return gap
+        """Record a notification from the channel; True when its numbers leave some missing
+        (events the EHR counted but this listener has not received).
 
-    def _gap(self, state: ChannelState) -> None:
+        EHRs deliver concurrently, so event 3 may arrive before event 2: a missing number is
+        only a gap when it is still missing `gap_grace_s` later; then it is recovered."""
+        state.last_notification_at = datetime.now(UTC)
+        now = time.monotonic()
+        for number in event_numbers:
+            state.missing.pop(number, None)
+        if events_since_start == 0 and not event_numbers:  # a handshake: counting starts
+            state.last_event_number = 0
+            state.missing.clear()
+            return False
+        counted = [*event_numbers, *([events_since_start] if events_since_start else [])]
+        if not counted:
+            return False
+        seen = state.last_event_number
+        top = max(counted)
+        if seen is None or top <= seen:
+            state.last_event_number = top if seen is None else seen
+            return False
+        received = set(event_numbers)
+        for number in range(seen + 1, top + 1):
+            if number not in received:
+                state.missing.setdefault(number, now)
+        state.last_event_number = top
+        if state.missing:
+            self._wake.set()  # to look again once the grace period is over
+        return bool(state.missing)
+
+    def note_overdue_gaps(self, state: ChannelState) -> None:
+        """Numbers missing for longer than the grace period: a gap, to recover."""
+        horizon = time.monotonic() - self._gap_grace_s
+        overdue = [number for number, since in state.missing.items() if since <= horizon]
+        if not overdue:
+            return
+        for number in overdue:
+            del state.missing[number]
         state.gaps_detected += 1
         state.recovery_pending = True
         self._metrics.gaps.labels(state.channel.name, "detected").inc()
-        log.warning("gap in the channel's notifications", extra={"channel": state.channel.name})
-        self._wake.set()
+        log.warning(
+            "gap in the channel's notifications",
+            extra={"channel": state.channel.name, "missing_events": len(overdue)},
+        )
+
+    def _next_gap_due_s(self) -> float | None:
+        """Seconds until the oldest missing number becomes a gap, if any is missing."""
+        oldest = [min(s.missing.values()) for s in self.states.values() if s.missing]
+        if not oldest:
+            return None
+        return max(0.0, min(oldest) + self._gap_grace_s - time.monotonic())
 
     async def check_all(self) -> None:
         """One round: every channel's Subscription created, adopted or re-activated, and
@@ -209,6 +240,7 @@ class ChannelSubscriptions:
                     extra={"channel": state.channel.name, "status_code": exc.status_code},
                 )
             self._show(state)
+            self.note_overdue_gaps(state)
             if state.recovery_pending and state.status == "active":
                 await self.recover_missed(state)
 
@@ -235,10 +267,13 @@ class ChannelSubscriptions:
                 state.status == "active" and not state.recovery_pending
                 for state in self.states.values()
             )
-            interval = self._check_interval_s
+            wait = self._check_interval_s if settled else min(self._check_interval_s, _UNSETTLED_S)
+            gap_due = self._next_gap_due_s()
+            if gap_due is not None:
+                wait = min(wait, gap_due + 0.05)
             with contextlib.suppress(TimeoutError):
-                # a gap wakes it at once
-                async with asyncio.timeout(interval if settled else min(interval, _UNSETTLED_S)):
+                # a number gone missing wakes it, to wait for its grace period
+                async with asyncio.timeout(wait):
                     await self._wake.wait()
             self._wake.clear()
 

@@ -140,9 +140,7 @@ def _note_numbers(
         return
     numbers = [event.event_number for event in notification.events]
     if intake.subscriptions.note_notification(
-        channel,
-        notification.events_since_subscription_start,
-        min(numbers) if numbers else None,
+        channel, notification.events_since_subscription_start, numbers
     ):
         trace.get_current_span().set_attribute("cdsflow.gap_detected", True)
 
@@ -288,6 +286,9 @@ def _acknowledged(
     unusable = [d.unusable for d in deliveries if d.unusable is not None]
     span = trace.get_current_span()
     span.set_attribute("cdsflow.event_ids", published)
+    # the keyed pseudonyms of the patients it carried: how an SRE finds a patient's trace
+    keys = sorted({d.event.patient_key for d in deliveries if d.event.patient_key})
+    span.set_attribute("cdsflow.patient_keys", keys)
     if not deliveries:
         intake.count(kind, "acknowledged-empty")
         return outcome_response(
