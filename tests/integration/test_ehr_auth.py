@@ -1,0 +1,217 @@
+"""EHR auth against a real SEKMET whose FHIR API asks for credentials (its `server_auth` on,
+set through the `SEKMET_CONFIG` file that `start_ehr` writes): SMART Backend Services with
+an ES384 and an RS384 client (token endpoint discovered or configured), a static bearer, and
+what SEKMET refuses — no credentials (401), a wrong key, scopes not granted (token endpoint),
+a write with a read-only token (403)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cdsflow.fhir import (
+    BackendServicesClient,
+    EhrAuthError,
+    EhrClient,
+    EhrError,
+    SmartBackendAuth,
+    StaticBearerAuth,
+    is_ehr_outage,
+    load_signing_key,
+)
+from cdsflow.runtime.parts import start_ehr
+from tests.support.signing_keys import KeyPairFiles, write_key_pair
+
+pytestmark = pytest.mark.integration
+
+STATIC_TOKEN = "static-bearer-token-for-tests-0123456789"
+READ_WRITE = "system/*.read system/*.write"
+IDENTIFIER_SYSTEM = "urn:cdsflow:test:ehr-auth"
+
+
+@dataclass(frozen=True)
+class SecuredEhr:
+    base_url: str
+    token_url: str
+    keys: dict[str, KeyPairFiles]
+    folder: Path
+
+
+@pytest.fixture(scope="module")
+def secured_ehr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredEhr]:
+    """SEKMET with SMART and static-bearer auth: client `es384` registered by a JWK Set,
+    `rs384` by a public key file, `reader` (ES384) allowed to read only."""
+    folder = tmp_path_factory.mktemp("secured-ehr")
+    keys = {
+        "es384": write_key_pair(folder / "keys", "es384", "ES384"),
+        "rs384": write_key_pair(folder / "keys", "rs384", "RS384"),
+        "reader": write_key_pair(folder / "keys", "reader", "ES384"),
+    }
+    server_auth = {
+        "types": ["smart", "bearer"],
+        "tokens": [STATIC_TOKEN],
+        "smart_clients": [
+            {
+                "client_id": "es384",
+                "jwks": {"keys": [keys["es384"].public_jwk()]},
+                "scopes": READ_WRITE,
+            },
+            {
+                "client_id": "rs384",
+                "public_key_path": str(keys["rs384"].public_key_file),
+                "scopes": READ_WRITE,
+            },
+            {
+                "client_id": "reader",
+                "jwks": {"keys": [keys["reader"].public_jwk()]},
+                "scopes": "system/*.read",
+            },
+        ],
+    }
+    part = start_ehr(folder, server_auth=server_auth)
+    try:
+        yield SecuredEhr(part.endpoints["ehr"], part.endpoints["ehr_token_url"], keys, folder)
+    finally:
+        part.stop()
+
+
+@pytest.fixture
+async def http_clients() -> AsyncIterator[list[httpx.AsyncClient]]:
+    """Closes the httpx clients that a test makes."""
+    made: list[httpx.AsyncClient] = []
+    yield made
+    for client in made:
+        await client.aclose()
+
+
+def smart_auth(
+    ehr: SecuredEhr,
+    client_id: str,
+    key: KeyPairFiles,
+    *,
+    scopes: str = READ_WRITE,
+    token_url: str | None = None,
+) -> SmartBackendAuth:
+    return SmartBackendAuth(
+        BackendServicesClient(
+            base_url=ehr.base_url,
+            client_id=client_id,
+            signing_key=load_signing_key(key.private_key_file, key.key_id),
+            scopes=scopes,
+            token_url=token_url,
+        )
+    )
+
+
+def ehr_client(
+    ehr: SecuredEhr, auth: httpx.Auth | None, made: list[httpx.AsyncClient]
+) -> EhrClient:
+    http = httpx.AsyncClient(timeout=10, auth=auth)
+    made.append(http)
+    return EhrClient(ehr.base_url, http)
+
+
+async def write_and_read_back(client: EhrClient) -> None:
+    """Create a Patient, read it back, find it by a search: a write, a read and a search."""
+    marker = uuid.uuid4().hex
+    created = await client.create(
+        {
+            "resourceType": "Patient",
+            "active": True,
+            "identifier": [{"system": IDENTIFIER_SYSTEM, "value": marker}],
+        }
+    )
+    read = await client.read("Patient", created["id"])
+    assert read is not None
+    assert read["identifier"][0]["value"] == marker
+    found = await client.search("Patient", [("identifier", f"{IDENTIFIER_SYSTEM}|{marker}")])
+    assert [patient["id"] for patient in found] == [created["id"]]
+
+
+async def test_without_credentials_sekmet_answers_401(
+    secured_ehr: SecuredEhr, http_clients: list[httpx.AsyncClient]
+) -> None:
+    client = ehr_client(secured_ehr, None, http_clients)
+
+    with pytest.raises(EhrError) as err:
+        await client.search("Patient", [("active", "true")])
+
+    assert err.value.status_code == 401
+    assert not is_ehr_outage(err.value)
+
+
+@pytest.mark.parametrize("client_id", ["es384", "rs384"])
+@pytest.mark.parametrize("discovered", [True, False], ids=["discovered", "configured"])
+async def test_a_registered_client_gets_one_token_and_reads_and_writes(
+    secured_ehr: SecuredEhr, http_clients: list[httpx.AsyncClient], client_id: str, discovered: bool
+) -> None:
+    auth = smart_auth(
+        secured_ehr,
+        client_id,
+        secured_ehr.keys[client_id],
+        token_url=None if discovered else secured_ehr.token_url,
+    )
+
+    await write_and_read_back(ehr_client(secured_ehr, auth, http_clients))
+
+    assert auth.token_requests == 1  # the same token for the write, the read and the search
+
+
+async def test_a_wrong_key_is_refused_with_the_token_endpoints_reason(
+    secured_ehr: SecuredEhr, http_clients: list[httpx.AsyncClient]
+) -> None:
+    impostor = write_key_pair(secured_ehr.folder / "keys", "impostor", "ES384")
+    auth = smart_auth(secured_ehr, "es384", impostor)
+
+    with pytest.raises(EhrAuthError) as err:
+        await ehr_client(secured_ehr, auth, http_clients).read("Patient", "any")
+
+    assert str(err.value) == (
+        "the EHR's token endpoint refused cdsflow (401): invalid_client: "
+        "client_assertion verification failed: Signature verification failed"
+    )
+    assert err.value.oauth_error == "invalid_client"
+    assert not is_ehr_outage(err.value)
+    assert auth.token_requests == 1  # a refusal is not retried
+
+
+async def test_scopes_beyond_the_clients_registration_are_refused(
+    secured_ehr: SecuredEhr, http_clients: list[httpx.AsyncClient]
+) -> None:
+    auth = smart_auth(secured_ehr, "reader", secured_ehr.keys["reader"], scopes="system/*.write")
+
+    with pytest.raises(EhrAuthError) as err:
+        await ehr_client(secured_ehr, auth, http_clients).read("Patient", "any")
+
+    assert err.value.oauth_error == "invalid_scope"
+    assert "refused cdsflow (400): invalid_scope" in str(err.value)
+
+
+async def test_a_read_only_token_reads_but_cannot_write(
+    secured_ehr: SecuredEhr, http_clients: list[httpx.AsyncClient]
+) -> None:
+    auth = smart_auth(secured_ehr, "reader", secured_ehr.keys["reader"], scopes="system/*.read")
+    client = ehr_client(secured_ehr, auth, http_clients)
+
+    await client.search("Patient", [("active", "true")])
+    with pytest.raises(EhrError) as err:
+        await client.create({"resourceType": "Patient", "active": True})
+
+    assert err.value.status_code == 403
+    assert not is_ehr_outage(err.value)
+
+
+async def test_a_static_bearer_reads_and_writes_and_a_wrong_one_gets_401(
+    secured_ehr: SecuredEhr, http_clients: list[httpx.AsyncClient]
+) -> None:
+    await write_and_read_back(ehr_client(secured_ehr, StaticBearerAuth(STATIC_TOKEN), http_clients))
+
+    wrong = ehr_client(secured_ehr, StaticBearerAuth("not-the-token"), http_clients)
+    with pytest.raises(EhrError) as err:
+        await wrong.read("Patient", "any")
+    assert err.value.status_code == 401
