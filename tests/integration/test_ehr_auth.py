@@ -2,7 +2,9 @@
 set through the `SEKMET_CONFIG` file that `start_ehr` writes): SMART Backend Services with
 an ES384 and an RS384 client (token endpoint discovered or configured), a static bearer, and
 what SEKMET refuses — no credentials (401), a wrong key, scopes not granted (token endpoint),
-a write with a read-only token (403)."""
+a write with a read-only token (403). And the services configured by `CDSFLOW_EHR_*`: the
+listener keeps its Subscription and searches on a ping, the writeback writes its transaction,
+both with SMART Backend Services tokens."""
 
 from __future__ import annotations
 
@@ -10,10 +12,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from cdsflow.contracts import ClinicalEvent
 from cdsflow.fhir import (
     BackendServicesClient,
     EhrAuthError,
@@ -24,7 +28,21 @@ from cdsflow.fhir import (
     is_ehr_outage,
     load_signing_key,
 )
+from cdsflow.listener.settings import Settings as ListenerSettings
 from cdsflow.runtime.parts import start_ehr
+from tests.conftest import KafkaEndpoint
+from tests.integration.test_listener import (
+    consume_clinical_events,
+    listener_settings,
+    respiratory_rate,
+)
+from tests.integration.test_listener_subscriptions import managing_listener, shown
+from tests.integration.test_writeback import (
+    RECOMMENDATION_TAG,
+    recommendation_for,
+    started_writeback,
+)
+from tests.support.polling import eventually
 from tests.support.signing_keys import KeyPairFiles, write_key_pair
 
 pytestmark = pytest.mark.integration
@@ -215,3 +233,89 @@ async def test_a_static_bearer_reads_and_writes_and_a_wrong_one_gets_401(
     with pytest.raises(EhrError) as err:
         await wrong.read("Patient", "any")
     assert err.value.status_code == 401
+
+
+def smart_backend_settings(ehr: SecuredEhr, client_id: str) -> dict[str, Any]:
+    """The `CDSFLOW_EHR_*` settings of a service registered with SEKMET as `client_id`."""
+    key = ehr.keys[client_id]
+    return {
+        "ehr_auth": "smart-backend",
+        "ehr_client_id": client_id,
+        "ehr_private_key_file": key.private_key_file,
+        "ehr_key_id": key.key_id,
+    }
+
+
+async def test_the_listener_keeps_its_subscription_and_searches_on_a_ping_with_tokens(
+    secured_ehr: SecuredEhr,
+    kafka: KafkaEndpoint,
+    unique: str,
+    pseudonym_key: str,
+    http_clients: list[httpx.AsyncClient],
+) -> None:
+    name = f"pings-{unique}"
+    criteria = f"Observation?code=9279-1&_tag=urn:test|{unique}"
+
+    def settings_for(endpoint: str) -> ListenerSettings:
+        return listener_settings(
+            kafka.bootstrap,
+            unique,
+            ehr_base_url=secured_ehr.base_url,
+            channels=[{"name": name, "criteria": criteria, "payload": "empty"}],
+            notification_endpoint=endpoint,
+            subscription_check_interval_s=0.5,
+            **smart_backend_settings(secured_ehr, "es384"),
+        )
+
+    fhir = ehr_client(secured_ehr, StaticBearerAuth(STATIC_TOKEN), http_clients)
+    async with managing_listener(settings_for, pseudonym_key) as (url, settings):
+
+        async def active_id() -> str | None:
+            state = (await shown(url))[name]
+            return str(state["id"]) if state["status"] == "active" else None
+
+        # created on the EHR through a token: without one SEKMET would answer 401
+        subscription_id = await eventually(active_id, what="the ping channel active")
+        try:
+            patient = await fhir.create({"resourceType": "Patient", "active": True})
+            observation = respiratory_rate(patient["id"])
+            observation["meta"] = {"tag": [{"system": "urn:test", "code": unique}]}
+            written = await fhir.create(observation)
+
+            # a ping carries nothing: the event exists only if the listener's search got in
+            [record] = await consume_clinical_events(
+                kafka.bootstrap, settings.clinical_events_topic, f"test-{unique}"
+            )
+            assert ClinicalEvent.FromString(record.value).resource_id == written["id"]
+        finally:
+            subscription = await fhir.read("Subscription", subscription_id)
+            assert subscription is not None
+            await fhir.update({**subscription, "status": "off"})
+
+
+async def test_the_writeback_writes_back_with_tokens(
+    secured_ehr: SecuredEhr,
+    kafka: KafkaEndpoint,
+    unique: str,
+    pseudonym_key: str,
+    http_clients: list[httpx.AsyncClient],
+) -> None:
+    fhir = ehr_client(secured_ehr, StaticBearerAuth(STATIC_TOKEN), http_clients)
+    patient = await fhir.create({"resourceType": "Patient", "active": True})
+
+    async with started_writeback(
+        kafka,
+        secured_ehr.base_url,
+        unique,
+        pseudonym_key,
+        **smart_backend_settings(secured_ehr, "rs384"),
+    ) as running:
+        recommendation = recommendation_for(running, secured_ehr.base_url, patient["id"])
+        await running.publish(recommendation)
+        await running.wait_for_writebacks("written", 1)
+
+    tag = f"{RECOMMENDATION_TAG}|{recommendation.recommendation_id}"
+    written = await fhir.search("RiskAssessment", [("_tag", tag)])
+    assert [resource["subject"]["reference"] for resource in written] == [
+        f"Patient/{patient['id']}"
+    ]
