@@ -1,6 +1,7 @@
 """EHR auth against a real SEKMET whose FHIR API asks for credentials (its `server_auth` on,
 set through the `SEKMET_CONFIG` file that `start_ehr` writes): SMART Backend Services with
-an ES384 and an RS384 client (token endpoint discovered or configured), a static bearer, and
+an ES384 and an RS384 client (token endpoint discovered or configured; a token replaced
+before it expires, and on SEKMET's 401 when it expired anyway), a static bearer, and
 what SEKMET refuses — no credentials (401), a wrong key, scopes not granted (token endpoint),
 a write with a read-only token (403). And the services configured by `CDSFLOW_EHR_*`: the
 listener keeps its Subscription and searches on a ping, the writeback writes its transaction,
@@ -8,8 +9,9 @@ both with SMART Backend Services tokens."""
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,9 @@ from tests.support.signing_keys import KeyPairFiles, write_key_pair
 pytestmark = pytest.mark.integration
 
 STATIC_TOKEN = "static-bearer-token-for-tests-0123456789"
+# short, so that tests see tokens expire: cdsflow replaces one after 8 s (a fifth of its
+# life before), SEKMET refuses it after 9 to 10 s (it counts from a whole second)
+TOKEN_LIFETIME_S = 10
 READ_WRITE = "system/*.read system/*.write"
 IDENTIFIER_SYSTEM = "urn:cdsflow:test:ehr-auth"
 
@@ -72,6 +77,7 @@ def secured_ehr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredEhr
     }
     server_auth = {
         "types": ["smart", "bearer"],
+        "token_lifetime": TOKEN_LIFETIME_S,
         "tokens": [STATIC_TOKEN],
         "smart_clients": [
             {
@@ -114,6 +120,7 @@ def smart_auth(
     *,
     scopes: str = READ_WRITE,
     token_url: str | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> SmartBackendAuth:
     return SmartBackendAuth(
         BackendServicesClient(
@@ -122,14 +129,25 @@ def smart_auth(
             signing_key=load_signing_key(key.private_key_file, key.key_id),
             scopes=scopes,
             token_url=token_url,
-        )
+        ),
+        monotonic=monotonic,
     )
 
 
 def ehr_client(
-    ehr: SecuredEhr, auth: httpx.Auth | None, made: list[httpx.AsyncClient]
+    ehr: SecuredEhr,
+    auth: httpx.Auth | None,
+    made: list[httpx.AsyncClient],
+    statuses: list[int] | None = None,
 ) -> EhrClient:
-    http = httpx.AsyncClient(timeout=10, auth=auth)
+    """An EhrClient on SEKMET; `statuses` collects the status of every answer (token
+    endpoint and retried ones included)."""
+
+    async def record(response: httpx.Response) -> None:
+        if statuses is not None:
+            statuses.append(response.status_code)
+
+    http = httpx.AsyncClient(timeout=10, auth=auth, event_hooks={"response": [record]})
     made.append(http)
     return EhrClient(ehr.base_url, http)
 
@@ -178,6 +196,37 @@ async def test_a_registered_client_gets_one_token_and_reads_and_writes(
     await write_and_read_back(ehr_client(secured_ehr, auth, http_clients))
 
     assert auth.token_requests == 1  # the same token for the write, the read and the search
+
+
+async def test_a_token_is_replaced_before_sekmet_would_call_it_expired(
+    secured_ehr: SecuredEhr, http_clients: list[httpx.AsyncClient]
+) -> None:
+    statuses: list[int] = []
+    auth = smart_auth(secured_ehr, "es384", secured_ehr.keys["es384"])
+    client = ehr_client(secured_ehr, auth, http_clients, statuses)
+
+    async def read_with_a_second_token() -> bool:
+        await client.search("Patient", [("active", "true")])
+        return auth.token_requests >= 2
+
+    await eventually(read_with_a_second_token, timeout_s=30, what="a second token")
+    assert 401 not in statuses  # replaced in time: SEKMET never saw an expired one
+
+
+async def test_a_token_sekmet_calls_expired_is_replaced_on_its_401_and_the_read_retried(
+    secured_ehr: SecuredEhr, http_clients: list[httpx.AsyncClient]
+) -> None:
+    statuses: list[int] = []
+    # a clock that never moves: cdsflow would keep the token for ever, SEKMET does not
+    auth = smart_auth(secured_ehr, "rs384", secured_ehr.keys["rs384"], monotonic=lambda: 0.0)
+    client = ehr_client(secured_ehr, auth, http_clients, statuses)
+
+    async def read_with_a_second_token() -> bool:
+        await client.search("Patient", [("active", "true")])  # raises on a 401 not cured
+        return auth.token_requests >= 2
+
+    await eventually(read_with_a_second_token, timeout_s=30, what="a second token")
+    assert 401 in statuses
 
 
 async def test_a_wrong_key_is_refused_with_the_token_endpoints_reason(
