@@ -312,3 +312,27 @@ async def test_a_static_bearer_goes_on_every_request() -> None:
 
     assert seen == ["Bearer static-token-0123456789"] * 2
     assert "static-token" not in repr(auth)
+
+
+async def test_an_unreachable_token_endpoint_is_an_outage_and_frees_the_next_try(
+    key: KeyPairFiles, clock: Clock
+) -> None:
+    ehr = FakeEhr(key)
+    unreachable = [True]  # the first token request only
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if str(request.url) == TOKEN_URL and unreachable:
+            unreachable.clear()
+            raise httpx.ConnectError("connection refused", request=request)
+        return await ehr.handle(request)
+
+    auth = _auth(key, clock, token_url=TOKEN_URL)
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handle), auth=auth)
+
+    with pytest.raises(httpx.ConnectError) as err:
+        await EhrClient(BASE, http, attempts=1).read("Patient", "p1")
+    assert is_ehr_outage(err.value)
+
+    # the refresh that failed holds nothing: the next read fetches a token and gets through
+    assert await asyncio.wait_for(EhrClient(BASE, http).read("Patient", "p1"), 5) == PATIENT
+    assert ehr.fhir_tokens == ["Bearer token-1"]
