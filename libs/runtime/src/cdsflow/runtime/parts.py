@@ -7,10 +7,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import sysconfig
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from cdsflow.runtime.processes import (
     ManagedProcess,
@@ -147,20 +150,42 @@ def start_triton(
     return part
 
 
-def start_ehr(log_dir: Path, port: int | None = None, timeout_s: float = 60) -> ManagedProcess:
-    """SEKMET FHIR R4 server on 127.0.0.1; endpoints: `ehr` = its FHIR base URL."""
+def start_ehr(
+    log_dir: Path,
+    port: int | None = None,
+    timeout_s: float = 60,
+    *,
+    server_auth: Mapping[str, Any] | None = None,
+) -> ManagedProcess:
+    """SEKMET FHIR R4 server on 127.0.0.1; endpoints: `ehr` = its FHIR base URL.
+
+    With `server_auth` (SEKMET's `server_auth` settings: `types` such as `["smart",
+    "bearer"]`, `tokens`, `smart_clients`, `token_lifetime`), its FHIR API asks for
+    credentials. They go into the `SEKMET_CONFIG` file, and SEKMET's public URL is then its
+    root: it serves its token endpoint at `{root}/auth/token` and checks that a client
+    assertion's `aud` is `{public URL}/auth/token`, so with the FHIR base as public URL (as
+    without auth) the token endpoint it advertises would be one it does not serve. Endpoints
+    then also hold `ehr_token_url`.
+    """
     port = port or free_port()
-    base_url = f"http://127.0.0.1:{port}/fhir"
+    root_url = f"http://127.0.0.1:{port}"
+    base_url = f"{root_url}/fhir"
+    config_file = log_dir / "ehr-settings.yaml"
+    if server_auth is not None:
+        # JSON is YAML: no YAML writer needed
+        config_file.write_text(json.dumps({"server_auth": dict(server_auth)}))
     env = without_otel(os.environ)
     env.update(
         SEKMET_BASE_URL=base_url,
-        SEKMET_PUBLIC_URL=base_url,
+        SEKMET_PUBLIC_URL=base_url if server_auth is None else root_url,
         SEKMET_DB=str(log_dir / "ehr.db"),
-        SEKMET_CONFIG=str(log_dir / "ehr-settings.yaml"),
+        SEKMET_CONFIG=str(config_file),
     )
     sekmet = Path(sys.executable).parent / "sekmet"
     argv = [str(sekmet), "serve", "--host", "127.0.0.1", "--port", str(port)]
     part = spawn("ehr", argv, log_dir, env=env, cwd=log_dir)
     part.wait_ready(lambda: http_ok(f"{base_url}/metadata"), timeout_s)
     part.endpoints["ehr"] = base_url
+    if server_auth is not None:
+        part.endpoints["ehr_token_url"] = f"{root_url}/auth/token"
     return part

@@ -1,6 +1,7 @@
 """cdsflow service plumbing: shared settings, the Kafka broker, operational HTTP routes."""
 
 from cdsflow.service.dead_letters import DeadLetters, record_key
+from cdsflow.service.ehr_auth import ehr_auth
 from cdsflow.service.http import (
     add_error_answers,
     add_operational_routes,
@@ -31,6 +32,7 @@ __all__ = [
     "add_operational_routes",
     "body_too_large",
     "build_broker",
+    "ehr_auth",
     "instrument_app",
     "is_json_media_type",
     "outcome_response",

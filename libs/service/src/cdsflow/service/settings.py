@@ -6,10 +6,13 @@ Each service's `Settings` subclasses `ServiceSettings`, adds its own fields and 
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cdsflow.fhir import UnusableSigningKey, load_signing_key
 
 # a TCP port a service can listen on; a subclass sets its default: `http_port: HttpPort = 8081`
 HttpPort = Annotated[int, Field(ge=1, le=65535)]
@@ -25,6 +28,23 @@ class ServiceSettings(BaseSettings):
 
     # The EHR's FHIR R4 base URL, http(s), without a trailing slash. No default.
     ehr_base_url: str
+
+    # How cdsflow authenticates to the EHR's FHIR API (`cdsflow.service.ehr_auth`):
+    # - `none`: no Authorization header;
+    # - `bearer`: `CDSFLOW_EHR_BEARER_TOKEN` on every request;
+    # - `smart-backend`: SMART Backend Services: a token from the EHR's token endpoint
+    #   (`CDSFLOW_EHR_TOKEN_URL`, else found in `{base}/.well-known/smart-configuration`),
+    #   asked for with a client assertion signed by `CDSFLOW_EHR_PRIVATE_KEY_FILE` (PEM, RSA
+    #   for RS384 or EC P-384 for ES384) whose public key the EHR knows as
+    #   `CDSFLOW_EHR_KEY_ID` for client `CDSFLOW_EHR_CLIENT_ID`, with `CDSFLOW_EHR_SCOPES`.
+    ehr_auth: Literal["none", "bearer", "smart-backend"] = "none"
+    ehr_bearer_token: SecretStr | None = None
+    ehr_client_id: str | None = None
+    ehr_private_key_file: Path | None = None
+    ehr_key_id: str | None = None
+    # space-separated SMART scopes; the default reads (a service that writes sets its own)
+    ehr_scopes: str = "system/*.read"
+    ehr_token_url: str | None = None
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     # off for the embedded Tansu broker, which rejects InitProducerId; on for Apache Kafka
@@ -48,3 +68,60 @@ class ServiceSettings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("the EHR base URL must be an http(s) URL")
         return value.rstrip("/")
+
+    @field_validator(
+        "ehr_bearer_token",
+        "ehr_client_id",
+        "ehr_private_key_file",
+        "ehr_key_id",
+        "ehr_token_url",
+        mode="before",
+    )
+    @classmethod
+    def _unset_when_empty(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _ehr_auth_is_complete(self) -> ServiceSettings:
+        if self.ehr_auth != "bearer" and self.ehr_bearer_token is not None:
+            raise ValueError("CDSFLOW_EHR_BEARER_TOKEN is set but CDSFLOW_EHR_AUTH is not `bearer`")
+        if self.ehr_auth != "smart-backend" and self.ehr_private_key_file is not None:
+            raise ValueError(
+                "CDSFLOW_EHR_PRIVATE_KEY_FILE is set but CDSFLOW_EHR_AUTH is not `smart-backend`"
+            )
+        if self.ehr_auth == "bearer":
+            token = self.ehr_bearer_token.get_secret_value() if self.ehr_bearer_token else ""
+            if not token or token.strip() != token or " " in token:
+                raise ValueError(
+                    "CDSFLOW_EHR_AUTH=bearer needs CDSFLOW_EHR_BEARER_TOKEN: one token, "
+                    "without whitespace"
+                )
+        if self.ehr_auth == "smart-backend":
+            self._check_smart_backend()
+        return self
+
+    def _check_smart_backend(self) -> None:
+        key_file, key_id = self.ehr_private_key_file, self.ehr_key_id
+        missing = [
+            name
+            for name, value in (
+                ("CDSFLOW_EHR_CLIENT_ID", self.ehr_client_id),
+                ("CDSFLOW_EHR_PRIVATE_KEY_FILE", key_file),
+                ("CDSFLOW_EHR_KEY_ID", key_id),
+            )
+            if value is None
+        ]
+        if missing or key_file is None or key_id is None:
+            raise ValueError(f"CDSFLOW_EHR_AUTH=smart-backend needs {', '.join(missing)}")
+        if not self.ehr_scopes.split():
+            raise ValueError("CDSFLOW_EHR_AUTH=smart-backend needs CDSFLOW_EHR_SCOPES")
+        token_url = self.ehr_token_url
+        if token_url is not None:
+            if not token_url.startswith(("http://", "https://")):
+                raise ValueError("CDSFLOW_EHR_TOKEN_URL must be an http(s) URL")
+            if self.ehr_base_url.startswith("https://") and token_url.startswith("http://"):
+                raise ValueError("CDSFLOW_EHR_TOKEN_URL must be https when the EHR is https")
+        try:
+            load_signing_key(key_file, key_id)
+        except UnusableSigningKey as exc:
+            raise ValueError(f"CDSFLOW_EHR_PRIVATE_KEY_FILE: {exc}") from None

@@ -34,6 +34,7 @@ from cdsflow.listener.subscriptions import ChannelSubscriptions, SubscriptionMet
 from cdsflow.service import (
     add_operational_routes,
     build_broker,
+    ehr_auth,
     instrument_app,
     probe_bootstrap,
     readiness_response,
@@ -169,7 +170,9 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         # take notifications once the topic is read back; with Kafka down, start anyway
         # (not ready: notifications get 503 until it is)
         await published.wait_caught_up(settings.publish_timeout_s)
-        ehr_http = ehr_http_client(settings.ehr_read_timeout_s, settings.max_notification_bytes)
+        ehr_http = ehr_http_client(
+            settings.ehr_read_timeout_s, settings.max_notification_bytes, auth=ehr_auth(settings)
+        )
         HTTPXClientInstrumentor.instrument_client(
             ehr_http, tracer_provider=telemetry.tracer_provider
         )

@@ -20,12 +20,16 @@ def ehr_http_client(
     timeout_s: float,
     max_answer_bytes: int,
     transport: httpx.AsyncBaseTransport | None = None,
+    *,
+    auth: httpx.Auth | None = None,
 ) -> httpx.AsyncClient:
-    """An httpx client for the EHR: no redirects, `timeout_s` per read, answers bounded."""
+    """An httpx client for the EHR: no redirects, `timeout_s` per read, answers bounded,
+    authenticated by `auth` (`cdsflow.service.ehr_auth`; its token requests bounded alike)."""
     return httpx.AsyncClient(
         transport=BoundedAnswers(transport or httpx.AsyncHTTPTransport(), max_answer_bytes),
         follow_redirects=False,
         timeout=httpx.Timeout(timeout_s),
+        auth=auth,
     )
 
 

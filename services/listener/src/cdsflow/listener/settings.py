@@ -30,6 +30,9 @@ class Settings(ServiceSettings):
     clinical_events_topic: str = CLINICAL_EVENTS
 
     http_port: HttpPort = 8081
+    # SMART scopes (CDSFLOW_EHR_AUTH=smart-backend): it reads and searches what notifications
+    # leave out, and keeps its own Subscriptions
+    ehr_scopes: str = "system/*.read system/Subscription.write"
 
     max_notification_bytes: int = Field(default=ONE_MEBIBYTE, gt=0)
     # How long a notification may wait for the broker's ack before the EHR is told to retry.

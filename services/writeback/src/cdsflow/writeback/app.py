@@ -22,6 +22,7 @@ from cdsflow.service import (
     DeadLetters,
     add_operational_routes,
     build_broker,
+    ehr_auth,
     instrument_app,
     readiness_response,
     record_key,
@@ -59,7 +60,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        http = httpx.AsyncClient(timeout=settings.ehr_timeout_s)
+        http = httpx.AsyncClient(timeout=settings.ehr_timeout_s, auth=ehr_auth(settings))
         HTTPXClientInstrumentor.instrument_client(http, tracer_provider=telemetry.tracer_provider)
         broker = build_broker(settings, telemetry, SERVICE_NAME)
         writer = EhrWriter(
@@ -197,13 +198,16 @@ def _subscribe(broker: KafkaBroker, settings: Settings, consumer: Recommendation
 
 
 async def _ehr_answers(http: httpx.AsyncClient, ehr_base_url: str, timeout_s: float) -> bool:
-    """True when the EHR answers its capability statement (probes are not traced)."""
+    """True when the EHR answers its capability statement (probes are not traced, and not
+    authenticated)."""
     try:
         with suppress_http_instrumentation():
             response = await http.get(
                 f"{ehr_base_url}/metadata",
                 headers={"Accept": FHIR_JSON},
                 timeout=timeout_s,
+                # the capability statement is public (FHIR): no token fetched for a probe
+                auth=None,
             )
     except httpx.HTTPError:
         return False

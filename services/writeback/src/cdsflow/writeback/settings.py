@@ -71,6 +71,8 @@ class Settings(ServiceSettings):
     # when publishing to the .dlq topic fails: wait this long, then the message is redelivered
     writeback_retry_pause_s: float = Field(default=5.0, ge=0)
     ehr_timeout_s: float = Field(default=10.0, gt=0)
+    # SMART scopes (CDSFLOW_EHR_AUTH=smart-backend): a transaction of conditional creates
+    ehr_scopes: str = "system/*.read system/*.write"
     store_max_patients: int = Field(default=100_000, ge=1)
     # The largest CDS Hooks request body accepted (413 above it).
     max_hook_request_bytes: int = Field(default=1024 * 1024, gt=0)
