@@ -28,9 +28,10 @@ from cdsflow.models.data_schema import (
     TensorColumn,
 )
 from cdsflow.models.fhir_elements import (
+    CodedValue,
     age_in_years,
     authored_on,
-    coded_quantities,
+    coded_values,
     medication_codes,
     observed_at,
     parse_fhir_date,
@@ -100,10 +101,20 @@ def extract_inputs(
     if as_of.tzinfo is None:
         raise ValueError("as_of must be an aware datetime")
     context = list(resources)
+    charted = [
+        _ChartedObservation(resource, observed_at(resource), coded_values(resource))
+        for resource in context
+        if resource.get("resourceType") == "Observation"
+    ]
     readings: dict[str, list[Reading]] = {}
     refused: list[RefusedValue] = []
     for name, feed in adapter.data.items():
-        usable, left_out = _feed_readings(name, feed, context, as_of)
+        if isinstance(feed, ObservationData):
+            usable, left_out = _observation_readings(name, feed, charted, as_of)
+        elif isinstance(feed, MedicationRequestData):
+            usable, left_out = _medication_readings(name, feed, context, as_of), []
+        else:
+            usable, left_out = _age_readings(name, feed, context, as_of)
         readings[name] = usable
         refused += left_out
     columns = tuple(
@@ -113,14 +124,13 @@ def extract_inputs(
     return ExtractedInputs(as_of=as_of, columns=columns, refused=tuple(refused))
 
 
-def _feed_readings(
-    name: str, feed: DataFeed, context: Sequence[Mapping[str, Any]], as_of: datetime
-) -> tuple[list[Reading], list[RefusedValue]]:
-    if isinstance(feed, ObservationData):
-        return _observation_readings(name, feed, context, as_of)
-    if isinstance(feed, MedicationRequestData):
-        return _medication_readings(name, feed, context, as_of), []
-    return _age_readings(name, feed, context, as_of)
+@dataclass(frozen=True)
+class _ChartedObservation:
+    """An Observation of the context, read once for every feed."""
+
+    resource: Mapping[str, Any]
+    observed_at: datetime | None
+    elements: list[CodedValue]
 
 
 def _in_window(when: datetime, as_of: datetime, window: timedelta | None) -> bool:
@@ -128,28 +138,31 @@ def _in_window(when: datetime, as_of: datetime, window: timedelta | None) -> boo
 
 
 def _observation_readings(
-    name: str, feed: ObservationData, context: Sequence[Mapping[str, Any]], as_of: datetime
+    name: str, feed: ObservationData, charted: list[_ChartedObservation], as_of: datetime
 ) -> tuple[list[Reading], list[RefusedValue]]:
     codes = frozenset(feed.codes)
     accepted = {canonical_unit(unit) for unit in (feed.unit, *feed.accept_units)}
     readings: list[Reading] = []
     refused: list[RefusedValue] = []
-    for resource in context:
-        if resource.get("resourceType") != "Observation":
+    for observation in charted:
+        matching = [
+            (sorted(element.codes & codes)[0], element.quantity)
+            for element in observation.elements
+            if element.quantity is not None and not element.codes.isdisjoint(codes)
+        ]
+        if not matching or observation.resource.get("status") not in feed.statuses:
             continue
-        if resource.get("status") not in feed.statuses:
-            continue
-        reference = resource_reference(resource)
-        for quantity in coded_quantities(resource, codes):
-            when = observed_at(resource)
+        reference = resource_reference(observation.resource)
+        when = observation.observed_at
+        for code, (value_as_sent, unit) in ((c, q) for c, q in matching if q is not None):
             if when is None:
                 refused.append(RefusedValue(name, RefusalReason.NO_TIME, reference))
                 continue
             if not _in_window(when, as_of, feed.window):
                 continue
             value = (
-                convert(quantity.value, quantity.unit, feed.unit)
-                if canonical_unit(quantity.unit) in accepted
+                convert(value_as_sent, unit, feed.unit)
+                if canonical_unit(unit) in accepted
                 else None
             )
             if value is None:
@@ -159,7 +172,7 @@ def _observation_readings(
             if reason is not None:
                 refused.append(RefusedValue(name, reason, reference))
                 continue
-            readings.append(Reading(name, value, feed.unit, quantity.code, reference, when))
+            readings.append(Reading(name, value, feed.unit, code, reference, when))
     return readings, refused
 
 

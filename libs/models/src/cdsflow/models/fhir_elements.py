@@ -6,19 +6,19 @@ Nothing here judges a value: whether it is plausible is the adapter's range's to
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 
 @dataclass(frozen=True)
-class CodedQuantity:
-    """A value on an Observation (or one of its components) coded with `code`."""
+class CodedValue:
+    """An element of an Observation (itself or a component): its codes and its value."""
 
-    code: str  # system|code
-    value: float
-    unit: str  # UCUM code as sent ("" when none)
+    codes: frozenset[str]  # system|code
+    # (value, UCUM code as sent, "" when none); None when the element has no value
+    quantity: tuple[float, str] | None
 
 
 def resource_reference(resource: Mapping[str, Any]) -> str:
@@ -81,24 +81,19 @@ def concept_codes(concept: object) -> set[str]:
     }
 
 
-def coded_quantities(
-    observation: Mapping[str, Any], codes: frozenset[str]
-) -> Iterator[CodedQuantity]:
-    """The values coded with one of `codes`, on the Observation or its components.
+def coded_values(observation: Mapping[str, Any]) -> list[CodedValue]:
+    """The Observation's coded elements (itself, then its components), each with its value.
 
-    An element with a matching code but no value (a `dataAbsentReason`) yields nothing.
+    An element without a value (a `dataAbsentReason`) has `quantity` None.
     """
     elements: list[Mapping[str, Any]] = [observation]
     components = observation.get("component")
     if isinstance(components, list):
         elements += [c for c in components if isinstance(c, Mapping)]
-    for element in elements:
-        matching = sorted(concept_codes(element.get("code")) & codes)
-        if not matching:
-            continue
-        quantity = _quantity(element)
-        if quantity is not None:
-            yield CodedQuantity(matching[0], *quantity)
+    return [
+        CodedValue(frozenset(concept_codes(element.get("code"))), _quantity(element))
+        for element in elements
+    ]
 
 
 def _quantity(element: Mapping[str, Any]) -> tuple[float, str] | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _ANNOTATION = re.compile(r"\{[^{}]*\}")
 
@@ -81,6 +82,7 @@ _SYNONYMS: dict[str, str] = {
 }
 
 
+@lru_cache(maxsize=512)
 def canonical_unit(code: str) -> str:
     """The code with annotations dropped and known spellings mapped (`{beats}/min` → `/min`)."""
     text = code.strip()
