@@ -12,6 +12,7 @@ from tritonclient.grpc import model_config_pb2
 
 from cdsflow.models import AdapterFileError
 from cdsflow.models.adapter_catalogue import load_adapters
+from cdsflow.models.cds_services import discovery_entries
 from cdsflow.models.tensor_specs import TensorSpec, contract_mismatches
 
 from .adapter_fixtures import ADAPTERS, REPO_ROOT, deterioration_adapter
@@ -60,3 +61,15 @@ def test_two_files_offering_the_same_cds_service_are_refused(tmp_path: Path) -> 
     )
     with pytest.raises(AdapterFileError, match=r"b\.yaml:1: CDS service cdsflow-deterioration"):
         load_adapters(tmp_path)
+
+
+def test_discovery_lists_every_declared_hook() -> None:
+    entries = discovery_entries(load_adapters(ADAPTERS).values())
+    assert [(e["id"], e["hook"]) for e in entries] == [
+        ("cdsflow-deterioration", "patient-view"),
+        ("cdsflow-medication-safety-select", "order-select"),
+        ("cdsflow-medication-safety-sign", "order-sign"),
+        ("cdsflow-medication-safety", "patient-view"),
+    ]
+    assert entries[0]["prefetch"]["patient"] == "Patient/{{context.patientId}}"
+    assert "prefetch" not in entries[3]
