@@ -225,3 +225,22 @@ def test_a_file_that_is_no_mapping_is_refused(tmp_path: Path) -> None:
     path.write_text("- just\n- a list\n", encoding="utf-8")
     with pytest.raises(AdapterFileError, match=r"list\.yaml:1: an adapter file is a YAML mapping"):
         load_adapter(path)
+
+
+def test_a_plausible_range_upside_down_is_refused() -> None:
+    error = _refusal(
+        DETERIORATION,
+        "plausible_range: {low: 0, high: 600}",
+        "plausible_range: {low: 600, high: 0}",
+    )
+    _assert_problem(
+        error,
+        _line_of(DETERIORATION, "plausible_range: {low: 0, high: 600}"),
+        "data.heart_rate.plausible_range",
+        "low <= high",
+    )
+
+
+def test_a_window_that_is_no_duration_is_refused() -> None:
+    error = _refusal(MEDICATION_SAFETY, "window: 90d", "window: 3 months")
+    _assert_problem(error, _line_of(MEDICATION_SAFETY, "window: 90d"), "data.egfr.window", "24h")

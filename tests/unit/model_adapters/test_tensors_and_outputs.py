@@ -15,6 +15,7 @@ from cdsflow.models import (
     interpret_outputs,
 )
 from cdsflow.models.risk_bands import alert_threshold, band_of, is_at_or_above
+from cdsflow.models.tensors import stacked_tensors
 
 from .adapter_fixtures import (
     AS_OF,
@@ -118,3 +119,23 @@ def test_alerting_from_a_band() -> None:
     assert alert_threshold(bands, "review") == 0.5
     assert is_at_or_above(bands, band_of(bands, 1.0), "review")
     assert not is_at_or_above(bands, band_of(bands, 0.0), "review")
+
+
+def test_a_batch_of_patients_is_stacked_and_read_back_by_row() -> None:
+    adapter = deterioration_adapter()
+    first = _deterioration_inputs()
+    second = build_model_inputs(adapter, [observation("t", "8310-5", 39.0, "Cel")], AS_OF)
+    batch = stacked_tensors([first, second])
+    assert batch["features"].shape == (2, 15)
+    assert batch["present"][1].tolist() == second.tensors["present"][0].tolist()
+    outputs = {
+        "deterioration_risk": np.array([[0.02], [0.5]], dtype=np.float32),
+        "log_odds": np.array([[-3.0], [0.0]], dtype=np.float32),
+        "contributions": np.zeros((2, 15), dtype=np.float32),
+    }
+    assert interpret_outputs(adapter, first, outputs, row=0).score == pytest.approx(0.02)
+    result = interpret_outputs(adapter, second, outputs, row=1)
+    assert result.score == pytest.approx(0.5)
+    assert [b.column.column.name for b in result.basis] == ["body_temperature"]
+    with pytest.raises(ModelContractError, match="shape"):
+        interpret_outputs(adapter, second, outputs, row=2)

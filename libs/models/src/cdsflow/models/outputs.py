@@ -46,34 +46,37 @@ class ModelResult:
 
 
 def interpret_outputs(
-    adapter: ModelAdapter, inputs: ModelInputs, tensors: Mapping[str, npt.NDArray[Any] | None]
+    adapter: ModelAdapter,
+    inputs: ModelInputs,
+    tensors: Mapping[str, npt.NDArray[Any] | None],
+    row: int = 0,
 ) -> ModelResult:
-    """The first row of each declared output; a missing, misshapen, non-finite or
-    out-of-range output raises `ModelContractError`."""
+    """Row `row` of each declared output (the patient's row in a batch the caller stacked);
+    a missing, misshapen, non-finite or out-of-range output raises `ModelContractError`."""
     outputs = adapter.outputs
     score = band = None
     if outputs.score is not None:
-        score = float(_row(tensors, outputs.score.tensor, 1)[0])
+        score = float(_row(tensors, outputs.score.tensor, 1, row)[0])
         if outputs.score.range is not None:
             low, high = outputs.score.range
             if not low <= score <= high:
                 raise ModelContractError(f"{outputs.score.tensor} is outside [{low:g}, {high:g}]")
         band = band_of(adapter.risk_bands, score)
-    values = {named.name: float(_row(tensors, named.tensor, 1)[0]) for named in outputs.values}
+    values = {named.name: float(_row(tensors, named.tensor, 1, row)[0]) for named in outputs.values}
     contributions: dict[str, float] = {}
     if outputs.contributions is not None:
         tensor = next(
             t for t in adapter.inputs.tensors if t.name == outputs.contributions.input_tensor
         )
-        row = _row(tensors, outputs.contributions.tensor, len(tensor.columns))
-        contributions = {column.name: float(row[i]) for i, column in enumerate(tensor.columns)}
+        terms = _row(tensors, outputs.contributions.tensor, len(tensor.columns), row)
+        contributions = {column.name: float(terms[i]) for i, column in enumerate(tensor.columns)}
     observed = [c for c in inputs.extracted.columns if c.present]
     basis = [InputBasis(c, contributions.get(c.column.name)) for c in observed]
     if contributions:
         basis.sort(key=lambda item: -(item.contribution or 0.0))
     generated = None
     if outputs.generated_text is not None:
-        generated = _text(tensors, outputs.generated_text.tensor)[
+        generated = _text(tensors, outputs.generated_text.tensor, row)[
             : outputs.generated_text.max_chars
         ]
     return ModelResult(
@@ -87,7 +90,7 @@ def interpret_outputs(
 
 
 def _row(
-    tensors: Mapping[str, npt.NDArray[Any] | None], name: str, width: int
+    tensors: Mapping[str, npt.NDArray[Any] | None], name: str, width: int, row: int
 ) -> npt.NDArray[np.float64]:
     tensor = tensors.get(name)
     if tensor is None:
@@ -95,19 +98,22 @@ def _row(
     array = np.asarray(tensor, dtype=np.float64)
     if array.ndim == 1:
         array = array.reshape(1, -1)
-    if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] != width:
-        raise ModelContractError(f"{name} has shape {tensor.shape}, expected [1, {width}]")
-    if not np.all(np.isfinite(array[0])):
+    if array.ndim != 2 or array.shape[0] <= row or array.shape[1] != width:
+        raise ModelContractError(
+            f"{name} has shape {tensor.shape}, expected [{row + 1} or more, {width}]"
+        )
+    if not np.all(np.isfinite(array[row])):
         raise ModelContractError(f"{name} is not finite")
-    row: npt.NDArray[np.float64] = array[0]
-    return row
+    values: npt.NDArray[np.float64] = array[row]
+    return values
 
 
-def _text(tensors: Mapping[str, npt.NDArray[Any] | None], name: str) -> str:
+def _text(tensors: Mapping[str, npt.NDArray[Any] | None], name: str, row: int) -> str:
     tensor = tensors.get(name)
-    if tensor is None or np.asarray(tensor).size < 1:
+    flat = np.asarray(tensor, dtype=np.object_).reshape(-1) if tensor is not None else None
+    if flat is None or flat.size <= row:
         raise ModelContractError(f"the model returned no {name}")
-    first = np.asarray(tensor, dtype=np.object_).reshape(-1)[0]
+    first = flat[row]
     if isinstance(first, bytes):
         try:
             return first.decode("utf-8").strip()

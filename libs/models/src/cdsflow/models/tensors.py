@@ -7,7 +7,7 @@ required columns, and a missing required column means the model is not called at
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -70,3 +70,14 @@ def input_tensors(adapter: ModelAdapter, extracted: ExtractedInputs) -> dict[str
         text = render_prompt(adapter, extracted)
         tensors[prompt.tensor] = np.array([[text.encode("utf-8")]], dtype=np.object_)
     return tensors
+
+
+def stacked_tensors(rows: Sequence[ModelInputs]) -> dict[str, npt.NDArray[Any]]:
+    """Several patients' tensors as one batch, row i being `rows[i]` (read the answer back
+    with `interpret_outputs(..., row=i)`)."""
+    if not rows:
+        raise ValueError("no rows to stack")
+    return {
+        name: np.concatenate([inputs.tensors[name] for inputs in rows], axis=0)
+        for name in rows[0].tensors
+    }
