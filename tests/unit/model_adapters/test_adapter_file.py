@@ -244,3 +244,10 @@ def test_a_plausible_range_upside_down_is_refused() -> None:
 def test_a_window_that_is_no_duration_is_refused() -> None:
     error = _refusal(MEDICATION_SAFETY, "window: 90d", "window: 3 months")
     _assert_problem(error, _line_of(MEDICATION_SAFETY, "window: 90d"), "data.egfr.window", "24h")
+
+
+def test_a_data_name_that_is_no_snake_case_name_is_refused() -> None:
+    error = _refusal(MEDICATION_SAFETY, "  metformin:\n", "  Metformin-X:\n")
+    _assert_problem(
+        error, _line_of(MEDICATION_SAFETY, "  metformin:"), "data.Metformin-X", "should match"
+    )

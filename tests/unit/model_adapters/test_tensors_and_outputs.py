@@ -14,6 +14,7 @@ from cdsflow.models import (
     build_model_inputs,
     interpret_outputs,
 )
+from cdsflow.models.recommendation_basis import basis_entries, resource_references
 from cdsflow.models.risk_bands import alert_threshold, band_of, is_at_or_above
 from cdsflow.models.tensors import stacked_tensors
 
@@ -139,3 +140,23 @@ def test_a_batch_of_patients_is_stacked_and_read_back_by_row() -> None:
     assert [b.column.column.name for b in result.basis] == ["body_temperature"]
     with pytest.raises(ModelContractError, match="shape"):
         interpret_outputs(adapter, second, outputs, row=2)
+
+
+def test_the_basis_as_flat_entries_for_a_recommendation() -> None:
+    inputs = _deterioration_inputs()
+    terms = [0.0] * 15
+    terms[4], terms[7] = 1.0, 0.5
+    result = interpret_outputs(deterioration_adapter(), inputs, _outputs(0.2, terms))
+    entries = basis_entries(result)
+    assert [(e.name, e.code, e.value, e.resource_reference) for e in entries[:2]] == [
+        ("heart_rate", "http://loinc.org|8867-4", 120.0, "Observation/hr"),
+        ("respiratory_rate_trend", "http://loinc.org|9279-1", 10.0, "Observation/rr-2"),
+    ]
+    age = next(e for e in entries if e.name == "age")
+    assert (age.code, age.unit, age.observed_at) == ("birthDate", "a", None)
+    assert resource_references(result) == [
+        "Observation/hr",
+        "Observation/rr-1",
+        "Observation/rr-2",
+        "Patient/p-1",
+    ]

@@ -91,7 +91,8 @@ def _locate(root: yaml.Node, location: Location) -> tuple[int, str]:
     for member in location:
         child = _child(node, member)
         if child is None:
-            if member == location[-1]:
+            # pydantic's "[key]" marks an error in the mapping key itself: the path has it
+            if member == location[-1] and member != "[key]":
                 path = _join(path, member)
             continue
         key_node, node = child

@@ -17,6 +17,7 @@ from cdsflow.models.data_schema import (
     DataFeed,
     Declared,
     InputsDeclaration,
+    Name,
     TensorColumn,
     TensorName,
     text_from_number,
@@ -47,7 +48,7 @@ class ModelAdapter(Declared):
     title: str
     description: str
     model: ModelDeclaration
-    data: dict[str, DataFeed] = Field(min_length=1)
+    data: dict[Name, DataFeed] = Field(min_length=1)
     inputs: InputsDeclaration
     outputs: OutputsDeclaration
     risk_bands: list[RiskBand] = Field(default_factory=list)
