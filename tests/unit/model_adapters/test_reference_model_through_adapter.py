@@ -68,6 +68,7 @@ def test_a_news2_of_9_is_ranked_and_carded_above_a_news2_of_0() -> None:
     top = sick.basis[0]
     assert top.contribution == max(item.contribution or 0.0 for item in sick.basis)
     assert f"- {top.column.label}:" in cards[0].detail
+    assert "- Glasgow coma score: 14 (2026-11-29 17:00 UTC)" in cards[0].detail
 
 
 def test_a_missing_vital_sign_is_scored_as_missing_not_as_normal() -> None:

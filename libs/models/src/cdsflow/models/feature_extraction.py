@@ -219,7 +219,8 @@ def _column_value(column: TensorColumn, feed: DataFeed, readings: list[Reading])
     counted = column.aggregation in (Aggregation.COUNT, Aggregation.EXISTS)
     unit = "1" if counted or isinstance(feed, MedicationRequestData) else feed.unit
     display = ""
-    if unit != "1" and not isinstance(feed, MedicationRequestData):
+    # a dimensionless unit ("{score}", "1") is shown as no unit at all
+    if canonical_unit(unit) != "1" and not isinstance(feed, MedicationRequestData):
         display = feed.display_unit or unit
     label = feed.label
     if column.aggregation is Aggregation.TREND:
