@@ -251,3 +251,19 @@ def test_a_data_name_that_is_no_snake_case_name_is_refused() -> None:
     _assert_problem(
         error, _line_of(MEDICATION_SAFETY, "  metformin:"), "data.Metformin-X", "should match"
     )
+
+
+def test_a_delete_action_needs_data_that_a_column_reads() -> None:
+    text = MEDICATION_SAFETY.read_text(encoding="utf-8")
+    text = text.replace(
+        "\ninputs:\n",
+        "  insulin:\n    resource: MedicationRequest\n    label: Insulin\n"
+        "    codes: [http://www.nlm.nih.gov/research/umls/rxnorm|5856]\n\ninputs:\n",
+        1,
+    ).replace("resource_ids_from: metformin", "resource_ids_from: insulin", 1)
+    with pytest.raises(AdapterFileError) as raised:
+        parse_adapter(text, MEDICATION_SAFETY)
+    (problem,) = raised.value.problems
+    assert problem.path == "cards[0].suggestions[0].actions[0].resource_ids_from"
+    assert "no column reads 'insulin'" in problem.message
+    assert text.splitlines()[problem.line - 1].strip() == "resource_ids_from: insulin"

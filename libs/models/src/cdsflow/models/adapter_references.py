@@ -221,6 +221,11 @@ def _card_text_problems(
                         (*place, "resource_ids_from"),
                         f"'{action.resource_ids_from}' is not declared under data",
                     )
+                elif action.resource_ids_from not in {c.data for c in adapter.columns()}:
+                    yield (
+                        (*place, "resource_ids_from"),
+                        f"no column reads '{action.resource_ids_from}': it has no resources",
+                    )
             elif action.resource is None:
                 yield place, f"a {action.type} action needs a resource"
             for location, text in _strings_in((*place, "resource"), action.resource or {}):

@@ -150,15 +150,7 @@ def _rendered(
         indicator=template.indicator or result.indicator or "info",
         detail=render_template(template.detail, fields).strip(),
         source=source,
-        suggestions=[
-            {
-                "label": render_template(suggestion.label, fields),
-                "uuid": str(uuid.uuid5(_CARD_NAMESPACE, f"{seed}/suggestion/{s}")),
-                "isRecommended": suggestion.recommended,
-                "actions": [_action(action, inputs, fields) for action in suggestion.actions],
-            }
-            for s, suggestion in enumerate(template.suggestions)
-        ],
+        suggestions=_suggestions(template, seed, inputs, fields),
         selection_behavior=template.selection_behavior,
         links=[
             {"label": link.label, "url": link.url, "type": link.type} for link in template.links
@@ -170,9 +162,32 @@ def _rendered(
     )
 
 
+def _suggestions(
+    template: CardTemplate, seed: str, inputs: ModelInputs, fields: dict[str, TemplateValue]
+) -> list[dict[str, Any]]:
+    """The template's suggestions; one left with no action (nothing to delete) is dropped."""
+    rendered = []
+    for index, suggestion in enumerate(template.suggestions):
+        actions = [_action(action, inputs, fields) for action in suggestion.actions]
+        kept = [action for action in actions if action is not None]
+        if not kept:
+            continue
+        rendered.append(
+            {
+                "label": render_template(suggestion.label, fields),
+                "uuid": str(uuid.uuid5(_CARD_NAMESPACE, f"{seed}/suggestion/{index}")),
+                "isRecommended": suggestion.recommended,
+                "actions": kept,
+            }
+        )
+    return rendered
+
+
 def _action(
     action: SuggestionAction, inputs: ModelInputs, fields: dict[str, TemplateValue]
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
+    """The CDS Hooks action; None for a delete with nothing to delete (a resource in the
+    context without an id, such as a draft order that has none, cannot be named)."""
     rendered: dict[str, Any] = {
         "type": action.type,
         "description": render_template(action.description, fields),
@@ -180,14 +195,18 @@ def _action(
     if action.resource is not None:
         rendered["resource"] = _render_resource(action.resource, fields)
     if action.resource_ids_from is not None:
-        rendered["resourceId"] = sorted(
+        references = sorted(
             {
                 reading.resource_reference
                 for column in inputs.extracted.columns
                 if column.column.data == action.resource_ids_from
                 for reading in column.readings
+                if not reading.resource_reference.endswith("/")
             }
         )
+        if not references:
+            return None
+        rendered["resourceId"] = references
     return rendered
 
 
