@@ -267,3 +267,10 @@ def test_a_delete_action_needs_data_that_a_column_reads() -> None:
     assert problem.path == "cards[0].suggestions[0].actions[0].resource_ids_from"
     assert "no column reads 'insulin'" in problem.message
     assert text.splitlines()[problem.line - 1].strip() == "resource_ids_from: insulin"
+
+
+def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("title: Température\n".encode("latin-1"))
+    with pytest.raises(AdapterFileError, match=r"latin1\.yaml:1: not UTF-8 text"):
+        load_adapter(path)

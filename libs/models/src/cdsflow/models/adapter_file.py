@@ -41,7 +41,11 @@ class AdapterFileError(ValueError):
 
 def load_adapter(path: Path) -> ModelAdapter:
     """The adapter in `path`; raises `AdapterFileError` naming each wrong line."""
-    return parse_adapter(path.read_text(encoding="utf-8"), path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise AdapterFileError(path, [FileProblem(1, "", "not UTF-8 text")]) from None
+    return parse_adapter(text, path)
 
 
 def parse_adapter(text: str, file: Path) -> ModelAdapter:
@@ -51,12 +55,14 @@ def parse_adapter(text: str, file: Path) -> ModelAdapter:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark is not None else 1
         raise AdapterFileError(file, [FileProblem(line, "", _yaml_message(error))]) from None
+    except yaml.YAMLError as error:  # unmarked: e.g. a character YAML does not allow
+        raise AdapterFileError(file, [FileProblem(1, "", f"not valid YAML: {error}")]) from None
     if root is None or not isinstance(root, yaml.MappingNode):
         raise AdapterFileError(file, [FileProblem(1, "", "an adapter file is a YAML mapping")])
     duplicates = list(_duplicate_keys(root, ()))
     if duplicates:
         raise AdapterFileError(file, duplicates)
-    document = yaml.load(text, Loader=yaml.SafeLoader)
+    document = yaml.safe_load(text)
     try:
         adapter = ModelAdapter.model_validate(document)
     except ValidationError as error:
