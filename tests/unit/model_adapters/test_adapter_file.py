@@ -274,3 +274,8 @@ def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     path.write_bytes("title: Température\n".encode("latin-1"))
     with pytest.raises(AdapterFileError, match=r"latin1\.yaml:1: not UTF-8 text"):
         load_adapter(path)
+
+
+def test_one_output_tensor_with_two_meanings_is_refused() -> None:
+    error = _refusal(DETERIORATION, "      tensor: log_odds\n", "      tensor: contributions\n")
+    _assert_problem(error, _line_of(DETERIORATION, "outputs:"), "outputs", "two meanings")

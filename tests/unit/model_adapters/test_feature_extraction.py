@@ -206,3 +206,15 @@ def test_the_egfr_window_is_ninety_days() -> None:
 def test_as_of_must_carry_a_time_zone() -> None:
     with pytest.raises(ValueError, match="aware"):
         extract_inputs(deterioration_adapter(), [], AS_OF.replace(tzinfo=None) + timedelta(0))
+
+
+def test_a_trend_can_ask_for_more_values() -> None:
+    old = "{name: heart_rate_trend, data: heart_rate, aggregation: trend}"
+    adapter = adapter_with(DETERIORATION, old, old.replace("}", ", min_values: 3}"))
+    two = [
+        observation("a", HEART_RATE, 80, "/min", hours_before=10),
+        observation("b", HEART_RATE, 100, "/min", hours_before=2),
+    ]
+    three = [*two, observation("c", HEART_RATE, 110, "/min", hours_before=1)]
+    assert extract_inputs(adapter, two, AS_OF).column("heart_rate_trend").value is None
+    assert extract_inputs(adapter, three, AS_OF).column("heart_rate_trend").value == 30

@@ -152,6 +152,12 @@ def _kind_problems(adapter: ModelAdapter) -> Iterator[Problem]:
             ("outputs", "contributions", "input_tensor"),
             f"'{contributions.input_tensor}' is not a declared input tensor",
         )
+    output_tensors = [
+        *(o.tensor for o in (outputs.score, outputs.contributions) if o is not None),
+        *(named.tensor for named in outputs.values),
+    ]
+    for name in sorted(_duplicates(output_tensors)):
+        yield ("outputs",), f"output tensor '{name}' is given two meanings"
     if outputs.score is not None and outputs.score.range is not None:
         low, high = outputs.score.range
         if not low < high:
