@@ -279,3 +279,13 @@ def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
 def test_one_output_tensor_with_two_meanings_is_refused() -> None:
     error = _refusal(DETERIORATION, "      tensor: log_odds\n", "      tensor: contributions\n")
     _assert_problem(error, _line_of(DETERIORATION, "outputs:"), "outputs", "two meanings")
+
+
+def test_a_resource_type_the_format_does_not_read_is_refused_at_its_line() -> None:
+    error = _refusal(DETERIORATION, "    resource: Patient\n", "    resource: Encounter\n")
+    _assert_problem(
+        error,
+        _line_of(DETERIORATION, "resource: Patient"),
+        "data.age.resource",
+        "Observation, MedicationRequest or Patient",
+    )

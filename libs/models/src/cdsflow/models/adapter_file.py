@@ -69,7 +69,7 @@ def parse_adapter(text: str, file: Path) -> ModelAdapter:
         raise AdapterFileError(
             file,
             [
-                _problem(root, tuple(detail["loc"]), _pydantic_message(detail))
+                _problem(root, _location(detail), _pydantic_message(detail))
                 for detail in error.errors(include_url=False)
             ],
         ) from None
@@ -142,10 +142,20 @@ def _duplicate_keys(node: yaml.Node, location: Location) -> Iterator[FileProblem
             yield from _duplicate_keys(member, (*location, index))
 
 
+def _location(detail: Any) -> Location:
+    """Where pydantic's error is; a wrong `resource:` of a data entry is that member's."""
+    location = tuple(detail["loc"])
+    if detail["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        return (*location, "resource")
+    return location
+
+
 def _pydantic_message(detail: Any) -> str:
     message = str(detail["msg"])
     if detail["type"] == "extra_forbidden":
         return "this member is not part of the adapter format (misspelt?)"
+    if detail["type"] == "union_tag_invalid":
+        return "resource must be Observation, MedicationRequest or Patient"
     if detail["type"] == "missing":
         return "a required member is missing"
     if message.startswith("Value error, "):
