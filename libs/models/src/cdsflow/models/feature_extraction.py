@@ -1,0 +1,259 @@
+"""A patient's FHIR resources, as of a time, become one value per declared column.
+
+For each data feed: the matching resources (code, status), their values in the model's unit
+(converted from an accepted unit), within the window before the "as of" time; a value that
+cannot be used (no time, a unit the feed does not accept, outside its plausible range) is
+refused with a reason and left out, never fed. Each column then aggregates its feed's values
+(latest, earliest, min, max, mean, trend, count, exists) or is not observed: a column that is
+not observed has no value at all, never a normal one.
+
+The resources are one patient's: choosing them (the patient's own, the local EHR's) is the
+caller's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cdsflow.models.adapter_schema import ModelAdapter
+from cdsflow.models.data_schema import (
+    Aggregation,
+    DataFeed,
+    MedicationRequestData,
+    ObservationData,
+    PatientAgeData,
+    TensorColumn,
+)
+from cdsflow.models.fhir_elements import (
+    CodedValue,
+    age_in_years,
+    authored_on,
+    coded_values,
+    medication_codes,
+    observed_at,
+    parse_fhir_date,
+    resource_reference,
+)
+from cdsflow.models.plausible_ranges import RefusalReason
+from cdsflow.models.units import canonical_unit, convert
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One usable value of a data feed, in the model's unit, and where it came from."""
+
+    data: str
+    value: float
+    unit: str
+    code: str
+    resource_reference: str
+    observed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RefusedValue:
+    """A value left out: which feed, why and which resource; never the value itself."""
+
+    data: str
+    reason: RefusalReason
+    resource_reference: str
+
+
+@dataclass(frozen=True)
+class ColumnValue:
+    """A column's value (None: not observed) and the readings it was computed from."""
+
+    column: TensorColumn
+    label: str
+    unit: str
+    display_unit: str
+    value: float | None
+    readings: tuple[Reading, ...]
+
+    @property
+    def present(self) -> bool:
+        return self.value is not None
+
+
+@dataclass(frozen=True)
+class ExtractedInputs:
+    as_of: datetime
+    columns: tuple[ColumnValue, ...]
+    refused: tuple[RefusedValue, ...]
+
+    def column(self, name: str) -> ColumnValue:
+        return next(value for value in self.columns if value.column.name == name)
+
+    def missing(self) -> list[ColumnValue]:
+        return [value for value in self.columns if not value.present]
+
+    def missing_required(self) -> list[str]:
+        return [v.column.name for v in self.columns if v.column.required and not v.present]
+
+
+def extract_inputs(
+    adapter: ModelAdapter, resources: Iterable[Mapping[str, Any]], as_of: datetime
+) -> ExtractedInputs:
+    """Every declared column's value for this patient as of `as_of` (an aware datetime)."""
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must be an aware datetime")
+    context = list(resources)
+    charted = [
+        _ChartedObservation(resource, observed_at(resource), coded_values(resource))
+        for resource in context
+        if resource.get("resourceType") == "Observation"
+    ]
+    readings: dict[str, list[Reading]] = {}
+    refused: list[RefusedValue] = []
+    for name, feed in adapter.data.items():
+        if isinstance(feed, ObservationData):
+            usable, left_out = _observation_readings(name, feed, charted, as_of)
+        elif isinstance(feed, MedicationRequestData):
+            usable, left_out = _medication_readings(name, feed, context, as_of), []
+        else:
+            usable, left_out = _age_readings(name, feed, context, as_of)
+        readings[name] = usable
+        refused += left_out
+    columns = tuple(
+        _column_value(column, adapter.data[column.data], readings[column.data])
+        for column in adapter.columns()
+    )
+    return ExtractedInputs(as_of=as_of, columns=columns, refused=tuple(refused))
+
+
+@dataclass(frozen=True)
+class _ChartedObservation:
+    """An Observation of the context, read once for every feed."""
+
+    resource: Mapping[str, Any]
+    observed_at: datetime | None
+    elements: list[CodedValue]
+
+
+def _in_window(when: datetime, as_of: datetime, window: timedelta | None) -> bool:
+    return when <= as_of and (window is None or when >= as_of - window)
+
+
+def _observation_readings(
+    name: str, feed: ObservationData, charted: list[_ChartedObservation], as_of: datetime
+) -> tuple[list[Reading], list[RefusedValue]]:
+    codes = frozenset(feed.codes)
+    accepted = {canonical_unit(unit) for unit in (feed.unit, *feed.accept_units)}
+    readings: list[Reading] = []
+    refused: list[RefusedValue] = []
+    for observation in charted:
+        matching = [
+            (sorted(element.codes & codes)[0], element.quantity)
+            for element in observation.elements
+            if element.quantity is not None and not element.codes.isdisjoint(codes)
+        ]
+        if not matching or observation.resource.get("status") not in feed.statuses:
+            continue
+        reference = resource_reference(observation.resource)
+        when = observation.observed_at
+        for code, (value_as_sent, unit) in ((c, q) for c, q in matching if q is not None):
+            if when is None:
+                refused.append(RefusedValue(name, RefusalReason.NO_TIME, reference))
+                continue
+            if not _in_window(when, as_of, feed.window):
+                continue
+            value = (
+                convert(value_as_sent, unit, feed.unit)
+                if canonical_unit(unit) in accepted
+                else None
+            )
+            if value is None:
+                refused.append(RefusedValue(name, RefusalReason.UNKNOWN_UNIT, reference))
+                continue
+            reason = feed.plausible_range.refusal(value)
+            if reason is not None:
+                refused.append(RefusedValue(name, reason, reference))
+                continue
+            readings.append(Reading(name, value, feed.unit, code, reference, when))
+    return readings, refused
+
+
+def _medication_readings(
+    name: str, feed: MedicationRequestData, context: Sequence[Mapping[str, Any]], as_of: datetime
+) -> list[Reading]:
+    codes = set(feed.codes)
+    readings = []
+    for resource in context:
+        if resource.get("resourceType") != "MedicationRequest":
+            continue
+        if resource.get("status") not in feed.statuses:
+            continue
+        matching = sorted(medication_codes(resource) & codes)
+        if not matching:
+            continue
+        when = authored_on(resource)
+        if when is not None and not _in_window(when, as_of, feed.window):
+            continue
+        readings.append(Reading(name, 1.0, "1", matching[0], resource_reference(resource), when))
+    return readings
+
+
+def _age_readings(
+    name: str, feed: PatientAgeData, context: Sequence[Mapping[str, Any]], as_of: datetime
+) -> tuple[list[Reading], list[RefusedValue]]:
+    patient = next((r for r in context if r.get("resourceType") == "Patient"), None)
+    birth = patient.get("birthDate") if patient is not None else None
+    born = parse_fhir_date(birth) if isinstance(birth, str) else None
+    if patient is None or born is None:
+        return [], []
+    reference = resource_reference(patient)
+    age = float(age_in_years(born, as_of))
+    reason = feed.plausible_range.refusal(age)
+    if reason is not None:
+        return [], [RefusedValue(name, reason, reference)]
+    return [Reading(name, age, feed.unit, "birthDate", reference, None)], []
+
+
+def _column_value(column: TensorColumn, feed: DataFeed, readings: list[Reading]) -> ColumnValue:
+    # oldest first; a stable sort keeps the context's order between equal times
+    ordered = sorted(readings, key=_time_order)
+    value, basis = _aggregate(column, ordered)
+    counted = column.aggregation in (Aggregation.COUNT, Aggregation.EXISTS)
+    unit = "1" if counted or isinstance(feed, MedicationRequestData) else feed.unit
+    display = ""
+    # a dimensionless unit ("{score}", "1") is shown as no unit at all
+    if canonical_unit(unit) != "1" and not isinstance(feed, MedicationRequestData):
+        display = feed.display_unit or unit
+    label = feed.label
+    if column.aggregation is Aggregation.TREND:
+        label = f"{feed.label} trend"
+    elif column.aggregation not in (Aggregation.LATEST, Aggregation.EXISTS):
+        label = f"{feed.label} ({column.aggregation.value})"
+    return ColumnValue(column, label, unit, display, value, basis)
+
+
+def _time_order(reading: Reading) -> float:
+    return reading.observed_at.timestamp() if reading.observed_at is not None else float("-inf")
+
+
+def _aggregate(
+    column: TensorColumn, ordered: list[Reading]
+) -> tuple[float | None, tuple[Reading, ...]]:
+    """The column's value (None when not observed) and the readings that make it."""
+    aggregation = column.aggregation
+    if aggregation is Aggregation.EXISTS:
+        return (1.0 if ordered else 0.0), tuple(ordered)
+    if aggregation is Aggregation.COUNT:
+        return float(len(ordered)), tuple(ordered)
+    if len(ordered) < column.values_needed:
+        return None, ()
+    values = [reading.value for reading in ordered]
+    if aggregation is Aggregation.LATEST:
+        return values[-1], (ordered[-1],)
+    if aggregation is Aggregation.EARLIEST:
+        return values[0], (ordered[0],)
+    if aggregation is Aggregation.TREND:
+        return values[-1] - values[0], (ordered[0], ordered[-1])
+    if aggregation is Aggregation.MEAN:
+        return sum(values) / len(values), tuple(ordered)
+    pick = min if aggregation is Aggregation.MIN else max
+    chosen = pick(range(len(values)), key=lambda index: (values[index], index))
+    return values[chosen], (ordered[chosen],)
