@@ -226,6 +226,24 @@ async def test_an_ehr_that_cannot_be_read_is_asked_to_retry(
     assert listener.count("topic-event-notification", "ehr-unavailable") == 1
 
 
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_listener_the_ehr_does_not_let_in_asks_for_the_notification_again(
+    publisher: RecordingPublisher, pseudonym_key: str, status: int
+) -> None:
+    """Credentials to fix, not a focus to give up on: acknowledging would lose the event."""
+    ehr = RecordingEhr()
+    ehr.answer = httpx.Response(status, json={"resourceType": "OperationOutcome"})
+    listener = Listener(publisher, pseudonym_key, ehr=ehr)
+
+    response = await post_bundle(
+        listener, r4_backport("event-notification", [(1, OBSERVATION, ())])
+    )
+
+    assert response.status_code == 503
+    assert publisher.events == []
+    assert publisher.unusable == []
+
+
 async def test_an_empty_payload_is_acknowledged_and_counted(
     listener: Listener, publisher: RecordingPublisher
 ) -> None:

@@ -13,9 +13,10 @@ from fastapi import Response
 from opentelemetry import trace
 
 from cdsflow.contracts import NotificationKind
-from cdsflow.fhir import EhrError, is_ehr_outage, operation_outcome
+from cdsflow.fhir import EhrError, operation_outcome
 from cdsflow.listener.changed_since import publish_changed_since_checkpoint
 from cdsflow.listener.domain import REST_HOOK_PING
+from cdsflow.listener.ehr_failures import worth_a_retry
 from cdsflow.listener.intake import (
     NotificationIntake,
     PublishUnavailable,
@@ -47,7 +48,7 @@ async def answer_ping(intake: NotificationIntake, channel: ChannelState | None) 
     except PublishUnavailable as exc:
         return retry_later(intake, REST_HOOK_PING, exc)
     except (EhrError, httpx.HTTPError) as exc:
-        if is_ehr_outage(exc):
+        if worth_a_retry(exc):
             return retry_later(intake, REST_HOOK_PING, exc, what="the EHR")
         intake.count(REST_HOOK_PING, "search-refused")
         log.warning(

@@ -21,7 +21,6 @@ from cdsflow.contracts import ClinicalEvent, NotificationKind
 from cdsflow.fhir import (
     EhrError,
     InvalidResource,
-    is_ehr_outage,
     operation_outcome,
     validate_resource,
 )
@@ -45,6 +44,7 @@ from cdsflow.listener.domain import (
     validate_event_resource,
 )
 from cdsflow.listener.domain.rejections import bad_request
+from cdsflow.listener.ehr_failures import worth_a_retry
 from cdsflow.listener.ehr_reads import EhrAnswerTooLarge
 from cdsflow.listener.intake import (
     NotificationIntake,
@@ -202,7 +202,7 @@ async def _fetched_delivery(
     except EhrAnswerTooLarge:
         resource = {}
     except (EhrError, httpx.HTTPError) as exc:
-        if is_ehr_outage(exc):
+        if worth_a_retry(exc):
             raise EhrUnavailable(type(exc).__name__) from exc
         # a redirect (never followed), a refusal, an unreadable answer: a retry won't help
         resource = {}
