@@ -4,10 +4,12 @@ a restart, and shows them at `GET /subscriptions`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +22,7 @@ from starlette.routing import Route
 from cdsflow.contracts import ClinicalEvent, NotificationKind
 from cdsflow.listener.app import create_app
 from cdsflow.listener.settings import Settings
+from cdsflow.runtime.parts import start_ehr
 from cdsflow.runtime.processes import free_port
 from tests.conftest import EhrEndpoint, KafkaEndpoint
 from tests.integration.test_listener import (
@@ -382,3 +385,53 @@ async def test_what_the_ehr_failed_to_deliver_is_recovered(
     assert recovered_event.patient_reference == f"Patient/{patient['id']}"
     assert await records_on(kafka.bootstrap, settings.clinical_events_topic) == 2
     assert f'cdsflow_listener_recovered_events_total{{channel="{name}"}} 1.0' in metrics
+
+
+async def test_an_ehr_that_posts_the_resource_to_the_endpoint_is_heard(
+    kafka: KafkaEndpoint, unique: str, pseudonym_key: str, tmp_path: Path
+) -> None:
+    """SEKMET's other R4 rest-hook form: `POST {endpoint}` with the changed resource."""
+    ehr_part = await asyncio.to_thread(
+        start_ehr, tmp_path, subscription_settings={"notify_method": "post-endpoint"}
+    )
+    ehr_base_url = ehr_part.endpoints["ehr"]
+    name = f"posted-{unique}"
+    try:
+
+        def settings_for(endpoint: str) -> Settings:
+            return listener_settings(
+                kafka.bootstrap,
+                unique,
+                ehr_base_url=ehr_base_url,
+                channels=[{"name": name, "criteria": "Observation?code=9279-1"}],
+                notification_endpoint=endpoint,
+                subscription_check_interval_s=0.5,
+            )
+
+        async with (
+            httpx.AsyncClient(base_url=ehr_base_url, headers=FHIR, timeout=30) as fhir,
+            managing_listener(settings_for, pseudonym_key) as (url, settings),
+        ):
+
+            async def active() -> bool:
+                return bool((await shown(url))[name]["status"] == "active")
+
+            await eventually(active, what="the channel active")
+            patient = (await fhir.post("/Patient", json={"resourceType": "Patient"})).json()
+            written = await fhir.post("/Observation", json=respiratory_rate(patient["id"]))
+            assert written.status_code == 201, written.text
+            [record] = await consume_clinical_events(
+                kafka.bootstrap, settings.clinical_events_topic, f"test-{unique}"
+            )
+            async with httpx.AsyncClient(timeout=10) as client:
+                metrics = (await client.get(f"{url}/metrics")).text
+    finally:
+        await asyncio.to_thread(ehr_part.stop)
+
+    event = ClinicalEvent.FromString(record.value)
+    assert event.resource_id == written.json()["id"]
+    assert event.source.kind == NotificationKind.NOTIFICATION_KIND_REST_HOOK_FULL_RESOURCE
+    assert (
+        'cdsflow_listener_notifications_total{kind="rest-hook-full-resource",outcome="published"}'
+        in metrics
+    )

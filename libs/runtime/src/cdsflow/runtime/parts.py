@@ -156,6 +156,7 @@ def start_ehr(
     timeout_s: float = 60,
     *,
     server_auth: Mapping[str, Any] | None = None,
+    subscription_settings: Mapping[str, Any] | None = None,
 ) -> ManagedProcess:
     """SEKMET FHIR R4 server on 127.0.0.1; endpoints: `ehr` = its FHIR base URL.
 
@@ -165,15 +166,21 @@ def start_ehr(
     root: it serves its token endpoint at `{root}/auth/token` and checks that a client
     assertion's `aud` is `{public URL}/auth/token`, so with the FHIR base as public URL (as
     without auth) the token endpoint it advertises would be one it does not serve. Endpoints
-    then also hold `ehr_token_url`.
+    then also hold `ehr_token_url`. `subscription_settings` are SEKMET's `subscriptions`
+    settings (`notify_method`: `put-resource` or `post-endpoint`, `retries`).
     """
     port = port or free_port()
     root_url = f"http://127.0.0.1:{port}"
     base_url = f"{root_url}/fhir"
     config_file = log_dir / "ehr-settings.yaml"
+    config: dict[str, Any] = {}
     if server_auth is not None:
+        config["server_auth"] = dict(server_auth)
+    if subscription_settings is not None:
+        config["subscriptions"] = dict(subscription_settings)
+    if config:
         # JSON is YAML: no YAML writer needed
-        config_file.write_text(json.dumps({"server_auth": dict(server_auth)}))
+        config_file.write_text(json.dumps(config))
     env = without_otel(os.environ)
     env.update(
         SEKMET_BASE_URL=base_url,

@@ -16,6 +16,7 @@ empty body is an R4 rest-hook ping, and with a body a topic-based notification B
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from opentelemetry import trace
@@ -29,7 +30,9 @@ from cdsflow.listener.domain import (
     bearer_secret_matches,
     build_clinical_event,
     patient_reference_of,
+    posted_resource_type,
     read_notified_resource,
+    read_posted_resource,
     unauthorized,
 )
 from cdsflow.listener.intake import (
@@ -84,56 +87,64 @@ async def receive_full_resource(
             resource = read_notified_resource(raw, resource_type, resource_id)
         except RequestRefused as refusal:
             return refused(intake, REST_HOOK_FULL_RESOURCE, refusal)
-        span.set_attribute("cdsflow.resource_type", resource_type)
-        received_at = datetime.now(UTC)
-        base_url = intake.settings.ehr_base_url
-        found_unusable: UnusableResource | None
-        try:
-            patient_reference = patient_reference_of(resource, base_url)
-        except UnusableResource as unusable:
-            patient_reference, found_unusable = "", unusable
-        else:
-            found_unusable = None
-        event = build_clinical_event(
-            resource,
-            raw,
-            kind=NotificationKind.NOTIFICATION_KIND_REST_HOOK_FULL_RESOURCE,
-            ehr_base_url=base_url,
-            patient_reference=patient_reference,
-            patient_key=(
-                intake.patient_keyer.patient_key(patient_reference) if patient_reference else ""
-            ),
-            received_at=received_at,
-        )
-        span.set_attribute("cdsflow.event_id", event.event_id)
-        try:
-            if found_unusable is not None:
-                span.set_attributes(
-                    {
-                        "cdsflow.outcome": "recorded-unusable",
-                        "cdsflow.reason": found_unusable.reason,
-                    }
-                )
-                await record_unusable_acked(intake, event, found_unusable)
-            else:
-                span.set_attribute("cdsflow.patient_key", event.patient_key)
-                published = await publish_acked(intake, event)
-        except PublishUnavailable as exc:
-            return retry_later(intake, REST_HOOK_FULL_RESOURCE, exc)
+        return await _answer_full_resource(intake, raw, resource)
+
+
+async def _answer_full_resource(
+    intake: NotificationIntake, raw: bytes, resource: dict[str, Any]
+) -> Response:
+    """The notified resource on Kafka (or recorded as unusable), then the answer."""
+    span = trace.get_current_span()
+    span.set_attribute("cdsflow.resource_type", str(resource["resourceType"]))
+    received_at = datetime.now(UTC)
+    base_url = intake.settings.ehr_base_url
+    found_unusable: UnusableResource | None
+    try:
+        patient_reference = patient_reference_of(resource, base_url)
+    except UnusableResource as unusable:
+        patient_reference, found_unusable = "", unusable
+    else:
+        found_unusable = None
+    event = build_clinical_event(
+        resource,
+        raw,
+        kind=NotificationKind.NOTIFICATION_KIND_REST_HOOK_FULL_RESOURCE,
+        ehr_base_url=base_url,
+        patient_reference=patient_reference,
+        patient_key=(
+            intake.patient_keyer.patient_key(patient_reference) if patient_reference else ""
+        ),
+        received_at=received_at,
+    )
+    span.set_attribute("cdsflow.event_id", event.event_id)
+    try:
         if found_unusable is not None:
-            intake.count(REST_HOOK_FULL_RESOURCE, "recorded-unusable")
-            return outcome_response(200, unusable_outcome(found_unusable))
-        outcome = "published" if published else "already-published"
-        intake.count(REST_HOOK_FULL_RESOURCE, outcome)
-        span.set_attribute("cdsflow.outcome", outcome)
-        return outcome_response(
-            200,
-            operation_outcome(
-                "informational",
-                f"clinical event {event.event_id} {outcome.replace('-', ' ')}",
-                "information",
-            ),
-        )
+            span.set_attributes(
+                {
+                    "cdsflow.outcome": "recorded-unusable",
+                    "cdsflow.reason": found_unusable.reason,
+                }
+            )
+            await record_unusable_acked(intake, event, found_unusable)
+        else:
+            span.set_attribute("cdsflow.patient_key", event.patient_key)
+            published = await publish_acked(intake, event)
+    except PublishUnavailable as exc:
+        return retry_later(intake, REST_HOOK_FULL_RESOURCE, exc)
+    if found_unusable is not None:
+        intake.count(REST_HOOK_FULL_RESOURCE, "recorded-unusable")
+        return outcome_response(200, unusable_outcome(found_unusable))
+    outcome = "published" if published else "already-published"
+    intake.count(REST_HOOK_FULL_RESOURCE, outcome)
+    span.set_attribute("cdsflow.outcome", outcome)
+    return outcome_response(
+        200,
+        operation_outcome(
+            "informational",
+            f"clinical event {event.event_id} {outcome.replace('-', ' ')}",
+            "information",
+        ),
+    )
 
 
 @router.post("")
@@ -152,6 +163,17 @@ async def receive_notification(request: Request, intake: Intake) -> Response:
             return refused(intake, REST_HOOK_PING, refusal)
         if not raw.strip():
             return await answer_ping(intake, channel)
+        posted = posted_resource_type(raw)
+    if posted is not None and posted != "Bundle":
+        # an R4 rest-hook that POSTs the changed resource to the endpoint (SEKMET's
+        # `post-endpoint`): as a PUT, its type and id taken from the resource itself
+        span.set_attribute("cdsflow.notification_kind", REST_HOOK_FULL_RESOURCE)
+        with counting_failures(intake, REST_HOOK_FULL_RESOURCE):
+            try:
+                resource = read_posted_resource(raw)
+            except RequestRefused as refusal:
+                return refused(intake, REST_HOOK_FULL_RESOURCE, refusal)
+            return await _answer_full_resource(intake, raw, resource)
     # counts its own failures, by the notification's kind
     return await receive_topic_notification(raw, intake, channel)
 

@@ -22,7 +22,9 @@ from cdsflow.listener.domain.notification_kinds import (
     topic_kind,
 )
 from cdsflow.listener.domain.notified_resource import (
+    posted_resource_type,
     read_notified_resource,
+    read_posted_resource,
     validate_event_resource,
 )
 from cdsflow.listener.domain.patient_subject import PATIENT_ELEMENTS, patient_reference_of
@@ -86,8 +88,10 @@ __all__ = [
     "focus_on_ehr",
     "notification_of",
     "patient_reference_of",
+    "posted_resource_type",
     "read_notification_bundle",
     "read_notified_resource",
+    "read_posted_resource",
     "topic_kind",
     "unauthorized",
     "validate_event_resource",

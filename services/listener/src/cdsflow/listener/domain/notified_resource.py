@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from cdsflow.fhir import InvalidResource, is_fhir_id, parse_resource_json, validate_resource
+from cdsflow.fhir import (
+    InvalidResource,
+    MalformedJson,
+    is_fhir_id,
+    parse_json_document,
+    parse_resource_json,
+    validate_resource,
+)
 from cdsflow.listener.domain.rejections import bad_request
 
 
@@ -52,3 +59,27 @@ def validate_event_resource(resource: dict[str, Any], path: str) -> None:
         raise bad_request(
             "invalid", exc.reason, f"'{path}' is not a valid FHIR resource: {exc}", path
         ) from None
+
+
+def posted_resource_type(raw: bytes) -> str | None:
+    """The `resourceType` of a POSTed notification body (`Bundle` for a topic notification,
+    a resource type for a rest-hook that POSTs the resource); None when it names none."""
+    try:
+        document = parse_json_document(raw)
+    except MalformedJson:
+        return None
+    resource_type = document.get("resourceType") if isinstance(document, dict) else None
+    return resource_type if isinstance(resource_type, str) else None
+
+
+def read_posted_resource(raw: bytes) -> dict[str, Any]:
+    """The resource that a rest-hook POSTs to the endpoint itself (SEKMET's `post-endpoint`):
+    checked as a PUT's, its type and id read from the resource."""
+    try:
+        resource = parse_resource_json(raw)
+    except InvalidResource as exc:
+        raise bad_request("structure", exc.reason, str(exc)) from None
+    resource_id = resource.get("id")
+    if not isinstance(resource_id, str):
+        raise bad_request("required", "invalid", "a notified resource needs its 'id'", "id")
+    return read_notified_resource(raw, str(resource["resourceType"]), resource_id)
