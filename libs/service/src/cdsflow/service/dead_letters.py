@@ -3,6 +3,8 @@ the error in its headers (`cdsflow-error-type`, `cdsflow-error`) and its origina
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 
@@ -16,13 +18,28 @@ class DeadLetters:
         self._broker = broker
         self.topic = dead_letter_topic(source_topic)
 
-    async def send(self, body: bytes, key: bytes | None, error_type: str, error: str) -> None:
-        """Raises what the broker raises: the caller must not ack a message that did not land."""
+    async def send(
+        self,
+        body: bytes,
+        key: bytes | None,
+        error_type: str,
+        error: str,
+        *,
+        trace_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Raises what the broker raises: the caller must not ack a message that did not land.
+
+        `trace_headers` (`traceparent`, ...) are for a broker without the telemetry
+        middleware, whose caller propagates the trace itself."""
         await self._broker.publish(
             body,
             topic=self.topic,
             key=key,
-            headers={DLQ_ERROR_TYPE_HEADER: error_type, DLQ_ERROR_HEADER: error},
+            headers={
+                **(trace_headers or {}),
+                DLQ_ERROR_TYPE_HEADER: error_type,
+                DLQ_ERROR_HEADER: error,
+            },
         )
 
 

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import httpx
+from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI, Request, Response
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
@@ -15,12 +16,15 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from tritonclient.grpc.aio import InferenceServerClient
 
 from cdsflow.fhir import EhrClient
+from cdsflow.reasoner.dependency_health import DependencyHealth
 from cdsflow.reasoner.domain.cards import CardSource
 from cdsflow.reasoner.domain.recommendation import RecommendationPolicy
+from cdsflow.reasoner.event_batches import EventBatches
 from cdsflow.reasoner.handlers import ClinicalEventHandler
 from cdsflow.reasoner.known_patients import KnownPatients
 from cdsflow.reasoner.metrics import ReasonerMetrics
 from cdsflow.reasoner.model_client import TritonModel
+from cdsflow.reasoner.patient_lanes import Record
 from cdsflow.reasoner.settings import Settings
 from cdsflow.service import (
     ConsumingBroker,
@@ -50,7 +54,8 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        broker = build_broker(settings, telemetry, SERVICE_NAME)
+        # one trace per event, kept by the reasoner itself (`event_spans`)
+        broker = build_broker(settings, telemetry, SERVICE_NAME, traced=False)
         http = httpx.AsyncClient(timeout=settings.ehr_timeout_s)
         HTTPXClientInstrumentor.instrument_client(http, tracer_provider=telemetry.tracer_provider)
         triton = InferenceServerClient(settings.triton_grpc_url)
@@ -62,6 +67,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             settings.inference_timeout_s,
             settings.triton_grpc_url,
         )
+        health = DependencyHealth()
         handler = ClinicalEventHandler(
             settings=settings,
             broker=broker,
@@ -74,10 +80,19 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             known_patients=KnownPatients(
                 settings.known_patients_max, settings.known_patients_ttl_s
             ),
+            tracer=telemetry.tracer,
+            health=health,
+        )
+        batches = EventBatches(
+            handler.handle,
+            max_concurrent_patients=settings.max_concurrent_patients,
+            pause_max_s=settings.dependency_retry_s,
         )
 
-        async def on_clinical_event(message: KafkaMessage) -> None:
-            await handler.handle(message)
+        async def on_clinical_events(message: KafkaMessage) -> None:
+            records: tuple[Record, ...] = message.raw_message
+            consumer: AIOKafkaConsumer = message.consumer
+            await batches.handle(records, consumer)
 
         broker.subscriber(
             settings.clinical_events_topic,
@@ -85,11 +100,15 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             auto_offset_reset="earliest",
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             ack_policy=AckPolicy.MANUAL,
-        )(on_clinical_event)
+            batch=True,
+            max_records=settings.batch_max_records,
+            batch_timeout_ms=settings.batch_timeout_ms,
+        )(on_clinical_events)
         consumer = ConsumingBroker(broker, settings.kafka_bootstrap)
         consumer.start()
         app.state.consumer = consumer
         app.state.model = model
+        app.state.health = health
         try:
             yield
         finally:
@@ -106,10 +125,13 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
     async def readyz(request: Request) -> Response:
         consumer: ConsumingBroker = request.app.state.consumer
         model: TritonModel = request.app.state.model
+        health: DependencyHealth = request.app.state.health
         timeout = settings.readiness_timeout_s
         broker_ready, model_ready = await asyncio.gather(
             consumer.is_ready(timeout), model.is_ready(timeout)
         )
+        # Triton may say the model is ready while it sheds the reasoner's requests
+        model_ready = model_ready and not health.is_failing("triton")
         return readiness_response({"broker": broker_ready, "model": model_ready})
 
     instrument_app(app, telemetry)

@@ -26,8 +26,20 @@ RPC_METHOD = "ModelInfer"
 _TRITON_DATATYPES = {"float32": "FP32", "bool": "BOOL"}
 
 
+# gRPC statuses that say Triton, or the model on it, cannot answer right now (down, loading,
+# overloaded and shedding, too slow): not the request's fault, so the event waits for Triton.
+OUTAGE_STATUSES = frozenset(
+    {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED", "UNKNOWN", "NOT_FOUND"}
+)
+
+
 class ModelUnavailable(Exception):
     """Triton, or the model on it, could not answer; the message is the gRPC status name."""
+
+
+class ModelRequestFailed(Exception):
+    """Triton answered this request with an error (e.g. INVALID_ARGUMENT, INTERNAL) while it
+    is up: the request may be at fault, so it is retried a few times, then dead-lettered."""
 
 
 class TritonModel:
@@ -77,7 +89,8 @@ class TritonModel:
         return bool(ready)
 
     async def infer(self, inputs: ModelInputs) -> tuple[ModelOutputs, ModelRef]:
-        """Score one row. Raises `ModelUnavailable` for any failure to get an answer."""
+        """Score one row. Raises `ModelUnavailable` when Triton cannot answer now (an outage),
+        `ModelRequestFailed` when it refused this request."""
         expected = await self.model_ref()
         attributes: dict[str, str | int] = {
             "rpc.system": "grpc",
@@ -109,7 +122,9 @@ class TritonModel:
                 )
                 span.set_status(Status(StatusCode.ERROR))
                 self._model_version = ""  # the model may have been reloaded: ask again
-                raise ModelUnavailable(status) from exc
+                if status in OUTAGE_STATUSES:
+                    raise ModelUnavailable(status) from exc
+                raise ModelRequestFailed(status) from exc
             finally:
                 self._inference_seconds.labels(model=self._model_name).observe(
                     time.perf_counter() - started

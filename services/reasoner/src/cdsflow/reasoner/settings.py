@@ -39,9 +39,20 @@ class Settings(ServiceSettings):
     # Per-call timeouts of Triton inference and EHR requests.
     inference_timeout_s: float = Field(default=10.0, gt=0)
     ehr_timeout_s: float = Field(default=10.0, gt=0)
-    # How long an event is retried while Triton or the EHR is unavailable before it is
-    # handed back to Kafka (not committed) to be consumed again.
-    dependency_retry_s: float = Field(default=30.0, ge=0)
+    # While Triton, the EHR or Kafka is unavailable, the events that needed it are handed
+    # back (not committed) and consumption pauses before they are consumed again: 0.2 s,
+    # doubling per batch that still fails, at most `dependency_retry_s`.
+    dependency_retry_s: float = Field(default=5.0, ge=0)
+    # How many times an event that fails unexpectedly (or that Triton refuses while it is up)
+    # is tried before it is dead-lettered; a dependency outage never counts.
+    max_attempts: int = Field(default=3, ge=1)
+
+    # Records per batch from Kafka (`max_records`), and how long a fetch waits to fill one.
+    batch_max_records: int = Field(default=512, ge=1)
+    batch_timeout_ms: int = Field(default=5, ge=0)
+    # How many patients of a batch are handled at the same time (each patient's events in
+    # order): also the most Triton requests in flight, which Triton's dynamic batcher merges.
+    max_concurrent_patients: int = Field(default=256, ge=1)
     # `readiness_timeout_s` (shared, default 2 s) bounds `/readyz`'s wait for Kafka and Triton.
 
     # Patients the EHR confirmed to exist are not asked about again for `known_patients_ttl_s`
