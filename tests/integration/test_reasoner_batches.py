@@ -54,11 +54,17 @@ async def triton_counts(triton: TritonEndpoint) -> tuple[int, int]:
     return int(stats["inference_count"]), int(stats["execution_count"])
 
 
-def heart_rate_event(
-    patient: str, value: float, effective: datetime, reasoner: RunningReasoner, ehr_url: str
+def observation_event(
+    patient: str,
+    code: str,
+    value: float,
+    effective: datetime,
+    reasoner: RunningReasoner,
+    ehr_url: str,
 ) -> ClinicalEvent:
-    observation: dict[str, Any] = vital_sign(patient, "8867-4", value, "/min", effective)
-    observation["id"] = f"hr-{uuid.uuid4().hex}"
+    """A ClinicalEvent about a new vital-sign Observation (in /min) that only Kafka holds."""
+    observation: dict[str, Any] = vital_sign(patient, code, value, "/min", effective)
+    observation["id"] = f"obs-{uuid.uuid4().hex}"
     event = ClinicalEvent(
         event_id=uuid.uuid4().hex,
         resource_type="Observation",
@@ -70,6 +76,12 @@ def heart_rate_event(
     )
     event.occurred_at.FromDatetime(effective)
     return event
+
+
+def heart_rate_event(
+    patient: str, value: float, effective: datetime, reasoner: RunningReasoner, ehr_url: str
+) -> ClinicalEvent:
+    return observation_event(patient, "8867-4", value, effective, reasoner, ehr_url)
 
 
 async def test_many_patients_at_once_each_in_order_and_triton_batches_them(

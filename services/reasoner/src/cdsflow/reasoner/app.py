@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -16,14 +16,17 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from tritonclient.grpc.aio import InferenceServerClient
 
 from cdsflow.fhir import EhrClient
+from cdsflow.reasoner.context_changelog import ContextChangelog, RestoreOnAssignment
 from cdsflow.reasoner.dependency_health import DependencyHealth
 from cdsflow.reasoner.domain.cards import CardSource
 from cdsflow.reasoner.domain.recommendation import RecommendationPolicy
+from cdsflow.reasoner.ehr_history import EhrPatientHistory
 from cdsflow.reasoner.event_batches import EventBatches
 from cdsflow.reasoner.handlers import ClinicalEventHandler
 from cdsflow.reasoner.known_patients import KnownPatients
 from cdsflow.reasoner.metrics import ReasonerMetrics
 from cdsflow.reasoner.model_client import TritonModel
+from cdsflow.reasoner.patient_contexts import PatientContexts
 from cdsflow.reasoner.patient_lanes import Record
 from cdsflow.reasoner.settings import Settings
 from cdsflow.service import (
@@ -68,30 +71,55 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             settings.triton_grpc_url,
         )
         health = DependencyHealth()
+        contexts = PatientContexts(settings.context_max_patients, policy.lookback)
+        changelog = ContextChangelog(
+            broker,
+            contexts,
+            bootstrap=settings.kafka_bootstrap,
+            topic=settings.context_changelog_topic,
+            events_topic=settings.clinical_events_topic,
+            replication_factor=settings.patient_context_replication,
+        )
+        ehr_history = EhrPatientHistory(
+            ehr=EhrClient(settings.ehr_base_url, http),
+            ehr_base_url=settings.ehr_base_url,
+            known_patients=KnownPatients(
+                settings.known_patients_max, settings.known_patients_ttl_s
+            ),
+            metrics=metrics,
+            lookback=policy.lookback,
+        )
         handler = ClinicalEventHandler(
             settings=settings,
             broker=broker,
             dead_letters=DeadLetters(broker, settings.clinical_events_topic),
-            ehr=EhrClient(settings.ehr_base_url, http),
+            ehr_history=ehr_history,
+            contexts=contexts,
             model=model,
             patient_keyer=telemetry.patient_keyer,
             metrics=metrics,
             policy=policy,
-            known_patients=KnownPatients(
-                settings.known_patients_max, settings.known_patients_ttl_s
-            ),
             tracer=telemetry.tracer,
             health=health,
         )
+
+        async def write_changelog(finished: Sequence[Record]) -> None:
+            await changelog.write_changed()
+
         batches = EventBatches(
             handler.handle,
             max_concurrent_patients=settings.max_concurrent_patients,
             pause_max_s=settings.dependency_retry_s,
+            before_commit=write_changelog,
+        )
+        restore = RestoreOnAssignment(
+            changelog, contexts, settings.clinical_events_topic, metrics.restored_snapshots.inc
         )
 
         async def on_clinical_events(message: KafkaMessage) -> None:
             records: tuple[Record, ...] = message.raw_message
             consumer: AIOKafkaConsumer = message.consumer
+            await restore.wait_restored({record.partition for record in records})
             await batches.handle(records, consumer)
 
         broker.subscriber(
@@ -103,12 +131,14 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             batch=True,
             max_records=settings.batch_max_records,
             batch_timeout_ms=settings.batch_timeout_ms,
+            listener=restore,
         )(on_clinical_events)
         consumer = ConsumingBroker(broker, settings.kafka_bootstrap)
         consumer.start()
         app.state.consumer = consumer
         app.state.model = model
         app.state.health = health
+        app.state.contexts = contexts
         try:
             yield
         finally:

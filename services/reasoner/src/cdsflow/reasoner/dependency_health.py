@@ -8,6 +8,14 @@ the model not ready, even when Triton itself says the model is ready.
 from __future__ import annotations
 
 
+class DependencyUnavailable(Exception):
+    """Triton, the EHR or Kafka could not be used right now; the event is handed back."""
+
+    def __init__(self, dependency: str, detail: str) -> None:
+        super().__init__(f"{dependency} unavailable ({detail})")
+        self.dependency = dependency
+
+
 class DependencyHealth:
     def __init__(self) -> None:
         self._failing: set[str] = set()

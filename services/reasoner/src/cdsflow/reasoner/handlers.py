@@ -22,43 +22,40 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import Enum
-from typing import Any
 
-import httpx
 from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 from opentelemetry import trace
 
 from cdsflow.contracts import Mode, Recommendation
-from cdsflow.fhir import EhrClient, EhrError
-from cdsflow.reasoner.dependency_health import DependencyHealth
+from cdsflow.reasoner.dependency_health import DependencyHealth, DependencyUnavailable
 from cdsflow.reasoner.domain.errors import (
     ImplausibleVitalSign,
-    UnknownPatient,
     UnprocessableEvent,
 )
 from cdsflow.reasoner.domain.events import (
     IgnoreReason,
     VitalSignEvent,
     checked_patient_key,
-    confirms_patient,
     decode_clinical_event,
     vital_sign_event,
 )
 from cdsflow.reasoner.domain.model_adapter import model_inputs
+from cdsflow.reasoner.domain.observations import observation_reference
 from cdsflow.reasoner.domain.patient_context import (
     PatientContext,
-    assemble_patient_context,
-    history_search_params,
+    context_as_of,
     trigger_readings,
 )
 from cdsflow.reasoner.domain.recommendation import RecommendationPolicy, build_recommendation
+from cdsflow.reasoner.domain.vital_signs import VitalSignReading
+from cdsflow.reasoner.ehr_history import EhrPatientHistory
 from cdsflow.reasoner.event_spans import event_consumer_span, publish_span
-from cdsflow.reasoner.known_patients import KnownPatients
 from cdsflow.reasoner.metrics import ReasonerMetrics
 from cdsflow.reasoner.model_client import ModelRequestFailed, ModelUnavailable, TritonModel
+from cdsflow.reasoner.patient_contexts import PatientContexts
 from cdsflow.reasoner.patient_lanes import Record
 from cdsflow.reasoner.settings import Settings
 from cdsflow.service import DeadLetters
@@ -69,14 +66,6 @@ log = logging.getLogger("cdsflow.reasoner")
 _MAX_DLQ_ERROR_CHARS = 200
 # the pause before an event that failed unexpectedly is tried again, doubling per attempt
 _ATTEMPT_BACKOFF_S = 0.1
-
-
-class DependencyUnavailable(Exception):
-    """Triton, the EHR or Kafka could not be used right now; the event is handed back."""
-
-    def __init__(self, dependency: str, detail: str) -> None:
-        super().__init__(f"{dependency} unavailable ({detail})")
-        self.dependency = dependency
 
 
 class EventOutcome(Enum):
@@ -93,12 +82,12 @@ class ClinicalEventHandler:
     settings: Settings
     broker: KafkaBroker
     dead_letters: DeadLetters
-    ehr: EhrClient
+    ehr_history: EhrPatientHistory
+    contexts: PatientContexts
     model: TritonModel
     patient_keyer: PatientKeyer
     metrics: ReasonerMetrics
     policy: RecommendationPolicy
-    known_patients: KnownPatients
     tracer: trace.Tracer
     health: DependencyHealth
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -112,7 +101,7 @@ class ClinicalEventHandler:
         attempt = 1
         while True:
             try:
-                outcome = await self._process(record.value or b"")
+                outcome = await self._process(record)
             except DependencyUnavailable as exc:
                 self.metrics.dependency_failures.labels(dependency=exc.dependency).inc()
                 self.health.failed(exc.dependency)
@@ -138,11 +127,13 @@ class ClinicalEventHandler:
             span.set_attribute("cdsflow.outcome", "recommended")
         return EventOutcome.FINISHED
 
-    async def _process(self, body: bytes) -> Recommendation | IgnoreReason:
-        event = vital_sign_event(decode_clinical_event(body), self.settings.ehr_base_url)
+    async def _process(self, record: Record) -> Recommendation | IgnoreReason:
+        event = vital_sign_event(
+            decode_clinical_event(record.value or b""), self.settings.ehr_base_url
+        )
         if isinstance(event, IgnoreReason):
             return event
-        context = await self._patient_context(event)
+        trigger, context = await self._patient_context(event, record.partition)
         recommendation = await self._recommend(event, context)
         trace.get_current_span().set_attributes(
             {
@@ -155,12 +146,18 @@ class ClinicalEventHandler:
         self.metrics.recommendations.labels(
             band=recommendation.scores[0].band, mode=_mode_label(recommendation)
         ).inc()
-        self.metrics.count_refusals(context.implausible_history)
+        # the event's readings join what is kept of the patient, for the next events
+        self.contexts.record(
+            record.partition, event.event.patient_key, event.patient_reference, trigger
+        )
         return recommendation
 
-    async def _patient_context(self, event: VitalSignEvent) -> PatientContext:
-        """The trigger's readings (all plausible), completed from the patient's history on the
-        EHR, once the EHR has confirmed that the patient exists."""
+    async def _patient_context(
+        self, event: VitalSignEvent, partition: int
+    ) -> tuple[list[VitalSignReading], PatientContext]:
+        """The trigger's readings (all plausible), completed with the patient's readings kept
+        from earlier events; for a patient first seen, from its history on the EHR (and only
+        once the EHR has confirmed that the patient exists)."""
         event.event.patient_key = checked_patient_key(
             event.event.patient_key, self.patient_keyer.patient_key(event.patient_reference)
         )
@@ -172,17 +169,20 @@ class ClinicalEventHandler:
             }
         )
         trigger = trigger_readings(event.observation, event.occurred_at)
+        trigger_reference = observation_reference(event.observation)
         lookback = self.policy.lookback
-        as_of = max(reading.observed_at for reading in trigger)
-        history = await self._known_patient_history(event.patient_reference, as_of, lookback)
-        return assemble_patient_context(
-            event.patient_reference,
-            event.observation,
-            trigger,
-            history,
-            lookback,
-            ehr_base_url=self.settings.ehr_base_url,
-        )
+        patient = event.patient_reference
+        kept = self.contexts.readings(partition, patient)
+        if kept is None:
+            as_of = max(reading.observed_at for reading in trigger)
+            kept, refused = await self.ehr_history.readings(patient, trigger_reference, as_of)
+            self.metrics.count_refusals(r for r, at in refused if as_of - lookback <= at <= as_of)
+            self.metrics.patient_contexts.labels(source="ehr").inc()
+            self.contexts.record(partition, event.event.patient_key, patient, kept)
+        else:
+            await self.ehr_history.confirm_patient(patient)
+            self.metrics.patient_contexts.labels(source="events").inc()
+        return trigger, context_as_of(patient, trigger_reference, trigger, kept, lookback)
 
     async def _recommend(self, event: VitalSignEvent, context: PatientContext) -> Recommendation:
         inputs = model_inputs(context)
@@ -192,51 +192,6 @@ class ClinicalEventHandler:
             raise DependencyUnavailable("triton", str(exc)) from exc
         self.health.succeeded("triton")
         return build_recommendation(event.event, context, outputs, model, self.policy, self.clock())
-
-    async def _known_patient_history(
-        self, patient_reference: str, as_of: datetime, lookback: timedelta
-    ) -> list[dict[str, Any]]:
-        """The patient's history; for a patient not confirmed lately, the EHR is asked whether
-        it exists at the same time as the history is searched (no added latency)."""
-        if self.known_patients.is_known(patient_reference):
-            self.metrics.patient_checks.labels(outcome="known").inc()
-            return await self._patient_history(patient_reference, as_of, lookback)
-        checked = asyncio.gather(
-            self._patient_exists(patient_reference),
-            self._patient_history(patient_reference, as_of, lookback),
-            return_exceptions=True,
-        )
-        exists: bool | BaseException
-        history: list[dict[str, Any]] | BaseException
-        exists, history = await checked
-        if isinstance(exists, BaseException):
-            raise exists
-        if not exists:
-            self.metrics.patient_checks.labels(outcome="unknown").inc()
-            raise UnknownPatient("the configured EHR does not know the event's patient")
-        self.metrics.patient_checks.labels(outcome="confirmed").inc()
-        self.known_patients.remember(patient_reference)
-        if isinstance(history, BaseException):
-            raise history
-        return history
-
-    async def _patient_exists(self, patient_reference: str) -> bool:
-        patient_id = patient_reference.removeprefix("Patient/")
-        try:
-            patient = await self.ehr.read("Patient", patient_id)
-        except (EhrError, httpx.HTTPError) as exc:
-            raise DependencyUnavailable("ehr", type(exc).__name__) from exc
-        return confirms_patient(patient, patient_reference)
-
-    async def _patient_history(
-        self, patient_reference: str, as_of: datetime, lookback: timedelta
-    ) -> list[dict[str, Any]]:
-        try:
-            return await self.ehr.search(
-                "Observation", history_search_params(patient_reference, as_of, lookback)
-            )
-        except (EhrError, httpx.HTTPError) as exc:
-            raise DependencyUnavailable("ehr", type(exc).__name__) from exc
 
     async def _publish(self, recommendation: Recommendation) -> None:
         topic = self.settings.recommendations_topic

@@ -18,6 +18,8 @@ class ReasonerMetrics:
     ignored: Counter
     implausible_readings: Counter
     patient_checks: Counter
+    patient_contexts: Counter
+    restored_snapshots: Counter
     dependency_failures: Counter
     inference_seconds: Histogram
 
@@ -43,6 +45,17 @@ class ReasonerMetrics:
                 "Whether the event's patient exists on the EHR: known (remembered), "
                 "confirmed (read from the EHR) or unknown",
                 ("outcome",),
+            ),
+            patient_contexts=registry.counter(
+                "reasoner_patient_contexts",
+                "Where an event's patient context came from: events (kept from earlier "
+                "events, the EHR not asked) or ehr (a patient first seen: history searched)",
+                ("source",),
+            ),
+            restored_snapshots=registry.counter(
+                "reasoner_restored_patient_contexts",
+                "Patient contexts read back from the changelog when partitions were assigned",
+                (),
             ),
             dependency_failures=registry.counter(
                 "reasoner_dependency_failures",

@@ -62,8 +62,22 @@ class Settings(ServiceSettings):
     known_patients_max: int = Field(default=100_000, ge=0)
     known_patients_ttl_s: float = Field(default=3600.0, ge=0)
 
+    # Each patient's recent vital signs are kept from the events (not searched on the EHR per
+    # event): at most `context_max_patients` patients (the least recently seen forgotten
+    # first), about 1 KB each. They are written to the compacted changelog topic
+    # `patient_context_topic` (default `<consumer group>.patient-context.v1`), created if
+    # missing with `patient_context_replication` replicas, and read back on assignment.
+    context_max_patients: int = Field(default=100_000, ge=1)
+    patient_context_topic: str = ""
+    patient_context_replication: int = Field(default=1, ge=1)
+
     card_source_label: str = "cdsflow deterioration score"
     card_source_url: str = ""
+
+    @property
+    def context_changelog_topic(self) -> str:
+        """The changelog belongs to the consumer group whose partitions it follows."""
+        return self.patient_context_topic or f"{self.consumer_group}.patient-context.v1"
 
     @field_validator("shadow_models", mode="before")
     @classmethod
