@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import httpx
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI, Request, Response
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
@@ -17,6 +17,7 @@ from tritonclient.grpc.aio import InferenceServerClient
 
 from cdsflow.fhir import EhrClient
 from cdsflow.reasoner.context_changelog import ContextChangelog, RestoreOnAssignment
+from cdsflow.reasoner.deliveries import Deliveries
 from cdsflow.reasoner.dependency_health import DependencyHealth
 from cdsflow.reasoner.domain.cards import CardSource
 from cdsflow.reasoner.domain.recommendation import RecommendationPolicy
@@ -54,11 +55,26 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         lookback=timedelta(hours=settings.vitals_lookback_hours),
         card_source=CardSource(label=settings.card_source_label, url=settings.card_source_url),
     )
+    # the patients' recent vital signs: state, no I/O (restored in the lifespan)
+    contexts = PatientContexts(settings.context_max_patients, policy.lookback)
+    ReasonerMetrics.watch_patients_in_context(telemetry.metrics, contexts.__len__)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # one trace per event, kept by the reasoner itself (`event_spans`)
+        # recommendations and snapshots are sent without waiting for each acknowledgement, in
+        # producer batches of a whole consumer batch (aiokafka's 16 KB default holds about ten
+        # recommendations, and sends one batch per partition at a time)
         broker = build_broker(settings, telemetry, SERVICE_NAME, traced=False)
+        deliveries = Deliveries(
+            AIOKafkaProducer(
+                bootstrap_servers=settings.kafka_bootstrap,
+                client_id=f"cdsflow-{SERVICE_NAME}",
+                acks="all",
+                enable_idempotence=settings.kafka_idempotence,
+                max_batch_size=settings.kafka_max_batch_bytes,
+            )
+        )
         http = httpx.AsyncClient(timeout=settings.ehr_timeout_s)
         HTTPXClientInstrumentor.instrument_client(http, tracer_provider=telemetry.tracer_provider)
         triton = InferenceServerClient(settings.triton_grpc_url)
@@ -71,9 +87,8 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             settings.triton_grpc_url,
         )
         health = DependencyHealth()
-        contexts = PatientContexts(settings.context_max_patients, policy.lookback)
         changelog = ContextChangelog(
-            broker,
+            deliveries,
             contexts,
             bootstrap=settings.kafka_bootstrap,
             topic=settings.context_changelog_topic,
@@ -91,7 +106,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         )
         handler = ClinicalEventHandler(
             settings=settings,
-            broker=broker,
+            deliveries=deliveries,
             dead_letters=DeadLetters(broker, settings.clinical_events_topic),
             ehr_history=ehr_history,
             contexts=contexts,
@@ -138,11 +153,11 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         app.state.consumer = consumer
         app.state.model = model
         app.state.health = health
-        app.state.contexts = contexts
         try:
             yield
         finally:
             await consumer.stop()
+            await deliveries.stop()
             await triton.close()
             await http.aclose()
             if owns_telemetry:

@@ -25,8 +25,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from faststream.kafka import KafkaBroker
 
+from cdsflow.reasoner.deliveries import Deliveries
 from cdsflow.reasoner.domain.vital_signs import VITAL_SIGN_BY_NAME, VitalSignReading
 from cdsflow.reasoner.patient_contexts import ContextSnapshot, PatientContexts
 
@@ -71,7 +71,7 @@ def parse_snapshot(partition: int, patient_key: str, body: bytes) -> ContextSnap
 class ContextChangelog:
     def __init__(
         self,
-        broker: KafkaBroker,
+        deliveries: Deliveries,
         contexts: PatientContexts,
         *,
         bootstrap: str,
@@ -79,7 +79,7 @@ class ContextChangelog:
         events_topic: str,
         replication_factor: int = 1,
     ) -> None:
-        self._broker = broker
+        self._deliveries = deliveries
         self._contexts = contexts
         self._bootstrap = bootstrap
         self.topic = topic
@@ -92,17 +92,13 @@ class ContextChangelog:
         broker raises (the batch is then not committed, and they are written next time)."""
         snapshots = self._contexts.take_changed()
         try:
-            await asyncio.gather(
-                *(
-                    self._broker.publish(
-                        snapshot_body(s),
-                        topic=self.topic,
-                        key=s.patient_key.encode(),
-                        partition=s.partition,
-                    )
-                    for s in snapshots
+            sent = [
+                await self._deliveries.send(
+                    self.topic, snapshot_body(s), key=s.patient_key.encode(), partition=s.partition
                 )
-            )
+                for s in snapshots
+            ]
+            await asyncio.gather(*sent)
         except BaseException:
             self._contexts.mark_changed(snapshots)
             raise

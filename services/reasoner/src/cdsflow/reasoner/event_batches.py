@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
+from cdsflow.reasoner.deliveries import Delivery
 from cdsflow.reasoner.handlers import EventOutcome
 from cdsflow.reasoner.offsets import FinishedOffsets, commit_plan
 from cdsflow.reasoner.patient_lanes import Record, patient_lanes
@@ -27,7 +28,8 @@ log = logging.getLogger("cdsflow.reasoner.batches")
 
 _FIRST_PAUSE_S = 0.2
 
-EventHandler = Callable[[Record], Awaitable[EventOutcome]]
+# an outcome, or the delivery of the record's recommendation (finished once acknowledged)
+EventHandler = Callable[[Record], Awaitable[EventOutcome | Delivery]]
 # called with the finished records before their offsets are committed
 BeforeCommit = Callable[[Sequence[Record]], Awaitable[None]]
 
@@ -55,7 +57,14 @@ class EventBatches:
     async def handle(self, records: Sequence[Record], consumer: AIOKafkaConsumer) -> None:
         """Handle the batch, commit what is finished, rewind what was handed back."""
         todo = [record for record in records if not self._finished.is_finished(record)]
-        finished, handed_back = await self._run_lanes(todo)
+        finished, handed_back, deliveries = await self._run_lanes(todo)
+        for record, delivery in deliveries:
+            try:
+                await delivery
+            except Exception as exc:  # not acknowledged: not committed, consumed again
+                log.warning("publish failed", extra={"error_type": type(exc).__name__})
+                finished.remove(record)
+                handed_back.append(record)
         plan = commit_plan(records, handed_back)
         try:
             await self._before_commit(finished)
@@ -73,9 +82,12 @@ class EventBatches:
         else:
             self._pause_s = 0.0
 
-    async def _run_lanes(self, records: Sequence[Record]) -> tuple[list[Record], list[Record]]:
+    async def _run_lanes(
+        self, records: Sequence[Record]
+    ) -> tuple[list[Record], list[Record], list[tuple[Record, Delivery]]]:
         finished: list[Record] = []
         handed_back: list[Record] = []
+        deliveries: list[tuple[Record, Delivery]] = []
         gate = asyncio.Semaphore(self._max_concurrent_patients)
         outage = False
 
@@ -84,14 +96,19 @@ class EventBatches:
             async with gate:
                 for index, record in enumerate(lane):
                     # once a dependency is down, start nothing new: hand the rest back
-                    if outage or await self._handle_event(record) is EventOutcome.HANDED_BACK:
+                    outcome = (
+                        EventOutcome.HANDED_BACK if outage else await self._handle_event(record)
+                    )
+                    if outcome is EventOutcome.HANDED_BACK:
                         outage = True
                         handed_back.extend(lane[index:])
                         return
+                    if not isinstance(outcome, EventOutcome):
+                        deliveries.append((record, outcome))
                     finished.append(record)
 
         await asyncio.gather(*(run(lane) for lane in patient_lanes(records)))
-        return finished, handed_back
+        return finished, handed_back, deliveries
 
     async def _pause(self) -> None:
         """Consume nothing for a while: the dependency that was down gets time to come back."""

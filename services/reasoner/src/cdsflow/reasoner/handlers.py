@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 
-from aiokafka.errors import KafkaError
-from faststream.kafka import KafkaBroker
 from opentelemetry import trace
 
 from cdsflow.contracts import Mode, Recommendation
+from cdsflow.reasoner.deliveries import Deliveries, Delivery
 from cdsflow.reasoner.dependency_health import DependencyHealth, DependencyUnavailable
 from cdsflow.reasoner.domain.errors import (
     ImplausibleVitalSign,
@@ -80,7 +79,7 @@ class ClinicalEventHandler:
     """What one clinical event needs; built in the app's lifespan."""
 
     settings: Settings
-    broker: KafkaBroker
+    deliveries: Deliveries
     dead_letters: DeadLetters
     ehr_history: EhrPatientHistory
     contexts: PatientContexts
@@ -92,12 +91,13 @@ class ClinicalEventHandler:
     health: DependencyHealth
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
-    async def handle(self, record: Record) -> EventOutcome:
-        """One record, inside its own CONSUMER span."""
+    async def handle(self, record: Record) -> EventOutcome | Delivery:
+        """One record, inside its own CONSUMER span: its outcome, or the delivery of its
+        recommendation (finished once Kafka acknowledges it)."""
         with event_consumer_span(self.tracer, record) as span:
             return await self._handle(record, span)
 
-    async def _handle(self, record: Record, span: trace.Span) -> EventOutcome:
+    async def _handle(self, record: Record, span: trace.Span) -> EventOutcome | Delivery:
         attempt = 1
         while True:
             try:
@@ -123,11 +123,11 @@ class ClinicalEventHandler:
         if isinstance(outcome, IgnoreReason):
             span.set_attributes({"cdsflow.outcome": "ignored", "cdsflow.reason": outcome.value})
             self.metrics.ignored.labels(reason=outcome.value).inc()
-        else:
-            span.set_attribute("cdsflow.outcome", "recommended")
-        return EventOutcome.FINISHED
+            return EventOutcome.FINISHED
+        span.set_attribute("cdsflow.outcome", "recommended")
+        return outcome
 
-    async def _process(self, record: Record) -> Recommendation | IgnoreReason:
+    async def _process(self, record: Record) -> Delivery | IgnoreReason:
         event = vital_sign_event(
             decode_clinical_event(record.value or b""), self.settings.ehr_base_url
         )
@@ -142,7 +142,7 @@ class ClinicalEventHandler:
                 "cdsflow.model.version": recommendation.model.version,
             }
         )
-        await self._publish(recommendation)
+        delivery = await self._publish(recommendation)
         self.metrics.recommendations.labels(
             band=recommendation.scores[0].band, mode=_mode_label(recommendation)
         ).inc()
@@ -150,7 +150,7 @@ class ClinicalEventHandler:
         self.contexts.record(
             record.partition, event.event.patient_key, event.patient_reference, trigger
         )
-        return recommendation
+        return delivery
 
     async def _patient_context(
         self, event: VitalSignEvent, partition: int
@@ -193,18 +193,15 @@ class ClinicalEventHandler:
         self.health.succeeded("triton")
         return build_recommendation(event.event, context, outputs, model, self.policy, self.clock())
 
-    async def _publish(self, recommendation: Recommendation) -> None:
+    async def _publish(self, recommendation: Recommendation) -> Delivery:
         topic = self.settings.recommendations_topic
-        try:
-            with publish_span(self.tracer, topic) as headers:
-                await self.broker.publish(
-                    recommendation.SerializeToString(),
-                    topic=topic,
-                    key=recommendation.patient_key.encode(),
-                    headers=headers,
-                )
-        except (KafkaError, OSError, TimeoutError) as exc:
-            raise DependencyUnavailable("kafka", type(exc).__name__) from exc
+        with publish_span(self.tracer, topic) as headers:
+            return await self.deliveries.send(
+                topic,
+                recommendation.SerializeToString(),
+                key=recommendation.patient_key.encode(),
+                headers=headers,
+            )
 
     async def _dead_letter(self, record: Record, exc: Exception, span: trace.Span) -> EventOutcome:
         error_type = type(exc).__name__

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from cdsflow.reasoner.domain.plausible_ranges import RefusedReading
 from cdsflow.telemetry import MetricsRegistry
@@ -66,6 +66,18 @@ class ReasonerMetrics:
                 "reasoner_inference_seconds", "Triton inference round trip", ("model",)
             ),
         )
+
+    @staticmethod
+    def watch_patients_in_context(registry: MetricsRegistry, held: Callable[[], int]) -> Gauge:
+        """`cdsflow_reasoner_patients_in_context`: how many patients' contexts are held now."""
+        gauge = Gauge(
+            "reasoner_patients_in_context",
+            "Patients whose recent vital signs this replica holds",
+            namespace=registry.namespace,
+            registry=registry.registry,
+        )
+        gauge.set_function(lambda: float(held()))
+        return gauge
 
     def count_refusals(self, refusals: Iterable[RefusedReading]) -> None:
         for refused in refusals:

@@ -50,6 +50,8 @@ class Settings(ServiceSettings):
     # Records per batch from Kafka (`max_records`), and how long a fetch waits to fill one.
     batch_max_records: int = Field(default=512, ge=1)
     batch_timeout_ms: int = Field(default=5, ge=0)
+    # The producer's batch per partition: a recommendation takes 1-2 KB.
+    kafka_max_batch_bytes: int = Field(default=1024 * 1024, ge=16 * 1024)
     # How many patients of a batch are handled at the same time (each patient's events in
     # order): also the most Triton requests in flight, which Triton's dynamic batcher merges.
     max_concurrent_patients: int = Field(default=256, ge=1)
