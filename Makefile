@@ -71,8 +71,9 @@ faults: install ## hostile-input properties at 10,000 generated requests per end
 		tests/integration/test_hostile_inputs.py -k "every_"
 
 .PHONY: bench
-bench: install ## end-to-end throughput and latency, written to bench/results.json
+bench: install ## end-to-end throughput and latency, and the reasoner beside a bare loop, written to bench/results.json
 	$(UV) run --frozen python -m bench.pipeline --output bench/results.json
+	$(UV) run --frozen python -m bench.reasoner --output bench/results.json
 
 .PHONY: clean
 clean: ## remove caches (not .venv)

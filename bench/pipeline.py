@@ -290,7 +290,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15, help="length of the fixed-rate run")
     args = parser.parse_args()
     results = asyncio.run(run(args))
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    # other benchmarks' figures in the same file (e.g. `reasoner`) are kept
+    previous = json.loads(args.output.read_text()) if args.output.exists() else {}
+    args.output.write_text(json.dumps({**previous, **results}, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 

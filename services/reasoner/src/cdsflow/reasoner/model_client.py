@@ -64,6 +64,8 @@ class TritonModel:
             {"server.address": host, "server.port": int(port)} if port.isdigit() else {}
         )
         self._model_version = ""
+        # the same outputs are asked of every request: built once
+        self._requested_outputs = [InferRequestedOutput(name) for name in OUTPUT_NAMES]
 
     @property
     def model_name(self) -> str:
@@ -111,7 +113,7 @@ class TritonModel:
                 result = await self._client.infer(
                     self._model_name,
                     inputs=_infer_inputs(inputs),
-                    outputs=[InferRequestedOutput(name) for name in OUTPUT_NAMES],
+                    outputs=self._requested_outputs,
                     headers=trace_headers(),
                     client_timeout=self._timeout_s,
                 )

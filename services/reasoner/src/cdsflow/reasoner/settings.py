@@ -66,7 +66,7 @@ class Settings(ServiceSettings):
 
     # Each patient's recent vital signs are kept from the events (not searched on the EHR per
     # event): at most `context_max_patients` patients (the least recently seen forgotten
-    # first), about 1 KB each. They are written to the compacted changelog topic
+    # first), about 2 KB each (`make bench`). They are written to the compacted changelog topic
     # `patient_context_topic` (default `<consumer group>.patient-context.v1`), created if
     # missing with `patient_context_replication` replicas, and read back on assignment.
     context_max_patients: int = Field(default=100_000, ge=1)
