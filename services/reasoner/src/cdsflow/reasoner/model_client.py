@@ -57,7 +57,8 @@ class TritonModel:
         self._client = client
         self._model_name = model_name
         self._tracer = tracer
-        self._inference_seconds = inference_seconds
+        # the histogram's child for this model, resolved once (not per request)
+        self._inference_seconds = inference_seconds.labels(model=model_name)
         self._timeout_s = timeout_s
         host, _, port = server_url.rpartition(":")
         self._server_attributes: dict[str, str | int] = (
@@ -128,9 +129,7 @@ class TritonModel:
                     raise ModelUnavailable(status) from exc
                 raise ModelRequestFailed(status) from exc
             finally:
-                self._inference_seconds.labels(model=self._model_name).observe(
-                    time.perf_counter() - started
-                )
+                self._inference_seconds.observe(time.perf_counter() - started)
             served = result.get_response().model_version or expected.version
             span.set_attributes({"rpc.grpc.status_code": 0, "cdsflow.model.version": served})
         self._model_version = served
