@@ -262,7 +262,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "pipeline": {
             "what": (
                 "rest-hook PUT to the listener -> Recommendation on Kafka "
-                "(listener, broker, reasoner with EHR history fetch and Triton, broker)"
+                "(listener, broker, reasoner with its stream context and Triton, broker)"
             ),
             "saturated": pipeline_saturated,
             "fixed_rate": pipeline_latency,  # one entry per offered rate

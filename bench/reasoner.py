@@ -4,11 +4,13 @@ size under load; the reasoner's peak RSS while it holds many patients' contexts.
 
 Both loops are measured the same way: warmed up, then `--events` clinical events are produced
 as fast as the broker takes them, and the clock runs from the first produce until the last
-answer is on the output topic. The reasoner runs as its own process (`python -m
-cdsflow.reasoner`, spans made but not exported), after restoring `--held-patients` patients'
-contexts from its changelog; its events are about `--patients` patients that the EHR
-(SEKMET) holds, each seen once in the warm-up, so that the measured events ask the EHR
-nothing. Tansu, Triton, SEKMET, both loops and the load generator share the machine.
+answer is on the output topic; `--rounds` rounds of each, alternating (bare, reasoner, bare,
+...), so that both meet the same load from the rest of the machine; medians are reported.
+The reasoner runs as its own process (`python -m cdsflow.reasoner`, spans made but not
+exported), after restoring `--held-patients` patients' contexts from its changelog; its
+events are about `--patients` patients that the EHR (SEKMET) holds, each seen once in the
+warm-up, so that the measured events ask the EHR nothing. Tansu, Triton, SEKMET, both loops
+and the load generator share the machine.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncio
 import json
 import os
 import secrets
+import statistics
 import sys
 import tempfile
 import time
@@ -50,38 +53,82 @@ async def triton_counts(http_url: str) -> tuple[int, int]:
     return int(stats["inference_count"]), int(stats["execution_count"])
 
 
-async def measured_run(
-    bootstrap: str,
-    triton_http: str,
-    source: str,
-    sink: str,
-    warm_up: list[Message],
-    measured: list[Message],
-    timeout_s: float,
-) -> dict[str, Any]:
-    """Warm up, then time `measured` from the first produce to the last answer on `sink`."""
-    arrivals = ArrivalCounter(bootstrap, sink)
-    await arrivals.start()
-    try:
-        await produce(bootstrap, source, warm_up)
-        await arrivals.reached(len(warm_up), timeout_s)
-        inferences, executions = await triton_counts(triton_http)
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its direct children (Triton's python stub)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(child) for child in children.read_text().split()]
+    total = 0.0
+    for one in pids:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+CpuProbe = Callable[[], dict[str, float]]
+
+
+class MeasuredLoop:
+    """A loop under test, seen from outside: events go to `source`, answers come on `sink`.
+
+    Each round also reports the CPU each process spent per event (ms): on a machine shared
+    with other work, throughput varies with its load, CPU per event much less."""
+
+    def __init__(
+        self, bootstrap: str, triton_http: str, source: str, sink: str, cpu: CpuProbe
+    ) -> None:
+        self._cpu = cpu
+        self._bootstrap = bootstrap
+        self._triton_http = triton_http
+        self._source = source
+        self._arrivals = ArrivalCounter(bootstrap, sink)
+        self._sent = 0
+
+    async def start(self, warm_up: list[Message], timeout_s: float) -> None:
+        await self._arrivals.start()
+        await self._feed(warm_up, timeout_s)
+
+    async def _feed(self, messages: list[Message], timeout_s: float) -> float:
+        await produce(self._bootstrap, self._source, messages)
+        self._sent += len(messages)
+        return await self._arrivals.reached(self._sent, timeout_s)
+
+    async def round(self, measured: list[Message], timeout_s: float) -> dict[str, Any]:
+        """Time `measured` from the first produce to the last answer."""
+        inferences, executions = await triton_counts(self._triton_http)
+        cpu_before = self._cpu()
         began = time.perf_counter()
-        await produce(bootstrap, source, measured)
-        finished = await arrivals.reached(len(warm_up) + len(measured), timeout_s)
-        inferences_after, executions_after = await triton_counts(triton_http)
-    finally:
-        await arrivals.stop()
-    inferred = inferences_after - inferences
-    executed = executions_after - executions
-    return {
-        "events": len(measured),
-        "seconds": round(finished - began, 3),
-        "events_per_s": rate(len(measured), finished - began),
-        "triton_inferences": inferred,
-        "triton_executions": executed,
-        "triton_mean_batch": round(inferred / executed, 2) if executed else None,
-    }
+        finished = await self._feed(measured, timeout_s)
+        cpu_after = self._cpu()
+        inferences_after, executions_after = await triton_counts(self._triton_http)
+        inferred = inferences_after - inferences
+        executed = executions_after - executions
+        return {
+            "events": len(measured),
+            "seconds": round(finished - began, 3),
+            "events_per_s": rate(len(measured), finished - began),
+            "triton_mean_batch": round(inferred / executed, 2) if executed else None,
+            "cpu_ms_per_event": {
+                name: round((cpu_after[name] - cpu_before[name]) * 1000 / len(measured), 3)
+                for name in cpu_before
+            },
+        }
+
+    async def stop(self) -> None:
+        await self._arrivals.stop()
+
+
+def median_of(rounds: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(r[key] for r in rounds if r[key] is not None))
+
+
+def median_cpu(rounds: list[dict[str, Any]], process: str) -> float:
+    return round(float(statistics.median(r["cpu_ms_per_event"][process] for r in rounds)), 3)
 
 
 def start_reasoner(
@@ -134,6 +181,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     group = f"bench-reasoner-{run_id}"
     changelog = f"{group}.patient-context.v1"
     reasoner: ManagedProcess | None = None
+    bare: BareLoop | None = None
+    loops: list[MeasuredLoop] = []
     try:
         await create_topics(
             bootstrap,
@@ -151,9 +200,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ]
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=12)
         events = clinical_events(
-            patients, args.patients + args.events, keyer, ehr.endpoints["ehr"], start
+            patients, args.patients + args.rounds * args.events, keyer, ehr.endpoints["ehr"], start
         )
-        warm_up, measured = events[: args.patients], events[args.patients :]
+        warm_up = events[: args.patients]
+        rounds = [
+            events[args.patients + n * args.events : args.patients + (n + 1) * args.events]
+            for n in range(args.rounds)
+        ]
 
         bare = BareLoop(
             bootstrap,
@@ -165,12 +218,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             in_flight=args.in_flight,
         )
         await bare.start()
-        try:
-            bare_run = await measured_run(
-                bootstrap, triton_http, bare_source, bare_sink, warm_up, measured, 300
-            )
-        finally:
-            await bare.stop()
+        reasoner_pid: list[int] = []
+
+        def cpu() -> dict[str, float]:
+            """CPU seconds so far: this process (the bare loop, and the load generator for
+            both loops), Triton, and the reasoner once it runs."""
+            return {
+                "bench_process": time.process_time(),
+                "triton": process_cpu_s(triton.process.pid),
+                "reasoner": sum(process_cpu_s(pid) for pid in reasoner_pid),
+            }
+
+        loops.append(
+            bare_measured := MeasuredLoop(bootstrap, triton_http, bare_source, bare_sink, cpu)
+        )
+        await bare_measured.start(warm_up, 300)
 
         await produce(bootstrap, changelog, context_snapshots(args.held_patients, keyer, start))
         port = free_port()
@@ -192,6 +254,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         started = time.perf_counter()
         reasoner = await asyncio.to_thread(start_reasoner, work_dir, env, port, 120)
+        reasoner_pid.append(reasoner.process.pid)
         held = "cdsflow_reasoner_patients_in_context"
 
         async def restored() -> bool:
@@ -199,12 +262,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         await until(restored, 300, "the changelog restored")
         restore_s = time.perf_counter() - started
-        reasoner_run = await measured_run(
-            bootstrap, triton_http, events_topic, recommendations_topic, warm_up, measured, 300
+        loops.append(
+            reasoner_measured := MeasuredLoop(
+                bootstrap, triton_http, events_topic, recommendations_topic, cpu
+            )
         )
+        await reasoner_measured.start(warm_up, 300)
+        # alternating rounds, so that both loops meet the same load from the rest of the machine
+        bare_rounds, reasoner_rounds = [], []
+        for measured in rounds:
+            bare_rounds.append(await bare_measured.round(measured, 300))
+            reasoner_rounds.append(await reasoner_measured.round(measured, 300))
         in_context = int(await metric(port, held))
         peak_rss = peak_rss_mb(reasoner.process.pid)
     finally:
+        for loop in loops:
+            await loop.stop()
+        if bare is not None:
+            await bare.stop()
         for part in (reasoner, ehr, triton, broker):
             if part is not None:
                 part.stop()
@@ -214,31 +289,50 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "from the stream) vs a bare consume -> Triton -> produce loop, same broker, model, "
             "batch and in-flight sizes, measured in the same run"
         ),
-        "events_per_s": reasoner_run["events_per_s"],
-        "bare_events_per_s": bare_run["events_per_s"],
-        "ratio": round(reasoner_run["events_per_s"] / bare_run["events_per_s"], 3),
-        "triton_mean_batch": reasoner_run["triton_mean_batch"],
-        "bare_triton_mean_batch": bare_run["triton_mean_batch"],
+        "events_per_s": median_of(reasoner_rounds, "events_per_s"),
+        "bare_events_per_s": median_of(bare_rounds, "events_per_s"),
+        "ratio": round(
+            median_of(reasoner_rounds, "events_per_s") / median_of(bare_rounds, "events_per_s"), 3
+        ),
+        "ratio_per_round": [
+            round(r["events_per_s"] / b["events_per_s"], 3)
+            for r, b in zip(reasoner_rounds, bare_rounds, strict=True)
+        ],
+        "triton_mean_batch": median_of(reasoner_rounds, "triton_mean_batch"),
+        "cpu_ms_per_event": {
+            "reasoner_process": median_cpu(reasoner_rounds, "reasoner"),
+            "bare_loop_with_load_generator": median_cpu(bare_rounds, "bench_process"),
+            "triton_under_reasoner": median_cpu(reasoner_rounds, "triton"),
+            "triton_under_bare_loop": median_cpu(bare_rounds, "triton"),
+            "how": (
+                "median per round of CPU seconds / events; the bare loop runs in the bench "
+                "process with the load generator and the counter of answers, so its figure "
+                "is an upper bound"
+            ),
+        },
+        "bare_triton_mean_batch": median_of(bare_rounds, "triton_mean_batch"),
         "peak_rss_mb": peak_rss,
         "patients_in_context": in_context,
         "restore_s_from_start": round(restore_s, 2),
         "settings": {
-            "events": args.events,
+            "events_per_round": args.events,
+            "rounds": args.rounds,
             "patients_on_ehr": args.patients,
             "held_patients_restored": args.held_patients,
             "batch_max_records": args.max_records,
             "max_concurrent_patients": args.in_flight,
             "tracing": "spans made, not exported",
         },
-        "reasoner_run": reasoner_run,
-        "bare_run": bare_run,
+        "reasoner_rounds": reasoner_rounds,
+        "bare_rounds": bare_rounds,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results.json")
-    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--events", type=int, default=5000, help="events per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each loop, alternating")
     parser.add_argument("--patients", type=int, default=500, help="patients on the EHR")
     parser.add_argument("--held-patients", type=int, default=100_000)
     parser.add_argument("--max-records", type=int, default=512)
