@@ -19,7 +19,7 @@ from cdsflow.service import HttpPort, ServiceSettings
 class Settings(ServiceSettings):
     """Everything the reasoner needs to turn clinical events into recommendations.
 
-    `ehr_base_url` is where the patient's recent vital signs are searched.
+    `ehr_base_url` is where a patient first seen is checked and its recent vital signs searched.
     """
 
     clinical_events_topic: str = CLINICAL_EVENTS
