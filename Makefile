@@ -76,8 +76,9 @@ model: install ## retrain the reference model: models/deterioration_risk (ONNX, 
 		--model-dir models/deterioration_risk --dataset-dir datasets/deterioration_risk
 
 .PHONY: bench
-bench: install ## end-to-end throughput and latency, written to bench/results.json
+bench: install ## end-to-end throughput and latency, and the reasoner beside a bare loop, written to bench/results.json
 	$(UV) run --frozen python -m bench.pipeline --output bench/results.json
+	$(UV) run --frozen python -m bench.reasoner --output bench/results.json
 
 .PHONY: clean
 clean: ## remove caches (not .venv)

@@ -267,7 +267,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "pipeline": {
             "what": (
                 "rest-hook PUT to the listener -> Recommendation on Kafka "
-                "(listener, broker, reasoner with EHR history fetch and Triton, broker)"
+                "(listener, broker, reasoner with its stream context and Triton, broker)"
             ),
             "saturated": pipeline_saturated,
             "fixed_rate": pipeline_latency,  # one entry per offered rate
@@ -295,7 +295,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15, help="length of the fixed-rate run")
     args = parser.parse_args()
     results = asyncio.run(run(args))
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    # other benchmarks' figures in the same file (e.g. `reasoner`) are kept
+    previous = json.loads(args.output.read_text()) if args.output.exists() else {}
+    args.output.write_text(json.dumps({**previous, **results}, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 

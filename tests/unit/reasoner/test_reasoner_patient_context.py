@@ -10,6 +10,7 @@ import pytest
 from cdsflow.reasoner.domain.patient_context import (
     PatientContext,
     assemble_patient_context,
+    context_as_of,
     history_search_params,
     trigger_readings,
 )
@@ -169,3 +170,20 @@ def test_history_about_another_patient_is_skipped(subject: str) -> None:
         "oxygen_saturation": 95,
         "glasgow_coma_score": 14,
     }
+
+
+def test_kept_readings_complete_the_event_as_of_it() -> None:
+    trigger = trigger_readings(observation("rr-new", "9279-1", 26), None)
+    kept = trigger_readings(
+        observation("hr-before", "8867-4", 118, effective=NOW - timedelta(minutes=5)), None
+    )
+    kept += trigger_readings(
+        observation("t-after", "8310-5", 38.6, "Cel", effective=NOW + timedelta(minutes=1)), None
+    )
+    kept += trigger_readings(
+        observation("spo2-old", "59408-5", 91, "%", effective=NOW - DAY - timedelta(seconds=1)),
+        None,
+    )
+    context = context_as_of(PATIENT, "Observation/rr-new", trigger, kept, DAY)
+    assert _values(context) == {"respiratory_rate": 26, "heart_rate": 118}
+    assert context.resource_references() == ["Observation/rr-new", "Observation/hr-before"]

@@ -25,12 +25,20 @@ class DeadLetters:
         error_type: str,
         error: str,
         details: Mapping[str, str] | None = None,
+        *,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> None:
         """Raises what the broker raises: the caller must not ack a message that did not land.
 
         `details` are further `cdsflow-*` headers (e.g. how many attempts were made); they
-        never replace the two error headers."""
-        headers = {**(details or {}), DLQ_ERROR_TYPE_HEADER: error_type, DLQ_ERROR_HEADER: error}
+        never replace the two error headers. `trace_headers` (`traceparent`, ...) are for a
+        broker without the telemetry middleware, whose caller propagates the trace itself."""
+        headers = {
+            **(trace_headers or {}),
+            **(details or {}),
+            DLQ_ERROR_TYPE_HEADER: error_type,
+            DLQ_ERROR_HEADER: error,
+        }
         await self._broker.publish(body, topic=self.topic, key=key, headers=headers)
 
 

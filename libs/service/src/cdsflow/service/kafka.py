@@ -26,16 +26,28 @@ DEFAULT_REQUEST_TIMEOUT_MS = 40_000
 
 
 def build_broker(
-    settings: ServiceSettings, telemetry: Telemetry, service_name: str, **producer_options: Any
+    settings: ServiceSettings,
+    telemetry: Telemetry,
+    service_name: str,
+    *,
+    traced: bool = True,
+    **producer_options: Any,
 ) -> KafkaBroker:
     """A `KafkaBroker` with `acks="all"`, the idempotence setting, trace propagation in
-    headers and a quiet logger; `producer_options` (e.g. `request_timeout_ms`) pass through."""
+    headers and a quiet logger; `producer_options` (e.g. `request_timeout_ms`) pass through.
+
+    `traced=False` leaves out FastStream's telemetry middleware, for a service that consumes
+    in batches and keeps one trace per message itself (the middleware would make one span
+    for the whole batch, and publish every message under it)."""
+    middlewares = (
+        [KafkaTelemetryMiddleware(tracer_provider=telemetry.tracer_provider)] if traced else []
+    )
     return KafkaBroker(
         settings.kafka_bootstrap,
         client_id=f"cdsflow-{service_name}",
         acks="all",
         enable_idempotence=settings.kafka_idempotence,
-        middlewares=[KafkaTelemetryMiddleware(tracer_provider=telemetry.tracer_provider)],
+        middlewares=middlewares,
         logger=None,
         **producer_options,
     )

@@ -1,16 +1,19 @@
 """Thin: decode a clinical event, let the domain decide, call the EHR and Triton, publish.
 
-Every message ends in exactly one of these ways:
+Every record ends in exactly one of these ways (`EventOutcome`):
 
-- a vital-sign event about a patient of the configured EHR: its Recommendation is published,
-  then the message is committed;
-- any other event: committed, nothing published, counted by reason;
+- a vital-sign event about a patient of the configured EHR: its Recommendation is published
+  (FINISHED);
+- any other event: nothing published, counted by reason (FINISHED);
 - an event that cannot be processed (not a ClinicalEvent, malformed resource, unsupported
   unit, another server's patient, a patient the EHR does not know, an impossible vital
-  sign, ...): copied to the `.dlq` twin topic with the error in headers, then committed;
-- Triton, the EHR or Kafka unavailable: retried with exponential backoff for up to
-  `dependency_retry_s`, then handed back uncommitted (the consumer seeks back to it), so it
-  is consumed again. Nothing is lost and one patient's events stay in order.
+  sign, ...): copied to the `.dlq` twin topic with the error in headers (FINISHED); one that
+  fails in an unexpected way, or that Triton refuses, is tried `max_attempts` times first;
+- Triton, the EHR or Kafka unavailable (down, or Triton shedding load): HANDED_BACK, not
+  committed; the batch consumer pauses, then consumes it again. Nothing is lost, and the
+  patient's later events wait behind it, so one patient's events stay in order.
+
+Each record is handled inside its own CONSUMER span, continuing the trace in its headers.
 """
 
 from __future__ import annotations
@@ -19,57 +22,56 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
+from enum import Enum
 
-import httpx
-from aiokafka.errors import KafkaError
-from faststream.kafka import KafkaBroker
-from faststream.kafka.message import KafkaMessage
 from opentelemetry import trace
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from cdsflow.contracts import Mode, Recommendation
-from cdsflow.fhir import EhrClient, EhrError
+from cdsflow.reasoner.deliveries import Deliveries, Delivery
+from cdsflow.reasoner.dependency_health import DependencyHealth, DependencyUnavailable
 from cdsflow.reasoner.domain.errors import (
     ImplausibleVitalSign,
-    UnknownPatient,
     UnprocessableEvent,
 )
 from cdsflow.reasoner.domain.events import (
     IgnoreReason,
     VitalSignEvent,
     checked_patient_key,
-    confirms_patient,
     decode_clinical_event,
     vital_sign_event,
 )
 from cdsflow.reasoner.domain.model_adapter import model_inputs
+from cdsflow.reasoner.domain.observations import observation_reference
 from cdsflow.reasoner.domain.patient_context import (
     PatientContext,
-    assemble_patient_context,
-    history_search_params,
+    context_as_of,
     trigger_readings,
 )
 from cdsflow.reasoner.domain.recommendation import RecommendationPolicy, build_recommendation
-from cdsflow.reasoner.known_patients import KnownPatients
+from cdsflow.reasoner.domain.vital_signs import VitalSignReading
+from cdsflow.reasoner.ehr_history import EhrPatientHistory
+from cdsflow.reasoner.event_spans import event_consumer_span, publish_span
 from cdsflow.reasoner.metrics import ReasonerMetrics
-from cdsflow.reasoner.model_client import ModelUnavailable, TritonModel
+from cdsflow.reasoner.model_client import ModelRequestFailed, ModelUnavailable, TritonModel
+from cdsflow.reasoner.patient_contexts import PatientContexts
+from cdsflow.reasoner.patient_lanes import Record
 from cdsflow.reasoner.settings import Settings
-from cdsflow.service import DeadLetters, record_key
-from cdsflow.telemetry import PatientKeyer
+from cdsflow.service import DeadLetters
+from cdsflow.telemetry import PatientKeyer, trace_headers
 
 log = logging.getLogger("cdsflow.reasoner")
 
 _MAX_DLQ_ERROR_CHARS = 200
+# the pause before an event that failed unexpectedly is tried again, doubling per attempt
+_ATTEMPT_BACKOFF_S = 0.1
 
 
-class DependencyUnavailable(Exception):
-    """Triton, the EHR or Kafka could not be used right now; the event is retried."""
-
-    def __init__(self, dependency: str, detail: str) -> None:
-        super().__init__(f"{dependency} unavailable ({detail})")
-        self.dependency = dependency
+class EventOutcome(Enum):
+    # published, ignored or dead-lettered: may be committed
+    FINISHED = "finished"
+    # a dependency was down: not committed, consumed again
+    HANDED_BACK = "handed_back"
 
 
 @dataclass
@@ -77,58 +79,61 @@ class ClinicalEventHandler:
     """What one clinical event needs; built in the app's lifespan."""
 
     settings: Settings
-    broker: KafkaBroker
+    deliveries: Deliveries
     dead_letters: DeadLetters
-    ehr: EhrClient
+    ehr_history: EhrPatientHistory
+    contexts: PatientContexts
     model: TritonModel
     patient_keyer: PatientKeyer
     metrics: ReasonerMetrics
     policy: RecommendationPolicy
-    known_patients: KnownPatients
+    tracer: trace.Tracer
+    health: DependencyHealth
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
-    async def handle(self, message: KafkaMessage) -> None:
-        span = trace.get_current_span()
-        try:
-            outcome = await self._with_retries(message.body)
-        except DependencyUnavailable as exc:
-            span.set_attribute("cdsflow.outcome", "retry")
-            log.warning("event handed back for redelivery", extra={"dependency": exc.dependency})
-            await message.nack()
-            return
-        except Exception as exc:  # anything else is this message's fault: dead-letter it
-            span.set_attributes(
-                {"cdsflow.outcome": "dead_letter", "error.type": type(exc).__name__}
-            )
-            await self._dead_letter(message, exc)
-            return
+    async def handle(self, record: Record) -> EventOutcome | Delivery:
+        """One record, inside its own CONSUMER span: its outcome, or the delivery of its
+        recommendation (finished once Kafka acknowledges it)."""
+        with event_consumer_span(self.tracer, record) as span:
+            return await self._handle(record, span)
+
+    async def _handle(self, record: Record, span: trace.Span) -> EventOutcome | Delivery:
+        attempt = 1
+        while True:
+            try:
+                outcome = await self._process(record)
+            except DependencyUnavailable as exc:
+                self.metrics.dependency_failures.labels(dependency=exc.dependency).inc()
+                self.health.failed(exc.dependency)
+                span.set_attribute("cdsflow.outcome", "retry")
+                return EventOutcome.HANDED_BACK
+            except UnprocessableEvent as exc:  # the message's fault: dead-letter it at once
+                return await self._dead_letter(record, exc, span)
+            except Exception as exc:  # unexpected, or refused by Triton: try again, then DLQ
+                if attempt >= self.settings.max_attempts:
+                    return await self._dead_letter(record, exc, span)
+                log.warning(
+                    "event failed; trying again",
+                    extra={"error_type": type(exc).__name__, "attempt": attempt},
+                )
+                await asyncio.sleep(_ATTEMPT_BACKOFF_S * 2 ** (attempt - 1))
+                attempt += 1
+                continue
+            break
         if isinstance(outcome, IgnoreReason):
             span.set_attributes({"cdsflow.outcome": "ignored", "cdsflow.reason": outcome.value})
             self.metrics.ignored.labels(reason=outcome.value).inc()
-        else:
-            span.set_attribute("cdsflow.outcome", "recommended")
-        await message.ack()
+            return EventOutcome.FINISHED
+        span.set_attribute("cdsflow.outcome", "recommended")
+        return outcome
 
-    async def _with_retries(self, body: bytes) -> Recommendation | IgnoreReason:
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(DependencyUnavailable),
-            stop=stop_after_delay(self.settings.dependency_retry_s),
-            wait=wait_exponential(multiplier=0.2, max=5.0),
-            reraise=True,
-        ):
-            with attempt:
-                try:
-                    return await self._process(body)
-                except DependencyUnavailable as exc:
-                    self.metrics.dependency_failures.labels(dependency=exc.dependency).inc()
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover - AsyncRetrying returns or raises
-
-    async def _process(self, body: bytes) -> Recommendation | IgnoreReason:
-        event = vital_sign_event(decode_clinical_event(body), self.settings.ehr_base_url)
+    async def _process(self, record: Record) -> Delivery | IgnoreReason:
+        event = vital_sign_event(
+            decode_clinical_event(record.value or b""), self.settings.ehr_base_url
+        )
         if isinstance(event, IgnoreReason):
             return event
-        context = await self._patient_context(event)
+        trigger, context = await self._patient_context(event, record.partition)
         recommendation = await self._recommend(event, context)
         trace.get_current_span().set_attributes(
             {
@@ -137,16 +142,22 @@ class ClinicalEventHandler:
                 "cdsflow.model.version": recommendation.model.version,
             }
         )
-        await self._publish(recommendation)
+        delivery = await self._publish(recommendation)
         self.metrics.recommendations.labels(
             band=recommendation.scores[0].band, mode=_mode_label(recommendation)
         ).inc()
-        self.metrics.count_refusals(context.implausible_history)
-        return recommendation
+        # the event's readings join what is kept of the patient, for the next events
+        self.contexts.record(
+            record.partition, event.event.patient_key, event.patient_reference, trigger
+        )
+        return delivery
 
-    async def _patient_context(self, event: VitalSignEvent) -> PatientContext:
-        """The trigger's readings (all plausible), completed from the patient's history on the
-        EHR, once the EHR has confirmed that the patient exists."""
+    async def _patient_context(
+        self, event: VitalSignEvent, partition: int
+    ) -> tuple[list[VitalSignReading], PatientContext]:
+        """The trigger's readings (all plausible), completed with the patient's readings kept
+        from earlier events; for a patient first seen, from its history on the EHR (and only
+        once the EHR has confirmed that the patient exists)."""
         event.event.patient_key = checked_patient_key(
             event.event.patient_key, self.patient_keyer.patient_key(event.patient_reference)
         )
@@ -158,17 +169,20 @@ class ClinicalEventHandler:
             }
         )
         trigger = trigger_readings(event.observation, event.occurred_at)
+        trigger_reference = observation_reference(event.observation)
         lookback = self.policy.lookback
-        as_of = max(reading.observed_at for reading in trigger)
-        history = await self._known_patient_history(event.patient_reference, as_of, lookback)
-        return assemble_patient_context(
-            event.patient_reference,
-            event.observation,
-            trigger,
-            history,
-            lookback,
-            ehr_base_url=self.settings.ehr_base_url,
-        )
+        patient = event.patient_reference
+        kept = self.contexts.readings(partition, patient)
+        if kept is None:
+            as_of = max(reading.observed_at for reading in trigger)
+            kept, refused = await self.ehr_history.readings(patient, trigger_reference, as_of)
+            self.metrics.count_refusals(r for r, at in refused if as_of - lookback <= at <= as_of)
+            self.metrics.patient_contexts.labels(source="ehr").inc()
+            self.contexts.record(partition, event.event.patient_key, patient, kept)
+        else:
+            await self.ehr_history.confirm_patient(patient)
+            self.metrics.patient_contexts.labels(source="events").inc()
+        return trigger, context_as_of(patient, trigger_reference, trigger, kept, lookback)
 
     async def _recommend(self, event: VitalSignEvent, context: PatientContext) -> Recommendation:
         inputs = model_inputs(context)
@@ -176,88 +190,51 @@ class ClinicalEventHandler:
             outputs, model = await self.model.infer(inputs)
         except ModelUnavailable as exc:
             raise DependencyUnavailable("triton", str(exc)) from exc
+        self.health.succeeded("triton")
         return build_recommendation(event.event, context, outputs, model, self.policy, self.clock())
 
-    async def _known_patient_history(
-        self, patient_reference: str, as_of: datetime, lookback: timedelta
-    ) -> list[dict[str, Any]]:
-        """The patient's history; for a patient not confirmed lately, the EHR is asked whether
-        it exists at the same time as the history is searched (no added latency)."""
-        if self.known_patients.is_known(patient_reference):
-            self.metrics.patient_checks.labels(outcome="known").inc()
-            return await self._patient_history(patient_reference, as_of, lookback)
-        checked = asyncio.gather(
-            self._patient_exists(patient_reference),
-            self._patient_history(patient_reference, as_of, lookback),
-            return_exceptions=True,
-        )
-        exists: bool | BaseException
-        history: list[dict[str, Any]] | BaseException
-        exists, history = await checked
-        if isinstance(exists, BaseException):
-            raise exists
-        if not exists:
-            self.metrics.patient_checks.labels(outcome="unknown").inc()
-            raise UnknownPatient("the configured EHR does not know the event's patient")
-        self.metrics.patient_checks.labels(outcome="confirmed").inc()
-        self.known_patients.remember(patient_reference)
-        if isinstance(history, BaseException):
-            raise history
-        return history
-
-    async def _patient_exists(self, patient_reference: str) -> bool:
-        patient_id = patient_reference.removeprefix("Patient/")
-        try:
-            patient = await self.ehr.read("Patient", patient_id)
-        except (EhrError, httpx.HTTPError) as exc:
-            raise DependencyUnavailable("ehr", type(exc).__name__) from exc
-        return confirms_patient(patient, patient_reference)
-
-    async def _patient_history(
-        self, patient_reference: str, as_of: datetime, lookback: timedelta
-    ) -> list[dict[str, Any]]:
-        try:
-            return await self.ehr.search(
-                "Observation", history_search_params(patient_reference, as_of, lookback)
-            )
-        except (EhrError, httpx.HTTPError) as exc:
-            raise DependencyUnavailable("ehr", type(exc).__name__) from exc
-
-    async def _publish(self, recommendation: Recommendation) -> None:
-        try:
-            await self.broker.publish(
+    async def _publish(self, recommendation: Recommendation) -> Delivery:
+        topic = self.settings.recommendations_topic
+        with publish_span(self.tracer, topic) as headers:
+            return await self.deliveries.send(
+                topic,
                 recommendation.SerializeToString(),
-                topic=self.settings.recommendations_topic,
                 key=recommendation.patient_key.encode(),
+                headers=headers,
             )
-        except (KafkaError, OSError, TimeoutError) as exc:
-            raise DependencyUnavailable("kafka", type(exc).__name__) from exc
 
-    async def _dead_letter(self, message: KafkaMessage, exc: Exception) -> None:
+    async def _dead_letter(self, record: Record, exc: Exception, span: trace.Span) -> EventOutcome:
         error_type = type(exc).__name__
+        span.set_attributes({"cdsflow.outcome": "dead_letter", "error.type": error_type})
         try:
             await self.dead_letters.send(
-                message.body, record_key(message), error_type, dlq_error(exc)
+                record.value or b"",
+                record.key if isinstance(record.key, bytes) else None,
+                error_type,
+                dlq_error(exc),
+                trace_headers=trace_headers(),
             )
         except Exception as publish_error:  # the DLQ is Kafka too: try again later
             self.metrics.dependency_failures.labels(dependency="kafka").inc()
+            self.health.failed("kafka")
             log.warning(
                 "dead-lettering failed; event handed back",
                 extra={"error_type": type(publish_error).__name__},
             )
-            await message.nack()
-            return
+            return EventOutcome.HANDED_BACK
         self.metrics.dead_letters.labels(error_type=error_type).inc()
         if isinstance(exc, ImplausibleVitalSign):
             self.metrics.count_refusals(exc.refusals)
         log.warning("event dead-lettered", extra={"error_type": error_type})
-        await message.ack()
+        return EventOutcome.FINISHED
 
 
 def dlq_error(exc: Exception) -> str:
     """A short description without patient data: our own messages, else the type only."""
     if isinstance(exc, UnprocessableEvent):
         return str(exc)[:_MAX_DLQ_ERROR_CHARS]
+    if isinstance(exc, ModelRequestFailed):
+        return f"Triton refused the inference request ({exc})"[:_MAX_DLQ_ERROR_CHARS]
     return f"unexpected {type(exc).__name__} while processing the event"
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from cdsflow.reasoner.domain.plausible_ranges import RefusedReading
 from cdsflow.telemetry import MetricsRegistry
@@ -18,6 +18,8 @@ class ReasonerMetrics:
     ignored: Counter
     implausible_readings: Counter
     patient_checks: Counter
+    patient_contexts: Counter
+    restored_snapshots: Counter
     dependency_failures: Counter
     inference_seconds: Histogram
 
@@ -44,6 +46,17 @@ class ReasonerMetrics:
                 "confirmed (read from the EHR) or unknown",
                 ("outcome",),
             ),
+            patient_contexts=registry.counter(
+                "reasoner_patient_contexts",
+                "Where an event's patient context came from: events (kept from earlier "
+                "events, the EHR not asked) or ehr (a patient first seen: history searched)",
+                ("source",),
+            ),
+            restored_snapshots=registry.counter(
+                "reasoner_restored_patient_contexts",
+                "Patient contexts read back from the changelog when partitions were assigned",
+                (),
+            ),
             dependency_failures=registry.counter(
                 "reasoner_dependency_failures",
                 "Failed attempts to use a dependency; the event is retried",
@@ -53,6 +66,18 @@ class ReasonerMetrics:
                 "reasoner_inference_seconds", "Triton inference round trip", ("model",)
             ),
         )
+
+    @staticmethod
+    def watch_patients_in_context(registry: MetricsRegistry, held: Callable[[], int]) -> Gauge:
+        """`cdsflow_reasoner_patients_in_context`: how many patients' contexts are held now."""
+        gauge = Gauge(
+            "reasoner_patients_in_context",
+            "Patients whose recent vital signs this replica holds",
+            namespace=registry.namespace,
+            registry=registry.registry,
+        )
+        gauge.set_function(lambda: float(held()))
+        return gauge
 
     def count_refusals(self, refusals: Iterable[RefusedReading]) -> None:
         for refused in refusals:

@@ -26,8 +26,20 @@ RPC_METHOD = "ModelInfer"
 _TRITON_DATATYPES = {"float32": "FP32", "bool": "BOOL"}
 
 
+# gRPC statuses that say Triton, or the model on it, cannot answer right now (down, loading,
+# overloaded and shedding, too slow): not the request's fault, so the event waits for Triton.
+OUTAGE_STATUSES = frozenset(
+    {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED", "UNKNOWN", "NOT_FOUND"}
+)
+
+
 class ModelUnavailable(Exception):
     """Triton, or the model on it, could not answer; the message is the gRPC status name."""
+
+
+class ModelRequestFailed(Exception):
+    """Triton answered this request with an error (e.g. INVALID_ARGUMENT, INTERNAL) while it
+    is up: the request may be at fault, so it is retried a few times, then dead-lettered."""
 
 
 class TritonModel:
@@ -45,13 +57,16 @@ class TritonModel:
         self._client = client
         self._model_name = model_name
         self._tracer = tracer
-        self._inference_seconds = inference_seconds
+        # the histogram's child for this model, resolved once (not per request)
+        self._inference_seconds = inference_seconds.labels(model=model_name)
         self._timeout_s = timeout_s
         host, _, port = server_url.rpartition(":")
         self._server_attributes: dict[str, str | int] = (
             {"server.address": host, "server.port": int(port)} if port.isdigit() else {}
         )
         self._model_version = ""
+        # the same outputs are asked of every request: built once
+        self._requested_outputs = [InferRequestedOutput(name) for name in OUTPUT_NAMES]
 
     @property
     def model_name(self) -> str:
@@ -77,7 +92,8 @@ class TritonModel:
         return bool(ready)
 
     async def infer(self, inputs: ModelInputs) -> tuple[ModelOutputs, ModelRef]:
-        """Score one row. Raises `ModelUnavailable` for any failure to get an answer."""
+        """Score one row. Raises `ModelUnavailable` when Triton cannot answer now (an outage),
+        `ModelRequestFailed` when it refused this request."""
         expected = await self.model_ref()
         attributes: dict[str, str | int] = {
             "rpc.system": "grpc",
@@ -98,7 +114,7 @@ class TritonModel:
                 result = await self._client.infer(
                     self._model_name,
                     inputs=_infer_inputs(inputs),
-                    outputs=[InferRequestedOutput(name) for name in OUTPUT_NAMES],
+                    outputs=self._requested_outputs,
                     headers=trace_headers(),
                     client_timeout=self._timeout_s,
                 )
@@ -109,11 +125,11 @@ class TritonModel:
                 )
                 span.set_status(Status(StatusCode.ERROR))
                 self._model_version = ""  # the model may have been reloaded: ask again
-                raise ModelUnavailable(status) from exc
+                if status in OUTAGE_STATUSES:
+                    raise ModelUnavailable(status) from exc
+                raise ModelRequestFailed(status) from exc
             finally:
-                self._inference_seconds.labels(model=self._model_name).observe(
-                    time.perf_counter() - started
-                )
+                self._inference_seconds.observe(time.perf_counter() - started)
             served = result.get_response().model_version or expected.version
             span.set_attributes({"rpc.grpc.status_code": 0, "cdsflow.model.version": served})
         self._model_version = served

@@ -19,7 +19,7 @@ from cdsflow.service import HttpPort, ServiceSettings
 class Settings(ServiceSettings):
     """Everything the reasoner needs to turn clinical events into recommendations.
 
-    `ehr_base_url` is where the patient's recent vital signs are searched.
+    `ehr_base_url` is where a patient first seen is checked and its recent vital signs searched.
     """
 
     clinical_events_topic: str = CLINICAL_EVENTS
@@ -39,9 +39,22 @@ class Settings(ServiceSettings):
     # Per-call timeouts of Triton inference and EHR requests.
     inference_timeout_s: float = Field(default=10.0, gt=0)
     ehr_timeout_s: float = Field(default=10.0, gt=0)
-    # How long an event is retried while Triton or the EHR is unavailable before it is
-    # handed back to Kafka (not committed) to be consumed again.
-    dependency_retry_s: float = Field(default=30.0, ge=0)
+    # While Triton, the EHR or Kafka is unavailable, the events that needed it are handed
+    # back (not committed) and consumption pauses before they are consumed again: 0.2 s,
+    # doubling per batch that still fails, at most `dependency_retry_s`.
+    dependency_retry_s: float = Field(default=5.0, ge=0)
+    # How many times an event that fails unexpectedly (or that Triton refuses while it is up)
+    # is tried before it is dead-lettered; a dependency outage never counts.
+    max_attempts: int = Field(default=3, ge=1)
+
+    # Records per batch from Kafka (`max_records`), and how long a fetch waits to fill one.
+    batch_max_records: int = Field(default=512, ge=1)
+    batch_timeout_ms: int = Field(default=5, ge=0)
+    # The producer's batch per partition: a recommendation takes 1-2 KB.
+    kafka_max_batch_bytes: int = Field(default=1024 * 1024, ge=16 * 1024)
+    # How many patients of a batch are handled at the same time (each patient's events in
+    # order): also the most Triton requests in flight, which Triton's dynamic batcher merges.
+    max_concurrent_patients: int = Field(default=256, ge=1)
     # `readiness_timeout_s` (shared, default 2 s) bounds `/readyz`'s wait for Kafka and Triton.
 
     # Patients the EHR confirmed to exist are not asked about again for `known_patients_ttl_s`
@@ -51,8 +64,22 @@ class Settings(ServiceSettings):
     known_patients_max: int = Field(default=100_000, ge=0)
     known_patients_ttl_s: float = Field(default=3600.0, ge=0)
 
+    # Each patient's recent vital signs are kept from the events (not searched on the EHR per
+    # event): at most `context_max_patients` patients (the least recently seen forgotten
+    # first), about 2 KB each (`make bench`). They are written to the compacted changelog topic
+    # `patient_context_topic` (default `<consumer group>.patient-context.v1`), created if
+    # missing with `patient_context_replication` replicas, and read back on assignment.
+    context_max_patients: int = Field(default=100_000, ge=1)
+    patient_context_topic: str = ""
+    patient_context_replication: int = Field(default=1, ge=1)
+
     card_source_label: str = "cdsflow deterioration score"
     card_source_url: str = ""
+
+    @property
+    def context_changelog_topic(self) -> str:
+        """The changelog belongs to the consumer group whose partitions it follows."""
+        return self.patient_context_topic or f"{self.consumer_group}.patient-context.v1"
 
     @field_validator("shadow_models", mode="before")
     @classmethod

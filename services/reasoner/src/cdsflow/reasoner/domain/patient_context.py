@@ -1,10 +1,10 @@
 """The patient's context for one clinical event: the latest reading of every vital sign.
 
 The event's own Observation is always part of it. Every other vital sign comes from the
-patient's recent history on the EHR, fetched for each event (no cache: the EHR is the
-record, and a cache would be partial after a consumer-group rebalance). The context is taken
-*as of the event*: readings observed after the event's Observation, or longer than the
-look-back window before it, are left out, so replaying an event gives the same inputs.
+patient's recent readings: those the reasoner kept from earlier clinical events, or, for a
+patient first seen, the patient's history on the EHR (`history_readings`). The context is
+taken *as of the event* (`context_as_of`): readings observed after the event's Observation,
+or longer than the look-back window before it, are left out.
 
 No implausible value reaches the context: one in the event's own Observation refuses the
 event (`ImplausibleVitalSign`), one in the history is left out and reported.
@@ -13,7 +13,7 @@ event (`ImplausibleVitalSign`), one in the history is left out and reported.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -110,18 +110,37 @@ def assemble_patient_context(
     *,
     ehr_base_url: str,
 ) -> PatientContext:
-    """Latest reading per vital sign from the trigger and the history, as of the trigger.
+    """Latest reading per vital sign from the trigger and the EHR's history, as of the trigger
+    (`history_readings`, then `context_as_of`); implausible history readings inside the
+    window are listed in `implausible_history`."""
+    trigger_reference = observation_reference(observation)
+    as_of = max(reading.observed_at for reading in trigger)
+    earliest = as_of - lookback
+    known, refused = history_readings(
+        patient_reference, trigger_reference, history, ehr_base_url=ehr_base_url
+    )
+    context = context_as_of(patient_reference, trigger_reference, trigger, known, lookback)
+    in_window = tuple(r for r, at in refused if earliest <= at <= as_of)
+    return replace(context, implausible_history=in_window)
+
+
+def history_readings(
+    patient_reference: str,
+    trigger_reference: str,
+    history: Iterable[Mapping[str, Any]],
+    *,
+    ehr_base_url: str,
+) -> tuple[list[VitalSignReading], list[tuple[RefusedReading, datetime]]]:
+    """The plausible readings of the patient's history, and the refused ones (with when they
+    were observed).
 
     History entries that are not usable, are about another patient than `patient_reference`
     (by `cdsflow.fhir.local_patient_reference`), are the trigger itself (the event's copy
     wins), or cannot be read are skipped: one bad historical Observation must not block the
-    patient. An implausible history reading is left out and listed in `implausible_history`.
+    patient.
     """
-    trigger_reference = observation_reference(observation)
-    as_of = max(reading.observed_at for reading in trigger)
-    earliest = as_of - lookback
-    candidates: list[tuple[VitalSignReading, bool]] = [(r, True) for r in trigger]
-    implausible: list[RefusedReading] = []
+    plausible: list[VitalSignReading] = []
+    refused: list[tuple[RefusedReading, datetime]] = []
     for resource in history:
         if resource.get("resourceType") != "Observation" or not is_usable(resource):
             continue
@@ -136,10 +155,30 @@ def assemble_patient_context(
             readings = vital_sign_readings(resource)
         except UnprocessableEvent:
             continue
-        in_window = [r for r in readings if earliest <= r.observed_at <= as_of]
-        plausible, refused = plausible_readings(in_window)
-        candidates += [(r, False) for r in plausible]
-        implausible += refused
+        usable, implausible = plausible_readings(readings)
+        plausible += usable
+        when = {r.name: r.observed_at for r in readings}
+        refused += [(r, when[r.vital_sign]) for r in implausible]
+    return plausible, refused
+
+
+def context_as_of(
+    patient_reference: str,
+    trigger_reference: str,
+    trigger: Sequence[VitalSignReading],
+    known: Iterable[VitalSignReading],
+    lookback: timedelta,
+) -> PatientContext:
+    """Latest reading per vital sign from the trigger and the patient's known (plausible)
+    readings, observed within `lookback` before the trigger and not after it."""
+    as_of = max(reading.observed_at for reading in trigger)
+    earliest = as_of - lookback
+    candidates: list[tuple[VitalSignReading, bool]] = [(r, True) for r in trigger]
+    candidates += [
+        (r, False)
+        for r in known
+        if earliest <= r.observed_at <= as_of and r.resource_reference != trigger_reference
+    ]
     latest: dict[str, tuple[VitalSignReading, bool]] = {}
     for reading, from_trigger in candidates:
         current = latest.get(reading.name)
@@ -154,5 +193,4 @@ def assemble_patient_context(
         trigger_reference=trigger_reference,
         as_of=as_of,
         readings={name: reading for name, (reading, _) in latest.items()},
-        implausible_history=tuple(implausible),
     )

@@ -1,0 +1,88 @@
+"""The bare loop the reasoner is measured against: consume a batch from Kafka, one Triton
+request per record (all of the batch in flight at once, so the dynamic batcher merges them),
+produce one message per answer, commit. No FHIR, no tracing, no product code: the same
+broker, the same model, the same batch and in-flight sizes as the reasoner."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+
+import numpy as np
+import tritonclient.grpc.aio as triton_grpc
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+# one row of the model's inputs; every record sends the same (the loop reads no FHIR)
+_VITAL_SIGNS = np.array([[18, 96, 21, 120, 80, 37.0, 15]], dtype=np.float32)
+_PRESENT = np.ones((1, 7), dtype=bool)
+_OUTPUTS = ("deterioration_score", "early_warning_points", "vital_sign_points")
+
+
+class BareLoop:
+    def __init__(
+        self,
+        bootstrap: str,
+        triton_url: str,
+        model: str,
+        source: str,
+        sink: str,
+        *,
+        max_records: int,
+        in_flight: int,
+    ) -> None:
+        self._consumer = AIOKafkaConsumer(
+            source,
+            bootstrap_servers=bootstrap,
+            group_id=f"bench-bare-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=5,
+        )
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        self._triton = triton_grpc.InferenceServerClient(triton_url)
+        self._model = model
+        self._sink = sink
+        self._max_records = max_records
+        self._gate = asyncio.Semaphore(in_flight)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._producer.start()
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+        await self._producer.stop()
+        await self._triton.close()
+
+    async def _run(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=5, max_records=self._max_records)
+            records = [record for batch in batches.values() for record in batch]
+            if not records:
+                continue
+            sent = await asyncio.gather(*(self._one(record.key) for record in records))
+            await asyncio.gather(*sent)
+            await self._consumer.commit()
+
+    async def _one(self, key: bytes | None) -> asyncio.Future[object]:
+        async with self._gate:
+            vital_signs = triton_grpc.InferInput("vital_signs", [1, 7], "FP32")
+            vital_signs.set_data_from_numpy(_VITAL_SIGNS)
+            present = triton_grpc.InferInput("present", [1, 7], "BOOL")
+            present.set_data_from_numpy(_PRESENT)
+            result = await self._triton.infer(
+                self._model,
+                [vital_signs, present],
+                outputs=[triton_grpc.InferRequestedOutput(name) for name in _OUTPUTS],
+            )
+            answer = result.as_numpy("deterioration_score")
+            body = answer.tobytes() if answer is not None else b""
+            future: asyncio.Future[object] = await self._producer.send(self._sink, body, key=key)
+            return future
