@@ -35,6 +35,7 @@ from cdsflow.service import (
     DeadLetters,
     add_operational_routes,
     build_broker,
+    ehr_auth,
     instrument_app,
     readiness_response,
     service_app,
@@ -75,7 +76,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
                 max_batch_size=settings.kafka_max_batch_bytes,
             )
         )
-        http = httpx.AsyncClient(timeout=settings.ehr_timeout_s)
+        http = httpx.AsyncClient(timeout=settings.ehr_timeout_s, auth=ehr_auth(settings))
         HTTPXClientInstrumentor.instrument_client(http, tracer_provider=telemetry.tracer_provider)
         triton = InferenceServerClient(settings.triton_grpc_url)
         model = TritonModel(
