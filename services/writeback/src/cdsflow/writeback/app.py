@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI, Request
@@ -42,6 +43,7 @@ from cdsflow.writeback.handlers import (
     WritebackMetrics,
     cds_hooks_router,
 )
+from cdsflow.writeback.recommendations_tail import RecommendationsTail
 from cdsflow.writeback.settings import Settings
 
 SERVICE_NAME = "writeback"
@@ -54,7 +56,12 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
     if telemetry is None:
         telemetry = setup_telemetry(SERVICE_NAME, TelemetrySettings())
     metrics = WritebackMetrics.on(telemetry.metrics)
-    store = LatestRecommendations(max_patients=settings.store_max_patients)
+    store = LatestRecommendations(
+        max_patients=settings.store_max_patients,
+        max_age=timedelta(seconds=settings.card_max_age_s),
+        rebuilt=False,
+    )
+    _state_gauges(telemetry, store)
     breaker = _ehr_circuit_breaker(settings, telemetry)
 
     @asynccontextmanager
@@ -74,7 +81,6 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             metrics.ehr_write_attempts,
         )
         consumer = RecommendationConsumer(
-            store=store,
             ehr_base_url=settings.ehr_base_url,
             writer=writer,
             dead_letters=DeadLetters(broker, settings.recommendations_topic),
@@ -89,10 +95,23 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         consuming = ConsumingBroker(broker, settings.kafka_bootstrap)
         app.state.consuming = consuming
         app.state.http = http
+        # every replica's card state: the topic read back and followed, apart from the group
+        tail = RecommendationsTail(
+            store,
+            settings.kafka_bootstrap,
+            settings.recommendations_topic,
+            ehr_base_url=settings.ehr_base_url,
+            max_age=timedelta(seconds=settings.card_max_age_s),
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            request_timeout_ms=round(settings.readiness_timeout_s * 1000) + 3_000,
+        )
+        app.state.tail = tail
         try:
             consuming.start()
+            tail.start()
             yield
         finally:
+            await tail.stop()
             await consuming.stop()
             await http.aclose()
             await jwks_http.aclose()
@@ -124,6 +143,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
     async def readyz(request: Request) -> JSONResponse:
         timeout = settings.readiness_timeout_s
         consuming: ConsumingBroker = request.app.state.consuming
+        tail: RecommendationsTail = request.app.state.tail
         broker_ready = await consuming.is_ready(timeout)
         ehr_ready = await _ehr_answers(request.app.state.http, settings.ehr_base_url, timeout)
         return readiness_response(
@@ -131,11 +151,23 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
                 "broker": broker_ready,
                 "ehr": ehr_ready,
                 "ehr_circuit_closed": breaker.state is CircuitState.CLOSED,
+                "recommendations_read_back": store.rebuilt and tail.caught_up,
             }
         )
 
     instrument_app(app, telemetry)
     return app
+
+
+def _state_gauges(telemetry: Telemetry, store: LatestRecommendations) -> None:
+    """The card state's size and whether it is rebuilt, for the operator."""
+    telemetry.metrics.gauge(
+        "writeback_card_state_patients", "Patients with a recommendation held for cards"
+    ).set_function(lambda: len(store))
+    telemetry.metrics.gauge(
+        "writeback_card_state_rebuilt",
+        "1 once the recommendations topic was read back since start, else 0",
+    ).set_function(lambda: 1 if store.rebuilt else 0)
 
 
 def _ehr_circuit_breaker(settings: Settings, telemetry: Telemetry) -> CircuitBreaker:

@@ -44,7 +44,7 @@ from cdsflow.writeback.domain.cards import cards_for
 from cdsflow.writeback.domain.client_tokens import TokenRejected
 from cdsflow.writeback.domain.discovery import CdsService, discovery_document
 from cdsflow.writeback.domain.hook_requests import InvalidHookRequest, parse_hook_request
-from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations, stored
+from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations
 from cdsflow.writeback.domain.recommendations import (
     comes_from_ehr,
     is_active,
@@ -67,6 +67,7 @@ class WritebackMetrics:
     token_rejections: Counter
     ehr_write_attempts: Counter
     dead_letters: Counter
+    answers_before_rebuild: Counter
 
     @classmethod
     def on(cls, registry: MetricsRegistry) -> WritebackMetrics:
@@ -104,6 +105,11 @@ class WritebackMetrics:
                 "CDS Hooks calls refused 401 because of their JWT, by reason",
                 ("reason",),
             ),
+            answers_before_rebuild=registry.counter(
+                "writeback_hook_answers_before_rebuild",
+                "CDS Hooks calls answered with no cards because the recommendations topic "
+                "was not read back yet",
+            ),
         )
 
 
@@ -113,12 +119,14 @@ class Delivery(enum.Enum):
 
 
 class RecommendationConsumer:
-    """Stores each recommendation, then writes active ones back into the EHR."""
+    """The consumer group's part: writes each active recommendation back into the EHR, once.
+
+    The cards do not come from here: every replica keeps them by reading the topic itself
+    (`recommendations_tail.py`), whichever partitions the group gives it."""
 
     def __init__(
         self,
         *,
-        store: LatestRecommendations,
         ehr_base_url: str,
         writer: EhrWriter,
         dead_letters: DeadLetters,
@@ -126,7 +134,6 @@ class RecommendationConsumer:
         writeback_enabled: bool,
         retry_pause_s: float,
     ) -> None:
-        self._store = store
         self._ehr_base_url = ehr_base_url
         self._writer = writer
         self._dead_letters = dead_letters
@@ -160,8 +167,6 @@ class RecommendationConsumer:
                 "cdsflow.model.version": recommendation.model.version,
             }
         )
-        context = span.get_span_context()
-        self._store.keep(stored(recommendation, context if context.is_valid else None))
         return await self._write_back(recommendation, body, key)
 
     async def _write_back(
@@ -270,7 +275,8 @@ def cds_hooks_router(
 ) -> APIRouter:
     """`GET /cds-services` (unauthenticated, as the spec allows) and `POST /cds-services/{id}`
     (the caller's JWT checked by `client_auth()`; None: no authentication, development only):
-    in-memory lookups, no EHR call."""
+    in-memory lookups, no EHR call. Until the store is rebuilt from the topic, a valid call
+    is answered `{"cards": []}`: a half-read store could hold a superseded recommendation."""
     router = APIRouter()
     by_id = {service.id: service for service in services}
 
@@ -306,6 +312,11 @@ def cds_hooks_router(
             metrics.hook_refusals.labels(reason=exc.reason).inc()
             return _problem(400, "invalid", str(exc))
         patient_key = patient_keyer.patient_key(hook_request.patient_reference)
+        if not store.rebuilt:
+            metrics.answers_before_rebuild.inc()
+            span.set_attributes({"cdsflow.patient_key": patient_key, "cdsflow.card_count": 0})
+            span.set_attribute("cdsflow.reason", "state-not-rebuilt")
+            return JSONResponse({"cards": []})
         entry = store.latest_active(patient_key)
         cards = cards_for(entry.recommendation if entry is not None else None)
         span.set_attributes({"cdsflow.patient_key": patient_key, "cdsflow.card_count": len(cards)})

@@ -72,6 +72,9 @@ class Settings(ServiceSettings):
     writeback_retry_pause_s: float = Field(default=5.0, ge=0)
     ehr_timeout_s: float = Field(default=10.0, gt=0)
     store_max_patients: int = Field(default=100_000, ge=1)
+    # a recommendation older than this is neither shown nor read back at start; keep it under
+    # the recommendations topic's retention, or a replica started later could not know it
+    card_max_age_s: float = Field(default=86_400.0, gt=0)
     # The largest CDS Hooks request body accepted (413 above it).
     max_hook_request_bytes: int = Field(default=1024 * 1024, gt=0)
     # Accept `fhirServer: http://127.0.0.1/...` in hook requests; only for the embedded stack
