@@ -17,6 +17,7 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from prometheus_client import Counter
 
+from cdsflow.contracts import Feedback
 from cdsflow.fhir import FHIR_JSON, EhrClient
 from cdsflow.service import (
     ConsumingBroker,
@@ -30,12 +31,14 @@ from cdsflow.service import (
 )
 from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
 from cdsflow.writeback.client_auth import ClientAuthenticator, ClientTokenPolicy, JwksCache
+from cdsflow.writeback.domain.card_snoozes import CardSnoozes
 from cdsflow.writeback.domain.client_tokens import SeenTokens
 from cdsflow.writeback.domain.discovery import DETERIORATION_SERVICE
 from cdsflow.writeback.domain.ehr_circuit_breaker import CircuitBreaker, CircuitState
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations
 from cdsflow.writeback.domain.retry_schedule import RetrySchedule
 from cdsflow.writeback.ehr_writes import EhrWriter
+from cdsflow.writeback.feedback_api import FeedbackCounter, FeedbackPublisher, feedback_router
 from cdsflow.writeback.handlers import (
     Delivery,
     HookLimits,
@@ -43,7 +46,7 @@ from cdsflow.writeback.handlers import (
     WritebackMetrics,
     cds_hooks_router,
 )
-from cdsflow.writeback.recommendations_tail import RecommendationsTail
+from cdsflow.writeback.recommendations_tail import FeedbackSnoozing, RecommendationsTail
 from cdsflow.writeback.settings import Settings
 
 SERVICE_NAME = "writeback"
@@ -61,6 +64,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         max_age=timedelta(seconds=settings.card_max_age_s),
         rebuilt=False,
     )
+    snoozes = CardSnoozes(max_patients=settings.store_max_patients)
     _state_gauges(telemetry, store)
     breaker = _ehr_circuit_breaker(settings, telemetry)
 
@@ -102,10 +106,14 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             settings.recommendations_topic,
             ehr_base_url=settings.ehr_base_url,
             max_age=timedelta(seconds=settings.card_max_age_s),
+            feedback=FeedbackSnoozing(
+                settings.feedback_topic, snoozes, timedelta(seconds=settings.card_snooze_s)
+            ),
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             request_timeout_ms=round(settings.readiness_timeout_s * 1000) + 3_000,
         )
         app.state.tail = tail
+        app.state.publish_feedback = _feedback_publisher(consuming, settings.feedback_topic)
         try:
             consuming.start()
             tail.start()
@@ -135,6 +143,22 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
                 allow_loopback_http_fhir_server=settings.allow_loopback_http_fhir_server,
             ),
             client_auth=None if settings.hooks_auth == "off" else lambda: app.state.client_auth,
+            snoozes=snoozes,
+        )
+    )
+
+    async def publish_feedback(event: Feedback) -> None:
+        await app.state.publish_feedback(event)
+
+    app.include_router(
+        feedback_router(
+            services=(DETERIORATION_SERVICE,),
+            store=store,
+            publish=publish_feedback,
+            metrics=metrics,
+            feedback_counter=FeedbackCounter(telemetry.metrics),
+            limits=HookLimits(max_body_bytes=settings.max_hook_request_bytes),
+            client_auth=None if settings.hooks_auth == "off" else lambda: app.state.client_auth,
         )
     )
     add_operational_routes(app, telemetry)
@@ -157,6 +181,19 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
 
     instrument_app(app, telemetry)
     return app
+
+
+def _feedback_publisher(consuming: ConsumingBroker, topic: str) -> FeedbackPublisher:
+    """Publishes a Feedback event (acks=all), keyed by the patient key, else the card uuid;
+    raises while the broker is not running, so that the EHR is told to send it again."""
+
+    async def publish(event: Feedback) -> None:
+        if not consuming.running:
+            raise ConnectionError("the broker is not connected")
+        key = (event.patient_key or event.card_uuid).encode()
+        await consuming.broker.publish(event.SerializeToString(), topic=topic, key=key)
+
+    return publish
 
 
 def _state_gauges(telemetry: Telemetry, store: LatestRecommendations) -> None:

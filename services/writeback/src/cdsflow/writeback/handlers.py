@@ -40,6 +40,7 @@ from cdsflow.service import (
 )
 from cdsflow.telemetry import MetricsRegistry, PatientKeyer
 from cdsflow.writeback.client_auth import ClientAuthenticator
+from cdsflow.writeback.domain.card_snoozes import CardSnoozes
 from cdsflow.writeback.domain.cards import cards_for
 from cdsflow.writeback.domain.client_tokens import TokenRejected
 from cdsflow.writeback.domain.discovery import CdsService, discovery_document
@@ -272,6 +273,7 @@ def cds_hooks_router(
     metrics: WritebackMetrics,
     limits: HookLimits,
     client_auth: Callable[[], ClientAuthenticator] | None,
+    snoozes: CardSnoozes | None = None,
 ) -> APIRouter:
     """`GET /cds-services` (unauthenticated, as the spec allows) and `POST /cds-services/{id}`
     (the caller's JWT checked by `client_auth()`; None: no authentication, development only):
@@ -290,7 +292,7 @@ def cds_hooks_router(
         service = by_id.get(service_id)
         if service is None:
             metrics.hook_refusals.labels(reason="unknown-service").inc()
-            return _problem(404, "not-found", "there is no CDS service with this id")
+            return problem_response(404, "not-found", "there is no CDS service with this id")
         span = trace.get_current_span()
         span.set_attributes({"cdsflow.cds_service": service.id, "cdsflow.hook": service.hook})
         try:
@@ -304,13 +306,13 @@ def cds_hooks_router(
             )
         except TokenRejected as rejected:
             metrics.token_rejections.labels(reason=rejected.reason).inc()
-            return _unauthenticated()
+            return unauthenticated_response()
         except RequestRefused as refused:
             metrics.hook_refusals.labels(reason=refused.reason).inc()
-            return _problem(refused.status_code, refused.issue_code, refused.description)
+            return problem_response(refused.status_code, refused.issue_code, refused.description)
         except InvalidHookRequest as exc:
             metrics.hook_refusals.labels(reason=exc.reason).inc()
-            return _problem(400, "invalid", str(exc))
+            return problem_response(400, "invalid", str(exc))
         patient_key = patient_keyer.patient_key(hook_request.patient_reference)
         if not store.rebuilt:
             metrics.answers_before_rebuild.inc()
@@ -319,6 +321,11 @@ def cds_hooks_router(
             return JSONResponse({"cards": []})
         entry = store.latest_active(patient_key)
         cards = cards_for(entry.recommendation if entry is not None else None)
+        if snoozes is not None:
+            now = datetime.now(UTC)
+            cards = [
+                card for card in cards if not snoozes.hides(patient_key, card["indicator"], now)
+            ]
         span.set_attributes({"cdsflow.patient_key": patient_key, "cdsflow.card_count": len(cards)})
         if entry is not None:
             span.set_attribute("cdsflow.recommendation_id", entry.recommendation.recommendation_id)
@@ -332,13 +339,13 @@ def cds_hooks_router(
     return router
 
 
-def _unauthenticated() -> JSONResponse:
+def unauthenticated_response() -> JSONResponse:
     """401, the same for every reason (which check failed is in the metric, not the answer)."""
     return outcome_response(
         401, "login", "authentication required", headers={"WWW-Authenticate": "Bearer"}
     )
 
 
-def _problem(status_code: int, code: str, diagnostics: str) -> JSONResponse:
+def problem_response(status_code: int, code: str, diagnostics: str) -> JSONResponse:
     """An OperationOutcome naming what was wrong; never a value from the request."""
     return outcome_response(status_code, code, diagnostics)

@@ -1,13 +1,14 @@
-"""Reads the recommendations topic back into `LatestRecommendations` on start, then follows it.
+"""Reads the recommendations topic back into `LatestRecommendations` on start, then follows it;
+likewise the feedback topic into `CardSnoozes`.
 
 This is the card state of every replica, and it is apart from the consumer group that writes
 into the EHR: a plain aiokafka consumer with no group, so every replica reads every partition
 (and partitions created later, from the next metadata refresh) and commits nothing. Each
 partition starts at the first record within the store's `max_age` where the broker finds one
 by time (Apache Kafka does; the embedded Tansu broker answers offset 0, so it reads from the
-start and `keep` drops what is too old). The store is `rebuilt` once every partition has been
-read to the end offset it had when this replica (re)connected; the topic not existing yet
-counts as read.
+start and `keep` drops what is too old). The store is `rebuilt` once every partition of both
+topics has been read to the end offset it had when this replica (re)connected; a topic not
+existing yet counts as read.
 
 After a lost connection it reconnects and reads the window again: what it already holds
 stays (an older record never replaces a newer one), and it stays `rebuilt`, so cards are
@@ -20,7 +21,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, timedelta
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
@@ -28,8 +30,9 @@ from google.protobuf.message import DecodeError
 from opentelemetry import trace
 from opentelemetry.trace import SpanContext
 
-from cdsflow.contracts import Recommendation
+from cdsflow.contracts import Feedback, FeedbackOutcome, Recommendation
 from cdsflow.telemetry import context_from_headers
+from cdsflow.writeback.domain.card_snoozes import INDICATOR_NAMES, CardSnoozes
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations, stored
 from cdsflow.writeback.domain.recommendations import may_be_kept
 
@@ -42,8 +45,17 @@ _METADATA_MAX_AGE_MS = 5_000
 _NO_TOPIC_WAIT_S = 0.5
 
 
+@dataclass(frozen=True)
+class FeedbackSnoozing:
+    """Where overridden cards are snoozed from: the feedback topic, and for how long."""
+
+    topic: str
+    snoozes: CardSnoozes
+    snooze: timedelta
+
+
 class RecommendationsTail:
-    """Keeps `store` in step with the recommendations topic until `stop`."""
+    """Keeps `store` (and the snoozes) in step with the topics until `stop`."""
 
     def __init__(
         self,
@@ -53,12 +65,15 @@ class RecommendationsTail:
         *,
         ehr_base_url: str,
         max_age: timedelta,
+        feedback: FeedbackSnoozing | None = None,
         fetch_max_wait_ms: int = 5,
         request_timeout_ms: int = 5_000,
     ) -> None:
         self._store = store
         self._bootstrap = bootstrap
         self._topic = topic
+        self._feedback = feedback
+        self._topics = (topic,) if feedback is None else (topic, feedback.topic)
         self._ehr_base_url = ehr_base_url
         self._max_age = max_age
         self._fetch_max_wait_ms = fetch_max_wait_ms
@@ -93,7 +108,7 @@ class RecommendationsTail:
 
     async def _follow(self, started: float) -> None:
         consumer = AIOKafkaConsumer(
-            self._topic,  # subscribed without a group: every partition, new ones included
+            *self._topics,  # subscribed without a group: every partition, new ones included
             bootstrap_servers=self._bootstrap,
             group_id=None,
             enable_auto_commit=False,
@@ -116,17 +131,25 @@ class RecommendationsTail:
                     batches = await consumer.getmany(timeout_ms=_FETCH_TIMEOUT_MS)
                     for records in batches.values():
                         for record in records:
-                            self._keep(record)
-                elif self._topic in await consumer.topics():
-                    # the topic exists but its partitions are not assigned yet: not read back
-                    await asyncio.sleep(_NO_TOPIC_WAIT_S)
-                    continue
-                if not self.caught_up and await _reached(consumer, ends):
-                    self._caught_up(started)
+                            self._take(record)
+                if not self.caught_up:
+                    if await self._unassigned_topics(consumer, followed):
+                        # a topic exists but its partitions are not assigned yet: not read back
+                        await asyncio.sleep(_NO_TOPIC_WAIT_S)
+                        continue
+                    if await _reached(consumer, ends):
+                        self._caught_up(started)
                 if not followed:  # no topic yet: its partitions come with a metadata refresh
                     await asyncio.sleep(_NO_TOPIC_WAIT_S)
         finally:
             await consumer.stop()
+
+    async def _unassigned_topics(
+        self, consumer: AIOKafkaConsumer, followed: set[TopicPartition]
+    ) -> bool:
+        existing = await consumer.topics()
+        assigned = {partition.topic for partition in followed}
+        return any(topic in existing and topic not in assigned for topic in self._topics)
 
     def _caught_up(self, started: float) -> None:
         self.caught_up = True
@@ -152,8 +175,11 @@ class RecommendationsTail:
             consumer.seek(partition, ends[partition] if start is None else start.offset)
         return ends
 
-    def _keep(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    def _take(self, record: ConsumerRecord[bytes, bytes]) -> None:
         if record.value is None:
+            return
+        if self._feedback is not None and record.topic == self._feedback.topic:
+            self._snooze(record.value, self._feedback)
             return
         try:
             recommendation = Recommendation.FromString(record.value)
@@ -162,6 +188,29 @@ class RecommendationsTail:
         if not may_be_kept(recommendation, self._ehr_base_url):
             return  # likewise: invalid or another EHR's, never shown
         self._store.keep(stored(recommendation, _producing_span(record)))
+
+    def _snooze(self, value: bytes, feedback: FeedbackSnoozing) -> None:
+        """A card overridden with a reason hides that patient's cards up to its indicator for
+        the snooze time, counted from when the clinician acted (at the latest, from when the
+        feedback arrived)."""
+        try:
+            event = Feedback.FromString(value)
+        except DecodeError:
+            return
+        if (
+            event.outcome != FeedbackOutcome.FEEDBACK_OUTCOME_OVERRIDDEN
+            or not event.override_reason_code
+            or not event.patient_key
+            or not feedback.snooze
+        ):
+            return
+        indicator = INDICATOR_NAMES.get(event.indicator)
+        if indicator is None:
+            return
+        acted = event.outcome_at.ToDatetime(tzinfo=UTC)
+        if event.HasField("received_at"):
+            acted = min(acted, event.received_at.ToDatetime(tzinfo=UTC))
+        feedback.snoozes.snooze(event.patient_key, acted + feedback.snooze, indicator)
 
 
 def _producing_span(record: ConsumerRecord[bytes, bytes]) -> SpanContext | None:

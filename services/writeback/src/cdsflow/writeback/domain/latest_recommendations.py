@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from opentelemetry.trace import SpanContext
 
 from cdsflow.contracts import Recommendation
+from cdsflow.writeback.domain.cards import card_uuids
 from cdsflow.writeback.domain.recommendations import is_active, produced_at
 
 
@@ -64,6 +65,9 @@ class LatestRecommendations:
         self._max_age = max_age
         self._clock = clock
         self._by_patient: OrderedDict[str, dict[bool, StoredRecommendation]] = OrderedDict()
+        # card uuid -> the active recommendation that showed it (for feedback); superseded
+        # cards stay findable until twice the patients' bound is reached
+        self._by_card: OrderedDict[str, StoredRecommendation] = OrderedDict()
         self.rebuilt = rebuilt
 
     def __len__(self) -> int:
@@ -85,7 +89,17 @@ class LatestRecommendations:
         self._by_patient.move_to_end(patient_key)
         while len(self._by_patient) > self._max_patients:
             self._by_patient.popitem(last=False)
+        if active:
+            for uuid in card_uuids(entry.recommendation):
+                self._by_card[uuid] = entry
+                self._by_card.move_to_end(uuid)
+            while len(self._by_card) > 2 * self._max_patients:
+                self._by_card.popitem(last=False)
         return True
+
+    def showing_card(self, card_uuid: str) -> StoredRecommendation | None:
+        """The active recommendation whose card had this uuid, if it is still known."""
+        return self._by_card.get(card_uuid)
 
     def latest_active(self, patient_key: str) -> StoredRecommendation | None:
         """What a clinician may be shown for this patient (None once past `max_age`)."""
