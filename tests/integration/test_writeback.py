@@ -109,6 +109,7 @@ async def started_writeback(
         "kafka_idempotence": False,
         "ehr_base_url": ehr_base_url,
         "recommendations_topic": f"test.recommendations.{unique}",
+        "feedback_topic": f"test.feedback.{unique}",
         "consumer_group": f"test-writeback-{unique}",
         "writeback_retry_pause_s": 0.1,
         "ehr_timeout_s": 5,
