@@ -318,6 +318,7 @@ def cds_hooks_router(
             metrics.answers_before_rebuild.inc()
             span.set_attributes({"cdsflow.patient_key": patient_key, "cdsflow.card_count": 0})
             span.set_attribute("cdsflow.reason", "state-not-rebuilt")
+            metrics.hook_duration.labels(hook=service.hook).observe(time.perf_counter() - started)
             return JSONResponse({"cards": []})
         entry = store.latest_active(patient_key)
         cards = cards_for(entry.recommendation if entry is not None else None)
