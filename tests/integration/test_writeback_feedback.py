@@ -56,7 +56,8 @@ async def ready(running: RunningWriteback, http: httpx.AsyncClient) -> None:
     await eventually(answers_ready, timeout_s=90, what="the replica ready")
 
 
-async def read_feedback(kafka: KafkaEndpoint, topic: str) -> Feedback:
+async def read_feedback(kafka: KafkaEndpoint, topic: str) -> list[Feedback]:
+    """Every event on the topic, read to its end (the topic exists: one was awaited)."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=kafka.bootstrap,
@@ -66,11 +67,16 @@ async def read_feedback(kafka: KafkaEndpoint, topic: str) -> Feedback:
     )
     await consumer.start()
     try:
-        record = await asyncio.wait_for(consumer.getone(), timeout=60)
+        first = await asyncio.wait_for(consumer.getone(), timeout=60)
+        records = [first]
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+        for partition, end in ends.items():
+            while await consumer.position(partition) < end:
+                batches = await consumer.getmany(partition, timeout_ms=1000)
+                records += [record for batch in batches.values() for record in batch]
     finally:
         await consumer.stop()
-    assert record.value is not None
-    return Feedback.FromString(record.value)
+    return [Feedback.FromString(record.value) for record in records if record.value is not None]
 
 
 async def test_an_overridden_card_is_published_and_snoozed_on_every_replica_until_it_rises(
@@ -96,7 +102,7 @@ async def test_an_overridden_card_is_published_and_snoozed_on_every_replica_unti
         response = await http.post(f"{first.base_url}{FEEDBACK_URL}", json={"feedback": [entry]})
         assert response.status_code == 200, response.text
 
-        event = await read_feedback(kafka, first.settings.feedback_topic)
+        (event,) = await read_feedback(kafka, first.settings.feedback_topic)
         assert event.card_uuid == card["uuid"]
         assert event.outcome == FeedbackOutcome.FEEDBACK_OUTCOME_OVERRIDDEN
         assert event.override_reason_code == "seen"
@@ -114,6 +120,14 @@ async def test_an_overridden_card_is_published_and_snoozed_on_every_replica_unti
         async with started_writeback(kafka, ehr.base_url, unique, pseudonym_key) as second:
             await ready(second, http)
             assert await shown_indicators(second, http, patient_id) == []
+
+            # the EHR sends the same feedback again, to the other replica: recorded once
+            again = await http.post(f"{second.base_url}{FEEDBACK_URL}", json={"feedback": [entry]})
+            assert again.status_code == 200, again.text
+            assert len(await read_feedback(kafka, first.settings.feedback_topic)) == 1
+            assert second.telemetry.metrics.registry.get_sample_value(
+                "cdsflow_writeback_feedback_total", {"outcome": "overridden", "reason": "seen"}
+            ) in (None, 0)
 
             # the risk rises: the card is shown again, on both
             critical = recommendation_for(first, ehr.base_url, patient_id, band="high")

@@ -1,4 +1,4 @@
-"""Which cards a snooze hides, and for how long."""
+"""Which cards a snooze hides, and for how long; which feedback is already recorded."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cdsflow.writeback.domain.card_snoozes import CardSnoozes
+from cdsflow.writeback.domain.recorded_feedback import RecordedFeedback
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -41,3 +42,15 @@ def test_snoozes_are_bounded_and_ignore_unknown_indicators() -> None:
     assert snoozes.hides("patient-b", "warning", NOW)
     with pytest.raises(ValueError, match="at least 1"):
         CardSnoozes(max_patients=0)
+
+
+def test_recorded_feedback_is_bounded_oldest_first() -> None:
+    recorded = RecordedFeedback(max_ids=2)
+    for feedback_id in ("f-1", "f-2", "f-3"):
+        recorded.record(feedback_id)
+
+    assert len(recorded) == 2
+    assert "f-1" not in recorded
+    assert "f-3" in recorded
+    with pytest.raises(ValueError, match="at least 1"):
+        RecordedFeedback(max_ids=0)

@@ -24,7 +24,9 @@ from cdsflow.telemetry import MetricsRegistry, PatientKeyer
 from cdsflow.writeback.domain.card_snoozes import CardSnoozes
 from cdsflow.writeback.domain.cards import cards_for
 from cdsflow.writeback.domain.discovery import DETERIORATION_SERVICE
+from cdsflow.writeback.domain.feedback_requests import FeedbackEntry
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations, stored
+from cdsflow.writeback.domain.recorded_feedback import RecordedFeedback
 from cdsflow.writeback.feedback_api import FeedbackCounter, feedback_router
 from cdsflow.writeback.handlers import HookLimits, WritebackMetrics, cds_hooks_router
 
@@ -42,6 +44,7 @@ class FeedbackApi:
     registry: MetricsRegistry
     published: list[Feedback] = field(default_factory=list)
     failing: bool = False
+    recorded: RecordedFeedback = field(default_factory=RecordedFeedback)
 
     def counted(self, outcome: str, reason: str) -> float:
         value = self.registry.registry.get_sample_value(
@@ -82,6 +85,7 @@ async def api() -> AsyncIterator[FeedbackApi]:
             feedback_router(
                 services=(DETERIORATION_SERVICE,),
                 store=store,
+                recorded=state.recorded,
                 publish=publish,
                 metrics=metrics,
                 feedback_counter=FeedbackCounter(registry),
@@ -130,7 +134,7 @@ async def test_feedback_on_a_held_card_is_published_with_its_patient_model_and_i
     assert api.counted("overridden", "already-addressed") == 1
 
 
-async def test_a_batch_is_taken_whole_and_a_repeated_delivery_keeps_its_feedback_id(
+async def test_a_batch_is_taken_whole_and_a_repeated_delivery_is_published_once(
     api: FeedbackApi,
 ) -> None:
     accepted = {
@@ -144,13 +148,35 @@ async def test_a_batch_is_taken_whole_and_a_repeated_delivery_keeps_its_feedback
     assert (await api.http.post(FEEDBACK_URL, json=body)).status_code == 200
     assert (await api.http.post(FEEDBACK_URL, json=body)).status_code == 200
 
-    first, second, again_first, again_second = api.published
-    assert first.feedback_id == again_first.feedback_id
-    assert second.feedback_id == again_second.feedback_id
+    first, second = api.published
     assert first.feedback_id != second.feedback_id
+    assert first.feedback_id in api.recorded
     assert first.patient_key == ""  # a card the writeback does not hold
-    assert api.counted("accepted", "none") == 2
-    assert api.counted("overridden", "none") == 2
+    assert api.counted("accepted", "none") == 1
+    assert api.counted("overridden", "none") == 1
+
+
+async def test_feedback_already_read_back_from_the_topic_is_not_published_again(
+    api: FeedbackApi,
+) -> None:
+    entry = overridden("card-from-another-replica")
+    outcome_at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    # what the tail records when it reads the event another replica published
+    api.recorded.record(
+        FeedbackEntry(
+            card_uuid="card-from-another-replica",
+            outcome="overridden",
+            outcome_at=outcome_at,
+        ).feedback_id
+    )
+    # the same moment, written in another zone, is the same feedback
+    same_moment = {**entry, "outcomeTimestamp": "2026-01-02T04:04:05+01:00"}
+
+    response = await api.http.post(FEEDBACK_URL, json={"feedback": [same_moment]})
+
+    assert response.status_code == 200
+    assert api.published == []
+    assert api.counted("overridden", "already-addressed") == 0
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ from cdsflow.writeback.domain.client_tokens import SeenTokens
 from cdsflow.writeback.domain.discovery import DETERIORATION_SERVICE
 from cdsflow.writeback.domain.ehr_circuit_breaker import CircuitBreaker, CircuitState
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations
+from cdsflow.writeback.domain.recorded_feedback import RecordedFeedback
 from cdsflow.writeback.domain.retry_schedule import RetrySchedule
 from cdsflow.writeback.ehr_writes import EhrWriter
 from cdsflow.writeback.feedback_api import FeedbackCounter, FeedbackPublisher, feedback_router
@@ -65,6 +66,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         rebuilt=False,
     )
     snoozes = CardSnoozes(max_patients=settings.store_max_patients)
+    recorded_feedback = RecordedFeedback(max_ids=settings.store_max_patients)
     _state_gauges(telemetry, store)
     breaker = _ehr_circuit_breaker(settings, telemetry)
 
@@ -107,7 +109,10 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             ehr_base_url=settings.ehr_base_url,
             max_age=timedelta(seconds=settings.card_max_age_s),
             feedback=FeedbackSnoozing(
-                settings.feedback_topic, snoozes, timedelta(seconds=settings.card_snooze_s)
+                settings.feedback_topic,
+                snoozes,
+                timedelta(seconds=settings.card_snooze_s),
+                recorded_feedback,
             ),
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             request_timeout_ms=round(settings.readiness_timeout_s * 1000) + 3_000,
@@ -154,6 +159,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         feedback_router(
             services=(DETERIORATION_SERVICE,),
             store=store,
+            recorded=recorded_feedback,
             publish=publish_feedback,
             metrics=metrics,
             feedback_counter=FeedbackCounter(telemetry.metrics),

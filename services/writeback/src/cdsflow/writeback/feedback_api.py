@@ -3,8 +3,8 @@
 Authenticated like the hook calls (the JWT's `aud` is this feedback URL), bounded like them;
 each entry becomes one `Feedback` event on `cdsflow.feedback.v1`, keyed by the patient key
 (or the card's uuid when the card is no longer known), counted by outcome and reason. A
-repeated delivery publishes an event with the same `feedback_id` again: consumers (the card
-snoozes included) treat it as the same feedback.
+repeated delivery has the same `feedback_id`: one already recorded (by this replica, or read
+back from the topic) is acknowledged and neither published nor counted again.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from cdsflow.writeback.domain.feedback_events import feedback_event, reason_labe
 from cdsflow.writeback.domain.feedback_requests import parse_feedback_request
 from cdsflow.writeback.domain.hook_requests import InvalidHookRequest
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations
+from cdsflow.writeback.domain.recorded_feedback import RecordedFeedback
 from cdsflow.writeback.handlers import (
     HookLimits,
     WritebackMetrics,
@@ -79,6 +80,7 @@ def feedback_router(
     *,
     services: tuple[CdsService, ...],
     store: LatestRecommendations,
+    recorded: RecordedFeedback,
     publish: FeedbackPublisher,
     metrics: WritebackMetrics,
     feedback_counter: FeedbackCounter,
@@ -125,7 +127,11 @@ def feedback_router(
         ]
         try:
             for event in events:
+                if event.feedback_id in recorded:
+                    continue
                 await publish(event)
+                recorded.record(event.feedback_id)
+                feedback_counter.count(event)
         except Exception as exc:
             logger.warning(
                 "could not publish feedback; the EHR may send it again",
@@ -134,8 +140,6 @@ def feedback_router(
             return problem_response(
                 503, "transient", "the feedback could not be recorded now; send it again"
             )
-        for event in events:
-            feedback_counter.count(event)
         return JSONResponse({})
 
     return router

@@ -35,6 +35,7 @@ from cdsflow.telemetry import context_from_headers
 from cdsflow.writeback.domain.card_snoozes import INDICATOR_NAMES, CardSnoozes
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations, stored
 from cdsflow.writeback.domain.recommendations import may_be_kept
+from cdsflow.writeback.domain.recorded_feedback import RecordedFeedback
 
 log = logging.getLogger("cdsflow.writeback")
 
@@ -52,6 +53,8 @@ class FeedbackSnoozing:
     topic: str
     snoozes: CardSnoozes
     snooze: timedelta
+    # every feedback id read, so that a repeated delivery is not published again
+    recorded: RecordedFeedback
 
 
 class RecommendationsTail:
@@ -197,6 +200,8 @@ class RecommendationsTail:
             event = Feedback.FromString(value)
         except DecodeError:
             return
+        if event.feedback_id:
+            feedback.recorded.record(event.feedback_id)
         if (
             event.outcome != FeedbackOutcome.FEEDBACK_OUTCOME_OVERRIDDEN
             or not event.override_reason_code

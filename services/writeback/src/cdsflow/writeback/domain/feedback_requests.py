@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from cdsflow.fhir import MalformedJson, parse_json_document
@@ -44,7 +44,7 @@ class FeedbackEntry:
     @property
     def feedback_id(self) -> str:
         """The same for a repeated delivery of this entry (card, outcome, outcome time)."""
-        moment = self.outcome_at.isoformat()
+        moment = self.outcome_at.astimezone(UTC).isoformat()
         return str(uuid.uuid5(_FEEDBACK_NAMESPACE, f"{self.card_uuid}|{self.outcome}|{moment}"))
 
 
