@@ -26,6 +26,12 @@ from tests.support.polling import eventually
 pytestmark = pytest.mark.integration
 
 FEEDBACK_URL = "/cds-services/cdsflow-deterioration/feedback"
+SEEN_OVERRIDE = {
+    "outcome": "overridden",
+    "reason": "seen",
+    "model_version": "deterioration-gbm/7",
+    "cds_service": "cdsflow-deterioration",
+}
 
 
 @pytest.fixture
@@ -110,7 +116,7 @@ async def test_an_overridden_card_is_published_and_snoozed_on_every_replica_unti
         assert event.recommendation_id == warning.recommendation_id
         assert event.indicator == Indicator.INDICATOR_WARNING
         counted = first.telemetry.metrics.registry.get_sample_value(
-            "cdsflow_writeback_feedback_total", {"outcome": "overridden", "reason": "seen"}
+            "cdsflow_writeback_feedback_total", SEEN_OVERRIDE
         )
         assert counted == 1
 
@@ -126,7 +132,7 @@ async def test_an_overridden_card_is_published_and_snoozed_on_every_replica_unti
             assert again.status_code == 200, again.text
             assert len(await read_feedback(kafka, first.settings.feedback_topic)) == 1
             assert second.telemetry.metrics.registry.get_sample_value(
-                "cdsflow_writeback_feedback_total", {"outcome": "overridden", "reason": "seen"}
+                "cdsflow_writeback_feedback_total", SEEN_OVERRIDE
             ) in (None, 0)
 
             # the risk rises: the card is shown again, on both

@@ -46,9 +46,15 @@ class FeedbackApi:
     failing: bool = False
     recorded: RecordedFeedback = field(default_factory=RecordedFeedback)
 
-    def counted(self, outcome: str, reason: str) -> float:
+    def counted(self, outcome: str, reason: str, model_version: str = "unknown") -> float:
         value = self.registry.registry.get_sample_value(
-            "cdsflow_writeback_feedback_total", {"outcome": outcome, "reason": reason}
+            "cdsflow_writeback_feedback_total",
+            {
+                "outcome": outcome,
+                "reason": reason,
+                "model_version": model_version,
+                "cds_service": "cdsflow-deterioration",
+            },
         )
         return value or 0.0
 
@@ -131,7 +137,8 @@ async def test_feedback_on_a_held_card_is_published_with_its_patient_model_and_i
     assert event.cds_service == "cdsflow-deterioration"
     assert event.override_reason_code == "already-addressed"
     assert b"free text" not in event.SerializeToString()
-    assert api.counted("overridden", "already-addressed") == 1
+    model = f"{source.model.name}/{source.model.version}"
+    assert api.counted("overridden", "already-addressed", model) == 1
 
 
 async def test_a_batch_is_taken_whole_and_a_repeated_delivery_is_published_once(

@@ -50,14 +50,17 @@ FeedbackPublisher = Callable[[Feedback], Awaitable[None]]
 
 
 class FeedbackCounter:
-    """`cdsflow_writeback_feedback_total{outcome, reason}`, with a bounded set of reasons."""
+    """`cdsflow_writeback_feedback_total{outcome, reason, model_version, cds_service}`, with a
+    bounded set of reasons; `model_version` is `name/version` of the model whose card it was
+    (`unknown` when the writeback no longer holds its recommendation), so that acceptance and
+    override rates can be compared per model version and per card (service)."""
 
     def __init__(self, registry: MetricsRegistry) -> None:
         self._counter: Counter = registry.counter(
             "writeback_feedback",
-            "CDS Hooks feedback entries received, by outcome (accepted, overridden) and "
-            "override reason code (none, a code, or other)",
-            ("outcome", "reason"),
+            "CDS Hooks feedback entries received, by outcome (accepted, overridden), "
+            "override reason code (none, a code, or other), model version and CDS service",
+            ("outcome", "reason", "model_version", "cds_service"),
         )
         self._reasons: set[str] = {"none", "other"}
 
@@ -73,7 +76,10 @@ class FeedbackCounter:
             if event.outcome == FeedbackOutcome.FEEDBACK_OUTCOME_ACCEPTED
             else "overridden"
         )
-        self._counter.labels(outcome=outcome, reason=reason).inc()
+        model = f"{event.model.name}/{event.model.version}" if event.model.name else "unknown"
+        self._counter.labels(
+            outcome=outcome, reason=reason, model_version=model, cds_service=event.cds_service
+        ).inc()
 
 
 def feedback_router(
