@@ -80,6 +80,10 @@ bench: install ## end-to-end throughput and latency, and the reasoner beside a b
 	$(UV) run --frozen python -m bench.pipeline --output bench/results.json
 	$(UV) run --frozen python -m bench.reasoner --output bench/results.json
 
+.PHONY: bench-card-state
+bench-card-state: install ## writeback card state: memory per patient, start-up read-back time (bench/card_state.json)
+	$(UV) run --frozen python -m bench.card_state --output bench/card_state.json
+
 .PHONY: clean
 clean: ## remove caches (not .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .endpoints.json

@@ -109,6 +109,7 @@ async def started_writeback(
         "kafka_idempotence": False,
         "ehr_base_url": ehr_base_url,
         "recommendations_topic": f"test.recommendations.{unique}",
+        "feedback_topic": f"test.feedback.{unique}",
         "consumer_group": f"test-writeback-{unique}",
         "writeback_retry_pause_s": 0.1,
         "ehr_timeout_s": 5,
@@ -269,8 +270,10 @@ async def test_an_active_recommendation_becomes_a_card_and_one_risk_assessment(
         return calls or None
 
     hook_calls = await eventually(hook_calls_with_the_card, timeout_s=10, what="hook spans")
-    linked = {link.context.span_id for link in hook_calls[-1].links}
-    assert linked & {consumer.context.span_id for consumer in consumers}
+    # the card links to the span that published the recommendation (the same on every replica)
+    assert [(link.context.trace_id, link.context.span_id) for link in hook_calls[-1].links] == [
+        (trace_id, parent_id)
+    ]
     for span in writeback.spans.get_finished_spans():
         assert patient_id not in f"{span.name} {dict(span.attributes or {})}"
 
@@ -284,6 +287,14 @@ async def test_a_shadow_recommendation_is_neither_shown_nor_written_back(
     await writeback.publish(shadow)
     await writeback.wait_for_writebacks("skipped_shadow", 1)
 
+    async def read_back_holding_it() -> bool:
+        # the card state has read the shadow recommendation: "no card" is now an answer
+        held = writeback.telemetry.metrics.registry.get_sample_value(
+            "cdsflow_writeback_card_state_patients"
+        )
+        return held == 1 and (await http.get(f"{writeback.base_url}/readyz")).status_code == 200
+
+    await eventually(read_back_holding_it, timeout_s=60, what="the shadow recommendation held")
     assert await writeback.cards(http, patient_id) == []
     assert await risk_assessments(http, ehr, shadow.recommendation_id) == []
     assert writeback.writebacks("written") == 0
@@ -356,7 +367,12 @@ async def test_health_readiness_and_metrics(
         return ready if ready.status_code == 200 else None
 
     ready = await eventually(is_ready, timeout_s=60, what="/readyz 200")  # Kafka starts after
-    assert ready.json() == {"broker": True, "ehr": True, "ehr_circuit_closed": True}
+    assert ready.json() == {
+        "broker": True,
+        "ehr": True,
+        "ehr_circuit_closed": True,
+        "recommendations_read_back": True,
+    }
     await writeback.cards(http, "nobody-here")
     metrics = (await http.get(f"{writeback.base_url}/metrics")).text
     assert "cdsflow_writeback_hook_duration_seconds_count" in metrics
@@ -374,7 +390,12 @@ async def test_the_writeback_starts_before_kafka_and_consumes_once_it_is_up(
         assert (await http.get(f"{writeback.base_url}/healthz")).status_code == 200
         ready = await http.get(f"{writeback.base_url}/readyz")
         assert ready.status_code == 503
-        assert ready.json() == {"broker": False, "ehr": True, "ehr_circuit_closed": True}
+        assert ready.json() == {
+            "broker": False,
+            "ehr": True,
+            "ehr_circuit_closed": True,
+            "recommendations_read_back": False,
+        }
 
         broker = await asyncio.to_thread(start_broker, tmp_path, port)
         try:

@@ -326,3 +326,27 @@ def test_a_hostile_authorization_header_is_a_4xx_never_a_5xx(
                 assert response.status_code in (400, 401), (response.status_code, response.text)
 
     asyncio.run(scenario())
+
+
+async def test_feedback_is_authenticated_like_the_hooks_for_its_own_url(
+    writeback: TrustingWriteback, http: httpx.AsyncClient
+) -> None:
+    feedback_path = SERVICE_PATH + "/feedback"
+    key = es384_key()
+    body = b'{"feedback": [{"card": "c-1", "outcome": "sideways"}]}'
+
+    async def post(authorization: str | None) -> httpx.Response:
+        headers = {"Content-Type": "application/json"}
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        return await http.post(feedback_path, headers=headers, content=body)
+
+    assert_bare_401(await post(None))
+    # a token for the hook's URL is not one for its feedback URL
+    assert_bare_401(await post(bearer(writeback.token(key))))
+    assert writeback.rejections("wrong-audience") == 1
+
+    accepted = await post(bearer(writeback.token(key, aud=PUBLIC_BASE_URL + feedback_path)))
+    # past authentication, the body is judged: 400 naming the member, never a 5xx
+    assert accepted.status_code == 400, accepted.text
+    assert "'feedback[0].outcome'" in accepted.json()["issue"][0]["diagnostics"]

@@ -68,7 +68,7 @@ async def api(exporter: InMemorySpanExporter) -> AsyncIterator[HookApi]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(AllowlistSpanExporter(exporter)))
     registry = MetricsRegistry("writeback")
-    store = LatestRecommendations()
+    store = LatestRecommendations(rebuilt=True)
     app = FastAPI(redirect_slashes=False)
     app.include_router(
         cds_hooks_router(
@@ -160,6 +160,29 @@ async def test_a_patient_without_recommendation_gets_no_card_and_no_link(api: Ho
     assert span.attributes is not None
     assert span.attributes["cdsflow.card_count"] == 0
     assert list(span.links) == []
+
+
+async def test_before_the_topic_is_read_back_a_call_gets_no_card_never_a_5xx(
+    api: HookApi,
+) -> None:
+    api.store.keep(stored(recommendation(patient_id="pat-17", band="high")))
+    api.store.rebuilt = False  # a half-read store may hold a superseded recommendation
+
+    response = await api.http.post(SERVICE_URL, json=patient_view("pat-17"))
+
+    assert response.status_code == 200
+    assert response.json() == {"cards": []}
+    unready = api.metrics.registry.get_sample_value(
+        "cdsflow_writeback_hook_answers_before_rebuild_total"
+    )
+    assert unready == 1
+    (span,) = api.server_spans()
+    assert span.attributes is not None
+    assert span.attributes["cdsflow.reason"] == "state-not-rebuilt"
+
+    api.store.rebuilt = True
+    (card,) = (await api.http.post(SERVICE_URL, json=patient_view("pat-17"))).json()["cards"]
+    assert card["indicator"] == "critical"
 
 
 async def test_served_cards_and_hook_latency_are_counted(api: HookApi) -> None:

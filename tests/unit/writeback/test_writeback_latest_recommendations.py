@@ -122,3 +122,32 @@ def test_past_its_bound_the_patient_updated_longest_ago_is_forgotten() -> None:
 def test_the_bound_must_allow_one_patient() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         LatestRecommendations(max_patients=0)
+
+
+def test_a_recommendation_past_the_max_age_is_neither_kept_nor_served() -> None:
+    now = PRODUCED_AT + timedelta(hours=2)
+    store = LatestRecommendations(max_age=timedelta(hours=1), clock=lambda: now)
+    stale = recommendation(patient_id="stale", produced_at=PRODUCED_AT)
+    fresh = recommendation(patient_id="fresh", produced_at=now - timedelta(minutes=59))
+
+    assert not store.keep(stored(stale))
+    assert store.keep(stored(fresh))
+    assert store.latest_active(stale.patient_key) is None
+    assert store.latest_active(fresh.patient_key) is not None
+
+
+def test_a_held_recommendation_stops_being_served_once_it_ages_past_the_max_age() -> None:
+    moments = [PRODUCED_AT]
+    store = LatestRecommendations(max_age=timedelta(hours=1), clock=lambda: moments[-1])
+    source = recommendation(produced_at=PRODUCED_AT)
+    store.keep(stored(source))
+
+    moments.append(PRODUCED_AT + timedelta(minutes=61))
+
+    assert store.latest_active(source.patient_key) is None
+
+
+def test_a_store_is_not_rebuilt_until_told() -> None:
+    assert LatestRecommendations().rebuilt is False
+    with pytest.raises(ValueError, match="max_age"):
+        LatestRecommendations(max_age=timedelta(0))

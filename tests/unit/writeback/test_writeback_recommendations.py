@@ -10,6 +10,7 @@ from cdsflow.fhir import EhrError, is_ehr_outage
 from cdsflow.writeback.domain.recommendations import (
     comes_from_ehr,
     is_active,
+    may_be_kept,
     mode_name,
     recommendation_problems,
 )
@@ -84,3 +85,11 @@ def test_a_recommendation_from_another_ehr_is_not_ours() -> None:
 )
 def test_only_outages_are_redelivered(failure: Exception, outage: bool) -> None:
     assert is_ehr_outage(failure) is outage
+
+
+def test_only_valid_recommendations_from_our_ehr_may_enter_the_card_state() -> None:
+    assert may_be_kept(recommendation(), EHR_BASE_URL)
+    assert not may_be_kept(Recommendation(recommendation_id="broken"), EHR_BASE_URL)
+    foreign = recommendation()
+    foreign.ehr_base_url = "http://other-ehr.example.org/fhir"
+    assert not may_be_kept(foreign, EHR_BASE_URL)

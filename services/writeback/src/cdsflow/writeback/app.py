@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI, Request
@@ -16,6 +17,7 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from prometheus_client import Counter
 
+from cdsflow.contracts import Feedback
 from cdsflow.fhir import FHIR_JSON, EhrClient
 from cdsflow.service import (
     ConsumingBroker,
@@ -30,12 +32,15 @@ from cdsflow.service import (
 )
 from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
 from cdsflow.writeback.client_auth import ClientAuthenticator, ClientTokenPolicy, JwksCache
+from cdsflow.writeback.domain.card_snoozes import CardSnoozes
 from cdsflow.writeback.domain.client_tokens import SeenTokens
 from cdsflow.writeback.domain.discovery import DETERIORATION_SERVICE
 from cdsflow.writeback.domain.ehr_circuit_breaker import CircuitBreaker, CircuitState
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations
+from cdsflow.writeback.domain.recorded_feedback import RecordedFeedback
 from cdsflow.writeback.domain.retry_schedule import RetrySchedule
 from cdsflow.writeback.ehr_writes import EhrWriter
+from cdsflow.writeback.feedback_api import FeedbackCounter, FeedbackPublisher, feedback_router
 from cdsflow.writeback.handlers import (
     Delivery,
     HookLimits,
@@ -43,6 +48,7 @@ from cdsflow.writeback.handlers import (
     WritebackMetrics,
     cds_hooks_router,
 )
+from cdsflow.writeback.recommendations_tail import FeedbackSnoozing, RecommendationsTail
 from cdsflow.writeback.settings import Settings
 
 SERVICE_NAME = "writeback"
@@ -55,7 +61,14 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
     if telemetry is None:
         telemetry = setup_telemetry(SERVICE_NAME, TelemetrySettings())
     metrics = WritebackMetrics.on(telemetry.metrics)
-    store = LatestRecommendations(max_patients=settings.store_max_patients)
+    store = LatestRecommendations(
+        max_patients=settings.store_max_patients,
+        max_age=timedelta(seconds=settings.card_max_age_s),
+        rebuilt=False,
+    )
+    snoozes = CardSnoozes(max_patients=settings.store_max_patients)
+    recorded_feedback = RecordedFeedback(max_ids=settings.store_max_patients)
+    _state_gauges(telemetry, store)
     breaker = _ehr_circuit_breaker(settings, telemetry)
 
     @asynccontextmanager
@@ -75,7 +88,6 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             metrics.ehr_write_attempts,
         )
         consumer = RecommendationConsumer(
-            store=store,
             ehr_base_url=settings.ehr_base_url,
             writer=writer,
             dead_letters=DeadLetters(broker, settings.recommendations_topic),
@@ -90,10 +102,30 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         consuming = ConsumingBroker(broker, settings.kafka_bootstrap)
         app.state.consuming = consuming
         app.state.http = http
+        # every replica's card state: the topic read back and followed, apart from the group
+        tail = RecommendationsTail(
+            store,
+            settings.kafka_bootstrap,
+            settings.recommendations_topic,
+            ehr_base_url=settings.ehr_base_url,
+            max_age=timedelta(seconds=settings.card_max_age_s),
+            feedback=FeedbackSnoozing(
+                settings.feedback_topic,
+                snoozes,
+                timedelta(seconds=settings.card_snooze_s),
+                recorded_feedback,
+            ),
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            request_timeout_ms=round(settings.readiness_timeout_s * 1000) + 3_000,
+        )
+        app.state.tail = tail
+        app.state.publish_feedback = _feedback_publisher(consuming, settings.feedback_topic)
         try:
             consuming.start()
+            tail.start()
             yield
         finally:
+            await tail.stop()
             await consuming.stop()
             await http.aclose()
             await jwks_http.aclose()
@@ -117,6 +149,23 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
                 allow_loopback_http_fhir_server=settings.allow_loopback_http_fhir_server,
             ),
             client_auth=None if settings.hooks_auth == "off" else lambda: app.state.client_auth,
+            snoozes=snoozes,
+        )
+    )
+
+    async def publish_feedback(event: Feedback) -> None:
+        await app.state.publish_feedback(event)
+
+    app.include_router(
+        feedback_router(
+            services=(DETERIORATION_SERVICE,),
+            store=store,
+            recorded=recorded_feedback,
+            publish=publish_feedback,
+            metrics=metrics,
+            feedback_counter=FeedbackCounter(telemetry.metrics),
+            limits=HookLimits(max_body_bytes=settings.max_hook_request_bytes),
+            client_auth=None if settings.hooks_auth == "off" else lambda: app.state.client_auth,
         )
     )
     add_operational_routes(app, telemetry)
@@ -125,6 +174,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
     async def readyz(request: Request) -> JSONResponse:
         timeout = settings.readiness_timeout_s
         consuming: ConsumingBroker = request.app.state.consuming
+        tail: RecommendationsTail = request.app.state.tail
         broker_ready = await consuming.is_ready(timeout)
         ehr_ready = await _ehr_answers(request.app.state.http, settings.ehr_base_url, timeout)
         return readiness_response(
@@ -132,11 +182,36 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
                 "broker": broker_ready,
                 "ehr": ehr_ready,
                 "ehr_circuit_closed": breaker.state is CircuitState.CLOSED,
+                "recommendations_read_back": store.rebuilt and tail.caught_up,
             }
         )
 
     instrument_app(app, telemetry)
     return app
+
+
+def _feedback_publisher(consuming: ConsumingBroker, topic: str) -> FeedbackPublisher:
+    """Publishes a Feedback event (acks=all), keyed by the patient key, else the card uuid;
+    raises while the broker is not running, so that the EHR is told to send it again."""
+
+    async def publish(event: Feedback) -> None:
+        if not consuming.running:
+            raise ConnectionError("the broker is not connected")
+        key = (event.patient_key or event.card_uuid).encode()
+        await consuming.broker.publish(event.SerializeToString(), topic=topic, key=key)
+
+    return publish
+
+
+def _state_gauges(telemetry: Telemetry, store: LatestRecommendations) -> None:
+    """The card state's size and whether it is rebuilt, for the operator."""
+    telemetry.metrics.gauge(
+        "writeback_card_state_patients", "Patients with a recommendation held for cards"
+    ).set_function(lambda: len(store))
+    telemetry.metrics.gauge(
+        "writeback_card_state_rebuilt",
+        "1 once the recommendations topic was read back since start, else 0",
+    ).set_function(lambda: 1 if store.rebuilt else 0)
 
 
 def _ehr_circuit_breaker(settings: Settings, telemetry: Telemetry) -> CircuitBreaker:

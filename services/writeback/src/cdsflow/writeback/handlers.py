@@ -40,11 +40,12 @@ from cdsflow.service import (
 )
 from cdsflow.telemetry import MetricsRegistry, PatientKeyer
 from cdsflow.writeback.client_auth import ClientAuthenticator
+from cdsflow.writeback.domain.card_snoozes import CardSnoozes
 from cdsflow.writeback.domain.cards import cards_for
 from cdsflow.writeback.domain.client_tokens import TokenRejected
 from cdsflow.writeback.domain.discovery import CdsService, discovery_document
 from cdsflow.writeback.domain.hook_requests import InvalidHookRequest, parse_hook_request
-from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations, stored
+from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations
 from cdsflow.writeback.domain.recommendations import (
     comes_from_ehr,
     is_active,
@@ -67,6 +68,7 @@ class WritebackMetrics:
     token_rejections: Counter
     ehr_write_attempts: Counter
     dead_letters: Counter
+    answers_before_rebuild: Counter
 
     @classmethod
     def on(cls, registry: MetricsRegistry) -> WritebackMetrics:
@@ -104,6 +106,11 @@ class WritebackMetrics:
                 "CDS Hooks calls refused 401 because of their JWT, by reason",
                 ("reason",),
             ),
+            answers_before_rebuild=registry.counter(
+                "writeback_hook_answers_before_rebuild",
+                "CDS Hooks calls answered with no cards because the recommendations topic "
+                "was not read back yet",
+            ),
         )
 
 
@@ -113,12 +120,14 @@ class Delivery(enum.Enum):
 
 
 class RecommendationConsumer:
-    """Stores each recommendation, then writes active ones back into the EHR."""
+    """The consumer group's part: writes each active recommendation back into the EHR, once.
+
+    The cards do not come from here: every replica keeps them by reading the topic itself
+    (`recommendations_tail.py`), whichever partitions the group gives it."""
 
     def __init__(
         self,
         *,
-        store: LatestRecommendations,
         ehr_base_url: str,
         writer: EhrWriter,
         dead_letters: DeadLetters,
@@ -126,7 +135,6 @@ class RecommendationConsumer:
         writeback_enabled: bool,
         retry_pause_s: float,
     ) -> None:
-        self._store = store
         self._ehr_base_url = ehr_base_url
         self._writer = writer
         self._dead_letters = dead_letters
@@ -160,8 +168,6 @@ class RecommendationConsumer:
                 "cdsflow.model.version": recommendation.model.version,
             }
         )
-        context = span.get_span_context()
-        self._store.keep(stored(recommendation, context if context.is_valid else None))
         return await self._write_back(recommendation, body, key)
 
     async def _write_back(
@@ -267,10 +273,12 @@ def cds_hooks_router(
     metrics: WritebackMetrics,
     limits: HookLimits,
     client_auth: Callable[[], ClientAuthenticator] | None,
+    snoozes: CardSnoozes | None = None,
 ) -> APIRouter:
     """`GET /cds-services` (unauthenticated, as the spec allows) and `POST /cds-services/{id}`
     (the caller's JWT checked by `client_auth()`; None: no authentication, development only):
-    in-memory lookups, no EHR call."""
+    in-memory lookups, no EHR call. Until the store is rebuilt from the topic, a valid call
+    is answered `{"cards": []}`: a half-read store could hold a superseded recommendation."""
     router = APIRouter()
     by_id = {service.id: service for service in services}
 
@@ -284,7 +292,7 @@ def cds_hooks_router(
         service = by_id.get(service_id)
         if service is None:
             metrics.hook_refusals.labels(reason="unknown-service").inc()
-            return _problem(404, "not-found", "there is no CDS service with this id")
+            return problem_response(404, "not-found", "there is no CDS service with this id")
         span = trace.get_current_span()
         span.set_attributes({"cdsflow.cds_service": service.id, "cdsflow.hook": service.hook})
         try:
@@ -298,16 +306,27 @@ def cds_hooks_router(
             )
         except TokenRejected as rejected:
             metrics.token_rejections.labels(reason=rejected.reason).inc()
-            return _unauthenticated()
+            return unauthenticated_response()
         except RequestRefused as refused:
             metrics.hook_refusals.labels(reason=refused.reason).inc()
-            return _problem(refused.status_code, refused.issue_code, refused.description)
+            return problem_response(refused.status_code, refused.issue_code, refused.description)
         except InvalidHookRequest as exc:
             metrics.hook_refusals.labels(reason=exc.reason).inc()
-            return _problem(400, "invalid", str(exc))
+            return problem_response(400, "invalid", str(exc))
         patient_key = patient_keyer.patient_key(hook_request.patient_reference)
+        if not store.rebuilt:
+            metrics.answers_before_rebuild.inc()
+            span.set_attributes({"cdsflow.patient_key": patient_key, "cdsflow.card_count": 0})
+            span.set_attribute("cdsflow.reason", "state-not-rebuilt")
+            metrics.hook_duration.labels(hook=service.hook).observe(time.perf_counter() - started)
+            return JSONResponse({"cards": []})
         entry = store.latest_active(patient_key)
         cards = cards_for(entry.recommendation if entry is not None else None)
+        if snoozes is not None:
+            now = datetime.now(UTC)
+            cards = [
+                card for card in cards if not snoozes.hides(patient_key, card["indicator"], now)
+            ]
         span.set_attributes({"cdsflow.patient_key": patient_key, "cdsflow.card_count": len(cards)})
         if entry is not None:
             span.set_attribute("cdsflow.recommendation_id", entry.recommendation.recommendation_id)
@@ -321,13 +340,13 @@ def cds_hooks_router(
     return router
 
 
-def _unauthenticated() -> JSONResponse:
+def unauthenticated_response() -> JSONResponse:
     """401, the same for every reason (which check failed is in the metric, not the answer)."""
     return outcome_response(
         401, "login", "authentication required", headers={"WWW-Authenticate": "Bearer"}
     )
 
 
-def _problem(status_code: int, code: str, diagnostics: str) -> JSONResponse:
+def problem_response(status_code: int, code: str, diagnostics: str) -> JSONResponse:
     """An OperationOutcome naming what was wrong; never a value from the request."""
     return outcome_response(status_code, code, diagnostics)

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from cdsflow.contracts import RECOMMENDATIONS
+from cdsflow.contracts import FEEDBACK, RECOMMENDATIONS
 from cdsflow.service import HttpPort, ServiceSettings
 from cdsflow.writeback.domain.client_tokens import (
     ASYMMETRIC_ALGORITHMS,
@@ -74,6 +74,14 @@ class Settings(ServiceSettings):
     # SMART scopes (CDSFLOW_EHR_AUTH=smart-backend): a transaction of conditional creates
     ehr_scopes: str = "system/*.read system/*.write"
     store_max_patients: int = Field(default=100_000, ge=1)
+    # a recommendation older than this is neither shown nor read back at start; keep it under
+    # the recommendations topic's retention, or a replica started later could not know it
+    card_max_age_s: float = Field(default=86_400.0, gt=0)
+    # CDS Hooks feedback is published here, and read back by every replica for the snoozes
+    feedback_topic: str = FEEDBACK
+    # a card overridden with a reason is not shown again for that patient this long, unless
+    # its indicator rises (0: no snooze)
+    card_snooze_s: float = Field(default=4 * 3600.0, ge=0)
     # The largest CDS Hooks request body accepted (413 above it).
     max_hook_request_bytes: int = Field(default=1024 * 1024, gt=0)
     # Accept `fhirServer: http://127.0.0.1/...` in hook requests; only for the embedded stack

@@ -101,6 +101,24 @@ INDICATOR_WARNING: Indicator.ValueType  # 2
 INDICATOR_CRITICAL: Indicator.ValueType  # 3
 Global___Indicator: _TypeAlias = Indicator  # noqa: Y015
 
+class _FeedbackOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FeedbackOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FeedbackOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FEEDBACK_OUTCOME_UNSPECIFIED: _FeedbackOutcome.ValueType  # 0
+    FEEDBACK_OUTCOME_ACCEPTED: _FeedbackOutcome.ValueType  # 1
+    FEEDBACK_OUTCOME_OVERRIDDEN: _FeedbackOutcome.ValueType  # 2
+
+class FeedbackOutcome(_FeedbackOutcome, metaclass=_FeedbackOutcomeEnumTypeWrapper):
+    """What a clinician did with a card, as the EHR reported it (CDS Hooks feedback)."""
+
+FEEDBACK_OUTCOME_UNSPECIFIED: FeedbackOutcome.ValueType  # 0
+FEEDBACK_OUTCOME_ACCEPTED: FeedbackOutcome.ValueType  # 1
+FEEDBACK_OUTCOME_OVERRIDDEN: FeedbackOutcome.ValueType  # 2
+Global___FeedbackOutcome: _TypeAlias = FeedbackOutcome  # noqa: Y015
+
 @_typing.final
 class EventSource(_message.Message):
     """Where a clinical event came from."""
@@ -418,3 +436,77 @@ class Recommendation(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Recommendation: _TypeAlias = Recommendation  # noqa: Y015
+
+@_typing.final
+class Feedback(_message.Message):
+    """One CDS Hooks feedback entry (POST /cds-services/{id}/feedback), published on
+    cdsflow.feedback.v1. The clinician's free-text userComment is never kept.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEEDBACK_ID_FIELD_NUMBER: _builtins.int
+    CARD_UUID_FIELD_NUMBER: _builtins.int
+    CDS_SERVICE_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    ACCEPTED_SUGGESTIONS_FIELD_NUMBER: _builtins.int
+    OVERRIDE_REASON_SYSTEM_FIELD_NUMBER: _builtins.int
+    OVERRIDE_REASON_CODE_FIELD_NUMBER: _builtins.int
+    OUTCOME_AT_FIELD_NUMBER: _builtins.int
+    RECEIVED_AT_FIELD_NUMBER: _builtins.int
+    PATIENT_KEY_FIELD_NUMBER: _builtins.int
+    RECOMMENDATION_ID_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    INDICATOR_FIELD_NUMBER: _builtins.int
+    feedback_id: _builtins.str
+    """Stable per card, outcome and outcome time: a repeated delivery carries the same id."""
+    card_uuid: _builtins.str
+    """The card's uuid, as the EHR echoed it."""
+    cds_service: _builtins.str
+    """The CDS service id that the feedback was posted to."""
+    outcome: Global___FeedbackOutcome.ValueType
+    override_reason_system: _builtins.str
+    """overrideReason.reason, a Coding (empty when none was given)."""
+    override_reason_code: _builtins.str
+    patient_key: _builtins.str
+    """Known when the card came from a recommendation that the writeback holds; else empty."""
+    recommendation_id: _builtins.str
+    indicator: Global___Indicator.ValueType
+    @_builtins.property
+    def accepted_suggestions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The uuids of the suggestions accepted."""
+
+    @_builtins.property
+    def outcome_at(self) -> _timestamp_pb2.Timestamp:
+        """When the clinician acted (outcomeTimestamp)."""
+
+    @_builtins.property
+    def received_at(self) -> _timestamp_pb2.Timestamp:
+        """When the writeback received it."""
+
+    @_builtins.property
+    def model(self) -> Global___ModelRef: ...
+    def __init__(
+        self,
+        *,
+        feedback_id: _builtins.str = ...,
+        card_uuid: _builtins.str = ...,
+        cds_service: _builtins.str = ...,
+        outcome: Global___FeedbackOutcome.ValueType = ...,
+        accepted_suggestions: _abc.Iterable[_builtins.str] | None = ...,
+        override_reason_system: _builtins.str = ...,
+        override_reason_code: _builtins.str = ...,
+        outcome_at: _timestamp_pb2.Timestamp | None = ...,
+        received_at: _timestamp_pb2.Timestamp | None = ...,
+        patient_key: _builtins.str = ...,
+        recommendation_id: _builtins.str = ...,
+        model: Global___ModelRef | None = ...,
+        indicator: Global___Indicator.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "outcome_at", b"outcome_at", "received_at", b"received_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_suggestions", b"accepted_suggestions", "card_uuid", b"card_uuid", "cds_service", b"cds_service", "feedback_id", b"feedback_id", "indicator", b"indicator", "model", b"model", "outcome", b"outcome", "outcome_at", b"outcome_at", "override_reason_code", b"override_reason_code", "override_reason_system", b"override_reason_system", "patient_key", b"patient_key", "received_at", b"received_at", "recommendation_id", b"recommendation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Feedback: _TypeAlias = Feedback  # noqa: Y015

@@ -68,6 +68,16 @@ def card_uuid(recommendation_id: str, index: int) -> str:
     return str(uuid.uuid5(_CARD_NAMESPACE, f"{recommendation_id}/{index}"))
 
 
+def card_uuids(recommendation: Recommendation) -> list[str]:
+    """The uuids that the recommendation's cards carry (as `cards_for` renders them)."""
+    if not recommendation.cards:
+        return [card_uuid(recommendation.recommendation_id, 0)]
+    return [
+        card.uuid or card_uuid(recommendation.recommendation_id, index)
+        for index, card in enumerate(recommendation.cards)
+    ]
+
+
 def short_summary(text: str) -> str:
     """One line, under 140 characters."""
     line = " ".join(text.split())

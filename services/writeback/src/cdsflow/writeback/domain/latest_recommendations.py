@@ -1,19 +1,27 @@
 """The latest recommendation per patient, kept in memory for CDS Hooks calls.
 
+Every replica fills its own copy by reading the recommendations topic back and following it
+(`recommendations_tail.py`); since `keep` decides by `produced_at` alone, replicas that read
+the same records hold the same entries, whatever order the partitions interleave in.
+
 Active and shadow recommendations are kept apart, so that a shadow model never hides the
-active model's guidance. Each entry keeps the span context of the consumer span that
-stored it, so that a hook call that serves it can link to the trace that produced it.
+active model's guidance. Each entry keeps the span context that produced it (from the
+record's `traceparent`), so that a hook call that serves it can link to that trace.
+A recommendation older than `max_age` is neither kept nor served: the topic's retention
+forgets it some day, and a replica started after that could not know it.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from opentelemetry.trace import SpanContext
 
 from cdsflow.contracts import Recommendation
+from cdsflow.writeback.domain.cards import card_uuids
 from cdsflow.writeback.domain.recommendations import is_active, produced_at
 
 
@@ -36,19 +44,40 @@ class LatestRecommendations:
     """Latest active and latest shadow recommendation per patient key.
 
     Bounded: past `max_patients` patients, the one updated longest ago is forgotten.
+    `rebuilt` is False until the topic has been read back to where it ended at start: until
+    then an entry may be an older recommendation whose successor is not read yet, so nothing
+    may be shown from it.
     """
 
-    def __init__(self, max_patients: int = 100_000) -> None:
+    def __init__(
+        self,
+        max_patients: int = 100_000,
+        *,
+        max_age: timedelta | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rebuilt: bool = False,
+    ) -> None:
         if max_patients < 1:
             raise ValueError("max_patients must be at least 1")
+        if max_age is not None and max_age <= timedelta(0):
+            raise ValueError("max_age must be positive")
         self._max_patients = max_patients
+        self._max_age = max_age
+        self._clock = clock
         self._by_patient: OrderedDict[str, dict[bool, StoredRecommendation]] = OrderedDict()
+        # card uuid -> the active recommendation that showed it (for feedback); superseded
+        # cards stay findable until twice the patients' bound is reached
+        self._by_card: OrderedDict[str, StoredRecommendation] = OrderedDict()
+        self.rebuilt = rebuilt
 
     def __len__(self) -> int:
         return len(self._by_patient)
 
     def keep(self, entry: StoredRecommendation) -> bool:
-        """Store `entry` unless a newer one is already held; True when it was stored."""
+        """Store `entry` unless a newer one is already held or it is past `max_age`; True when
+        it was stored."""
+        if not self._current(entry):
+            return False
         patient_key = entry.recommendation.patient_key
         active = is_active(entry.recommendation)
         slots = self._by_patient.get(patient_key, {})
@@ -60,12 +89,29 @@ class LatestRecommendations:
         self._by_patient.move_to_end(patient_key)
         while len(self._by_patient) > self._max_patients:
             self._by_patient.popitem(last=False)
+        if active:
+            for uuid in card_uuids(entry.recommendation):
+                self._by_card[uuid] = entry
+                self._by_card.move_to_end(uuid)
+            while len(self._by_card) > 2 * self._max_patients:
+                self._by_card.popitem(last=False)
         return True
 
+    def showing_card(self, card_uuid: str) -> StoredRecommendation | None:
+        """The active recommendation whose card had this uuid, if it is still known."""
+        return self._by_card.get(card_uuid)
+
     def latest_active(self, patient_key: str) -> StoredRecommendation | None:
-        """What a clinician may be shown for this patient."""
-        return self._by_patient.get(patient_key, {}).get(True)
+        """What a clinician may be shown for this patient (None once past `max_age`)."""
+        return self._held(patient_key, active=True)
 
     def latest_shadow(self, patient_key: str) -> StoredRecommendation | None:
         """What a shadow model said about this patient (measured, never shown)."""
-        return self._by_patient.get(patient_key, {}).get(False)
+        return self._held(patient_key, active=False)
+
+    def _held(self, patient_key: str, *, active: bool) -> StoredRecommendation | None:
+        entry = self._by_patient.get(patient_key, {}).get(active)
+        return entry if entry is not None and self._current(entry) else None
+
+    def _current(self, entry: StoredRecommendation) -> bool:
+        return self._max_age is None or entry.produced_at >= self._clock() - self._max_age

@@ -90,3 +90,11 @@ def comes_from_ehr(recommendation: Recommendation, ehr_base_url: str) -> bool:
     """True unless the recommendation names another EHR than the one we write back to."""
     source = recommendation.ehr_base_url.rstrip("/")
     return not source or source == ehr_base_url.rstrip("/")
+
+
+def may_be_kept(recommendation: Recommendation, ehr_base_url: str) -> bool:
+    """Whether the recommendation may enter the card store: valid and from our EHR (the
+    consumer group dead-letters the others; every replica's read-back skips them)."""
+    return not recommendation_problems(recommendation) and comes_from_ehr(
+        recommendation, ehr_base_url
+    )
