@@ -21,6 +21,7 @@ from cdsflow.service.requests import (
 )
 from cdsflow.service.server import serve, uvicorn_config
 from cdsflow.service.settings import HttpPort, ServiceSettings
+from cdsflow.service.topic_read_back import TopicReadBack
 
 __all__ = [
     "ConsumingBroker",
@@ -28,6 +29,7 @@ __all__ = [
     "HttpPort",
     "RequestRefused",
     "ServiceSettings",
+    "TopicReadBack",
     "add_error_answers",
     "add_operational_routes",
     "body_too_large",

@@ -28,7 +28,7 @@ from cdsflow.listener.gap_recovery import recover_gap
 from cdsflow.listener.handlers import router
 from cdsflow.listener.intake import ListenerMetrics, NotificationIntake, PublishUnavailable
 from cdsflow.listener.published_events import PublishedEvents
-from cdsflow.listener.published_events_tail import PublishedEventsTail
+from cdsflow.listener.published_events_tail import published_events_tail
 from cdsflow.listener.settings import Settings
 from cdsflow.listener.subscriptions import ChannelSubscriptions, SubscriptionMetrics
 from cdsflow.service import (
@@ -158,7 +158,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         await publisher.connect()
         published = PublishedEvents(settings.dedupe_window_s, settings.dedupe_max_events)
         metrics.published_events_remembered.set_function(lambda: len(published))
-        tail = PublishedEventsTail(
+        tail = published_events_tail(
             published,
             settings.kafka_bootstrap,
             settings.clinical_events_topic,

@@ -2,13 +2,12 @@
 likewise the feedback topic into `CardSnoozes`.
 
 This is the card state of every replica, and it is apart from the consumer group that writes
-into the EHR: a plain aiokafka consumer with no group, so every replica reads every partition
-(and partitions created later, from the next metadata refresh) and commits nothing. Each
-partition starts at the first record within the store's `max_age` where the broker finds one
-by time (Apache Kafka does; the embedded Tansu broker answers offset 0, so it reads from the
-start and `keep` drops what is too old). The store is `rebuilt` once every partition of both
-topics has been read to the end offset it had when this replica (re)connected; a topic not
-existing yet counts as read.
+into the EHR: `cdsflow.service.TopicReadBack`, a group-less consumer, so every replica reads
+every partition (and partitions created later) and commits nothing, each from the first
+record within the store's `max_age` (where the broker can seek by time; otherwise `keep`
+drops what is too old). The store is `rebuilt` once every partition of both topics has been
+read to the end offset it had when this replica (re)connected; a topic not existing yet
+counts as read.
 
 After a lost connection it reconnects and reads the window again: what it already holds
 stays (an older record never replaces a newer one), and it stays `rebuilt`, so cards are
@@ -17,20 +16,18 @@ still answered from what was read, while `/readyz` says it is catching up.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import ConsumerRecord
 from google.protobuf.message import DecodeError
 from opentelemetry import trace
 from opentelemetry.trace import SpanContext
 
 from cdsflow.contracts import Feedback, FeedbackOutcome, Recommendation
+from cdsflow.service import TopicReadBack
 from cdsflow.telemetry import context_from_headers
 from cdsflow.writeback.domain.card_snoozes import INDICATOR_NAMES, CardSnoozes
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations, stored
@@ -38,12 +35,6 @@ from cdsflow.writeback.domain.recommendations import may_be_kept
 from cdsflow.writeback.domain.recorded_feedback import RecordedFeedback
 
 log = logging.getLogger("cdsflow.writeback")
-
-_FETCH_TIMEOUT_MS = 200
-_RETRY_DELAY_S = 1.0
-# how soon partitions (or the topic) created after start are followed
-_METADATA_MAX_AGE_MS = 5_000
-_NO_TOPIC_WAIT_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -73,110 +64,42 @@ class RecommendationsTail:
         request_timeout_ms: int = 5_000,
     ) -> None:
         self._store = store
-        self._bootstrap = bootstrap
-        self._topic = topic
         self._feedback = feedback
-        self._topics = (topic,) if feedback is None else (topic, feedback.topic)
         self._ehr_base_url = ehr_base_url
-        self._max_age = max_age
-        self._fetch_max_wait_ms = fetch_max_wait_ms
-        self._request_timeout_ms = request_timeout_ms
-        self._task: asyncio.Task[None] | None = None
-        # whether the current connection has read to the ends seen when it connected
-        self.caught_up = False
+        self._started = time.monotonic()
         # seconds the first read-back took (None until it is done)
         self.rebuild_s: float | None = None
+        self._read_back = TopicReadBack(
+            (topic,) if feedback is None else (topic, feedback.topic),
+            bootstrap,
+            max_age.total_seconds(),
+            self._take,
+            client_id="cdsflow-writeback-card-state",
+            on_caught_up=self._caught_up,
+            fetch_max_wait_ms=fetch_max_wait_ms,
+            request_timeout_ms=request_timeout_ms,
+        )
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether the current connection has read to the ends seen when it connected."""
+        return self._read_back.caught_up
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._follow_while_running())
+        self._started = time.monotonic()
+        self._read_back.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._read_back.stop()
 
-    async def _follow_while_running(self) -> None:
-        started = time.monotonic()
-        while True:
-            try:
-                await self._follow(started)
-            except (KafkaError, OSError, TimeoutError) as exc:
-                self.caught_up = False
-                log.warning(
-                    "cannot read back the recommendations topic; retrying",
-                    extra={"error_type": type(exc).__name__},
-                )
-                await asyncio.sleep(_RETRY_DELAY_S)
-
-    async def _follow(self, started: float) -> None:
-        consumer = AIOKafkaConsumer(
-            *self._topics,  # subscribed without a group: every partition, new ones included
-            bootstrap_servers=self._bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            metadata_max_age_ms=_METADATA_MAX_AGE_MS,
-            fetch_max_wait_ms=self._fetch_max_wait_ms,
-            request_timeout_ms=self._request_timeout_ms,
-            client_id="cdsflow-writeback-card-state",
-        )
-        try:
-            await consumer.start()
-            followed: set[TopicPartition] = set()
-            ends: dict[TopicPartition, int] = {}
-            while True:
-                added = consumer.assignment() - followed
-                if added:
-                    followed |= added
-                    ends.update(await self._seek_to_window(consumer, added))
-                if followed:
-                    batches = await consumer.getmany(timeout_ms=_FETCH_TIMEOUT_MS)
-                    for records in batches.values():
-                        for record in records:
-                            self._take(record)
-                if not self.caught_up:
-                    if await self._unassigned_topics(consumer, followed):
-                        # a topic exists but its partitions are not assigned yet: not read back
-                        await asyncio.sleep(_NO_TOPIC_WAIT_S)
-                        continue
-                    if await _reached(consumer, ends):
-                        self._caught_up(started)
-                if not followed:  # no topic yet: its partitions come with a metadata refresh
-                    await asyncio.sleep(_NO_TOPIC_WAIT_S)
-        finally:
-            await consumer.stop()
-
-    async def _unassigned_topics(
-        self, consumer: AIOKafkaConsumer, followed: set[TopicPartition]
-    ) -> bool:
-        existing = await consumer.topics()
-        assigned = {partition.topic for partition in followed}
-        return any(topic in existing and topic not in assigned for topic in self._topics)
-
-    def _caught_up(self, started: float) -> None:
-        self.caught_up = True
+    def _caught_up(self) -> None:
         if not self._store.rebuilt:
             self._store.rebuilt = True
-            self.rebuild_s = time.monotonic() - started
+            self.rebuild_s = time.monotonic() - self._started
             log.info(
                 "recommendations topic read back",
                 extra={"patients": len(self._store), "seconds": round(self.rebuild_s, 3)},
             )
-
-    async def _seek_to_window(
-        self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition]
-    ) -> dict[TopicPartition, int]:
-        """Start each partition at its first record within `max_age` (where the broker finds
-        one by time; otherwise at its start, older records being dropped by the store);
-        returns the partitions' end offsets."""
-        since_ms = round((time.time() - self._max_age.total_seconds()) * 1000)
-        starts = await consumer.offsets_for_times(dict.fromkeys(partitions, since_ms))
-        ends: dict[TopicPartition, int] = await consumer.end_offsets(list(partitions))
-        for partition in partitions:
-            start = starts.get(partition)
-            consumer.seek(partition, ends[partition] if start is None else start.offset)
-        return ends
 
     def _take(self, record: ConsumerRecord[bytes, bytes]) -> None:
         if record.value is None:
@@ -223,11 +146,3 @@ def _producing_span(record: ConsumerRecord[bytes, bytes]) -> SpanContext | None:
     headers = {key: value for key, value in record.headers if value is not None}
     context = trace.get_current_span(context_from_headers(headers)).get_span_context()
     return context if context.is_valid else None
-
-
-async def _reached(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
-    """Whether every partition's position is at or past the end offset noted for it."""
-    for partition, end in ends.items():
-        if await consumer.position(partition) < end:
-            return False
-    return True
