@@ -435,3 +435,62 @@ async def test_an_ehr_that_posts_the_resource_to_the_endpoint_is_heard(
         'cdsflow_listener_notifications_total{kind="rest-hook-full-resource",outcome="published"}'
         in metrics
     )
+
+
+async def test_an_empty_topic_notification_is_answered_by_a_search(
+    kafka: KafkaEndpoint, ehr: EhrEndpoint, unique: str, pseudonym_key: str
+) -> None:
+    """A topic channel with an `empty` payload: the Bundle names nothing, so the channel's
+    `recovery_search` finds what changed, and it is published."""
+    name = f"empty-{unique}"
+
+    def settings_for(endpoint: str) -> Settings:
+        return listener_settings(
+            kafka.bootstrap,
+            unique,
+            ehr_base_url=ehr.base_url,
+            channels=[
+                {
+                    "name": name,
+                    "topic": SEKMET_ENCOUNTER_START,
+                    "payload": "empty",
+                    "recovery_search": f"Encounter?_tag=urn:test|{unique}",
+                }
+            ],
+            notification_endpoint=endpoint,
+            subscription_check_interval_s=0.5,
+        )
+
+    async with (
+        httpx.AsyncClient(base_url=ehr.base_url, headers=FHIR, timeout=30) as fhir,
+        managing_listener(settings_for, pseudonym_key) as (url, settings),
+    ):
+
+        async def active_id() -> str | None:
+            state = (await shown(url))[name]
+            return str(state["id"]) if state["status"] == "active" else None
+
+        subscription_id = await eventually(active_id, what="the empty-payload channel active")
+        try:
+            patient = (await fhir.post("/Patient", json={"resourceType": "Patient"})).json()
+            encounter = {
+                "resourceType": "Encounter",
+                "status": "in-progress",
+                "class": {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                    "code": "IMP",
+                },
+                "subject": {"reference": f"Patient/{patient['id']}"},
+                "meta": {"tag": [{"system": "urn:test", "code": unique}]},
+            }
+            written = (await fhir.post("/Encounter", json=encounter)).json()
+            [record] = await consume_clinical_events(
+                kafka.bootstrap, settings.clinical_events_topic, f"test-{unique}"
+            )
+        finally:
+            await switch_off(fhir, subscription_id)
+
+    event = ClinicalEvent.FromString(record.value)
+    assert event.resource_id == written["id"]
+    assert event.source.kind == NotificationKind.NOTIFICATION_KIND_TOPIC_EMPTY
+    assert event.patient_reference == f"Patient/{patient['id']}"

@@ -19,8 +19,8 @@ import httpx
 from cdsflow.contracts import NotificationKind
 from cdsflow.fhir import InvalidResource, validate_resource
 from cdsflow.listener.intake import NotificationIntake, publish_acked, record_unusable_acked
+from cdsflow.listener.resource_deliveries import resource_delivery
 from cdsflow.listener.subscriptions import ChannelState
-from cdsflow.listener.topic_notifications import resource_delivery
 
 _OVERLAP = timedelta(seconds=1)
 _PAGE_SIZE = "100"

@@ -9,7 +9,6 @@ Kafka, published or recorded as unusable, before the 2xx.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,13 +16,14 @@ import httpx
 from fastapi import Response
 from opentelemetry import trace
 
-from cdsflow.contracts import ClinicalEvent, NotificationKind
+from cdsflow.contracts import NotificationKind
 from cdsflow.fhir import (
     EhrError,
     InvalidResource,
     operation_outcome,
     validate_resource,
 )
+from cdsflow.listener.changed_since import publish_changed_since_checkpoint
 from cdsflow.listener.domain import (
     EVENT_TYPES,
     FOCUS_NOT_FOUND,
@@ -34,11 +34,8 @@ from cdsflow.listener.domain import (
     NotificationRejected,
     SubscriptionNotification,
     UnusableResource,
-    build_clinical_event,
     build_focus_record,
-    canonical_json,
     focus_on_ehr,
-    patient_reference_of,
     read_notification_bundle,
     topic_kind,
     validate_event_resource,
@@ -57,22 +54,16 @@ from cdsflow.listener.intake import (
     retry_later,
     unusable_outcome,
 )
+from cdsflow.listener.resource_deliveries import EventDelivery, resource_delivery
 from cdsflow.listener.subscriptions import ChannelState
 
 FULL_RESOURCE_KIND = NotificationKind.NOTIFICATION_KIND_TOPIC_FULL_RESOURCE
 ID_ONLY_KIND = NotificationKind.NOTIFICATION_KIND_TOPIC_ID_ONLY
+EMPTY_KIND = NotificationKind.NOTIFICATION_KIND_TOPIC_EMPTY
 
 
 class EhrUnavailable(Exception):
     """The EHR could not be read: the notification is answered 503 and retried."""
-
-
-@dataclass(frozen=True)
-class EventDelivery:
-    """What one notification event becomes: a clinical event, or a record of why not."""
-
-    event: ClinicalEvent
-    unusable: UnusableResource | None = None
 
 
 async def receive_topic_notification(
@@ -109,6 +100,9 @@ async def receive_topic_notification(
                     "informational", f"{notification.notification_type} received", "information"
                 ),
             )
+        search = channel.channel.search_for_gaps if channel is not None else None
+        if notification.payload == "empty" and channel is not None and search is not None:
+            return await _search_what_changed(intake, kind, channel, search, notification)
         received_at = datetime.now(UTC)
         try:
             deliveries = await event_deliveries(notification, intake, received_at)
@@ -128,6 +122,46 @@ async def receive_topic_notification(
             return retry_later(intake, kind, exc)
         _note_numbers(intake, channel, notification)
         return _acknowledged(intake, kind, deliveries, already_published)
+
+
+async def _search_what_changed(
+    intake: NotificationIntake,
+    kind: str,
+    channel: ChannelState,
+    search: str,
+    notification: SubscriptionNotification,
+) -> Response:
+    """An empty payload names nothing: what changed since the channel's checkpoint is
+    searched (its `recovery_search`) and published, as for a ping."""
+    try:
+        outcome = await publish_changed_since_checkpoint(intake, channel, search, EMPTY_KIND)
+    except PublishUnavailable as exc:
+        return retry_later(intake, kind, exc)
+    except (EhrError, httpx.HTTPError) as exc:
+        if worth_a_retry(exc):
+            return retry_later(intake, kind, exc, what="the EHR")
+        intake.count(kind, "search-refused")
+        return outcome_response(
+            200,
+            operation_outcome(
+                "processing",
+                "empty payload acknowledged; the EHR refused the search for what changed",
+                "warning",
+            ),
+        )
+    _note_numbers(intake, channel, notification)
+    intake.count(kind, "searched")
+    trace.get_current_span().set_attributes(
+        {"cdsflow.found": outcome.found, "cdsflow.published": outcome.published}
+    )
+    return outcome_response(
+        200,
+        operation_outcome(
+            "informational",
+            f"empty payload: {outcome.found} changed found, {outcome.published} published",
+            "information",
+        ),
+    )
 
 
 def _note_numbers(
@@ -233,39 +267,6 @@ def _is_the_focus(resource: dict[str, Any], resource_type: str, resource_id: str
     return True
 
 
-def resource_delivery(
-    intake: NotificationIntake,
-    resource: dict[str, Any],
-    kind: NotificationKind.ValueType,
-    received_at: datetime,
-) -> EventDelivery:
-    """The resource as a clinical event (the same `event_id` as a PUT of the same change)."""
-    base_url = intake.settings.ehr_base_url
-    try:
-        patient_reference = patient_reference_of(resource, base_url)
-    except UnusableResource as unusable:
-        event = build_clinical_event(
-            resource,
-            canonical_json(resource),
-            kind=kind,
-            ehr_base_url=base_url,
-            patient_reference="",
-            patient_key="",
-            received_at=received_at,
-        )
-        return EventDelivery(event, unusable)
-    event = build_clinical_event(
-        resource,
-        canonical_json(resource),
-        kind=kind,
-        ehr_base_url=base_url,
-        patient_reference=patient_reference,
-        patient_key=intake.patient_keyer.patient_key(patient_reference),
-        received_at=received_at,
-    )
-    return EventDelivery(event)
-
-
 def _focus_record(
     intake: NotificationIntake, focus: str, received_at: datetime, unusable: UnusableResource
 ) -> EventDelivery:
@@ -295,7 +296,7 @@ def _acknowledged(
             200,
             operation_outcome(
                 "informational",
-                "empty payload acknowledged; reading what changed is not done yet",
+                "empty payload acknowledged; the channel declares no search for what changed",
                 "information",
             ),
         )
