@@ -26,12 +26,13 @@ from cdsflow.fhir import operation_outcome
 from cdsflow.listener.domain import (
     REST_HOOK_FULL_RESOURCE,
     REST_HOOK_PING,
+    TOPIC_NOTIFICATION,
     UnusableResource,
     bearer_secret_matches,
     build_clinical_event,
     patient_reference_of,
-    posted_resource_type,
     read_notified_resource,
+    read_posted_notification,
     read_posted_resource,
     unauthorized,
 )
@@ -163,8 +164,12 @@ async def receive_notification(request: Request, intake: Intake) -> Response:
             return refused(intake, REST_HOOK_PING, refusal)
         if not raw.strip():
             return await answer_ping(intake, channel)
-        posted = posted_resource_type(raw)
-    if posted is not None and posted != "Bundle":
+    try:
+        notification = read_posted_notification(raw)
+    except RequestRefused as refusal:
+        span.set_attribute("cdsflow.notification_kind", TOPIC_NOTIFICATION)
+        return refused(intake, TOPIC_NOTIFICATION, refusal)
+    if notification is None:
         # an R4 rest-hook that POSTs the changed resource to the endpoint (SEKMET's
         # `post-endpoint`): as a PUT, its type and id taken from the resource itself
         span.set_attribute("cdsflow.notification_kind", REST_HOOK_FULL_RESOURCE)
@@ -175,7 +180,7 @@ async def receive_notification(request: Request, intake: Intake) -> Response:
                 return refused(intake, REST_HOOK_FULL_RESOURCE, refusal)
             return await _answer_full_resource(intake, raw, resource)
     # counts its own failures, by the notification's kind
-    return await receive_topic_notification(raw, intake, channel)
+    return await receive_topic_notification(notification, intake, channel)
 
 
 async def _authorized_body(

@@ -36,7 +36,6 @@ from cdsflow.listener.domain import (
     UnusableResource,
     build_focus_record,
     focus_on_ehr,
-    read_notification_bundle,
     topic_kind,
     validate_event_resource,
 )
@@ -67,20 +66,21 @@ class EhrUnavailable(Exception):
 
 
 async def receive_topic_notification(
-    raw: bytes, intake: NotificationIntake, channel: ChannelState | None = None
+    notification: SubscriptionNotification,
+    intake: NotificationIntake,
+    channel: ChannelState | None = None,
 ) -> Response:
     """The answer to a notification Bundle, once what it carries is on Kafka.
 
     From a managed channel, the Bundle must name that channel's Subscription (once its id is
     known): a Bundle naming another one is refused."""
     span = trace.get_current_span()
-    try:
-        notification = read_notification_bundle(raw)
-        if channel is not None:
+    if channel is not None:
+        try:
             require_channel_subscription(notification, channel)
-    except NotificationRejected as rejection:
-        span.set_attribute("cdsflow.notification_kind", TOPIC_NOTIFICATION)
-        return refused(intake, TOPIC_NOTIFICATION, rejection)
+        except NotificationRejected as rejection:
+            span.set_attribute("cdsflow.notification_kind", TOPIC_NOTIFICATION)
+            return refused(intake, TOPIC_NOTIFICATION, rejection)
     kind = topic_kind(notification.notification_type)
     span.set_attributes(
         {

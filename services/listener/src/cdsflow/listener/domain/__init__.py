@@ -13,6 +13,7 @@ from cdsflow.listener.domain.notification_bundles import (
     R5,
     notification_of,
     read_notification_bundle,
+    read_posted_notification,
 )
 from cdsflow.listener.domain.notification_focus import FocusOnEhr, focus_on_ehr
 from cdsflow.listener.domain.notification_kinds import (
@@ -22,7 +23,6 @@ from cdsflow.listener.domain.notification_kinds import (
     topic_kind,
 )
 from cdsflow.listener.domain.notified_resource import (
-    posted_resource_type,
     read_notified_resource,
     read_posted_resource,
     validate_event_resource,
@@ -88,9 +88,9 @@ __all__ = [
     "focus_on_ehr",
     "notification_of",
     "patient_reference_of",
-    "posted_resource_type",
     "read_notification_bundle",
     "read_notified_resource",
+    "read_posted_notification",
     "read_posted_resource",
     "topic_kind",
     "unauthorized",

@@ -41,8 +41,10 @@ _SHAPES = {
 STATUS_ENTRY = "Bundle.entry[0].resource"
 
 
-def read_notification_bundle(raw: bytes) -> SubscriptionNotification:
-    """The notification in a rest-hook POST body, or `NotificationRejected` (400)."""
+def read_posted_notification(raw: bytes) -> SubscriptionNotification | None:
+    """The notification in a rest-hook POST body, or None when the body is another resource
+    (an R4 rest-hook that POSTs the changed resource); `NotificationRejected` (400) when it
+    is not FHIR. The body is parsed once, here."""
     try:
         bundle = parse_json_document(raw)
     except MalformedJson as exc:
@@ -52,12 +54,20 @@ def read_notification_bundle(raw: bytes) -> SubscriptionNotification:
             "not-fhir", "the body is not a FHIR resource: 'resourceType' is missing"
         )
     if bundle["resourceType"] != "Bundle":
+        return None
+    return notification_of(bundle)
+
+
+def read_notification_bundle(raw: bytes) -> SubscriptionNotification:
+    """The notification in a rest-hook POST body, or `NotificationRejected` (400)."""
+    notification = read_posted_notification(raw)
+    if notification is None:
         raise invalid_notification(
             "not-a-notification",
             "a POST to the rest-hook endpoint carries a notification Bundle (or nothing: a ping)",
             "resourceType",
         )
-    return notification_of(bundle)
+    return notification
 
 
 def notification_of(bundle: Mapping[str, Any]) -> SubscriptionNotification:

@@ -6,9 +6,7 @@ from typing import Any
 
 from cdsflow.fhir import (
     InvalidResource,
-    MalformedJson,
     is_fhir_id,
-    parse_json_document,
     parse_resource_json,
     validate_resource,
 )
@@ -59,17 +57,6 @@ def validate_event_resource(resource: dict[str, Any], path: str) -> None:
         raise bad_request(
             "invalid", exc.reason, f"'{path}' is not a valid FHIR resource: {exc}", path
         ) from None
-
-
-def posted_resource_type(raw: bytes) -> str | None:
-    """The `resourceType` of a POSTed notification body (`Bundle` for a topic notification,
-    a resource type for a rest-hook that POSTs the resource); None when it names none."""
-    try:
-        document = parse_json_document(raw)
-    except MalformedJson:
-        return None
-    resource_type = document.get("resourceType") if isinstance(document, dict) else None
-    return resource_type if isinstance(resource_type, str) else None
 
 
 def read_posted_resource(raw: bytes) -> dict[str, Any]:
