@@ -61,6 +61,30 @@ async def shown(url: str) -> dict[str, dict[str, Any]]:
     return {state["channel"]: state for state in answer.json()}
 
 
+async def active_subscription_id(url: str, name: str, *, settled: bool = False) -> str:
+    """The id of channel `name`'s Subscription once the EHR reports it active (`settled`:
+    and nothing left to recover)."""
+
+    async def probe() -> str | None:
+        state = (await shown(url))[name]
+        ready = state["status"] == "active" and not (settled and state["recovery_pending"])
+        return str(state["id"]) if ready else None
+
+    return await eventually(probe, what=f"channel {name} active")
+
+
+def tagged_encounter(patient_id: str, unique: str) -> dict[str, Any]:
+    """An in-progress Encounter (it starts SEKMET's encounter-start topic), tagged for this
+    test's searches."""
+    return {
+        "resourceType": "Encounter",
+        "status": "in-progress",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "meta": {"tag": [{"system": "urn:test", "code": unique}]},
+    }
+
+
 async def switch_off(fhir: httpx.AsyncClient, subscription_id: str) -> None:
     current = (await fhir.get(f"/Subscription/{subscription_id}")).json()
     await fhir.put(f"/Subscription/{subscription_id}", json={**current, "status": "off"})
@@ -168,12 +192,7 @@ async def test_a_bundle_naming_another_subscription_is_refused(
         httpx.AsyncClient(base_url=ehr.base_url, headers=FHIR, timeout=30) as fhir,
         managing_listener(settings_for, pseudonym_key) as (url, _),
     ):
-
-        async def active_id() -> str | None:
-            state = (await shown(url))[name]
-            return str(state["id"]) if state["status"] == "active" else None
-
-        subscription_id = await eventually(active_id, what="the channel's Subscription active")
+        subscription_id = await active_subscription_id(url, name)
         try:
             subscription = (await fhir.get(f"/Subscription/{subscription_id}")).json()
             [header] = subscription["channel"]["header"]
@@ -240,12 +259,7 @@ async def test_a_ping_is_answered_by_a_search_for_what_changed(
         httpx.AsyncClient(base_url=ehr.base_url, headers=FHIR, timeout=30) as fhir,
         managing_listener(settings_for, pseudonym_key) as (url, settings),
     ):
-
-        async def active_id() -> str | None:
-            state = (await shown(url))[name]
-            return str(state["id"]) if state["status"] == "active" else None
-
-        subscription_id = await eventually(active_id, what="the ping channel active")
+        subscription_id = await active_subscription_id(url, name)
         try:
             subscription = (await fhir.get(f"/Subscription/{subscription_id}")).json()
             assert "payload" not in subscription["channel"]
@@ -326,12 +340,6 @@ async def test_what_the_ehr_failed_to_deliver_is_recovered(
         notification_endpoint=f"http://127.0.0.1:{proxy_port}{REST_HOOK}",
         subscription_check_interval_s=0.5,
     )
-    encounter = {
-        "resourceType": "Encounter",
-        "status": "in-progress",
-        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
-        "meta": {"tag": [{"system": "urn:test", "code": unique}]},
-    }
     with recording_telemetry("listener", pseudonym_key) as (telemetry, _):
         async with (
             serve_app(create_app(settings, telemetry=telemetry)) as url,
@@ -340,23 +348,17 @@ async def test_what_the_ehr_failed_to_deliver_is_recovered(
         ):
             proxy = DroppingProxy(url)
             async with serve_app(proxy.app(http), port=proxy_port):
-
-                async def active_id() -> str | None:
-                    state = (await shown(url))[name]
-                    ready = state["status"] == "active" and not state["recovery_pending"]
-                    return str(state["id"]) if ready else None
-
-                subscription_id = await eventually(active_id, what="the channel active")
+                subscription_id = await active_subscription_id(url, name, settled=True)
                 try:
                     patient = (await fhir.post("/Patient", json={"resourceType": "Patient"})).json()
-                    subject = {"subject": {"reference": f"Patient/{patient['id']}"}}
-                    first = (await fhir.post("/Encounter", json={**encounter, **subject})).json()
+                    encounter = tagged_encounter(patient["id"], unique)
+                    first = (await fhir.post("/Encounter", json=encounter)).json()
                     await consume_clinical_events(
                         kafka.bootstrap, settings.clinical_events_topic, f"first-{unique}"
                     )
 
                     proxy.dropping = True
-                    missed = (await fhir.post("/Encounter", json={**encounter, **subject})).json()
+                    missed = (await fhir.post("/Encounter", json=encounter)).json()
 
                     async def ehr_gave_up() -> bool:
                         current = (await fhir.get(f"/Subscription/{subscription_id}")).json()
@@ -412,11 +414,7 @@ async def test_an_ehr_that_posts_the_resource_to_the_endpoint_is_heard(
             httpx.AsyncClient(base_url=ehr_base_url, headers=FHIR, timeout=30) as fhir,
             managing_listener(settings_for, pseudonym_key) as (url, settings),
         ):
-
-            async def active() -> bool:
-                return bool((await shown(url))[name]["status"] == "active")
-
-            await eventually(active, what="the channel active")
+            await active_subscription_id(url, name)
             patient = (await fhir.post("/Patient", json={"resourceType": "Patient"})).json()
             written = await fhir.post("/Observation", json=respiratory_rate(patient["id"]))
             assert written.status_code == 201, written.text
@@ -465,24 +463,10 @@ async def test_an_empty_topic_notification_is_answered_by_a_search(
         httpx.AsyncClient(base_url=ehr.base_url, headers=FHIR, timeout=30) as fhir,
         managing_listener(settings_for, pseudonym_key) as (url, settings),
     ):
-
-        async def active_id() -> str | None:
-            state = (await shown(url))[name]
-            return str(state["id"]) if state["status"] == "active" else None
-
-        subscription_id = await eventually(active_id, what="the empty-payload channel active")
+        subscription_id = await active_subscription_id(url, name)
         try:
             patient = (await fhir.post("/Patient", json={"resourceType": "Patient"})).json()
-            encounter = {
-                "resourceType": "Encounter",
-                "status": "in-progress",
-                "class": {
-                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                    "code": "IMP",
-                },
-                "subject": {"reference": f"Patient/{patient['id']}"},
-                "meta": {"tag": [{"system": "urn:test", "code": unique}]},
-            }
+            encounter = tagged_encounter(patient["id"], unique)
             written = (await fhir.post("/Encounter", json=encounter)).json()
             [record] = await consume_clinical_events(
                 kafka.bootstrap, settings.clinical_events_topic, f"test-{unique}"
