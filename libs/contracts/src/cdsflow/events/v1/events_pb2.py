@@ -25,21 +25,21 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63\x64sflow/events/v1/events.proto\x12\x11\x63\x64sflow.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x01\n\x0b\x45ventSource\x12\x14\n\x0c\x65hr_base_url\x18\x01 \x01(\t\x12\x17\n\x0fsubscription_id\x18\x02 \x01(\t\x12\r\n\x05topic\x18\x03 \x01(\t\x12\x14\n\x0c\x65vent_number\x18\x04 \x01(\x04\x12\x31\n\x04kind\x18\x05 \x01(\x0e\x32#.cdsflow.events.v1.NotificationKind\"\xc0\x02\n\rClinicalEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x15\n\rresource_type\x18\x02 \x01(\t\x12\x13\n\x0bresource_id\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\x12\x15\n\rresource_json\x18\x05 \x01(\x0c\x12\x13\n\x0bpatient_key\x18\x06 \x01(\t\x12\x19\n\x11patient_reference\x18\x07 \x01(\t\x12.\n\x06source\x18\x08 \x01(\x0b\x32\x1e.cdsflow.events.v1.EventSource\x12/\n\x0boccurred_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breceived_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x05Score\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0c\n\x04\x62\x61nd\x18\x03 \x01(\t\"\x92\x01\n\nBasisInput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x1a\n\x12resource_reference\x18\x05 \x01(\t\x12/\n\x0bobserved_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"S\n\x05\x42\x61sis\x12-\n\x06inputs\x18\x01 \x03(\x0b\x32\x1d.cdsflow.events.v1.BasisInput\x12\x1b\n\x13resource_references\x18\x02 \x03(\t\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x90\x01\n\x04\x43\x61rd\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12/\n\tindicator\x18\x04 \x01(\x0e\x32\x1c.cdsflow.events.v1.Indicator\x12\x14\n\x0csource_label\x18\x05 \x01(\t\x12\x12\n\nsource_url\x18\x06 \x01(\t\"\x82\x03\n\x0eRecommendation\x12\x19\n\x11recommendation_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x13\n\x0bpatient_key\x18\x03 \x01(\t\x12\x19\n\x11patient_reference\x18\x04 \x01(\t\x12(\n\x06scores\x18\x05 \x03(\x0b\x32\x18.cdsflow.events.v1.Score\x12&\n\x05\x63\x61rds\x18\x06 \x03(\x0b\x32\x17.cdsflow.events.v1.Card\x12\'\n\x05\x62\x61sis\x18\x07 \x01(\x0b\x32\x18.cdsflow.events.v1.Basis\x12*\n\x05model\x18\x08 \x01(\x0b\x32\x1b.cdsflow.events.v1.ModelRef\x12%\n\x04mode\x18\t \x01(\x0e\x32\x17.cdsflow.events.v1.Mode\x12/\n\x0bproduced_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x65hr_base_url\x18\x0b \x01(\t\"\xc6\x03\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x01 \x01(\t\x12\x11\n\tcard_uuid\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x64s_service\x18\x03 \x01(\t\x12\x33\n\x07outcome\x18\x04 \x01(\x0e\x32\".cdsflow.events.v1.FeedbackOutcome\x12\x1c\n\x14\x61\x63\x63\x65pted_suggestions\x18\x05 \x03(\t\x12\x1e\n\x16override_reason_system\x18\x06 \x01(\t\x12\x1c\n\x14override_reason_code\x18\x07 \x01(\t\x12.\n\noutcome_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breceived_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bpatient_key\x18\n \x01(\t\x12\x19\n\x11recommendation_id\x18\x0b \x01(\t\x12*\n\x05model\x18\x0c \x01(\x0b\x32\x1b.cdsflow.events.v1.ModelRef\x12/\n\tindicator\x18\r \x01(\x0e\x32\x1c.cdsflow.events.v1.Indicator*\xa1\x02\n\x10NotificationKind\x12!\n\x1dNOTIFICATION_KIND_UNSPECIFIED\x10\x00\x12-\n)NOTIFICATION_KIND_REST_HOOK_FULL_RESOURCE\x10\x01\x12$\n NOTIFICATION_KIND_REST_HOOK_PING\x10\x02\x12)\n%NOTIFICATION_KIND_TOPIC_FULL_RESOURCE\x10\x03\x12#\n\x1fNOTIFICATION_KIND_TOPIC_ID_ONLY\x10\x04\x12!\n\x1dNOTIFICATION_KIND_TOPIC_EMPTY\x10\x05\x12\"\n\x1eNOTIFICATION_KIND_GAP_RECOVERY\x10\x06*>\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bMODE_ACTIVE\x10\x01\x12\x0f\n\x0bMODE_SHADOW\x10\x02*i\n\tIndicator\x12\x19\n\x15INDICATOR_UNSPECIFIED\x10\x00\x12\x12\n\x0eINDICATOR_INFO\x10\x01\x12\x15\n\x11INDICATOR_WARNING\x10\x02\x12\x16\n\x12INDICATOR_CRITICAL\x10\x03*s\n\x0f\x46\x65\x65\x64\x62\x61\x63kOutcome\x12 \n\x1c\x46\x45\x45\x44\x42\x41\x43K_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_OUTCOME_ACCEPTED\x10\x01\x12\x1f\n\x1b\x46\x45\x45\x44\x42\x41\x43K_OUTCOME_OVERRIDDEN\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63\x64sflow/events/v1/events.proto\x12\x11\x63\x64sflow.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x01\n\x0b\x45ventSource\x12\x14\n\x0c\x65hr_base_url\x18\x01 \x01(\t\x12\x17\n\x0fsubscription_id\x18\x02 \x01(\t\x12\r\n\x05topic\x18\x03 \x01(\t\x12\x14\n\x0c\x65vent_number\x18\x04 \x01(\x04\x12\x31\n\x04kind\x18\x05 \x01(\x0e\x32#.cdsflow.events.v1.NotificationKind\"\xc0\x02\n\rClinicalEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x15\n\rresource_type\x18\x02 \x01(\t\x12\x13\n\x0bresource_id\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\x12\x15\n\rresource_json\x18\x05 \x01(\x0c\x12\x13\n\x0bpatient_key\x18\x06 \x01(\t\x12\x19\n\x11patient_reference\x18\x07 \x01(\t\x12.\n\x06source\x18\x08 \x01(\x0b\x32\x1e.cdsflow.events.v1.EventSource\x12/\n\x0boccurred_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breceived_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x05Score\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0c\n\x04\x62\x61nd\x18\x03 \x01(\t\"\xcd\x01\n\nBasisInput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x1a\n\x12resource_reference\x18\x05 \x01(\t\x12/\n\x0bobserved_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x0c\x63ontribution\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05label\x18\x08 \x01(\tB\x0f\n\r_contribution\"S\n\x05\x42\x61sis\x12-\n\x06inputs\x18\x01 \x03(\x0b\x32\x1d.cdsflow.events.v1.BasisInput\x12\x1b\n\x13resource_references\x18\x02 \x03(\t\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"7\n\x06\x43oding\x12\x0e\n\x06system\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07\x64isplay\x18\x03 \x01(\t\"a\n\x10SuggestionAction\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x15\n\rresource_json\x18\x03 \x01(\x0c\x12\x13\n\x0bresource_id\x18\x04 \x01(\t\"w\n\nSuggestion\x12\r\n\x05label\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x16\n\x0eis_recommended\x18\x03 \x01(\x08\x12\x34\n\x07\x61\x63tions\x18\x04 \x03(\x0b\x32#.cdsflow.events.v1.SuggestionAction\"E\n\x04Link\x12\r\n\x05label\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x13\n\x0b\x61pp_context\x18\x04 \x01(\t\"\xee\x02\n\x04\x43\x61rd\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12/\n\tindicator\x18\x04 \x01(\x0e\x32\x1c.cdsflow.events.v1.Indicator\x12\x14\n\x0csource_label\x18\x05 \x01(\t\x12\x12\n\nsource_url\x18\x06 \x01(\t\x12\x32\n\x0bsuggestions\x18\x07 \x03(\x0b\x32\x1d.cdsflow.events.v1.Suggestion\x12\x1a\n\x12selection_behavior\x18\x08 \x01(\t\x12&\n\x05links\x18\t \x03(\x0b\x32\x17.cdsflow.events.v1.Link\x12\x33\n\x10override_reasons\x18\n \x03(\x0b\x32\x19.cdsflow.events.v1.Coding\x12/\n\x0csource_topic\x18\x0b \x01(\x0b\x32\x19.cdsflow.events.v1.Coding\"\xa8\x03\n\x0eRecommendation\x12\x19\n\x11recommendation_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x13\n\x0bpatient_key\x18\x03 \x01(\t\x12\x19\n\x11patient_reference\x18\x04 \x01(\t\x12(\n\x06scores\x18\x05 \x03(\x0b\x32\x18.cdsflow.events.v1.Score\x12&\n\x05\x63\x61rds\x18\x06 \x03(\x0b\x32\x17.cdsflow.events.v1.Card\x12\'\n\x05\x62\x61sis\x18\x07 \x01(\x0b\x32\x18.cdsflow.events.v1.Basis\x12*\n\x05model\x18\x08 \x01(\x0b\x32\x1b.cdsflow.events.v1.ModelRef\x12%\n\x04mode\x18\t \x01(\x0e\x32\x17.cdsflow.events.v1.Mode\x12/\n\x0bproduced_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x65hr_base_url\x18\x0b \x01(\t\x12\x12\n\nadapter_id\x18\x0c \x01(\t\x12\x10\n\x08trace_id\x18\r \x01(\t\"\xc6\x03\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x01 \x01(\t\x12\x11\n\tcard_uuid\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x64s_service\x18\x03 \x01(\t\x12\x33\n\x07outcome\x18\x04 \x01(\x0e\x32\".cdsflow.events.v1.FeedbackOutcome\x12\x1c\n\x14\x61\x63\x63\x65pted_suggestions\x18\x05 \x03(\t\x12\x1e\n\x16override_reason_system\x18\x06 \x01(\t\x12\x1c\n\x14override_reason_code\x18\x07 \x01(\t\x12.\n\noutcome_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breceived_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bpatient_key\x18\n \x01(\t\x12\x19\n\x11recommendation_id\x18\x0b \x01(\t\x12*\n\x05model\x18\x0c \x01(\x0b\x32\x1b.cdsflow.events.v1.ModelRef\x12/\n\tindicator\x18\r \x01(\x0e\x32\x1c.cdsflow.events.v1.Indicator*\xa1\x02\n\x10NotificationKind\x12!\n\x1dNOTIFICATION_KIND_UNSPECIFIED\x10\x00\x12-\n)NOTIFICATION_KIND_REST_HOOK_FULL_RESOURCE\x10\x01\x12$\n NOTIFICATION_KIND_REST_HOOK_PING\x10\x02\x12)\n%NOTIFICATION_KIND_TOPIC_FULL_RESOURCE\x10\x03\x12#\n\x1fNOTIFICATION_KIND_TOPIC_ID_ONLY\x10\x04\x12!\n\x1dNOTIFICATION_KIND_TOPIC_EMPTY\x10\x05\x12\"\n\x1eNOTIFICATION_KIND_GAP_RECOVERY\x10\x06*>\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bMODE_ACTIVE\x10\x01\x12\x0f\n\x0bMODE_SHADOW\x10\x02*i\n\tIndicator\x12\x19\n\x15INDICATOR_UNSPECIFIED\x10\x00\x12\x12\n\x0eINDICATOR_INFO\x10\x01\x12\x15\n\x11INDICATOR_WARNING\x10\x02\x12\x16\n\x12INDICATOR_CRITICAL\x10\x03*s\n\x0f\x46\x65\x65\x64\x62\x61\x63kOutcome\x12 \n\x1c\x46\x45\x45\x44\x42\x41\x43K_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_OUTCOME_ACCEPTED\x10\x01\x12\x1f\n\x1b\x46\x45\x45\x44\x42\x41\x43K_OUTCOME_OVERRIDDEN\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cdsflow.events.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NOTIFICATIONKIND']._serialized_start=1883
-  _globals['_NOTIFICATIONKIND']._serialized_end=2172
-  _globals['_MODE']._serialized_start=2174
-  _globals['_MODE']._serialized_end=2236
-  _globals['_INDICATOR']._serialized_start=2238
-  _globals['_INDICATOR']._serialized_end=2343
-  _globals['_FEEDBACKOUTCOME']._serialized_start=2345
-  _globals['_FEEDBACKOUTCOME']._serialized_end=2460
+  _globals['_NOTIFICATIONKIND']._serialized_start=2550
+  _globals['_NOTIFICATIONKIND']._serialized_end=2839
+  _globals['_MODE']._serialized_start=2841
+  _globals['_MODE']._serialized_end=2903
+  _globals['_INDICATOR']._serialized_start=2905
+  _globals['_INDICATOR']._serialized_end=3010
+  _globals['_FEEDBACKOUTCOME']._serialized_start=3012
+  _globals['_FEEDBACKOUTCOME']._serialized_end=3127
   _globals['_EVENTSOURCE']._serialized_start=87
   _globals['_EVENTSOURCE']._serialized_end=235
   _globals['_CLINICALEVENT']._serialized_start=238
@@ -47,15 +47,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCORE']._serialized_start=560
   _globals['_SCORE']._serialized_end=610
   _globals['_BASISINPUT']._serialized_start=613
-  _globals['_BASISINPUT']._serialized_end=759
-  _globals['_BASIS']._serialized_start=761
-  _globals['_BASIS']._serialized_end=844
-  _globals['_MODELREF']._serialized_start=846
-  _globals['_MODELREF']._serialized_end=887
-  _globals['_CARD']._serialized_start=890
-  _globals['_CARD']._serialized_end=1034
-  _globals['_RECOMMENDATION']._serialized_start=1037
-  _globals['_RECOMMENDATION']._serialized_end=1423
-  _globals['_FEEDBACK']._serialized_start=1426
-  _globals['_FEEDBACK']._serialized_end=1880
+  _globals['_BASISINPUT']._serialized_end=818
+  _globals['_BASIS']._serialized_start=820
+  _globals['_BASIS']._serialized_end=903
+  _globals['_MODELREF']._serialized_start=905
+  _globals['_MODELREF']._serialized_end=946
+  _globals['_CODING']._serialized_start=948
+  _globals['_CODING']._serialized_end=1003
+  _globals['_SUGGESTIONACTION']._serialized_start=1005
+  _globals['_SUGGESTIONACTION']._serialized_end=1102
+  _globals['_SUGGESTION']._serialized_start=1104
+  _globals['_SUGGESTION']._serialized_end=1223
+  _globals['_LINK']._serialized_start=1225
+  _globals['_LINK']._serialized_end=1294
+  _globals['_CARD']._serialized_start=1297
+  _globals['_CARD']._serialized_end=1663
+  _globals['_RECOMMENDATION']._serialized_start=1666
+  _globals['_RECOMMENDATION']._serialized_end=2090
+  _globals['_FEEDBACK']._serialized_start=2093
+  _globals['_FEEDBACK']._serialized_end=2547
 # @@protoc_insertion_point(module_scope)

@@ -226,10 +226,10 @@ class Score(_message.Message):
     VALUE_FIELD_NUMBER: _builtins.int
     BAND_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """e.g. "deterioration_score"."""
+    """The adapter's score tensor, e.g. "deterioration_risk"."""
     value: _builtins.float
     band: _builtins.str
-    """e.g. "low", "medium", "high"."""
+    """The adapter's risk band name, e.g. "low", "moderate", "high"."""
     def __init__(
         self,
         *,
@@ -257,6 +257,8 @@ class BasisInput(_message.Message):
     UNIT_FIELD_NUMBER: _builtins.int
     RESOURCE_REFERENCE_FIELD_NUMBER: _builtins.int
     OBSERVED_AT_FIELD_NUMBER: _builtins.int
+    CONTRIBUTION_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """e.g. "respiratory_rate"."""
     code: _builtins.str
@@ -266,6 +268,10 @@ class BasisInput(_message.Message):
     """UCUM unit."""
     resource_reference: _builtins.str
     """"Observation/<id>" the value was read from."""
+    contribution: _builtins.float
+    """How much this input moved the score, when the model reports it (e.g. log-odds)."""
+    label: _builtins.str
+    """How the input is named on cards, e.g. "Respiratory rate trend"."""
     @_builtins.property
     def observed_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -277,12 +283,16 @@ class BasisInput(_message.Message):
         unit: _builtins.str = ...,
         resource_reference: _builtins.str = ...,
         observed_at: _timestamp_pb2.Timestamp | None = ...,
+        contribution: _builtins.float | None = ...,
+        label: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["observed_at", b"observed_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_contribution", b"_contribution", "contribution", b"contribution", "observed_at", b"observed_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "name", b"name", "observed_at", b"observed_at", "resource_reference", b"resource_reference", "unit", b"unit", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_contribution", b"_contribution", "code", b"code", "contribution", b"contribution", "label", b"label", "name", b"name", "observed_at", b"observed_at", "resource_reference", b"resource_reference", "unit", b"unit", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__contribution: _TypeAlias = _typing.Literal["contribution"]  # noqa: Y015
+    _WhichOneofArgType__contribution: _TypeAlias = _typing.Literal["_contribution", b"_contribution"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__contribution) -> _WhichOneofReturnType__contribution | None: ...
 
 Global___BasisInput: _TypeAlias = BasisInput  # noqa: Y015
 
@@ -339,6 +349,129 @@ class ModelRef(_message.Message):
 Global___ModelRef: _TypeAlias = ModelRef  # noqa: Y015
 
 @_typing.final
+class Coding(_message.Message):
+    """A Coding (system, code, display), e.g. a card's override reason."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYSTEM_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    DISPLAY_FIELD_NUMBER: _builtins.int
+    system: _builtins.str
+    code: _builtins.str
+    display: _builtins.str
+    def __init__(
+        self,
+        *,
+        system: _builtins.str = ...,
+        code: _builtins.str = ...,
+        display: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "display", b"display", "system", b"system"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Coding: _TypeAlias = Coding  # noqa: Y015
+
+@_typing.final
+class SuggestionAction(_message.Message):
+    """One action of a card suggestion (CDS Hooks `suggestions[].actions[]`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    RESOURCE_JSON_FIELD_NUMBER: _builtins.int
+    RESOURCE_ID_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """"create", "update" or "delete"."""
+    description: _builtins.str
+    resource_json: _builtins.bytes
+    """The FHIR resource to create or update, JSON (empty for delete)."""
+    resource_id: _builtins.str
+    """"Type/id" of the resource to delete or update (CDS Hooks 2.0 `resourceId`)."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        description: _builtins.str = ...,
+        resource_json: _builtins.bytes = ...,
+        resource_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "resource_id", b"resource_id", "resource_json", b"resource_json", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SuggestionAction: _TypeAlias = SuggestionAction  # noqa: Y015
+
+@_typing.final
+class Suggestion(_message.Message):
+    """One suggestion of a card."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LABEL_FIELD_NUMBER: _builtins.int
+    UUID_FIELD_NUMBER: _builtins.int
+    IS_RECOMMENDED_FIELD_NUMBER: _builtins.int
+    ACTIONS_FIELD_NUMBER: _builtins.int
+    label: _builtins.str
+    uuid: _builtins.str
+    """Stable per card and suggestion; echoed back in feedback."""
+    is_recommended: _builtins.bool
+    @_builtins.property
+    def actions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SuggestionAction]: ...
+    def __init__(
+        self,
+        *,
+        label: _builtins.str = ...,
+        uuid: _builtins.str = ...,
+        is_recommended: _builtins.bool = ...,
+        actions: _abc.Iterable[Global___SuggestionAction] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "is_recommended", b"is_recommended", "label", b"label", "uuid", b"uuid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Suggestion: _TypeAlias = Suggestion  # noqa: Y015
+
+@_typing.final
+class Link(_message.Message):
+    """A link on a card (CDS Hooks `links[]`): absolute, "absolute" or "smart"."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LABEL_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    APP_CONTEXT_FIELD_NUMBER: _builtins.int
+    label: _builtins.str
+    url: _builtins.str
+    type: _builtins.str
+    app_context: _builtins.str
+    """For a SMART link: the appContext the app is launched with."""
+    def __init__(
+        self,
+        *,
+        label: _builtins.str = ...,
+        url: _builtins.str = ...,
+        type: _builtins.str = ...,
+        app_context: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_context", b"app_context", "label", b"label", "type", b"type", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Link: _TypeAlias = Link  # noqa: Y015
+
+@_typing.final
 class Card(_message.Message):
     """A CDS Hooks card that the recommendation implies."""
 
@@ -350,6 +483,11 @@ class Card(_message.Message):
     INDICATOR_FIELD_NUMBER: _builtins.int
     SOURCE_LABEL_FIELD_NUMBER: _builtins.int
     SOURCE_URL_FIELD_NUMBER: _builtins.int
+    SUGGESTIONS_FIELD_NUMBER: _builtins.int
+    SELECTION_BEHAVIOR_FIELD_NUMBER: _builtins.int
+    LINKS_FIELD_NUMBER: _builtins.int
+    OVERRIDE_REASONS_FIELD_NUMBER: _builtins.int
+    SOURCE_TOPIC_FIELD_NUMBER: _builtins.int
     uuid: _builtins.str
     """Stable per recommendation and card, used as the CDS Hooks card uuid."""
     summary: _builtins.str
@@ -359,6 +497,18 @@ class Card(_message.Message):
     indicator: Global___Indicator.ValueType
     source_label: _builtins.str
     source_url: _builtins.str
+    selection_behavior: _builtins.str
+    """"at-most-one" or "any"; required by CDS Hooks when there are suggestions."""
+    @_builtins.property
+    def suggestions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Suggestion]: ...
+    @_builtins.property
+    def links(self) -> _containers.RepeatedCompositeFieldContainer[Global___Link]: ...
+    @_builtins.property
+    def override_reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___Coding]: ...
+    @_builtins.property
+    def source_topic(self) -> Global___Coding:
+        """The source's topic (CDS Hooks `source.topic`), e.g. the card kind."""
+
     def __init__(
         self,
         *,
@@ -368,10 +518,15 @@ class Card(_message.Message):
         indicator: Global___Indicator.ValueType = ...,
         source_label: _builtins.str = ...,
         source_url: _builtins.str = ...,
+        suggestions: _abc.Iterable[Global___Suggestion] | None = ...,
+        selection_behavior: _builtins.str = ...,
+        links: _abc.Iterable[Global___Link] | None = ...,
+        override_reasons: _abc.Iterable[Global___Coding] | None = ...,
+        source_topic: Global___Coding | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["source_topic", b"source_topic"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "indicator", b"indicator", "source_label", b"source_label", "source_url", b"source_url", "summary", b"summary", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "indicator", b"indicator", "links", b"links", "override_reasons", b"override_reasons", "selection_behavior", b"selection_behavior", "source_label", b"source_label", "source_topic", b"source_topic", "source_url", b"source_url", "suggestions", b"suggestions", "summary", b"summary", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -394,6 +549,8 @@ class Recommendation(_message.Message):
     MODE_FIELD_NUMBER: _builtins.int
     PRODUCED_AT_FIELD_NUMBER: _builtins.int
     EHR_BASE_URL_FIELD_NUMBER: _builtins.int
+    ADAPTER_ID_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
     recommendation_id: _builtins.str
     """Stable: derived from event_id and model name/version."""
     event_id: _builtins.str
@@ -404,6 +561,10 @@ class Recommendation(_message.Message):
     mode: Global___Mode.ValueType
     ehr_base_url: _builtins.str
     """The EHR the event came from."""
+    adapter_id: _builtins.str
+    """The model adapter (adapters/<id>.yaml) that produced it, e.g. "deterioration-risk"."""
+    trace_id: _builtins.str
+    """The W3C trace id (32 hex) of the trace that produced it; carried on its cards."""
     @_builtins.property
     def scores(self) -> _containers.RepeatedCompositeFieldContainer[Global___Score]: ...
     @_builtins.property
@@ -428,10 +589,12 @@ class Recommendation(_message.Message):
         mode: Global___Mode.ValueType = ...,
         produced_at: _timestamp_pb2.Timestamp | None = ...,
         ehr_base_url: _builtins.str = ...,
+        adapter_id: _builtins.str = ...,
+        trace_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["basis", b"basis", "model", b"model", "produced_at", b"produced_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["basis", b"basis", "cards", b"cards", "ehr_base_url", b"ehr_base_url", "event_id", b"event_id", "mode", b"mode", "model", b"model", "patient_key", b"patient_key", "patient_reference", b"patient_reference", "produced_at", b"produced_at", "recommendation_id", b"recommendation_id", "scores", b"scores"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter_id", b"adapter_id", "basis", b"basis", "cards", b"cards", "ehr_base_url", b"ehr_base_url", "event_id", b"event_id", "mode", b"mode", "model", b"model", "patient_key", b"patient_key", "patient_reference", b"patient_reference", "produced_at", b"produced_at", "recommendation_id", b"recommendation_id", "scores", b"scores", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
