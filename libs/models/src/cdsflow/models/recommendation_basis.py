@@ -20,6 +20,8 @@ class BasisEntry:
     resource_reference: str
     observed_at: datetime | None
     contribution: float | None
+    # how the input is named on cards ("Respiratory rate trend")
+    label: str = ""
 
 
 def basis_entries(result: ModelResult) -> list[BasisEntry]:
@@ -39,6 +41,7 @@ def basis_entries(result: ModelResult) -> list[BasisEntry]:
                 resource_reference=newest.resource_reference if newest else "",
                 observed_at=newest.observed_at if newest else None,
                 contribution=item.contribution,
+                label=column.label,
             )
         )
     return entries
