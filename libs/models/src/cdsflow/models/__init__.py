@@ -15,7 +15,13 @@ from cdsflow.models.evaluation_gate import MeasuredPerformance, gate_failures
 from cdsflow.models.feature_extraction import ExtractedInputs, RefusedValue, extract_inputs
 from cdsflow.models.outputs import ModelContractError, ModelResult, interpret_outputs
 from cdsflow.models.plausible_ranges import RefusalReason
-from cdsflow.models.tensors import MissingRequiredInputs, ModelInputs, build_model_inputs
+from cdsflow.models.resource_readings import ResourceReader, ResourceReadings
+from cdsflow.models.tensors import (
+    MissingRequiredInputs,
+    ModelInputs,
+    build_model_inputs,
+    inputs_from_readings,
+)
 
 __all__ = [
     "AdapterFileError",
@@ -30,9 +36,12 @@ __all__ = [
     "RefusalReason",
     "RefusedValue",
     "RenderedCard",
+    "ResourceReader",
+    "ResourceReadings",
     "build_model_inputs",
     "extract_inputs",
     "gate_failures",
+    "inputs_from_readings",
     "interpret_outputs",
     "load_adapter",
     "parse_adapter",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from cdsflow.models.adapter_schema import ModelAdapter
@@ -119,6 +119,47 @@ def extract_inputs(
         refused += left_out
     columns = tuple(
         _column_value(column, adapter.data[column.data], readings[column.data])
+        for column in adapter.columns()
+    )
+    return ExtractedInputs(as_of=as_of, columns=columns, refused=tuple(refused))
+
+
+def extract_from_readings(
+    adapter: ModelAdapter,
+    readings: Mapping[str, Sequence[Reading]],
+    as_of: datetime,
+    *,
+    birth_date: date | None = None,
+    patient_reference: str = "Patient/",
+) -> ExtractedInputs:
+    """Every declared column's value as of `as_of`, from readings kept per data feed (read
+    one resource at a time by `ResourceReader`, so already plausible) and the patient's birth
+    date; each feed's window is applied here, as `extract_inputs` applies it."""
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must be an aware datetime")
+    usable: dict[str, list[Reading]] = {}
+    refused: list[RefusedValue] = []
+    for name, feed in adapter.data.items():
+        if isinstance(feed, PatientAgeData):
+            if birth_date is None:
+                usable[name] = []
+                continue
+            age = float(age_in_years(birth_date, as_of))
+            reason = feed.plausible_range.refusal(age)
+            if reason is not None:
+                usable[name] = []
+                refused.append(RefusedValue(name, reason, patient_reference))
+            else:
+                usable[name] = [Reading(name, age, feed.unit, "birthDate", patient_reference, None)]
+            continue
+        # an order without a time counts whenever it was authored, as in `extract_inputs`
+        usable[name] = [
+            reading
+            for reading in readings.get(name, ())
+            if reading.observed_at is None or _in_window(reading.observed_at, as_of, feed.window)
+        ]
+    columns = tuple(
+        _column_value(column, adapter.data[column.data], usable[column.data])
         for column in adapter.columns()
     )
     return ExtractedInputs(as_of=as_of, columns=columns, refused=tuple(refused))

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from cdsflow.models.adapter_schema import ModelAdapter
-from cdsflow.models.feature_extraction import ExtractedInputs, extract_inputs
+from cdsflow.models.feature_extraction import (
+    ExtractedInputs,
+    Reading,
+    extract_from_readings,
+    extract_inputs,
+)
 from cdsflow.models.prompts import render_prompt
 
 _DTYPES = {"FP32": np.float32, "FP64": np.float64}
@@ -46,6 +51,28 @@ def build_model_inputs(
     Raises `MissingRequiredInputs` when a required column was not observed.
     """
     extracted = extract_inputs(adapter, resources, as_of)
+    missing = extracted.missing_required()
+    if missing:
+        raise MissingRequiredInputs(missing)
+    return ModelInputs(extracted=extracted, tensors=input_tensors(adapter, extracted))
+
+
+def inputs_from_readings(
+    adapter: ModelAdapter,
+    readings: Mapping[str, Sequence[Reading]],
+    as_of: datetime,
+    *,
+    birth_date: date | None = None,
+    patient_reference: str = "Patient/",
+) -> ModelInputs:
+    """The input tensors for one patient as of `as_of`, from the readings kept per data feed
+    (`ResourceReader`) and the birth date, instead of from the resources themselves.
+
+    Raises `MissingRequiredInputs` when a required column was not observed.
+    """
+    extracted = extract_from_readings(
+        adapter, readings, as_of, birth_date=birth_date, patient_reference=patient_reference
+    )
     missing = extracted.missing_required()
     if missing:
         raise MissingRequiredInputs(missing)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import timedelta
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -19,15 +18,14 @@ from cdsflow.fhir import EhrClient
 from cdsflow.reasoner.context_changelog import ContextChangelog, RestoreOnAssignment
 from cdsflow.reasoner.deliveries import Deliveries
 from cdsflow.reasoner.dependency_health import DependencyHealth
-from cdsflow.reasoner.domain.cards import CardSource
-from cdsflow.reasoner.domain.recommendation import RecommendationPolicy
 from cdsflow.reasoner.ehr_history import EhrPatientHistory
 from cdsflow.reasoner.event_batches import EventBatches
 from cdsflow.reasoner.handlers import ClinicalEventHandler
 from cdsflow.reasoner.known_patients import KnownPatients
 from cdsflow.reasoner.metrics import ReasonerMetrics
-from cdsflow.reasoner.model_client import TritonModel
-from cdsflow.reasoner.patient_contexts import PatientContexts
+from cdsflow.reasoner.model_adapters import load_configured_adapters
+from cdsflow.reasoner.model_client import ModelVersionClient
+from cdsflow.reasoner.patient_contexts import PatientContexts, feed_windows
 from cdsflow.reasoner.patient_lanes import Record
 from cdsflow.reasoner.settings import Settings
 from cdsflow.service import (
@@ -46,18 +44,21 @@ SERVICE_NAME = "reasoner"
 
 
 def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> FastAPI:
-    """The reasoner as an ASGI app; Kafka, the EHR and Triton are connected in its lifespan."""
+    """The reasoner as an ASGI app; Kafka, the EHR and Triton are connected in its lifespan.
+
+    Raises `AdapterFileError` (file:line: member: why) when a configured adapter is wrong.
+    """
+    readers = load_configured_adapters(settings.adapters)
     owns_telemetry = telemetry is None
     if telemetry is None:
         telemetry = setup_telemetry(SERVICE_NAME, TelemetrySettings())
     metrics = ReasonerMetrics.register(telemetry.metrics)
-    policy = RecommendationPolicy(
-        shadow_models=settings.shadow_models,
-        lookback=timedelta(hours=settings.vitals_lookback_hours),
-        card_source=CardSource(label=settings.card_source_label, url=settings.card_source_url),
+    # the patients' recent data: state, no I/O (restored in the lifespan)
+    contexts = PatientContexts(
+        settings.context_max_patients,
+        feed_windows(readers),
+        settings.context_max_readings_per_feed,
     )
-    # the patients' recent vital signs: state, no I/O (restored in the lifespan)
-    contexts = PatientContexts(settings.context_max_patients, policy.lookback)
     ReasonerMetrics.watch_patients_in_context(telemetry.metrics, contexts.__len__)
 
     @asynccontextmanager
@@ -79,14 +80,23 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         http = httpx.AsyncClient(timeout=settings.ehr_timeout_s, auth=ehr_auth(settings))
         HTTPXClientInstrumentor.instrument_client(http, tracer_provider=telemetry.tracer_provider)
         triton = InferenceServerClient(settings.triton_grpc_url)
-        model = TritonModel(
-            triton,
-            settings.model_name,
-            telemetry.tracer,
-            metrics.inference_seconds,
-            settings.inference_timeout_s,
-            settings.triton_grpc_url,
-        )
+        # every version that each adapter lists runs: shadow beside active
+        models = {
+            reader.adapter.id: tuple(
+                ModelVersionClient(
+                    triton,
+                    reader.adapter,
+                    declared.version,
+                    declared.mode,
+                    telemetry.tracer,
+                    metrics.inference_seconds,
+                    settings.inference_timeout_s,
+                    settings.triton_grpc_url,
+                )
+                for declared in reader.adapter.model.versions
+            )
+            for reader in readers
+        }
         health = DependencyHealth()
         changelog = ContextChangelog(
             deliveries,
@@ -103,7 +113,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
                 settings.known_patients_max, settings.known_patients_ttl_s
             ),
             metrics=metrics,
-            lookback=policy.lookback,
+            readers=readers,
         )
         handler = ClinicalEventHandler(
             settings=settings,
@@ -111,10 +121,10 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             dead_letters=DeadLetters(broker, settings.clinical_events_topic),
             ehr_history=ehr_history,
             contexts=contexts,
-            model=model,
+            readers=readers,
+            models=models,
             patient_keyer=telemetry.patient_keyer,
             metrics=metrics,
-            policy=policy,
             tracer=telemetry.tracer,
             health=health,
         )
@@ -152,7 +162,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         consumer = ConsumingBroker(broker, settings.kafka_bootstrap)
         consumer.start()
         app.state.consumer = consumer
-        app.state.model = model
+        app.state.models = [model for versions in models.values() for model in versions]
         app.state.health = health
         try:
             yield
@@ -170,14 +180,15 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> Response:
         consumer: ConsumingBroker = request.app.state.consumer
-        model: TritonModel = request.app.state.model
+        models: list[ModelVersionClient] = request.app.state.models
         health: DependencyHealth = request.app.state.health
         timeout = settings.readiness_timeout_s
-        broker_ready, model_ready = await asyncio.gather(
-            consumer.is_ready(timeout), model.is_ready(timeout)
+        broker_ready, *models_ready = await asyncio.gather(
+            consumer.is_ready(timeout), *(model.is_ready(timeout) for model in models)
         )
-        # Triton may say the model is ready while it sheds the reasoner's requests
-        model_ready = model_ready and not health.is_failing("triton")
+        # every version of every adapter must be served; Triton may say a model is ready
+        # while it sheds the reasoner's requests
+        model_ready = all(models_ready) and not health.is_failing("triton")
         return readiness_response({"broker": broker_ready, "model": model_ready})
 
     instrument_app(app, telemetry)

@@ -3,12 +3,12 @@ rebalance without asking the EHR again.
 
 After each batch, before its offsets are committed, every patient whose readings changed is
 written to the changelog: key = the patient key, on the same partition number as the
-clinical events it came from, value = a JSON snapshot of the patient's readings (the
+clinical events it came from, value = a JSON snapshot of the patient's kept data (the
 reasoner's own state, read only by the reasoner). Compaction keeps the latest snapshot per
 patient. When partitions are assigned, the changelog's same partitions are read from the
 start to their end before the first event is consumed; the latest snapshot per patient wins.
 
-The snapshot holds the patient reference and vital-sign values: it is patient data, like the
+The snapshot holds the patient reference, birth date and values: it is patient data, like the
 clinical events topic itself, and is never logged.
 """
 
@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import date
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -27,21 +27,24 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from cdsflow.reasoner.deliveries import Deliveries
-from cdsflow.reasoner.domain.vital_signs import VITAL_SIGN_BY_NAME, VitalSignReading
 from cdsflow.reasoner.patient_contexts import ContextSnapshot, PatientContexts
 
 log = logging.getLogger("cdsflow.reasoner.changelog")
 
-SNAPSHOT_VERSION = 1
+# 2: per data feed of each adapter (1 held the vital signs of the one model it knew; a
+# snapshot of another version is not read, so that patient is asked of the EHR again)
+SNAPSHOT_VERSION = 2
 
 
 def snapshot_body(snapshot: ContextSnapshot) -> bytes:
-    """`{"v": 1, "patient": "Patient/x", "readings": [[name, code, value, ref, at], ...]}`."""
-    readings = [
-        [r.name, r.code, r.value, r.resource_reference, r.observed_at.timestamp()]
-        for r in snapshot.readings
-    ]
-    body = {"v": SNAPSHOT_VERSION, "patient": snapshot.patient_reference, "readings": readings}
+    """`{"v": 2, "patient": "Patient/x", "born": "1950-02-01" | null,
+    "feeds": {"<adapter id>/<feed>": [[at, value, code, "Observation/y"], ...], ...}}`."""
+    body = {
+        "v": SNAPSHOT_VERSION,
+        "patient": snapshot.patient_reference,
+        "born": snapshot.birth_date.isoformat() if snapshot.birth_date is not None else None,
+        "feeds": {key: [list(r) for r in stored] for key, stored in snapshot.feeds.items()},
+    }
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -52,20 +55,23 @@ def parse_snapshot(partition: int, patient_key: str, body: bytes) -> ContextSnap
         parsed: Any = json.loads(body)
         if parsed.get("v") != SNAPSHOT_VERSION or not isinstance(parsed.get("patient"), str):
             return None
-        readings = tuple(
-            VitalSignReading(
-                name=name,
-                code=str(code),
-                value=float(value),
-                unit=VITAL_SIGN_BY_NAME[name].unit,
-                resource_reference=str(reference),
-                observed_at=datetime.fromtimestamp(float(at), UTC),
+        born = parsed.get("born")
+        feeds = {
+            str(key): tuple(
+                (
+                    float(at) if at is not None else None,
+                    float(value),
+                    str(code),
+                    str(reference),
+                )
+                for at, value, code, reference in stored
             )
-            for name, code, value, reference, at in parsed["readings"]
-        )
+            for key, stored in parsed["feeds"].items()
+        }
+        birth_date = date.fromisoformat(born) if isinstance(born, str) else None
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
-    return ContextSnapshot(partition, patient_key, parsed["patient"], readings)
+    return ContextSnapshot(partition, patient_key, parsed["patient"], birth_date, feeds)
 
 
 class ContextChangelog:

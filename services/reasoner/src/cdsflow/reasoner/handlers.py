@@ -2,13 +2,16 @@
 
 Every record ends in exactly one of these ways (`EventOutcome`):
 
-- a vital-sign event about a patient of the configured EHR: its Recommendation is published
-  (FINISHED);
+- an event whose resource feeds some model adapters, about a patient of the configured EHR:
+  every version of every such adapter runs (shadow beside active, one Triton request each,
+  at the same time), and each result is published as its own Recommendation (FINISHED);
+- an adapter that cannot score it (a required input not observed) is skipped and counted;
+  when none can, nothing is published (FINISHED);
 - any other event: nothing published, counted by reason (FINISHED);
-- an event that cannot be processed (not a ClinicalEvent, malformed resource, unsupported
-  unit, another server's patient, a patient the EHR does not know, an impossible vital
-  sign, ...): copied to the `.dlq` twin topic with the error in headers (FINISHED); one that
-  fails in an unexpected way, or that Triton refuses, is tried `max_attempts` times first;
+- an event that cannot be processed (not a ClinicalEvent, malformed resource, another
+  server's patient, a patient the EHR does not know, an impossible value in its own
+  resource, ...): copied to the `.dlq` twin topic with the error in headers (FINISHED); one
+  that fails in an unexpected way, or that Triton refuses, is tried `max_attempts` times first;
 - Triton, the EHR or Kafka unavailable (down, or Triton shedding load): HANDED_BACK, not
   committed; the batch consumer pauses, then consumes it again. Nothing is lost, and the
   patient's later events wait behind it, so one patient's events stay in order.
@@ -20,41 +23,43 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import Enum
 
 from opentelemetry import trace
 
 from cdsflow.contracts import Mode, Recommendation
+from cdsflow.models import (
+    MissingRequiredInputs,
+    ModelInputs,
+    ResourceReader,
+    inputs_from_readings,
+    interpret_outputs,
+)
+from cdsflow.models.feature_extraction import Reading
+from cdsflow.models.fhir_elements import resource_reference
+from cdsflow.models.recommendation_messages import RecommendationSubject, recommendation_message
 from cdsflow.reasoner.deliveries import Deliveries, Delivery
 from cdsflow.reasoner.dependency_health import DependencyHealth, DependencyUnavailable
 from cdsflow.reasoner.domain.errors import (
-    ImplausibleVitalSign,
+    AdapterRefusal,
+    ImplausibleValue,
     UnprocessableEvent,
 )
 from cdsflow.reasoner.domain.events import (
     IgnoreReason,
-    VitalSignEvent,
+    ResourceEvent,
     checked_patient_key,
     decode_clinical_event,
-    vital_sign_event,
+    resource_event,
 )
-from cdsflow.reasoner.domain.model_adapter import model_inputs
-from cdsflow.reasoner.domain.observations import observation_reference
-from cdsflow.reasoner.domain.patient_context import (
-    PatientContext,
-    context_as_of,
-    trigger_readings,
-)
-from cdsflow.reasoner.domain.recommendation import RecommendationPolicy, build_recommendation
-from cdsflow.reasoner.domain.vital_signs import VitalSignReading
-from cdsflow.reasoner.ehr_history import EhrPatientHistory
+from cdsflow.reasoner.ehr_history import EhrPatientHistory, PatientHistory
 from cdsflow.reasoner.event_spans import event_consumer_span, publish_span
 from cdsflow.reasoner.metrics import ReasonerMetrics
-from cdsflow.reasoner.model_client import ModelRequestFailed, ModelUnavailable, TritonModel
-from cdsflow.reasoner.patient_contexts import PatientContexts
+from cdsflow.reasoner.model_client import ModelRequestFailed, ModelUnavailable, ModelVersionClient
+from cdsflow.reasoner.patient_contexts import HeldPatient, PatientContexts, resource_updates
 from cdsflow.reasoner.patient_lanes import Record
 from cdsflow.reasoner.settings import Settings
 from cdsflow.service import DeadLetters
@@ -65,10 +70,11 @@ log = logging.getLogger("cdsflow.reasoner")
 _MAX_DLQ_ERROR_CHARS = 200
 # the pause before an event that failed unexpectedly is tried again, doubling per attempt
 _ATTEMPT_BACKOFF_S = 0.1
+MISSING_REQUIRED_INPUTS = "missing-required-inputs"
 
 
 class EventOutcome(Enum):
-    # published, ignored or dead-lettered: may be committed
+    # published, ignored, skipped or dead-lettered: may be committed
     FINISHED = "finished"
     # a dependency was down: not committed, consumed again
     HANDED_BACK = "handed_back"
@@ -83,17 +89,18 @@ class ClinicalEventHandler:
     dead_letters: DeadLetters
     ehr_history: EhrPatientHistory
     contexts: PatientContexts
-    model: TritonModel
+    # every configured adapter, and the model versions that each runs
+    readers: Sequence[ResourceReader]
+    models: Mapping[str, Sequence[ModelVersionClient]]
     patient_keyer: PatientKeyer
     metrics: ReasonerMetrics
-    policy: RecommendationPolicy
     tracer: trace.Tracer
     health: DependencyHealth
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     async def handle(self, record: Record) -> EventOutcome | Delivery:
         """One record, inside its own CONSUMER span: its outcome, or the delivery of its
-        recommendation (finished once Kafka acknowledges it)."""
+        recommendations (finished once Kafka acknowledges every one)."""
         with event_consumer_span(self.tracer, record) as span:
             return await self._handle(record, span)
 
@@ -124,78 +131,201 @@ class ClinicalEventHandler:
             span.set_attributes({"cdsflow.outcome": "ignored", "cdsflow.reason": outcome.value})
             self.metrics.ignored.labels(reason=outcome.value).inc()
             return EventOutcome.FINISHED
+        if outcome is None:
+            span.set_attributes(
+                {"cdsflow.outcome": "skipped", "cdsflow.reason": MISSING_REQUIRED_INPUTS}
+            )
+            return EventOutcome.FINISHED
         span.set_attribute("cdsflow.outcome", "recommended")
         return outcome
 
-    async def _process(self, record: Record) -> Delivery | IgnoreReason:
-        event = vital_sign_event(
-            decode_clinical_event(record.value or b""), self.settings.ehr_base_url
+    async def _process(self, record: Record) -> Delivery | IgnoreReason | None:
+        """The delivery of the event's recommendations; why it was ignored; or None when no
+        adapter could score it."""
+        event = resource_event(
+            decode_clinical_event(record.value or b""), self.settings.ehr_base_url, self.readers
         )
         if isinstance(event, IgnoreReason):
             return event
-        trigger, context = await self._patient_context(event, record.partition)
-        recommendation = await self._recommend(event, context)
-        trace.get_current_span().set_attributes(
-            {
-                "cdsflow.recommendation_id": recommendation.recommendation_id,
-                "cdsflow.model.name": recommendation.model.name,
-                "cdsflow.model.version": recommendation.model.version,
-            }
-        )
-        delivery = await self._publish(recommendation)
-        self.metrics.recommendations.labels(
-            band=recommendation.scores[0].band, mode=_mode_label(recommendation)
-        ).inc()
-        # the event's readings join what is kept of the patient, for the next events
-        self.contexts.record(
-            record.partition, event.event.patient_key, event.patient_reference, trigger
-        )
-        return delivery
-
-    async def _patient_context(
-        self, event: VitalSignEvent, partition: int
-    ) -> tuple[list[VitalSignReading], PatientContext]:
-        """The trigger's readings (all plausible), completed with the patient's readings kept
-        from earlier events; for a patient first seen, from its history on the EHR (and only
-        once the EHR has confirmed that the patient exists)."""
         event.event.patient_key = checked_patient_key(
             event.event.patient_key, self.patient_keyer.patient_key(event.patient_reference)
         )
         trace.get_current_span().set_attributes(
             {
                 "cdsflow.event_id": event.event.event_id,
-                "cdsflow.resource_type": "Observation",
+                "cdsflow.resource_type": event.event.resource_type,
                 "cdsflow.patient_key": event.event.patient_key,
             }
         )
-        trigger = trigger_readings(event.observation, event.occurred_at)
-        trigger_reference = observation_reference(event.observation)
-        lookback = self.policy.lookback
-        patient = event.patient_reference
-        kept = self.contexts.readings(partition, patient)
-        if kept is None:
-            as_of = max(reading.observed_at for reading in trigger)
-            kept, refused = await self.ehr_history.readings(patient, trigger_reference, as_of)
-            self.metrics.count_refusals(r for r, at in refused if as_of - lookback <= at <= as_of)
-            self.metrics.patient_contexts.labels(source="ehr").inc()
-            self.contexts.record(partition, event.event.patient_key, patient, kept)
-        else:
-            await self.ehr_history.confirm_patient(patient)
-            self.metrics.patient_contexts.labels(source="events").inc()
-        return trigger, context_as_of(patient, trigger_reference, trigger, kept, lookback)
+        reference = resource_reference(event.resource)
+        if not event.usable:  # e.g. entered in error: what it said before no longer counts
+            self.contexts.forget_resource(record.partition, event.patient_reference, reference)
+            return IgnoreReason.NOT_USABLE_STATUS
+        now = self.clock()
+        as_of = event.as_of(now)
+        own_readings, birth_date = self._own_readings(event)
+        patient = await self._patient_context(event, record.partition, as_of)
+        # the event's own values join what is kept of the patient, replacing what the same
+        # resource said before (so a redelivered event changes nothing)
+        patient = self.contexts.record_resource(
+            record.partition,
+            event.event.patient_key,
+            event.patient_reference,
+            reference,
+            own_readings,
+        )
+        if event.resource.get("resourceType") == "Patient":
+            patient.birth_date = birth_date
+        runs = self._model_inputs(event, patient, as_of)
+        if not runs:
+            return None
+        recommendations = await self._recommend(event, runs, now)
+        deliveries = [await self._publish(recommendation) for recommendation in recommendations]
+        for recommendation in recommendations:
+            band = recommendation.scores[0].band if recommendation.scores else ""
+            self.metrics.recommendations.labels(
+                adapter=recommendation.adapter_id,
+                version=recommendation.model.version,
+                mode=_mode_label(recommendation),
+                band=band,
+            ).inc()
+        return asyncio.gather(*deliveries)
 
-    async def _recommend(self, event: VitalSignEvent, context: PatientContext) -> Recommendation:
-        inputs = model_inputs(context)
-        try:
-            outputs, model = await self.model.infer(inputs)
-        except ModelUnavailable as exc:
-            raise DependencyUnavailable("triton", str(exc)) from exc
+    def _own_readings(self, event: ResourceEvent) -> tuple[list[tuple[str, Reading]], date | None]:
+        """Every fed adapter's values of the event's own resource (by feed key) and, for a
+        Patient, its birth date. One value that no patient can have refuses the whole event
+        (`ImplausibleValue`): nothing is scored or kept for it."""
+        updates: list[tuple[str, Reading]] = []
+        refusals: list[AdapterRefusal] = []
+        birth_date = None
+        for reader in event.readers:
+            read = reader.readings(event.resource, fallback_time=event.occurred_at)
+            refusals += [AdapterRefusal(reader.adapter, r) for r in read.refused]
+            updates += resource_updates(reader, read.readings)
+            birth_date = read.birth_date
+        if refusals:
+            raise ImplausibleValue(refusals)
+        if event.resource.get("resourceType") == "Observation" and not updates:
+            raise UnprocessableEvent("the Observation carries no value for any model input")
+        return updates, birth_date
+
+    async def _patient_context(
+        self, event: ResourceEvent, partition: int, as_of: datetime
+    ) -> HeldPatient:
+        """The patient's kept data; for a patient first seen, its data on the EHR (and only
+        once the EHR has confirmed that the patient exists)."""
+        patient_reference = event.patient_reference
+        held = self.contexts.held(partition, patient_reference)
+        if held is not None:
+            await self.ehr_history.confirm_patient(patient_reference)
+            self.metrics.patient_contexts.labels(source="events").inc()
+            return held
+        history = await self.ehr_history.history(patient_reference, as_of)
+        self.metrics.patient_contexts.labels(source="ehr").inc()
+        return self._hold_history(partition, event.event.patient_key, patient_reference, history)
+
+    def _hold_history(
+        self, partition: int, patient_key: str, patient_reference: str, history: PatientHistory
+    ) -> HeldPatient:
+        """What the EHR answered, read by every adapter (the patient's context serves them
+        all); values refused are counted and left out."""
+        patient = self.contexts.hold(partition, patient_key, patient_reference)
+        patient.birth_date = history.birth_date
+        for resource in history.resources:
+            updates: list[tuple[str, Reading]] = []
+            for reader in self.readers:
+                read = reader.readings(resource)
+                self.metrics.count_refusals(reader.adapter.id, read.refused)
+                updates += resource_updates(reader, read.readings)
+            if updates:
+                self.contexts.record_resource(
+                    partition, patient_key, patient_reference, resource_reference(resource), updates
+                )
+        return patient
+
+    def _model_inputs(
+        self, event: ResourceEvent, patient: HeldPatient, as_of: datetime
+    ) -> list[tuple[ResourceReader, ModelInputs]]:
+        runs = []
+        for reader in event.readers:
+            adapter = reader.adapter
+            try:
+                inputs = inputs_from_readings(
+                    adapter,
+                    patient.readings_for(reader),
+                    as_of,
+                    birth_date=patient.birth_date,
+                    patient_reference=event.patient_reference,
+                )
+            except MissingRequiredInputs:
+                # not the event's fault, and no retry can help: counted, never imputed
+                self.metrics.skipped_inferences.labels(
+                    adapter=adapter.id, reason=MISSING_REQUIRED_INPUTS
+                ).inc()
+                continue
+            self.metrics.count_refusals(adapter.id, inputs.extracted.refused)
+            runs.append((reader, inputs))
+        return runs
+
+    async def _recommend(
+        self,
+        event: ResourceEvent,
+        runs: list[tuple[ResourceReader, ModelInputs]],
+        now: datetime,
+    ) -> list[Recommendation]:
+        """Every version of every adapter that can score the event, at the same time; all
+        must answer before anything is published."""
+        calls = [
+            (reader, inputs, model)
+            for reader, inputs in runs
+            for model in self.models[reader.adapter.id]
+        ]
+        answers = await asyncio.gather(
+            *(model.infer(inputs.tensors) for _, inputs, model in calls), return_exceptions=True
+        )
+        failures = [answer for answer in answers if isinstance(answer, BaseException)]
+        outputs = [answer for answer in answers if not isinstance(answer, BaseException)]
+        outage = next((f for f in failures if isinstance(f, ModelUnavailable)), None)
+        if outage is not None:
+            raise DependencyUnavailable("triton", str(outage)) from outage
+        if failures:
+            raise failures[0]
         self.health.succeeded("triton")
-        return build_recommendation(event.event, context, outputs, model, self.policy, self.clock())
+        span_context = trace.get_current_span().get_span_context()
+        subject = RecommendationSubject(
+            event_id=event.event.event_id,
+            patient_key=event.event.patient_key,
+            patient_reference=event.patient_reference,
+            ehr_base_url=event.event.source.ehr_base_url,
+            produced_at=now,
+            trace_id=format(span_context.trace_id, "032x") if span_context.is_valid else "",
+        )
+        recommendations = []
+        for (reader, inputs, model), tensors in zip(calls, outputs, strict=True):
+            result = interpret_outputs(reader.adapter, inputs, tensors)
+            recommendations.append(
+                recommendation_message(
+                    reader.adapter,
+                    inputs,
+                    result,
+                    model_version=model.version,
+                    mode=model.mode,
+                    subject=subject,
+                )
+            )
+        return recommendations
 
     async def _publish(self, recommendation: Recommendation) -> Delivery:
         topic = self.settings.recommendations_topic
         with publish_span(self.tracer, topic) as headers:
+            trace.get_current_span().set_attributes(
+                {
+                    "cdsflow.recommendation_id": recommendation.recommendation_id,
+                    "cdsflow.model.name": recommendation.model.name,
+                    "cdsflow.model.version": recommendation.model.version,
+                    "cdsflow.mode": _mode_label(recommendation),
+                }
+            )
             return await self.deliveries.send(
                 topic,
                 recommendation.SerializeToString(),
@@ -223,8 +353,9 @@ class ClinicalEventHandler:
             )
             return EventOutcome.HANDED_BACK
         self.metrics.dead_letters.labels(error_type=error_type).inc()
-        if isinstance(exc, ImplausibleVitalSign):
-            self.metrics.count_refusals(exc.refusals)
+        if isinstance(exc, ImplausibleValue):
+            for refusal in exc.refusals:
+                self.metrics.count_refusals(refusal.adapter.id, [refusal.refused])
         log.warning("event dead-lettered", extra={"error_type": error_type})
         return EventOutcome.FINISHED
 

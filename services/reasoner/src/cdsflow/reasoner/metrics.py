@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from cdsflow.reasoner.domain.plausible_ranges import RefusedReading
+from cdsflow.models import RefusedValue
 from cdsflow.telemetry import MetricsRegistry
 
 
@@ -16,7 +16,8 @@ class ReasonerMetrics:
     recommendations: Counter
     dead_letters: Counter
     ignored: Counter
-    implausible_readings: Counter
+    refused_values: Counter
+    skipped_inferences: Counter
     patient_checks: Counter
     patient_contexts: Counter
     restored_snapshots: Counter
@@ -27,7 +28,9 @@ class ReasonerMetrics:
     def register(cls, registry: MetricsRegistry) -> ReasonerMetrics:
         return cls(
             recommendations=registry.counter(
-                "reasoner_recommendations", "Recommendations published", ("band", "mode")
+                "reasoner_recommendations",
+                "Recommendations published, one per model version run (shadow beside active)",
+                ("adapter", "version", "mode", "band"),
             ),
             dead_letters=registry.counter(
                 "reasoner_dlq", "Clinical events sent to the dead-letter topic", ("error_type",)
@@ -35,10 +38,16 @@ class ReasonerMetrics:
             ignored=registry.counter(
                 "reasoner_ignored_events", "Clinical events with nothing for the model", ("reason",)
             ),
-            implausible_readings=registry.counter(
-                "reasoner_implausible_readings",
-                "Vital-sign readings refused as impossible (never scored)",
-                ("vital_sign", "reason"),
+            refused_values=registry.counter(
+                "reasoner_refused_values",
+                "Values refused by an adapter's data feed (impossible, unknown unit, no time): "
+                "never fed to a model",
+                ("adapter", "data", "reason"),
+            ),
+            skipped_inferences=registry.counter(
+                "reasoner_skipped_inferences",
+                "Events an adapter did not score (e.g. a required input not observed)",
+                ("adapter", "reason"),
             ),
             patient_checks=registry.counter(
                 "reasoner_patient_checks",
@@ -63,7 +72,9 @@ class ReasonerMetrics:
                 ("dependency",),
             ),
             inference_seconds=registry.histogram(
-                "reasoner_inference_seconds", "Triton inference round trip", ("model",)
+                "reasoner_inference_seconds",
+                "Triton inference round trip",
+                ("model", "version"),
             ),
         )
 
@@ -72,15 +83,15 @@ class ReasonerMetrics:
         """`cdsflow_reasoner_patients_in_context`: how many patients' contexts are held now."""
         gauge = Gauge(
             "reasoner_patients_in_context",
-            "Patients whose recent vital signs this replica holds",
+            "Patients whose recent data this replica holds",
             namespace=registry.namespace,
             registry=registry.registry,
         )
         gauge.set_function(lambda: float(held()))
         return gauge
 
-    def count_refusals(self, refusals: Iterable[RefusedReading]) -> None:
+    def count_refusals(self, adapter_id: str, refusals: Iterable[RefusedValue]) -> None:
         for refused in refusals:
-            self.implausible_readings.labels(
-                vital_sign=refused.vital_sign, reason=refused.reason.value
+            self.refused_values.labels(
+                adapter=adapter_id, data=refused.data, reason=refused.reason.value
             ).inc()

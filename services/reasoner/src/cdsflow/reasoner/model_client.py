@@ -1,10 +1,19 @@
-"""The deterioration model on Triton, over gRPC, inside a CLIENT span that Triton joins."""
+"""One model version on Triton, over gRPC, inside a CLIENT span that Triton joins.
+
+Every version an adapter lists is its own `ModelVersionClient`: each request names its
+version explicitly, so a shadow version and the active one answer the same event side by
+side, and the version on a recommendation is the one that answered.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import grpc
+import numpy.typing as npt
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Histogram
@@ -12,22 +21,20 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
-from cdsflow.contracts import ModelRef
-from cdsflow.reasoner.domain.model_adapter import (
-    OUTPUT_NAMES,
-    ModelInputs,
-    ModelOutputs,
-    model_outputs,
-)
+from cdsflow.models import ModelAdapter
+from cdsflow.models.tensor_specs import declared_outputs
 from cdsflow.telemetry import trace_headers
+
+log = logging.getLogger("cdsflow.reasoner")
 
 RPC_SERVICE = "inference.GRPCInferenceService"
 RPC_METHOD = "ModelInfer"
-_TRITON_DATATYPES = {"float32": "FP32", "bool": "BOOL"}
+_TRITON_DATATYPES = {"float32": "FP32", "float64": "FP64", "bool": "BOOL", "object": "BYTES"}
 
 
 # gRPC statuses that say Triton, or the model on it, cannot answer right now (down, loading,
-# overloaded and shedding, too slow): not the request's fault, so the event waits for Triton.
+# overloaded and shedding, too slow, a version not served): not the request's fault, so the
+# event waits for Triton.
 OUTAGE_STATUSES = frozenset(
     {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED", "UNKNOWN", "NOT_FOUND"}
 )
@@ -42,81 +49,88 @@ class ModelRequestFailed(Exception):
     is up: the request may be at fault, so it is retried a few times, then dead-lettered."""
 
 
-class TritonModel:
-    """One model on one Triton server. Its version is what Triton reports, never configured."""
+class ModelVersionClient:
+    """One version of an adapter's Triton model, and the mode (`active`/`shadow`) it runs in."""
 
     def __init__(
         self,
         client: InferenceServerClient,
-        model_name: str,
+        adapter: ModelAdapter,
+        version: str,
+        mode: str,
         tracer: trace.Tracer,
         inference_seconds: Histogram,
         timeout_s: float,
         server_url: str,
     ) -> None:
         self._client = client
-        self._model_name = model_name
+        self.adapter = adapter
+        self.model_name = adapter.model.triton_name
+        self.version = version
+        self.mode = mode
         self._tracer = tracer
-        # the histogram's child for this model, resolved once (not per request)
-        self._inference_seconds = inference_seconds.labels(model=model_name)
+        # the histogram's child for this model version, resolved once (not per request)
+        self._inference_seconds = inference_seconds.labels(model=self.model_name, version=version)
         self._timeout_s = timeout_s
         host, _, port = server_url.rpartition(":")
-        self._server_attributes: dict[str, str | int] = (
-            {"server.address": host, "server.port": int(port)} if port.isdigit() else {}
-        )
-        self._model_version = ""
-        # the same outputs are asked of every request: built once
-        self._requested_outputs = [InferRequestedOutput(name) for name in OUTPUT_NAMES]
-
-    @property
-    def model_name(self) -> str:
-        return self._model_name
-
-    async def model_ref(self) -> ModelRef:
-        """Name and served version, from Triton's model metadata (`versions`)."""
-        if not self._model_version:
-            try:
-                metadata = await self._client.get_model_metadata(
-                    self._model_name, as_json=True, client_timeout=self._timeout_s
-                )
-            except InferenceServerException as exc:
-                raise ModelUnavailable(_status_name(exc)) from exc
-            self._model_version = served_version(metadata.get("versions") or [])
-        return ModelRef(name=self._model_name, version=self._model_version)
-
-    async def is_ready(self, timeout_s: float) -> bool:
-        try:
-            ready = await self._client.is_model_ready(self._model_name, client_timeout=timeout_s)
-        except InferenceServerException:
-            return False
-        return bool(ready)
-
-    async def infer(self, inputs: ModelInputs) -> tuple[ModelOutputs, ModelRef]:
-        """Score one row. Raises `ModelUnavailable` when Triton cannot answer now (an outage),
-        `ModelRequestFailed` when it refused this request."""
-        expected = await self.model_ref()
-        attributes: dict[str, str | int] = {
+        self._attributes: dict[str, str | int] = {
             "rpc.system": "grpc",
             "rpc.service": RPC_SERVICE,
             "rpc.method": RPC_METHOD,
-            "cdsflow.model.name": expected.name,
-            "cdsflow.model.version": expected.version,
-            **self._server_attributes,
+            "cdsflow.model.name": self.model_name,
+            "cdsflow.model.version": version,
+            **({"server.address": host, "server.port": int(port)} if port.isdigit() else {}),
         }
+        # the same outputs are asked of every request: built once
+        self._output_names = [spec.name for spec in declared_outputs(adapter)]
+        self._requested_outputs = [InferRequestedOutput(name) for name in self._output_names]
+        prompt = adapter.inputs.prompt
+        self._parameters = dict(prompt.parameters) if prompt is not None else None
+        self._served = True
+
+    async def is_ready(self, timeout_s: float) -> bool:
+        """Whether Triton serves this version; logs once when it stops or starts doing so."""
+        try:
+            ready = bool(
+                await self._client.is_model_ready(
+                    self.model_name, self.version, client_timeout=timeout_s
+                )
+            )
+        except InferenceServerException:
+            ready = False
+        if ready != self._served:
+            self._served = ready
+            if not ready:
+                log.warning(
+                    "a model version that an adapter names is not served by Triton",
+                    extra={
+                        "adapter": self.adapter.id,
+                        "model": self.model_name,
+                        "model_version": self.version,
+                    },
+                )
+        return ready
+
+    async def infer(self, tensors: Mapping[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
+        """The output tensors for one row. Raises `ModelUnavailable` when Triton cannot answer
+        now (an outage, or the version is not served), `ModelRequestFailed` when it refused
+        this request."""
         with self._tracer.start_as_current_span(
             f"{RPC_SERVICE}/{RPC_METHOD}",
             kind=SpanKind.CLIENT,
-            attributes=attributes,
+            attributes=self._attributes,
             record_exception=False,
         ) as span:
             started = time.perf_counter()
             try:
                 result = await self._client.infer(
-                    self._model_name,
-                    inputs=_infer_inputs(inputs),
+                    self.model_name,
+                    inputs=_infer_inputs(tensors),
+                    model_version=self.version,
                     outputs=self._requested_outputs,
                     headers=trace_headers(),
                     client_timeout=self._timeout_s,
+                    parameters=self._parameters,
                 )
             except InferenceServerException as exc:
                 status = _status_name(exc)
@@ -124,34 +138,22 @@ class TritonModel:
                     {"rpc.grpc.status_code": _status_code(status), "error.type": status}
                 )
                 span.set_status(Status(StatusCode.ERROR))
-                self._model_version = ""  # the model may have been reloaded: ask again
                 if status in OUTAGE_STATUSES:
                     raise ModelUnavailable(status) from exc
                 raise ModelRequestFailed(status) from exc
             finally:
                 self._inference_seconds.observe(time.perf_counter() - started)
-            served = result.get_response().model_version or expected.version
-            span.set_attributes({"rpc.grpc.status_code": 0, "cdsflow.model.version": served})
-        self._model_version = served
-        outputs = model_outputs({name: result.as_numpy(name) for name in OUTPUT_NAMES})
-        return outputs, ModelRef(name=self._model_name, version=served)
+            span.set_attribute("rpc.grpc.status_code", 0)
+        return {name: result.as_numpy(name) for name in self._output_names}
 
 
-def served_version(versions: list[str]) -> str:
-    """The newest of the versions Triton lists (numerically), as Triton's default policy serves."""
-    numeric = sorted((int(v) for v in versions if str(v).isdigit()), reverse=True)
-    if not numeric:
-        raise ModelUnavailable("NO_VERSION")
-    return str(numeric[0])
-
-
-def _infer_inputs(inputs: ModelInputs) -> list[InferInput]:
-    tensors = []
-    for name, array in inputs.as_tensors().items():
+def _infer_inputs(tensors: Mapping[str, npt.NDArray[Any]]) -> list[InferInput]:
+    inputs = []
+    for name, array in tensors.items():
         tensor = InferInput(name, list(array.shape), _TRITON_DATATYPES[array.dtype.name])
         tensor.set_data_from_numpy(array)
-        tensors.append(tensor)
-    return tensors
+        inputs.append(tensor)
+    return inputs
 
 
 def _status_name(exc: InferenceServerException) -> str:

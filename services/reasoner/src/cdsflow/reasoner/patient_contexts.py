@@ -1,111 +1,190 @@
-"""Each patient's recent vital signs, kept from the clinical events themselves.
+"""Each patient's recent data, kept from the clinical events themselves, compactly.
 
-The EHR cannot take a search per event, so the reasoner keeps, per patient, the latest
-plausible reading of every vital sign it has seen (from the events, and from the EHR's
-history once, when the patient was first seen). It is state of the partition the patient's
-events arrive on: restored from the changelog when the partition is assigned
-(`context_changelog`), dropped when it goes to another replica.
+The EHR cannot take a search per event, so the reasoner keeps, per patient, what its model
+adapters read: per data feed (`<adapter id>/<feed name>`), the plausible values read from
+the events (and from the EHR's answer once, when the patient was first seen), each as one
+small tuple — never the FHIR resource — and the patient's birth date. It is state of the
+partition the patient's events arrive on: restored from the changelog when the partition is
+assigned (`context_changelog`), dropped when it goes to another replica.
 
 Bounded: at most `max_patients` patients (the least recently seen is forgotten first; its
-next event asks the EHR again), at most one reading per vital sign, and none older than the
-look-back window before the patient's newest reading. A reading takes about 200 bytes.
+next event asks the EHR again); per feed, only values within the feed's window before the
+patient's newest value, and at most `max_readings_per_feed` of them (beyond, the second
+oldest is let go, so that the oldest — which a trend reads — and the newest stay). A value
+takes about 150 bytes.
 """
 
 from __future__ import annotations
 
 import sys
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime
 
-from cdsflow.reasoner.domain.vital_signs import VITAL_SIGN_BY_NAME, VitalSignReading
+from cdsflow.models import ResourceReader
+from cdsflow.models.data_schema import ObservationData, PatientAgeData
+from cdsflow.models.feature_extraction import Reading
 
-# (observed at, POSIX seconds; value in the model's unit; LOINC code; "Observation/<id>")
-StoredReading = tuple[float, float, str, str]
+# (observed at, POSIX seconds, None for an order without a time; value in the feed's unit;
+# the code it was recorded under; "Observation/<id>")
+StoredReading = tuple[float | None, float, str, str]
+
+
+def feed_key(adapter_id: str, feed: str) -> str:
+    return sys.intern(f"{adapter_id}/{feed}")
+
+
+def feed_windows(readers: Iterable[ResourceReader]) -> dict[str, float | None]:
+    """Every feed that keeps values, with its window in seconds (None: no window)."""
+    windows: dict[str, float | None] = {}
+    for reader in readers:
+        for name, feed in reader.adapter.data.items():
+            if isinstance(feed, PatientAgeData):
+                continue
+            window = feed.window.total_seconds() if feed.window is not None else None
+            windows[feed_key(reader.adapter.id, name)] = window
+    return windows
 
 
 @dataclass(slots=True)
-class _Patient:
+class HeldPatient:
     partition: int
     patient_key: str
-    readings: dict[str, StoredReading] = field(default_factory=dict)
+    birth_date: date | None = None
+    feeds: dict[str, list[StoredReading]] = field(default_factory=dict)
+
+    def readings_for(self, reader: ResourceReader) -> dict[str, list[Reading]]:
+        """The kept values of one adapter's feeds, as the adapter engine reads them."""
+        adapter = reader.adapter
+        readings: dict[str, list[Reading]] = {}
+        for name, feed in adapter.data.items():
+            stored = self.feeds.get(feed_key(adapter.id, name))
+            if not stored:
+                continue
+            unit = feed.unit if isinstance(feed, ObservationData) else "1"
+            readings[name] = [
+                Reading(
+                    name,
+                    value,
+                    unit,
+                    code,
+                    reference,
+                    datetime.fromtimestamp(at, UTC) if at is not None else None,
+                )
+                for at, value, code, reference in stored
+            ]
+        return readings
 
 
 @dataclass(frozen=True)
 class ContextSnapshot:
-    """One patient's kept readings, as written to and read from the changelog."""
+    """One patient's kept data, as written to and read from the changelog."""
 
     partition: int
     patient_key: str
     patient_reference: str
-    readings: tuple[VitalSignReading, ...]
+    birth_date: date | None
+    feeds: Mapping[str, tuple[StoredReading, ...]]
 
 
 class PatientContexts:
-    def __init__(self, max_patients: int, lookback: timedelta) -> None:
-        if max_patients < 1:
-            raise ValueError("max_patients must be at least 1")
+    def __init__(
+        self,
+        max_patients: int,
+        windows: Mapping[str, float | None],
+        max_readings_per_feed: int = 8,
+    ) -> None:
+        if max_patients < 1 or max_readings_per_feed < 2:
+            raise ValueError("max_patients must be at least 1, max_readings_per_feed 2")
         self._max_patients = max_patients
-        self._lookback_s = lookback.total_seconds()
-        self._patients: OrderedDict[str, _Patient] = OrderedDict()
+        self._windows = dict(windows)
+        self._max_readings = max_readings_per_feed
+        self._patients: OrderedDict[str, HeldPatient] = OrderedDict()
         self._changed: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._patients)
 
-    def readings(self, partition: int, patient_reference: str) -> list[VitalSignReading] | None:
-        """The patient's kept readings; None when the patient is not held for `partition`
-        (first seen, forgotten, or its events came on another partition)."""
+    def held(self, partition: int, patient_reference: str) -> HeldPatient | None:
+        """The patient's kept data; None when the patient is not held for `partition` (first
+        seen, forgotten, or its events came on another partition)."""
         patient = self._patients.get(patient_reference)
         if patient is None or patient.partition != partition:
             return None
         self._patients.move_to_end(patient_reference)
-        return [_reading(name, stored) for name, stored in patient.readings.items()]
+        return patient
 
-    def record(
-        self,
-        partition: int,
-        patient_key: str,
-        patient_reference: str,
-        readings: Iterable[VitalSignReading],
-    ) -> None:
-        """Keep the newest reading of each vital sign (the patient is held even with none)."""
+    def hold(self, partition: int, patient_key: str, patient_reference: str) -> HeldPatient:
+        """The patient, held from now on (with no data when it was not held)."""
         patient = self._patients.get(patient_reference)
         if patient is None or patient.partition != partition:
-            patient = self._patients[patient_reference] = _Patient(partition, patient_key)
+            patient = self._patients[patient_reference] = HeldPatient(partition, patient_key)
         self._patients.move_to_end(patient_reference)
-        for reading in readings:
-            stored: StoredReading = (
-                reading.observed_at.timestamp(),
-                reading.value,
-                sys.intern(reading.code),
-                reading.resource_reference,
-            )
-            current = patient.readings.get(reading.name)
-            if current is None or stored[0] >= current[0]:
-                patient.readings[sys.intern(reading.name)] = stored
-        if patient.readings:
-            newest = max(stored[0] for stored in patient.readings.values())
-            patient.readings = {
-                name: stored
-                for name, stored in patient.readings.items()
-                if stored[0] >= newest - self._lookback_s
-            }
         self._changed.add(patient_reference)
         while len(self._patients) > self._max_patients:
             forgotten, _ = self._patients.popitem(last=False)
             self._changed.discard(forgotten)
+        return patient
+
+    def record_resource(
+        self,
+        partition: int,
+        patient_key: str,
+        patient_reference: str,
+        resource_reference: str,
+        readings: Iterable[tuple[str, Reading]],
+    ) -> HeldPatient:
+        """The values of one resource, every adapter's at once (by feed key), replace what
+        the patient held from that resource before: an amended Observation or a stopped
+        order changes the context, one entered in error (no readings) leaves it. The patient
+        is held from now on."""
+        patient = self.hold(partition, patient_key, patient_reference)
+        for stored in patient.feeds.values():
+            if any(r[3] == resource_reference for r in stored):
+                stored[:] = [r for r in stored if r[3] != resource_reference]
+        for key, reading in readings:
+            if key not in self._windows:
+                continue
+            at = reading.observed_at.timestamp() if reading.observed_at is not None else None
+            code = sys.intern(reading.code)
+            patient.feeds.setdefault(key, []).append((at, reading.value, code, resource_reference))
+        self._prune(patient)
+        return patient
+
+    def _prune(self, patient: HeldPatient) -> None:
+        times = [r[0] for stored in patient.feeds.values() for r in stored if r[0] is not None]
+        newest = max(times, default=None)
+        for key in list(patient.feeds):
+            stored = sorted(patient.feeds[key], key=_time_order)
+            window = self._windows.get(key)
+            if window is not None and newest is not None:
+                stored = [r for r in stored if r[0] is None or r[0] >= newest - window]
+            while len(stored) > self._max_readings:
+                del stored[1]
+            if stored:
+                patient.feeds[key] = stored
+            else:
+                del patient.feeds[key]
+
+    def forget_resource(self, partition: int, patient_reference: str, reference: str) -> None:
+        """A resource that may no longer be read (e.g. entered in error) leaves the context
+        of a patient held here."""
+        patient = self.held(partition, patient_reference)
+        if patient is not None:
+            self.record_resource(partition, patient.patient_key, patient_reference, reference, ())
 
     def restore(self, snapshot: ContextSnapshot) -> None:
         """A patient as the changelog holds it (the latest snapshot wins)."""
         self._patients.pop(snapshot.patient_reference, None)
-        self.record(
-            snapshot.partition,
-            snapshot.patient_key,
-            snapshot.patient_reference,
-            snapshot.readings,
-        )
+        patient = self.hold(snapshot.partition, snapshot.patient_key, snapshot.patient_reference)
+        patient.birth_date = snapshot.birth_date
+        patient.feeds = {
+            sys.intern(key): list(stored)
+            for key, stored in snapshot.feeds.items()
+            if key in self._windows and stored
+        }
+        self._prune(patient)
         self._changed.discard(snapshot.patient_reference)
 
     def drop_partitions(self, partitions: Iterable[int]) -> None:
@@ -117,13 +196,17 @@ class PatientContexts:
 
     def take_changed(self) -> list[ContextSnapshot]:
         """Snapshots of the patients changed since the last call (to write to the changelog)."""
-        snapshots = []
-        for reference in self._changed:
-            patient = self._patients[reference]
-            readings = tuple(_reading(name, stored) for name, stored in patient.readings.items())
-            snapshots.append(
-                ContextSnapshot(patient.partition, patient.patient_key, reference, readings)
+        snapshots = [
+            ContextSnapshot(
+                patient.partition,
+                patient.patient_key,
+                reference,
+                patient.birth_date,
+                {key: tuple(stored) for key, stored in patient.feeds.items()},
             )
+            for reference in self._changed
+            if (patient := self._patients.get(reference)) is not None
+        ]
         self._changed.clear()
         return snapshots
 
@@ -134,13 +217,16 @@ class PatientContexts:
         )
 
 
-def _reading(name: str, stored: StoredReading) -> VitalSignReading:
-    observed_at, value, code, resource_reference = stored
-    return VitalSignReading(
-        name=name,
-        code=code,
-        value=value,
-        unit=VITAL_SIGN_BY_NAME[name].unit,
-        resource_reference=resource_reference,
-        observed_at=datetime.fromtimestamp(observed_at, UTC),
-    )
+def _time_order(reading: StoredReading) -> float:
+    return reading[0] if reading[0] is not None else float("-inf")
+
+
+def resource_updates(
+    reader: ResourceReader, readings: Mapping[str, Sequence[Reading]]
+) -> list[tuple[str, Reading]]:
+    """One adapter's readings of a resource, by feed key, for `record_resource`."""
+    return [
+        (feed_key(reader.adapter.id, name), reading)
+        for name, feed_readings in readings.items()
+        for reading in feed_readings
+    ]

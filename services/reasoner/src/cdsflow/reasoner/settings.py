@@ -7,6 +7,7 @@ The shared fields (EHR base URL, Kafka, HTTP, readiness) come from
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator
@@ -19,7 +20,7 @@ from cdsflow.service import HttpPort, ServiceSettings
 class Settings(ServiceSettings):
     """Everything the reasoner needs to turn clinical events into recommendations.
 
-    `ehr_base_url` is where a patient first seen is checked and its recent vital signs searched.
+    `ehr_base_url` is where a patient first seen is checked and its recent data searched.
     """
 
     clinical_events_topic: str = CLINICAL_EVENTS
@@ -30,12 +31,12 @@ class Settings(ServiceSettings):
 
     # Triton's gRPC endpoint, host:port
     triton_grpc_url: str = "127.0.0.1:8001"
-    model_name: str = "deterioration_score"
-    # model names, or name:version pairs, whose recommendations are recorded but never shown
-    shadow_models: Annotated[frozenset[str], NoDecode] = frozenset()
+    # The model adapters to run (libs/models/README.md): adapter files, or folders whose
+    # *.yaml/*.yml files are all run; comma-separated. Each names its Triton model, its
+    # versions and their modes (shadow or active), its data, bands and cards. Loaded and
+    # checked at start: a wrong file stops the reasoner with the file and line at fault.
+    adapters: Annotated[tuple[Path, ...], NoDecode] = ()
 
-    # How far back, before the event's Observation, other vital signs still count.
-    vitals_lookback_hours: float = Field(default=24.0, gt=0)
     # Per-call timeouts of Triton inference and EHR requests.
     inference_timeout_s: float = Field(default=10.0, gt=0)
     ehr_timeout_s: float = Field(default=10.0, gt=0)
@@ -64,26 +65,26 @@ class Settings(ServiceSettings):
     known_patients_max: int = Field(default=100_000, ge=0)
     known_patients_ttl_s: float = Field(default=3600.0, ge=0)
 
-    # Each patient's recent vital signs are kept from the events (not searched on the EHR per
-    # event): at most `context_max_patients` patients (the least recently seen forgotten
-    # first), about 2 KB each (`make bench`). They are written to the compacted changelog topic
-    # `patient_context_topic` (default `<consumer group>.patient-context.v1`), created if
+    # Each patient's recent data (what the adapters read) is kept from the events (not searched
+    # on the EHR per event): at most `context_max_patients` patients (the least recently seen
+    # forgotten first), and per data feed the readings within its window, at most
+    # `context_max_readings_per_feed` of them (beyond, the second oldest is let go: the
+    # oldest, which a trend reads, and the newest stay). They are written to the compacted
+    # changelog topic `patient_context_topic` (default `<consumer group>.patient-context.v1`), created if
     # missing with `patient_context_replication` replicas, and read back on assignment.
     context_max_patients: int = Field(default=100_000, ge=1)
+    context_max_readings_per_feed: int = Field(default=8, ge=2)
     patient_context_topic: str = ""
     patient_context_replication: int = Field(default=1, ge=1)
-
-    card_source_label: str = "cdsflow deterioration score"
-    card_source_url: str = ""
 
     @property
     def context_changelog_topic(self) -> str:
         """The changelog belongs to the consumer group whose partitions it follows."""
         return self.patient_context_topic or f"{self.consumer_group}.patient-context.v1"
 
-    @field_validator("shadow_models", mode="before")
+    @field_validator("adapters", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
-            return frozenset(item.strip() for item in value.split(",") if item.strip())
+            return tuple(Path(item.strip()) for item in value.split(",") if item.strip())
         return value

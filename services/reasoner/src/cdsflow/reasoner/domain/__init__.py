@@ -1,2 +1,3 @@
-"""The reasoner's pure core: vital signs out of FHIR, the patient's context, the model
-adapter, and the Recommendation a score becomes. No I/O here."""
+"""The reasoner's pure core: which events feed which model adapter, whose patient they are
+about, and why an event cannot be processed. No I/O here; the adapters' engine (inputs,
+outputs, cards, the Recommendation message) is `cdsflow.models`."""

@@ -1,8 +1,14 @@
-"""Which clinical events the reasoner answers, and what it reads out of them."""
+"""Which clinical events the reasoner answers, for which model adapters, about whom.
+
+An event feeds an adapter when its resource is one the adapter's data feeds read: an
+Observation with one of its codes (on the Observation or a component), a MedicationRequest
+for one of its medications, or the Patient (for an adapter that reads the age).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -12,33 +18,51 @@ from google.protobuf.message import DecodeError
 
 from cdsflow.contracts import ClinicalEvent
 from cdsflow.fhir import local_patient_reference
+from cdsflow.models import ResourceReader
+from cdsflow.models.fhir_elements import observed_at
+from cdsflow.models.resource_readings import READ_RESOURCE_TYPES
 from cdsflow.reasoner.domain.errors import ForeignPatient, PatientKeyMismatch, UnprocessableEvent
-from cdsflow.reasoner.domain.observations import (
-    carries_vital_sign,
-    is_usable,
-    names_another_resource_type,
-    subject_reference,
-)
+from cdsflow.reasoner.domain.references import names_another_resource_type, subject_reference
 
 
 class IgnoreReason(StrEnum):
-    """Why an event has nothing for the model; the value of the `reason` metric label."""
+    """Why an event has nothing for the models; the value of the `reason` metric label."""
 
-    NOT_OBSERVATION = "not-observation"
-    NO_VITAL_SIGN = "no-vital-sign"
+    # a resource type that no adapter reads (Encounter, Condition, ...)
+    NOT_READ = "resource-not-read"
+    # a resource of a type that adapters read, with no code that any of them reads
+    NO_MODEL_INPUT = "no-model-input"
+    # a status that no feed takes (an Observation `entered-in-error`, ...)
     NOT_USABLE_STATUS = "not-usable-status"
     NO_PATIENT = "no-patient"
 
 
 @dataclass(frozen=True)
-class VitalSignEvent:
-    """A clinical event about a vital-sign Observation of a patient of the configured EHR."""
+class ResourceEvent:
+    """A clinical event about a resource that some adapters read, of a patient of the
+    configured EHR."""
 
     event: ClinicalEvent
-    observation: dict[str, Any]
+    resource: dict[str, Any]
     # `Patient/<id>` on the configured EHR, checked by `cdsflow.fhir.local_patient_reference`
     patient_reference: str
     occurred_at: datetime | None
+    # the adapters whose data feeds read the resource
+    readers: tuple[ResourceReader, ...]
+
+    @property
+    def usable(self) -> bool:
+        """False when no feed that reads the resource takes its status."""
+        return any(reader.usable_status(self.resource) for reader in self.readers)
+
+    def as_of(self, now: datetime) -> datetime:
+        """The time the models are asked about: an Observation's own time (so a late one is
+        scored as of itself), else when the event happened, else now."""
+        if self.resource.get("resourceType") == "Observation":
+            when = observed_at(self.resource)
+            if when is not None:
+                return when
+        return self.occurred_at or now
 
 
 def decode_clinical_event(body: bytes) -> ClinicalEvent:
@@ -53,32 +77,26 @@ def decode_clinical_event(body: bytes) -> ClinicalEvent:
     return event
 
 
-def vital_sign_event(event: ClinicalEvent, ehr_base_url: str) -> VitalSignEvent | IgnoreReason:
-    """The event as a vital-sign event, or why the reasoner has nothing to say about it.
+def resource_event(
+    event: ClinicalEvent, ehr_base_url: str, readers: Sequence[ResourceReader]
+) -> ResourceEvent | IgnoreReason:
+    """The event with the adapters it feeds, or why the models have nothing to say about it.
 
-    Ignored: other resource types, Observations without a model input, Observations that may
-    not be used (e.g. `entered-in-error`) and Observations about no patient. An Observation
-    about a patient that is not the configured EHR's raises `ForeignPatient`.
+    A resource about a patient that is not the configured EHR's raises `ForeignPatient`.
     """
-    if event.resource_type != "Observation":
-        return IgnoreReason.NOT_OBSERVATION
-    observation = _resource(event)
-    if not carries_vital_sign(observation):
-        return IgnoreReason.NO_VITAL_SIGN
-    if not is_usable(observation):
-        return IgnoreReason.NOT_USABLE_STATUS
-    patient_reference = _patient_of(event, observation, ehr_base_url)
+    if event.resource_type not in READ_RESOURCE_TYPES:
+        return IgnoreReason.NOT_READ
+    resource = _resource(event)
+    fed = tuple(reader for reader in readers if reader.reads(resource))
+    if not fed:
+        return IgnoreReason.NO_MODEL_INPUT
+    patient_reference = _patient_of(event, resource, ehr_base_url)
     if isinstance(patient_reference, IgnoreReason):
         return patient_reference
     occurred_at = (
         event.occurred_at.ToDatetime(tzinfo=UTC) if event.HasField("occurred_at") else None
     )
-    return VitalSignEvent(
-        event=event,
-        observation=observation,
-        patient_reference=patient_reference,
-        occurred_at=occurred_at,
-    )
+    return ResourceEvent(event, resource, patient_reference, occurred_at, fed)
 
 
 def checked_patient_key(event_patient_key: str, patient_key: str) -> str:
@@ -99,15 +117,15 @@ def confirms_patient(resource: dict[str, Any] | None, patient_reference: str) ->
 
 
 def _patient_of(
-    event: ClinicalEvent, observation: dict[str, Any], ehr_base_url: str
+    event: ClinicalEvent, resource: dict[str, Any], ehr_base_url: str
 ) -> str | IgnoreReason:
-    """`Patient/<id>` of the configured EHR that the event and its Observation are about.
+    """`Patient/<id>` of the configured EHR that the event and its resource are about.
 
-    The event's `patient_reference` must itself be that local form, and the Observation's
+    The event's `patient_reference` must itself be that local form, and the resource's
     subject must name the same patient. An event without one (from an older producer) takes
-    the subject's patient; an Observation about a Group or Device is about no patient.
+    the subject's patient; a resource about a Group or Device is about no patient.
     """
-    subject = subject_reference(observation)
+    subject = subject_reference(resource)
     subject_patient = local_patient_reference(subject, ehr_base_url)
     if event.patient_reference:
         if local_patient_reference(event.patient_reference, ehr_base_url) != (
@@ -117,12 +135,12 @@ def _patient_of(
                 "the event's patient_reference is not Patient/<id> of the configured EHR"
             )
         if subject_patient != event.patient_reference:
-            raise ForeignPatient("the Observation's subject is not the event's patient")
+            raise ForeignPatient("the resource's subject is not the event's patient")
         return event.patient_reference
     if subject is None or names_another_resource_type(subject):
         return IgnoreReason.NO_PATIENT
     if subject_patient is None:
-        raise ForeignPatient("the Observation's subject is not a patient of the configured EHR")
+        raise ForeignPatient("the resource's subject is not a patient of the configured EHR")
     return subject_patient
 
 
@@ -133,6 +151,7 @@ def _resource(event: ClinicalEvent) -> dict[str, Any]:
         raise UnprocessableEvent("resource_json is not JSON") from None
     if not isinstance(resource, dict) or resource.get("resourceType") != event.resource_type:
         raise UnprocessableEvent("resource_json is not the event's resource type")
-    if resource.get("id") != event.resource_id:
+    resource_id = resource.get("id")
+    if not isinstance(resource_id, str) or not resource_id or resource_id != event.resource_id:
         raise UnprocessableEvent("resource_json's id differs from the event's resource_id")
     return resource
