@@ -70,8 +70,9 @@ class Settings(ServiceSettings):
     # forgotten first), and per data feed the readings within its window, at most
     # `context_max_readings_per_feed` of them (beyond, the second oldest is let go: the
     # oldest, which a trend reads, and the newest stay). They are written to the compacted
-    # changelog topic `patient_context_topic` (default `<consumer group>.patient-context.v1`), created if
-    # missing with `patient_context_replication` replicas, and read back on assignment.
+    # changelog topic `patient_context_topic` (default `<consumer group>.patient-context.v1`),
+    # created if missing with `patient_context_replication` replicas, and read back on
+    # assignment.
     context_max_patients: int = Field(default=100_000, ge=1)
     context_max_readings_per_feed: int = Field(default=8, ge=2)
     patient_context_topic: str = ""
