@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from cdsflow.contracts import ClinicalEvent, EventSource
+from cdsflow.reasoner.model_adapters import load_configured_adapters
 from cdsflow.runtime.story import ucum_quantity, vital_sign_observation
 
 LOINC = "http://loinc.org"
@@ -14,6 +16,10 @@ UCUM = "http://unitsofmeasure.org"
 PATIENT = "Patient/p-1"
 EHR_BASE_URL = "http://ehr.example/fhir"
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+ADAPTERS_DIR = Path(__file__).resolve().parents[3] / "adapters"
+# the shipped adapters: deterioration-risk and medication-safety
+READERS = load_configured_adapters([ADAPTERS_DIR])
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
 
 def observation(
@@ -78,3 +84,17 @@ def clinical_event(
     )
     event.occurred_at.FromDatetime(NOW)
     return event
+
+
+def metformin_order(
+    request_id: str, status: str = "active", *, subject: str = PATIENT
+) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationRequest",
+        "id": request_id,
+        "status": status,
+        "intent": "order",
+        "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "6809"}]},
+        "subject": {"reference": subject},
+        "authoredOn": "2025-02-01",
+    }

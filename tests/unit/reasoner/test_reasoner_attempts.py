@@ -60,10 +60,10 @@ def handler(
         dead_letters=cast(Any, dead_letters),
         ehr_history=unused,
         contexts=unused,
-        model=unused,
+        readers=(),
+        models={},
         patient_keyer=unused,
         metrics=ReasonerMetrics.register(MetricsRegistry("reasoner")),
-        policy=unused,
         tracer=trace.get_tracer("test"),
         health=health,
     )

@@ -10,23 +10,23 @@ from cdsflow.contracts import ClinicalEvent
 from cdsflow.reasoner.domain.errors import ForeignPatient, PatientKeyMismatch, UnprocessableEvent
 from cdsflow.reasoner.domain.events import (
     IgnoreReason,
-    VitalSignEvent,
+    ResourceEvent,
     checked_patient_key,
     confirms_patient,
     decode_clinical_event,
-    vital_sign_event,
+    resource_event,
 )
 
 from .reasoner_fhir import EHR_BASE_URL as EHR
-from .reasoner_fhir import NOW, PATIENT, clinical_event, observation
+from .reasoner_fhir import NOW, PATIENT, READERS, clinical_event, metformin_order, observation
 
 
 def test_a_vital_sign_event_round_trips_from_protobuf() -> None:
     event = clinical_event(observation("o-1", "9279-1", 24))
-    decoded = vital_sign_event(decode_clinical_event(event.SerializeToString()), EHR)
-    assert isinstance(decoded, VitalSignEvent)
+    decoded = resource_event(decode_clinical_event(event.SerializeToString()), EHR, READERS)
+    assert isinstance(decoded, ResourceEvent)
     assert decoded.patient_reference == PATIENT
-    assert decoded.observation["id"] == "o-1"
+    assert decoded.resource["id"] == "o-1"
     assert decoded.occurred_at == NOW
 
 
@@ -39,18 +39,51 @@ def test_a_body_that_is_no_clinical_event_is_unprocessable(body: bytes) -> None:
 
 
 def test_other_resources_and_observations_are_ignored_with_their_reason() -> None:
-    patient = {"resourceType": "Patient", "id": "p-1"}
+    encounter = {"resourceType": "Encounter", "id": "e-1", "subject": {"reference": PATIENT}}
     weight = observation("o-2", "29463-7", 70, "kg")
+    assert resource_event(clinical_event(encounter), EHR, READERS) is IgnoreReason.NOT_READ
+    assert resource_event(clinical_event(weight), EHR, READERS) is IgnoreReason.NO_MODEL_INPUT
+
+
+def test_an_event_feeds_the_adapters_whose_data_it_is() -> None:
+    def fed(resource: dict[str, object]) -> list[str]:
+        decoded = resource_event(clinical_event(resource), EHR, READERS)
+        assert isinstance(decoded, ResourceEvent)
+        return sorted(reader.adapter.id for reader in decoded.readers)
+
+    egfr = observation("o-4", "98979-8", 25, "mL/min/{1.73_m2}")
+    assert fed(observation("o-1", "8867-4", 70)) == ["deterioration-risk"]
+    assert fed(egfr) == ["medication-safety"]
+    assert fed(metformin_order("m-1")) == ["medication-safety"]
+    assert fed({"resourceType": "Patient", "id": "p-1"}) == ["deterioration-risk"]
+
+
+def test_a_status_no_feed_takes_is_read_but_not_usable() -> None:
     retracted = observation("o-3", "8867-4", 150, status="entered-in-error")
-    assert vital_sign_event(clinical_event(patient), EHR) is IgnoreReason.NOT_OBSERVATION
-    assert vital_sign_event(clinical_event(weight), EHR) is IgnoreReason.NO_VITAL_SIGN
-    assert vital_sign_event(clinical_event(retracted), EHR) is IgnoreReason.NOT_USABLE_STATUS
+    decoded = resource_event(clinical_event(retracted), EHR, READERS)
+    assert isinstance(decoded, ResourceEvent)
+    assert not decoded.usable
+    stopped = resource_event(clinical_event(metformin_order("m-1", "stopped")), EHR, READERS)
+    assert isinstance(stopped, ResourceEvent)
+    assert not stopped.usable
+
+
+def test_an_observation_is_asked_about_as_of_its_own_time() -> None:
+    earlier = NOW.replace(hour=9)
+    decoded = resource_event(
+        clinical_event(observation("o-1", "8867-4", 70, effective=earlier)), EHR, READERS
+    )
+    assert isinstance(decoded, ResourceEvent)
+    assert decoded.as_of(NOW.replace(hour=23)) == earlier
+    order = resource_event(clinical_event(metformin_order("m-1")), EHR, READERS)
+    assert isinstance(order, ResourceEvent)
+    assert order.as_of(NOW.replace(hour=23)) == NOW  # when the event happened
 
 
 def test_the_patient_comes_from_the_subject_when_the_event_has_none() -> None:
     event = clinical_event(observation("o-1", "8867-4", 70), patient_reference="")
-    decoded = vital_sign_event(event, EHR)
-    assert isinstance(decoded, VitalSignEvent)
+    decoded = resource_event(event, EHR, READERS)
+    assert isinstance(decoded, ResourceEvent)
     assert decoded.patient_reference == PATIENT
 
 
@@ -60,7 +93,7 @@ def test_an_observation_about_no_patient_is_ignored(subject: str | None) -> None
     if subject is None:
         del resource["subject"]
     event = clinical_event(resource, patient_reference="")
-    assert vital_sign_event(event, EHR) is IgnoreReason.NO_PATIENT
+    assert resource_event(event, EHR, READERS) is IgnoreReason.NO_PATIENT
 
 
 # Subjects that are not Patient/p-1 of http://ehr.example/fhir, whatever they end in.
@@ -93,7 +126,9 @@ FOREIGN = [
 @pytest.mark.parametrize("subject", FOREIGN)
 def test_an_observation_about_another_servers_patient_is_refused(subject: str) -> None:
     with pytest.raises(ForeignPatient, match="subject is not the event's patient") as refused:
-        vital_sign_event(clinical_event(observation("o-1", "8867-4", 70, subject=subject)), EHR)
+        resource_event(
+            clinical_event(observation("o-1", "8867-4", 70, subject=subject)), EHR, READERS
+        )
     assert "p-1" not in str(refused.value)
     assert "other" not in str(refused.value)
 
@@ -102,7 +137,7 @@ def test_an_observation_about_another_servers_patient_is_refused(subject: str) -
 def test_without_an_event_patient_a_foreign_subject_is_refused_too(subject: str) -> None:
     event = clinical_event(observation("o-1", "8867-4", 70, subject=subject), patient_reference="")
     with pytest.raises(ForeignPatient, match="not a patient of the configured EHR"):
-        vital_sign_event(event, EHR)
+        resource_event(event, EHR, READERS)
 
 
 @pytest.mark.parametrize(
@@ -116,7 +151,7 @@ def test_without_an_event_patient_a_foreign_subject_is_refused_too(subject: str)
 def test_the_events_patient_reference_must_be_the_local_form(patient_reference: str) -> None:
     event = clinical_event(observation("o-1", "8867-4", 70), patient_reference=patient_reference)
     with pytest.raises(ForeignPatient, match="patient_reference is not Patient/<id>"):
-        vital_sign_event(event, EHR)
+        resource_event(event, EHR, READERS)
 
 
 @pytest.mark.parametrize(
@@ -131,15 +166,15 @@ def test_the_events_patient_reference_must_be_the_local_form(patient_reference: 
 )
 def test_a_subject_naming_the_local_patient_is_answered(subject: str) -> None:
     event = clinical_event(observation("o-1", "8867-4", 70, subject=subject))
-    decoded = vital_sign_event(event, EHR)
-    assert isinstance(decoded, VitalSignEvent)
+    decoded = resource_event(event, EHR, READERS)
+    assert isinstance(decoded, ResourceEvent)
     assert decoded.patient_reference == PATIENT
 
 
 def test_the_ehr_base_url_is_compared_after_normalisation() -> None:
     event = clinical_event(observation("o-1", "8867-4", 70, subject=f"{EHR}/Patient/p-1"))
-    decoded = vital_sign_event(event, "HTTP://ehr.EXAMPLE:80/fhir/")
-    assert isinstance(decoded, VitalSignEvent)
+    decoded = resource_event(event, "HTTP://ehr.EXAMPLE:80/fhir/", READERS)
+    assert isinstance(decoded, ResourceEvent)
     assert decoded.patient_reference == PATIENT
 
 
@@ -149,7 +184,7 @@ def test_a_subject_other_than_the_events_patient_is_refused(subject: str | None)
     if subject is None:
         del resource["subject"]
     with pytest.raises(ForeignPatient, match="subject"):
-        vital_sign_event(clinical_event(resource), EHR)
+        resource_event(clinical_event(resource), EHR, READERS)
 
 
 def test_an_event_must_carry_its_own_patients_key() -> None:
@@ -175,6 +210,6 @@ def test_resource_json_must_be_the_events_resource() -> None:
     other_id.CopyFrom(event)
     other_id.resource_json = json.dumps(observation("o-2", "8867-4", 70)).encode()
     with pytest.raises(UnprocessableEvent, match="not JSON"):
-        vital_sign_event(not_json, EHR)
+        resource_event(not_json, EHR, READERS)
     with pytest.raises(UnprocessableEvent, match="id"):
-        vital_sign_event(other_id, EHR)
+        resource_event(other_id, EHR, READERS)

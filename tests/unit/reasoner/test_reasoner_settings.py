@@ -1,8 +1,9 @@
-"""The reasoner's settings: defaults, the shadow list, a required EHR."""
+"""The reasoner's settings: defaults, the adapter list, a required EHR."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -28,8 +29,8 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.recommendations_topic == "cdsflow.recommendations.v1"
     assert settings.consumer_group == "cdsflow-reasoner"
     assert settings.triton_grpc_url == "127.0.0.1:8001"
-    assert settings.model_name == "deterioration_score"
-    assert settings.shadow_models == frozenset()
+    assert settings.adapters == ()
+    assert settings.context_max_readings_per_feed == 8
     assert settings.kafka_fetch_max_wait_ms == 5
     assert settings.kafka_idempotence is True
     assert settings.known_patients_max == 100_000
@@ -49,11 +50,11 @@ def test_the_known_patients_cache_is_configurable(monkeypatch: pytest.MonkeyPatc
         monkeypatch.setenv(f"CDSFLOW_KNOWN_PATIENTS_{name}", "1")
 
 
-def test_shadow_models_are_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_adapters_are_a_comma_list_of_files_or_folders(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CDSFLOW_EHR_BASE_URL", "http://ehr.example/fhir")
-    monkeypatch.setenv("CDSFLOW_SHADOW_MODELS", " deterioration_score:2, sepsis_score ,")
+    monkeypatch.setenv("CDSFLOW_ADAPTERS", " adapters/deterioration-risk.yaml, /etc/cdsflow ,")
     settings = Settings()
-    assert settings.shadow_models == frozenset({"deterioration_score:2", "sepsis_score"})
+    assert settings.adapters == (Path("adapters/deterioration-risk.yaml"), Path("/etc/cdsflow"))
 
 
 def test_the_ehr_is_required_and_must_be_http() -> None:

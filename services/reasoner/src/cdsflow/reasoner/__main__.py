@@ -10,7 +10,11 @@ from cdsflow.service import serve
 
 def main() -> None:
     settings = Settings()  # read from CDSFLOW_* variables
-    serve(create_app(settings), settings, error_media_type="application/json")
+    try:
+        app = create_app(settings)
+    except ValueError as exc:  # a wrong adapter file (file:line: member: why), or none
+        raise SystemExit(f"cdsflow reasoner: cannot start: {exc}") from None
+    serve(app, settings, error_media_type="application/json")
 
 
 if __name__ == "__main__":
