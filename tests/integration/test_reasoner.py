@@ -54,6 +54,8 @@ pytestmark = pytest.mark.integration
 LOINC = "http://loinc.org"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+# the medication-safety model is not in models/ yet: only the deterioration adapter runs here
+DETERIORATION_ADAPTER = Path(__file__).resolve().parents[2] / "adapters" / "deterioration-risk.yaml"
 
 
 # ---------------------------------------------------------------- FHIR on SEKMET
@@ -282,6 +284,7 @@ def reasoner_settings(
         "consumer_group": f"test-reasoner-{unique}",
         "triton_grpc_url": triton_grpc_url,
         "dependency_retry_s": 0.5,
+        "adapters": (DETERIORATION_ADAPTER,),
         **overrides,
     }
     return Settings(**values)
@@ -347,28 +350,35 @@ async def test_a_deteriorating_patient_gets_a_high_risk_recommendation(
     assert recommendation.patient_key == event.patient_key
     assert recommendation.patient_reference == patient.reference
     assert recommendation.ehr_base_url == ehr.base_url
-    assert (recommendation.model.name, recommendation.model.version) == ("deterioration_score", "1")
+    assert (recommendation.model.name, recommendation.model.version) == ("deterioration_risk", "1")
+    assert recommendation.adapter_id == "deterioration-risk"
     assert recommendation.mode == Mode.MODE_ACTIVE
-    score, points = recommendation.scores
-    assert (score.name, score.band) == ("deterioration_score", "high")
-    assert score.value > 0.99
-    assert (points.name, points.value) == ("early_warning_points", 14.0)
-    [card] = recommendation.cards
-    assert card.indicator == Indicator.INDICATOR_CRITICAL
-    assert card.summary.startswith("Risk of clinical deterioration: high")
-    assert "- Respiratory rate 28/min: 3 points" in card.detail
+    assert recommendation.trace_id == TRACE_ID
+    score, log_odds = recommendation.scores
+    assert (score.name, score.band) == ("deterioration_risk", "high")
+    assert score.value >= 0.3
+    assert log_odds.name == "log_odds"
+    assessment, rapid_response = recommendation.cards
+    assert assessment.indicator == Indicator.INDICATOR_CRITICAL
+    assert assessment.summary.startswith("High risk of clinical deterioration")
+    assert "Respiratory rate" in assessment.detail
+    assert assessment.override_reasons[0].code == "already-reviewed"
+    [suggestion] = rapid_response.suggestions
+    assert suggestion.actions[0].type == "create"
     ids = [o["id"] for o in patient.observations]
-    assert [
-        (i.name, i.code, i.value, i.resource_reference) for i in recommendation.basis.inputs
-    ] == [
-        ("respiratory_rate", "9279-1", 28.0, f"Observation/{ids[5]}"),
-        ("oxygen_saturation", "59408-5", 90.0, f"Observation/{ids[2]}"),
-        ("systolic_blood_pressure", "8480-6", 88.0, f"Observation/{ids[3]}"),
-        ("heart_rate", "8867-4", 134.0, f"Observation/{ids[1]}"),
-        ("body_temperature", "8310-5", pytest.approx(39.4), f"Observation/{ids[4]}"),
-    ]
-    assert recommendation.basis.resource_references[0] == f"Observation/{ids[5]}"
-    assert f"Observation/{ids[0]}" not in recommendation.basis.resource_references
+    inputs = {i.name: (i.value, i.resource_reference) for i in recommendation.basis.inputs}
+    assert inputs == {
+        "respiratory_rate": (28.0, f"Observation/{ids[5]}"),
+        "oxygen_saturation": (90.0, f"Observation/{ids[2]}"),
+        "systolic_blood_pressure": (88.0, f"Observation/{ids[3]}"),
+        "heart_rate": (134.0, f"Observation/{ids[1]}"),
+        "body_temperature": (pytest.approx(39.4), f"Observation/{ids[4]}"),
+        # 134 now against 72 six hours before: both readings are its basis
+        "heart_rate_trend": (62.0, f"Observation/{ids[1]}"),
+    }
+    contributions = [i.contribution for i in recommendation.basis.inputs]
+    assert contributions == sorted(contributions, reverse=True)  # largest first
+    assert set(recommendation.basis.resource_references) == {f"Observation/{i}" for i in ids}
 
     # one trace: the event's traceparent -> consumer span -> Triton client span -> publish
     assert headers_of(record)["traceparent"].split("-")[1] == TRACE_ID
@@ -392,7 +402,7 @@ async def test_a_deteriorating_patient_gets_a_high_risk_recommendation(
         "rpc.system": "grpc",
         "rpc.service": "inference.GRPCInferenceService",
         "rpc.method": "ModelInfer",
-        "cdsflow.model.name": "deterioration_score",
+        "cdsflow.model.name": "deterioration_risk",
         "cdsflow.model.version": "1",
         "rpc.grpc.status_code": 0,
     }
@@ -405,11 +415,16 @@ async def test_a_well_patient_gets_a_low_risk_recommendation_without_cards(
 ) -> None:
     patient = await chart(ehr, well)
     patient_id = patient.reference.split("/")[1]
+    encounter = {
+        "resourceType": "Encounter",
+        "id": uuid.uuid4().hex[:16],
+        "subject": {"reference": f"Patient/{patient_id}"},
+    }
     ignored = ClinicalEvent(
         event_id=uuid.uuid4().hex,
-        resource_type="Patient",
-        resource_id=patient_id,
-        resource_json=json.dumps({"resourceType": "Patient", "id": patient_id}).encode(),
+        resource_type="Encounter",
+        resource_id=encounter["id"],
+        resource_json=json.dumps(encounter).encode(),
         patient_reference=patient.reference,
     )
     event = clinical_event(patient.trigger, patient.reference, reasoner.keyer, ehr)
@@ -430,12 +445,12 @@ async def test_a_well_patient_gets_a_low_risk_recommendation_without_cards(
     assert found is not None
     recommendation, _ = found
     assert recommendation.scores[0].band == "low"
-    assert recommendation.scores[0].value < 0.05
+    assert recommendation.scores[0].value < 0.1
     assert list(recommendation.cards) == []
     assert len(recommendation.basis.inputs) == 4
     assert recommendation_for(records, ignored.event_id) is None
     ignored_events = "cdsflow_reasoner_ignored_events_total"
-    assert await reasoner.metric(ignored_events, at_least=1, reason="not-observation") == 1
+    assert await reasoner.metric(ignored_events, at_least=1, reason="resource-not-read") == 1
 
 
 async def test_unprocessable_messages_land_on_the_dead_letter_topic_and_nothing_sticks(
@@ -445,9 +460,10 @@ async def test_unprocessable_messages_land_on_the_dead_letter_topic_and_nothing_
     event = clinical_event(patient.trigger, patient.reference, reasoner.keyer, ehr)
     key = event.patient_key.encode()
     not_protobuf = b"\xff\xfe not a clinical event"
-    kelvin = dict(patient.trigger, valueQuantity={"value": 310.2, "unit": "K", "code": "K"})
-    kelvin["code"] = {"coding": [{"system": LOINC, "code": "8310-5"}]}
-    unconvertible = clinical_event(kelvin, patient.reference, reasoner.keyer, ehr)
+    pressure = {"value": 310.2, "unit": "mm[Hg]", "code": "mm[Hg]"}
+    not_a_temperature = dict(patient.trigger, valueQuantity=pressure)
+    not_a_temperature["code"] = {"coding": [{"system": LOINC, "code": "8310-5"}]}
+    unconvertible = clinical_event(not_a_temperature, patient.reference, reasoner.keyer, ehr)
     await publish(
         reasoner.settings.kafka_bootstrap,
         reasoner.topics.clinical_events,
@@ -464,18 +480,26 @@ async def test_unprocessable_messages_land_on_the_dead_letter_topic_and_nothing_
         (unconvertible.SerializeToString(), key),
     ]
     errors = [headers_of(record) for record in dead]
-    assert [h[DLQ_ERROR_TYPE_HEADER] for h in errors] == ["UnprocessableEvent"] * 2
+    assert [h[DLQ_ERROR_TYPE_HEADER] for h in errors] == ["UnprocessableEvent", "ImplausibleValue"]
     assert errors[0][DLQ_ERROR_HEADER] == "the message body is not a ClinicalEvent"
-    assert errors[1][DLQ_ERROR_HEADER] == "body_temperature recorded in an unsupported unit"
+    assert errors[1][DLQ_ERROR_HEADER] == (
+        "body_temperature is recorded in a unit its model does not accept"
+    )
     # the event behind them on the same partition is answered: nothing is stuck
     found = await recommendations(
         reasoner.settings.kafka_bootstrap, reasoner.topics, [event.event_id]
     )
     assert found[event.event_id][0].scores[0].band == "low"
     metrics = await reasoner.metrics()
-    assert 'cdsflow_reasoner_dlq_total{error_type="UnprocessableEvent"} 2.0' in metrics
-    assert 'cdsflow_reasoner_recommendations_total{band="low",mode="active"} 1.0' in metrics
-    assert 'cdsflow_reasoner_inference_seconds_count{model="deterioration_score"} 1.0' in metrics
+    assert 'cdsflow_reasoner_dlq_total{error_type="UnprocessableEvent"} 1.0' in metrics
+    assert 'cdsflow_reasoner_dlq_total{error_type="ImplausibleValue"} 1.0' in metrics
+    assert (
+        "cdsflow_reasoner_recommendations_total{"
+        'adapter="deterioration-risk",band="low",mode="active",version="1"} 1.0'
+    ) in metrics
+    assert (
+        'cdsflow_reasoner_inference_seconds_count{model="deterioration_risk",version="1"} 1.0'
+    ) in metrics
 
 
 async def test_ready_once_consuming_with_the_model_ready(reasoner: RunningReasoner) -> None:
@@ -613,7 +637,7 @@ async def test_impossible_vital_signs_are_dead_lettered_and_never_scored(
         negative.SerializeToString(),
     ]
     assert [headers_of(record)[DLQ_ERROR_TYPE_HEADER] for record in dead] == [
-        "ImplausibleVitalSign"
+        "ImplausibleValue"
     ] * 2
     assert [headers_of(record)[DLQ_ERROR_HEADER] for record in dead] == [
         "respiratory_rate is beyond the range of a 32-bit float",
@@ -640,14 +664,68 @@ async def test_impossible_vital_signs_are_dead_lettered_and_never_scored(
     assert recommendation.scores[0].band == "low"
 
     dlq = "cdsflow_reasoner_dlq_total"
-    assert await reasoner.metric(dlq, at_least=2, error_type="ImplausibleVitalSign") == 2
+    assert await reasoner.metric(dlq, at_least=2, error_type="ImplausibleValue") == 2
     # each refusal counts: once as the trigger, once in the heart rate's history
-    implausible = "cdsflow_reasoner_implausible_readings_total"
+    refused_values = "cdsflow_reasoner_refused_values_total"
     for reason in ("not-float32", "below-range"):
         refused = await reasoner.metric(
-            implausible, at_least=2, vital_sign="respiratory_rate", reason=reason
+            refused_values,
+            at_least=2,
+            adapter="deterioration-risk",
+            data="respiratory_rate",
+            reason=reason,
         )
         assert refused == 2
+
+
+def saturation_of_140(patient: str) -> list[dict[str, Any]]:
+    """A patient whose oxygen saturation is charted at 140 %; a heart rate after it."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    return [
+        vital_sign(patient, "59408-5", 140, "%", now - timedelta(minutes=2)),
+        vital_sign(patient, "8867-4", 88, "/min", now - timedelta(minutes=1)),
+    ]
+
+
+async def test_an_oxygen_saturation_of_140_percent_is_refused_and_never_fed(
+    reasoner: RunningReasoner, ehr: EhrEndpoint
+) -> None:
+    patient = await chart(ehr, saturation_of_140)
+    saturation, heart_rate = (
+        clinical_event(resource, patient.reference, reasoner.keyer, ehr)
+        for resource in patient.observations
+    )
+    bootstrap = reasoner.settings.kafka_bootstrap
+    await publish(
+        bootstrap,
+        reasoner.topics.clinical_events,
+        *((e.SerializeToString(), e.patient_key.encode()) for e in (saturation, heart_rate)),
+    )
+    [dead] = await read_until(bootstrap, reasoner.topics.dead_letters, lambda got: len(got) >= 1)
+    assert dead.value == saturation.SerializeToString()
+    assert headers_of(dead)[DLQ_ERROR_TYPE_HEADER] == "ImplausibleValue"
+    assert headers_of(dead)[DLQ_ERROR_HEADER] == (
+        "oxygen_saturation is above its plausible range (0-100 %)"
+    )
+    records = await read_until(
+        bootstrap,
+        reasoner.topics.recommendations,
+        lambda got: heart_rate.event_id in event_ids_of(got),
+    )
+    assert event_ids_of(records) == {heart_rate.event_id}
+    found = recommendation_for(records, heart_rate.event_id)
+    assert found is not None
+    # the 140 % on the EHR is left out of the heart rate's context: not observed, not fed
+    names = [i.name for i in found[0].basis.inputs]
+    assert names == ["heart_rate"]
+    refused = await reasoner.metric(
+        "cdsflow_reasoner_refused_values_total",
+        at_least=2,
+        adapter="deterioration-risk",
+        data="oxygen_saturation",
+        reason="above-range",
+    )
+    assert refused == 2  # the event's own value, then the same value in the EHR's history
 
 
 async def test_a_patient_the_ehr_does_not_know_gets_no_recommendation(
