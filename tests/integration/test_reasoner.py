@@ -415,15 +415,16 @@ async def test_a_well_patient_gets_a_low_risk_recommendation_without_cards(
 ) -> None:
     patient = await chart(ehr, well)
     patient_id = patient.reference.split("/")[1]
+    encounter_id = uuid.uuid4().hex[:16]
     encounter = {
         "resourceType": "Encounter",
-        "id": uuid.uuid4().hex[:16],
+        "id": encounter_id,
         "subject": {"reference": f"Patient/{patient_id}"},
     }
     ignored = ClinicalEvent(
         event_id=uuid.uuid4().hex,
         resource_type="Encounter",
-        resource_id=encounter["id"],
+        resource_id=encounter_id,
         resource_json=json.dumps(encounter).encode(),
         patient_reference=patient.reference,
     )

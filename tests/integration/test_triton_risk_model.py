@@ -5,7 +5,6 @@ configuration read by Triton 2.51 itself."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,13 @@ from cdsflow.runtime.processes import ProcessFailed
 from cdsflow.training.evaluation_set import read_evaluation_set
 from cdsflow.training.news2 import news2_points
 from tests.conftest import TritonEndpoint
-from tests.support.risk_model import HELD_OUT_SET, RISK_MODEL_DIR, RISK_MODEL_ONNX, onnx_intercept
+from tests.support.polling import eventually
+from tests.support.risk_model import (
+    HELD_OUT_SET,
+    RISK_MODEL_ONNX,
+    onnx_intercept,
+    risk_model_repository,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -156,6 +161,7 @@ async def test_concurrent_requests_each_get_their_own_rows(
 ) -> None:
     rows = read_evaluation_set(HELD_OUT_SET)
     alone = await _infer(triton_client, rows.features[:32], rows.present[:32])
+    inferences_before, executions_before = await _execution_counts(triton_client)
     answers = await asyncio.gather(
         *(
             _infer(triton_client, rows.features[i : i + 1], rows.present[i : i + 1])
@@ -165,6 +171,22 @@ async def test_concurrent_requests_each_get_their_own_rows(
     together = np.concatenate([a["deterioration_risk"] for a in answers])
     # the same rows (a batch's sums may differ from a row's in the last float32 bit)
     np.testing.assert_allclose(together, alone["deterioration_risk"], rtol=1e-5, atol=0)
+
+    async def counted() -> tuple[int, int] | None:
+        # Triton updates its statistics just after it answers: wait until all are counted
+        inferences, executions = await _execution_counts(triton_client)
+        return (inferences, executions) if inferences - inferences_before >= 32 else None
+
+    inferences_after, executions_after = await eventually(counted, what="statistics")
+    assert inferences_after - inferences_before == 32
+    # the dynamic batcher merged concurrent requests into fewer model executions
+    assert executions_after - executions_before < 32
+
+
+async def _execution_counts(client: InferenceServerClient) -> tuple[int, int]:
+    statistics: dict[str, Any] = await client.get_inference_statistics(MODEL, as_json=True)
+    [model] = statistics["model_stats"]
+    return int(model.get("inference_count", 0)), int(model.get("execution_count", 0))
 
 
 async def test_a_request_queued_past_its_timeout_is_rejected_not_run(
@@ -179,21 +201,8 @@ async def test_a_request_queued_past_its_timeout_is_rejected_not_run(
     assert outputs["deterioration_risk"].shape == (1, 1)
 
 
-def _repository_with(tmp_path: Path, versions: tuple[str, ...], cpu: bool) -> Path:
-    model = tmp_path / "models" / MODEL
-    model.mkdir(parents=True)
-    shutil.copy(RISK_MODEL_DIR / "config.pbtxt", model / "config.pbtxt")
-    if cpu:
-        shutil.copytree(RISK_MODEL_DIR / "configs", model / "configs")
-    for version in versions:
-        (model / version).mkdir()
-        for name in ("model.onnx", "model.py"):
-            shutil.copy(RISK_MODEL_DIR / "1" / name, model / version / name)
-    return tmp_path / "models"
-
-
 async def test_two_versions_are_served_at_once(tmp_path: Path) -> None:
-    repository = _repository_with(tmp_path, ("1", "2"), cpu=True)
+    repository = risk_model_repository(tmp_path, ("1", "2"), cpu=True)
     part = await asyncio.to_thread(start_triton, repository, tmp_path)
     client = InferenceServerClient(part.endpoints["triton_grpc"])
     try:
@@ -211,7 +220,7 @@ async def test_two_versions_are_served_at_once(tmp_path: Path) -> None:
 async def test_triton_2_51_reads_the_gpu_configuration_up_to_its_backend(tmp_path: Path) -> None:
     # the binary here has no onnxruntime backend and no GPU; with config.pbtxt it must get
     # as far as looking for the backend (so Triton 2.51 parsed and accepted the file)
-    repository = _repository_with(tmp_path, ("1",), cpu=False)
+    repository = risk_model_repository(tmp_path, ("1",), cpu=False)
     with pytest.raises(ProcessFailed):
         await asyncio.to_thread(start_triton, repository, tmp_path, None, 60, None)
     log = (tmp_path / "triton.log").read_text()

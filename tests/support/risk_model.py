@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import onnx
@@ -16,3 +17,19 @@ def onnx_intercept(path: Path = RISK_MODEL_ONNX) -> float:
     """The model's intercept, as the training run recorded it in the ONNX metadata."""
     properties = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     return float(properties["intercept"])
+
+
+def risk_model_repository(tmp_path: Path, versions: tuple[str, ...], cpu: bool = True) -> Path:
+    """A model repository under `tmp_path` serving `deterioration_risk` as each of
+    `versions` (the shipped model.onnx in every version directory); with `cpu`, its CPU
+    configuration too. Both configurations serve every version directory."""
+    model = tmp_path / "models" / RISK_MODEL_DIR.name
+    model.mkdir(parents=True)
+    shutil.copy(RISK_MODEL_DIR / "config.pbtxt", model / "config.pbtxt")
+    if cpu:
+        shutil.copytree(RISK_MODEL_DIR / "configs", model / "configs")
+    for version in versions:
+        (model / version).mkdir()
+        for name in ("model.onnx", "model.py"):
+            shutil.copy(RISK_MODEL_DIR / "1" / name, model / version / name)
+    return tmp_path / "models"
