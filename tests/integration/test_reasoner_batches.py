@@ -48,7 +48,7 @@ async def reasoner(
 async def triton_counts(triton: TritonEndpoint) -> tuple[int, int]:
     """(inferences, executions) of the model so far, from Triton's statistics extension."""
     async with httpx.AsyncClient(timeout=10) as http:
-        answer = await http.get(f"{triton.http_url}/v2/models/deterioration_score/stats")
+        answer = await http.get(f"{triton.http_url}/v2/models/deterioration_risk/stats")
     answer.raise_for_status()
     stats = answer.json()["model_stats"][0]
     return int(stats["inference_count"]), int(stats["execution_count"])
@@ -134,7 +134,14 @@ async def test_many_patients_at_once_each_in_order_and_triton_batches_them(
     assert inferences >= len(events)
     # the concurrent requests were merged: fewer model executions than inferences
     assert executions < inferences
-    # heart rates of 60-90 /min score no point: every recommendation is low, none lost
+    # heart rates of 60-90 /min, nothing else observed: every recommendation is low, none lost
     recommended = "cdsflow_reasoner_recommendations_total"
-    low = await reasoner.metric(recommended, at_least=len(events), band="low", mode="active")
+    low = await reasoner.metric(
+        recommended,
+        at_least=len(events),
+        adapter="deterioration-risk",
+        version="1",
+        band="low",
+        mode="active",
+    )
     assert low == len(events)
