@@ -56,7 +56,8 @@ def test_a_patient_first_seen_is_a_miss_then_held_even_without_data() -> None:
     assert held.held(0, "Patient/a") is None
     held.hold(0, "key-a", "Patient/a")
     patient = held.held(0, "Patient/a")
-    assert patient is not None and patient.feeds == {}
+    assert patient is not None
+    assert patient.feeds == {}
     assert held.held(1, "Patient/a") is None  # another partition's patient is a miss
 
 
@@ -168,7 +169,8 @@ def test_a_feed_no_longer_configured_is_not_restored() -> None:
     held = contexts()
     held.restore(snapshot)
     patient = held.held(0, "Patient/a")
-    assert patient is not None and patient.feeds == {}
+    assert patient is not None
+    assert patient.feeds == {}
 
 
 def test_dropped_partitions_forget_their_patients() -> None:

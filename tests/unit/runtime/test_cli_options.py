@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from cdsflow.models import load_adapter
 from cdsflow.runtime.cli import command_parser, main, stack_options
 from cdsflow.runtime.ehr_topics import VITAL_SIGNS_TOPIC_URL
 from cdsflow.runtime.processes import split_host_port
-from cdsflow.runtime.stack import StackOptions, service_environments
+from cdsflow.runtime.stack import StackOptions, model_adapters_of, service_environments
 from tests.conftest import MODEL_REPOSITORY
 
 ENDPOINTS = {
@@ -87,6 +88,23 @@ def test_services_use_idempotence_only_with_an_existing_kafka(tmp_path: Path) ->
         assert environment["CDSFLOW_KAFKA_BOOTSTRAP"] == "kafka-1.internal:9092"
     reasoner = service_environments(existing, ENDPOINTS)["reasoner"]
     assert reasoner["CDSFLOW_TRITON_GRPC_URL"] == "gpu-1.internal:8001"
+    adapter = tmp_path.parent / "adapters" / "deterioration-risk.yaml"
+    assert reasoner["CDSFLOW_ADAPTERS"] == str(adapter)
+
+
+def test_the_reasoner_runs_the_repositorys_deterioration_adapter(tmp_path: Path) -> None:
+    repository = Path(__file__).resolve().parents[3]
+    options = StackOptions(work_dir=tmp_path, model_repository=repository / "models", with_ehr=True)
+    [adapter] = model_adapters_of(options)
+    assert adapter == repository / "adapters" / "deterioration-risk.yaml"
+    assert load_adapter(adapter).model.triton_name == "deterioration_risk"
+    given = StackOptions(
+        work_dir=tmp_path,
+        model_repository=tmp_path,
+        with_ehr=True,
+        model_adapters=(repository / "adapters",),
+    )
+    assert model_adapters_of(given) == (repository / "adapters",)
 
 
 @pytest.mark.parametrize(("setting", "expected"), [(None, "true"), ("false", "false")])

@@ -124,13 +124,20 @@ def _http_url_or_issuer(text: str) -> str:
     return text
 
 
+def _holds_a_model(model_repository: Path) -> bool:
+    """A Triton model repository: a folder with a model folder holding its `config.pbtxt`."""
+    return model_repository.is_dir() and any(
+        (model / "config.pbtxt").is_file() for model in model_repository.iterdir()
+    )
+
+
 def stack_options(
     parser: argparse.ArgumentParser, args: argparse.Namespace, with_ehr: bool
 ) -> StackOptions:
     """What to start, from the parsed arguments; bad usage exits 2 through `parser.error`."""
     model_repository = args.model_repository.resolve()
     triton_grpc_url = getattr(args, "triton_grpc_url", None)
-    if triton_grpc_url is None and not (model_repository / "deterioration_score").is_dir():
+    if triton_grpc_url is None and not _holds_a_model(model_repository):
         parser.error(f"no Triton model repository at {model_repository}")
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="cdsflow-"))
     return StackOptions(

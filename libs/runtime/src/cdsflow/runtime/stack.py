@@ -88,6 +88,18 @@ class StackOptions:
     channels: tuple[dict[str, Any], ...] | None = None
     # the listener's rest-hook URL as the EHR reaches it (default: the loopback one)
     listener_public_url: str | None = None
+    # the model adapter files (or folders) the reasoner runs; () : `model_adapters_of`
+    model_adapters: tuple[Path, ...] = ()
+
+
+def model_adapters_of(options: StackOptions) -> tuple[Path, ...]:
+    """The adapters the reasoner runs: as given, else the repository's deterioration adapter
+    (the adapters/ folder beside the model repository). Only that one for now: the
+    medication-safety adapter's model is not in models/ yet, and an adapter whose model
+    Triton does not serve keeps the reasoner unready; switch to the whole folder once it is."""
+    if options.model_adapters:
+        return options.model_adapters
+    return (options.model_repository.parent / "adapters" / "deterioration-risk.yaml",)
 
 
 class Stack:
@@ -240,7 +252,10 @@ def service_environments(
             "CDSFLOW_CHANNELS": json.dumps(list(channels_of(options))),
             "CDSFLOW_NOTIFICATION_ENDPOINT": options.listener_public_url or endpoints["listener"],
         },
-        "reasoner": {"CDSFLOW_TRITON_GRPC_URL": endpoints["triton_grpc"]},
+        "reasoner": {
+            "CDSFLOW_TRITON_GRPC_URL": endpoints["triton_grpc"],
+            "CDSFLOW_ADAPTERS": ",".join(str(path) for path in model_adapters_of(options)),
+        },
         # hook calls from an EHR on this machine name it as http://127.0.0.1/...
         "writeback": {
             "CDSFLOW_ALLOW_LOOPBACK_HTTP_FHIR_SERVER": str(
