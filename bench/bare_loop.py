@@ -13,10 +13,11 @@ import numpy as np
 import tritonclient.grpc.aio as triton_grpc
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-# one row of the model's inputs; every record sends the same (the loop reads no FHIR)
-_VITAL_SIGNS = np.array([[18, 96, 21, 120, 80, 37.0, 15]], dtype=np.float32)
-_PRESENT = np.ones((1, 7), dtype=bool)
-_OUTPUTS = ("deterioration_score", "early_warning_points", "vital_sign_points")
+# one row of deterioration_risk's inputs (7 vital signs, their trends, age); every record
+# sends the same (the loop reads no FHIR)
+_FEATURES = np.array([[18, 96, 21, 120, 80, 37.0, 15, 0, 0, 0, 0, 0, 0, 0, 70]], dtype=np.float32)
+_PRESENT = np.array([[True] * 7 + [False] * 7 + [True]], dtype=bool)
+_OUTPUTS = ("deterioration_risk", "log_odds", "contributions")
 
 
 class BareLoop:
@@ -73,16 +74,16 @@ class BareLoop:
 
     async def _one(self, key: bytes | None) -> asyncio.Future[object]:
         async with self._gate:
-            vital_signs = triton_grpc.InferInput("vital_signs", [1, 7], "FP32")
-            vital_signs.set_data_from_numpy(_VITAL_SIGNS)
-            present = triton_grpc.InferInput("present", [1, 7], "BOOL")
+            features = triton_grpc.InferInput("features", [1, 15], "FP32")
+            features.set_data_from_numpy(_FEATURES)
+            present = triton_grpc.InferInput("present", [1, 15], "BOOL")
             present.set_data_from_numpy(_PRESENT)
             result = await self._triton.infer(
                 self._model,
-                [vital_signs, present],
+                [features, present],
                 outputs=[triton_grpc.InferRequestedOutput(name) for name in _OUTPUTS],
             )
-            answer = result.as_numpy("deterioration_score")
+            answer = result.as_numpy("deterioration_risk")
             body = answer.tobytes() if answer is not None else b""
             future: asyncio.Future[object] = await self._producer.send(self._sink, body, key=key)
             return future

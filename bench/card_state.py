@@ -53,7 +53,7 @@ def typical_recommendation(patient: int, produced: datetime) -> Recommendation:
         event_id=f"event-{uuid.uuid4().hex}",
         patient_key=KEYER.patient_key(reference),
         patient_reference=reference,
-        scores=[Score(name="deterioration_score", value=0.83, band="high")],
+        scores=[Score(name="deterioration_risk", value=0.83, band="high")],
         cards=[
             Card(
                 uuid=str(uuid.uuid4()),
@@ -69,6 +69,7 @@ def typical_recommendation(patient: int, produced: datetime) -> Recommendation:
             resource_references=["Observation/rr-1", "Observation/hr-1", "Observation/spo2-1"]
         ),
         model=ModelRef(name="deterioration-gbm", version="7"),
+        adapter_id="deterioration-risk",
         mode=Mode.MODE_ACTIVE,
         produced_at=stamp,
         ehr_base_url=EHR_BASE_URL,

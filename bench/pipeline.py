@@ -222,7 +222,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         baseline_kafka = await kafka_round_trip(endpoints["broker"], args.events, args.concurrency)
         baseline_triton = await triton_direct(
-            endpoints["triton_grpc"], "deterioration_score", args.events, args.concurrency
+            endpoints["triton_grpc"], "deterioration_risk", args.events, args.concurrency
         )
         async with httpx.AsyncClient(timeout=30) as http:
             ehr = EhrClient(endpoints["ehr"], http)

@@ -42,7 +42,8 @@ from cdsflow.runtime.processes import ManagedProcess, free_port, http_ok, spawn,
 from cdsflow.telemetry import PatientKeyer
 
 REPO = Path(__file__).resolve().parent.parent
-MODEL = "deterioration_score"
+MODEL = "deterioration_risk"
+ADAPTER = REPO / "adapters" / "deterioration-risk.yaml"
 
 
 async def triton_counts(http_url: str) -> tuple[int, int]:
@@ -242,6 +243,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "CDSFLOW_KAFKA_BOOTSTRAP": bootstrap,
             "CDSFLOW_KAFKA_IDEMPOTENCE": "false",
             "CDSFLOW_TRITON_GRPC_URL": triton.endpoints["triton_grpc"],
+            "CDSFLOW_ADAPTERS": str(ADAPTER),
             "CDSFLOW_CLINICAL_EVENTS_TOPIC": events_topic,
             "CDSFLOW_RECOMMENDATIONS_TOPIC": recommendations_topic,
             "CDSFLOW_CONSUMER_GROUP": group,

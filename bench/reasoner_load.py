@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from bench.kafka_io import Message
 from cdsflow.contracts import ClinicalEvent, EventSource
 from cdsflow.reasoner.context_changelog import snapshot_body
-from cdsflow.reasoner.domain.vital_signs import VitalSignReading
 from cdsflow.reasoner.patient_contexts import ContextSnapshot
 from cdsflow.runtime.story import vital_sign_observation
 from cdsflow.telemetry import PatientKeyer
@@ -23,13 +22,13 @@ _VITAL_SIGNS = (
     ("8310-5", "Cel", (36.8, 37.6, 38.4, 39.2)),
     ("8480-6", "mm[Hg]", (128, 112, 101, 92)),
 )
-# (name, LOINC code, value, unit) of each reading in a snapshot
+# (data feed of the deterioration adapter, LOINC code, value) of each reading in a snapshot
 _SNAPSHOT_READINGS = (
-    ("respiratory_rate", "9279-1", 16.0, "/min"),
-    ("oxygen_saturation", "59408-5", 97.0, "%"),
-    ("systolic_blood_pressure", "8480-6", 121.0, "mm[Hg]"),
-    ("heart_rate", "8867-4", 78.0, "/min"),
-    ("body_temperature", "8310-5", 37.1, "Cel"),
+    ("respiratory_rate", "9279-1", 16.0),
+    ("oxygen_saturation", "59408-5", 97.0),
+    ("systolic_blood_pressure", "8480-6", 121.0),
+    ("heart_rate", "8867-4", 78.0),
+    ("body_temperature", "8310-5", 37.1),
 )
 
 
@@ -64,22 +63,19 @@ def clinical_events(
 
 
 def context_snapshots(count: int, keyer: PatientKeyer, observed_at: datetime) -> list[Message]:
-    """Changelog snapshots of `count` patients, five vital signs each."""
+    """Changelog snapshots of `count` patients, five vital signs each (one reading per feed,
+    and a birth date)."""
     messages: list[Message] = []
+    at = observed_at.timestamp()
     for index in range(count):
         patient = f"Patient/bench-held-{index}"
         key = keyer.patient_key(patient)
-        readings = tuple(
-            VitalSignReading(
-                name=name,
-                code=code,
-                value=value,
-                unit=unit,
-                resource_reference=f"Observation/bench-{index}-{code}",
-                observed_at=observed_at,
+        feeds = {
+            f"deterioration-risk/{feed}": (
+                (at, value, f"http://loinc.org|{code}", f"Observation/bench-{index}-{code}"),
             )
-            for name, code, value, unit in _SNAPSHOT_READINGS
-        )
-        body = snapshot_body(ContextSnapshot(0, key, patient, readings))
+            for feed, code, value in _SNAPSHOT_READINGS
+        }
+        body = snapshot_body(ContextSnapshot(0, key, patient, date(1950, 1, 1), feeds))
         messages.append((key.encode(), body))
     return messages
