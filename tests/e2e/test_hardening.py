@@ -139,8 +139,8 @@ async def test_foreign_impossible_and_unknown_patients_are_never_written_back(
     assert not basis & {f"Observation/{oid}" for oid in impossible.values()}
     assert assessment["prediction"][0]["probabilityDecimal"] < 0.5
     assert cards == []
-    assert set(errors.values()) <= {"ImplausibleVitalSign", "UnknownPatient"}
-    assert [errors[e] for e in impossible] == ["ImplausibleVitalSign"] * 3
+    assert set(errors.values()) <= {"ImplausibleValue", "UnknownPatient"}
+    assert [errors[e] for e in impossible] == ["ImplausibleValue"] * 3
     assert errors[unknown_event] == "UnknownPatient"
     assert not [
         a
