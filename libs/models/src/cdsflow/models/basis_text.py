@@ -4,6 +4,7 @@ identifiers: a label, a number with its unit, a UTC time)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from cdsflow.models.data_schema import Aggregation
 from cdsflow.models.feature_extraction import ColumnValue
@@ -15,6 +16,7 @@ def number_text(value: float) -> str:
     return f"{round(value, 1):g}"
 
 
+@lru_cache(maxsize=4096)  # the same few reading times are written on many cards
 def time_text(when: datetime) -> str:
     return f"{when.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 

@@ -70,11 +70,17 @@ def render_cards(
     adapter: ModelAdapter, inputs: ModelInputs, result: ModelResult, rendering: CardRendering
 ) -> list[RenderedCard]:
     """Every card whose template applies to this result, in the adapter's order."""
+    applying = [
+        (index, template)
+        for index, template in enumerate(adapter.cards)
+        if _applies(template, inputs, result)
+    ]
+    if not applying:  # most results show no card: their fields are not worth computing
+        return []
     fields = card_field_values(adapter, inputs, result, rendering)
     return [
         _rendered(adapter, index, template, inputs, result, rendering, fields)
-        for index, template in enumerate(adapter.cards)
-        if _applies(template, inputs, result)
+        for index, template in applying
     ]
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from cdsflow.models.adapter_schema import ModelAdapter
@@ -255,20 +256,31 @@ def _age_readings(
 
 def _column_value(column: TensorColumn, feed: DataFeed, readings: list[Reading]) -> ColumnValue:
     # oldest first; a stable sort keeps the context's order between equal times
-    ordered = sorted(readings, key=_time_order)
+    ordered = sorted(readings, key=_time_order) if len(readings) > 1 else readings
     value, basis = _aggregate(column, ordered)
+    if isinstance(feed, MedicationRequestData):
+        unit, display, label = _column_text(column, feed.label, "1", None, True)
+    else:
+        unit, display, label = _column_text(column, feed.label, feed.unit, feed.display_unit, False)
+    return ColumnValue(column, label, unit, display, value, basis)
+
+
+@lru_cache(maxsize=1024)
+def _column_text(
+    column: TensorColumn, label: str, feed_unit: str, display_unit: str | None, is_order: bool
+) -> tuple[str, str, str]:
+    """A column's unit, how its unit is shown and its label: the same for every patient."""
     counted = column.aggregation in (Aggregation.COUNT, Aggregation.EXISTS)
-    unit = "1" if counted or isinstance(feed, MedicationRequestData) else feed.unit
+    unit = "1" if counted or is_order else feed_unit
     display = ""
     # a dimensionless unit ("{score}", "1") is shown as no unit at all
-    if canonical_unit(unit) != "1" and not isinstance(feed, MedicationRequestData):
-        display = feed.display_unit or unit
-    label = feed.label
+    if canonical_unit(unit) != "1" and not is_order:
+        display = display_unit or unit
     if column.aggregation is Aggregation.TREND:
-        label = f"{feed.label} trend"
+        label = f"{label} trend"
     elif column.aggregation not in (Aggregation.LATEST, Aggregation.EXISTS):
-        label = f"{feed.label} ({column.aggregation.value})"
-    return ColumnValue(column, label, unit, display, value, basis)
+        label = f"{label} ({column.aggregation.value})"
+    return unit, display, label
 
 
 def _time_order(reading: Reading) -> float:

@@ -81,11 +81,12 @@ def inputs_from_readings(
 
 def input_tensors(adapter: ModelAdapter, extracted: ExtractedInputs) -> dict[str, npt.NDArray[Any]]:
     tensors: dict[str, npt.NDArray[Any]] = {}
+    values_by_column = {value.column.name: value.value for value in extracted.columns}
     for tensor in adapter.inputs.tensors:
         values = np.zeros((1, len(tensor.columns)), dtype=_DTYPES[tensor.datatype])
         present = np.zeros((1, len(tensor.columns)), dtype=np.bool_)
         for index, column in enumerate(tensor.columns):
-            value = extracted.column(column.name).value
+            value = values_by_column[column.name]
             if value is not None:
                 values[0, index] = value
                 present[0, index] = True
