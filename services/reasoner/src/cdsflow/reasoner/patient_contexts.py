@@ -179,8 +179,9 @@ class PatientContexts:
         self._patients.pop(snapshot.patient_reference, None)
         patient = self.hold(snapshot.partition, snapshot.patient_key, snapshot.patient_reference)
         patient.birth_date = snapshot.birth_date
+        # codes and feed keys are a few strings shared by every patient: one copy of each
         patient.feeds = {
-            sys.intern(key): list(stored)
+            sys.intern(key): [(at, value, sys.intern(code), ref) for at, value, code, ref in stored]
             for key, stored in snapshot.feeds.items()
             if key in self._windows and stored
         }
