@@ -70,6 +70,13 @@ def test_existing_kafka_and_triton_need_no_model_repository(tmp_path: Path) -> N
     options = stack_options(parser, args, with_ehr=True)
     assert options.kafka_bootstrap == "kafka-1.internal:9092,[::1]:9093"
     assert options.triton_grpc_url == "gpu-1.internal:8001"
+    # the adapters do not follow the model repository: they are the reasoner's own files
+    assert options.model_adapters == (Path("adapters/deterioration-risk.yaml").resolve(),)
+    again = parser.parse_args(["up", "--with-ehr", "--adapters", "a.yaml", "--adapters", "b"])
+    assert stack_options(parser, again, with_ehr=True).model_adapters == (
+        Path("a.yaml").resolve(),
+        Path("b").resolve(),
+    )
 
 
 def test_services_use_idempotence_only_with_an_existing_kafka(tmp_path: Path) -> None:

@@ -61,6 +61,13 @@ def command_parser() -> argparse.ArgumentParser:
             default=Path("models"),
             help="the Triton model repository (default: models; unused with --triton-grpc-url)",
         )
+        command.add_argument(
+            "--adapters",
+            type=Path,
+            action="append",
+            help="a model adapter file, or a folder of them, that the reasoner runs (repeat for "
+            "more; default: adapters/deterioration-risk.yaml)",
+        )
         command.add_argument("--work-dir", type=Path, help="logs and data (default: a temp dir)")
         command.add_argument(
             "--otlp-endpoint", help="send traces here instead of the built-in collector"
@@ -124,6 +131,11 @@ def _http_url_or_issuer(text: str) -> str:
     return text
 
 
+# the medication-safety adapter's model is not in models/ yet; a model Triton does not serve
+# keeps the reasoner unready, so only the deterioration adapter by default for now
+DEFAULT_ADAPTER = Path("adapters") / "deterioration-risk.yaml"
+
+
 def _holds_a_model(model_repository: Path) -> bool:
     """A Triton model repository: a folder with a model folder holding its `config.pbtxt`."""
     return model_repository.is_dir() and any(
@@ -143,6 +155,7 @@ def stack_options(
     return StackOptions(
         work_dir=work_dir.resolve(),
         model_repository=model_repository,
+        model_adapters=tuple(path.resolve() for path in args.adapters or [DEFAULT_ADAPTER]),
         with_ehr=with_ehr,
         ehr_base_url=getattr(args, "ehr_base_url", None),
         otlp_endpoint=args.otlp_endpoint,
