@@ -19,7 +19,7 @@ from .in_process import (
     post_bundle,
     put_resource,
 )
-from .notification_bundles import r4_backport, subscription_status_bundle
+from .notification_bundles import TOPIC, r4_backport, subscription_status_bundle
 from .vital_signs import CHANNEL_SECRET, EHR_BASE_URL, PATIENT_NAME, respiratory_rate
 
 OBSERVATION = f"{EHR_BASE_URL}/Observation/obs-rr-1"
@@ -304,3 +304,67 @@ async def test_a_bundle_over_the_limit_is_refused(
         )
     assert response.status_code == 413
     assert publisher.events == []
+
+
+async def test_a_topic_event_carries_its_subscription_and_event_number(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    bundle = r4_backport("event-notification", [(5, OBSERVATION, ())], [respiratory_rate()])
+
+    assert (await post_bundle(listener, bundle)).status_code == 200
+
+    [event] = publisher.events
+    assert (event.source.subscription_id, event.source.event_number) == ("sub-1", 5)
+    assert event.source.topic == TOPIC
+
+
+async def test_a_redelivered_event_number_publishes_nothing_whatever_it_carries(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    """An EHR that builds the payload anew on each attempt: the retry of event 5 carries the
+    resource's later version. That version is event 6's to publish, not event 5's."""
+    first = r4_backport("event-notification", [(5, OBSERVATION, ())], [respiratory_rate()])
+    later_version = respiratory_rate(version_id="4")
+    retried = r4_backport("event-notification", [(5, OBSERVATION, ())], [later_version])
+    next_event = r4_backport("event-notification", [(6, OBSERVATION, ())], [later_version])
+
+    assert (await post_bundle(listener, first)).status_code == 200
+    again = await post_bundle(listener, retried)
+    assert again.status_code == 200
+    assert only_issue(again)["diagnostics"] == (
+        "notification events 5 of the Subscription already published"
+    )
+    assert listener.count("topic-event-notification", "already-published") == 1
+    assert listener.duplicate_count() == 1
+    assert [e.resource_version for e in publisher.events] == ["3"]
+
+    assert (await post_bundle(listener, next_event)).status_code == 200
+    assert [e.source.event_number for e in publisher.events] == [5, 6]
+
+
+async def test_a_redelivered_id_only_event_is_not_read_again(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    listener.ehr.add(respiratory_rate(patient_id="pat-7"))
+    bundle = r4_backport("event-notification", [(4, OBSERVATION, ())])
+
+    for _ in range(2):
+        assert (await post_bundle(listener, bundle)).status_code == 200
+
+    assert listener.ehr.reads == [OBSERVATION]
+    assert len(publisher.events) == 1
+
+
+async def test_only_the_new_events_of_a_bundle_are_published(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    resources = [respiratory_rate(f"obs-{n}", patient_id=f"pat-{n}") for n in range(3)]
+    events = [(n + 1, f"Observation/obs-{n}", ()) for n in range(3)]
+    await post_bundle(listener, subscription_status_bundle("event-notification", events[:1], resources[:1]))
+
+    response = await post_bundle(
+        listener, subscription_status_bundle("event-notification", events, resources)
+    )
+
+    assert response.status_code == 200
+    assert [e.source.event_number for e in publisher.events] == [1, 2, 3]

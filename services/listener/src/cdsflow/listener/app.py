@@ -158,6 +158,9 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         await publisher.connect()
         published = PublishedEvents(settings.dedupe_window_s, settings.dedupe_max_events)
         metrics.published_events_remembered.set_function(lambda: len(published))
+        metrics.published_event_numbers_remembered.set_function(
+            lambda: published.event_numbers_remembered
+        )
         tail = published_events_tail(
             published,
             settings.kafka_bootstrap,

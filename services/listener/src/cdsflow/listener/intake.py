@@ -49,6 +49,7 @@ class ListenerMetrics:
     unusable_resources: Counter
     duplicate_events: Counter
     published_events_remembered: Gauge
+    published_event_numbers_remembered: Gauge
     publish_seconds: Histogram
 
     @classmethod
@@ -72,6 +73,10 @@ class ListenerMetrics:
             published_events_remembered=registry.gauge(
                 "listener_published_events_remembered",
                 "Event ids in the dedupe memory (read back from the topic, within the window)",
+            ),
+            published_event_numbers_remembered=registry.gauge(
+                "listener_published_event_numbers_remembered",
+                "(Subscription, event number) pairs in the dedupe memory (within the window)",
             ),
             publish_seconds=registry.histogram(
                 "listener_publish_seconds",
@@ -137,7 +142,7 @@ async def publish_acked(intake: NotificationIntake, event: ClinicalEvent) -> boo
         started = time.perf_counter()
         await intake.publisher.publish(event)
         intake.metrics.publish_seconds.observe(time.perf_counter() - started)
-        intake.published.remember(event_id)
+        intake.published.remember_event(event)
     finally:
         del intake.publishing[event_id]
         done.set_result(None)

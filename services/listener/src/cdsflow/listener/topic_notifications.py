@@ -9,6 +9,8 @@ Kafka, published or recorded as unusable, before the 2xx.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +38,8 @@ from cdsflow.listener.domain import (
     UnusableResource,
     build_focus_record,
     focus_on_ehr,
+    reference_path,
+    subscription_id_of,
     topic_kind,
     validate_event_resource,
 )
@@ -59,6 +63,8 @@ from cdsflow.listener.subscriptions import ChannelState
 FULL_RESOURCE_KIND = NotificationKind.NOTIFICATION_KIND_TOPIC_FULL_RESOURCE
 ID_ONLY_KIND = NotificationKind.NOTIFICATION_KIND_TOPIC_ID_ONLY
 EMPTY_KIND = NotificationKind.NOTIFICATION_KIND_TOPIC_EMPTY
+
+log = logging.getLogger("cdsflow.listener")
 
 
 class EhrUnavailable(Exception):
@@ -105,7 +111,14 @@ async def receive_topic_notification(
             return await _search_what_changed(intake, kind, channel, search, notification)
         received_at = datetime.now(UTC)
         try:
-            deliveries = await event_deliveries(notification, intake, received_at)
+            fresh = await unpublished_events(intake, notification)
+        except PublishUnavailable as exc:
+            return retry_later(intake, kind, exc)
+        if notification.events and not fresh.events:
+            _note_numbers(intake, channel, notification)
+            return _all_already_published(intake, kind, notification)
+        try:
+            deliveries = await event_deliveries(fresh, intake, received_at)
         except NotificationRejected as rejection:
             return refused(intake, kind, rejection)
         except EhrUnavailable as exc:
@@ -164,6 +177,54 @@ async def _search_what_changed(
     )
 
 
+async def unpublished_events(
+    intake: NotificationIntake, notification: SubscriptionNotification
+) -> SubscriptionNotification:
+    """The notification without the events whose (Subscription, event number) is already on
+    the topic: a redelivery publishes nothing, even when what it carries differs (an id-only
+    focus read again after a later change; an EHR that builds the payload on each attempt).
+
+    `PublishUnavailable` while the topic is not read back: a "not seen" could be wrong."""
+    if not await intake.published.wait_caught_up(intake.settings.publish_timeout_s):
+        raise PublishUnavailable("the clinical-events topic is not read back yet")
+    subscription_id = subscription_id_of(notification.subscription)
+    fresh = []
+    for event in notification.events:
+        if intake.published.has_event_number(subscription_id, event.event_number):
+            resource_type = _event_resource_type(event)
+            intake.metrics.duplicate_events.labels(resource_type).inc()
+            log.info(
+                "notification event already published",
+                extra={"event_number": event.event_number, "resource_type": resource_type},
+            )
+        else:
+            fresh.append(event)
+    return dataclasses.replace(notification, events=tuple(fresh))
+
+
+def _event_resource_type(event: NotificationEvent) -> str:
+    if event.resource is not None:
+        return str(event.resource.get("resourceType") or "unknown")
+    path = reference_path(event.focus) if event.focus is not None else None
+    return path.partition("/")[0] if path is not None else "unknown"
+
+
+def _all_already_published(
+    intake: NotificationIntake, kind: str, notification: SubscriptionNotification
+) -> Response:
+    numbers = ", ".join(str(event.event_number) for event in notification.events)
+    intake.count(kind, "already-published")
+    trace.get_current_span().set_attribute("cdsflow.outcome", "already-published")
+    return outcome_response(
+        200,
+        operation_outcome(
+            "informational",
+            f"notification events {numbers} of the Subscription already published",
+            "information",
+        ),
+    )
+
+
 def _note_numbers(
     intake: NotificationIntake,
     channel: ChannelState | None,
@@ -195,26 +256,42 @@ def require_channel_subscription(
 
 
 async def event_deliveries(
-    notification: SubscriptionNotification, intake: NotificationIntake, received_at: datetime
+    notification: SubscriptionNotification,
+    intake: NotificationIntake,
+    received_at: datetime,
+    kind: NotificationKind.ValueType | None = None,
 ) -> list[EventDelivery]:
     """One delivery per event that names its resource; every carried resource is checked
-    before anything is read or published, so a malformed Bundle publishes nothing."""
+    before anything is read or published, so a malformed Bundle publishes nothing. `kind`:
+    the events' `source.kind` (by default, by payload: full-resource or id-only)."""
     for index, event in enumerate(notification.events):
         if event.resource is not None:
             validate_event_resource(event.resource, f"notificationEvent[{index}].focus resource")
+    subscription_id = subscription_id_of(notification.subscription)
     deliveries = []
     for event in notification.events:
         if event.resource is not None:
-            deliveries.append(
-                resource_delivery(intake, event.resource, FULL_RESOURCE_KIND, received_at)
+            delivery = resource_delivery(
+                intake, event.resource, kind or FULL_RESOURCE_KIND, received_at
             )
         elif event.focus is not None:
-            deliveries.append(await _fetched_delivery(intake, event, received_at))
+            delivery = await _fetched_delivery(intake, event, received_at, kind)
+        else:
+            continue
+        # where it came from: the (Subscription, event number) index of the dedupe memory
+        source = delivery.event.source
+        source.subscription_id = subscription_id
+        source.event_number = event.event_number
+        source.topic = notification.topic or ""
+        deliveries.append(delivery)
     return deliveries
 
 
 async def _fetched_delivery(
-    intake: NotificationIntake, event: NotificationEvent, received_at: datetime
+    intake: NotificationIntake,
+    event: NotificationEvent,
+    received_at: datetime,
+    kind: NotificationKind.ValueType | None,
 ) -> EventDelivery:
     """An id-only event: its focus read from the configured EHR, and nowhere else."""
     assert event.focus is not None
@@ -254,7 +331,7 @@ async def _fetched_delivery(
             "focus",
         )
         return _focus_record(intake, event.focus, received_at, unusable)
-    return resource_delivery(intake, resource, ID_ONLY_KIND, received_at)
+    return resource_delivery(intake, resource, kind or ID_ONLY_KIND, received_at)
 
 
 def _is_the_focus(resource: dict[str, Any], resource_type: str, resource_id: str) -> bool:

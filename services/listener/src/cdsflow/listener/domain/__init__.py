@@ -42,6 +42,8 @@ from cdsflow.listener.domain.subscription_notifications import (
     QUERY_STATUS,
     NotificationEvent,
     SubscriptionNotification,
+    reference_path,
+    subscription_id_of,
 )
 from cdsflow.listener.domain.unusable_resources import (
     FOCUS_NOT_FOUND,
@@ -53,6 +55,8 @@ from cdsflow.listener.domain.unusable_resources import (
 )
 
 __all__ = [
+    "reference_path",
+    "subscription_id_of",
     "EMPTY",
     "EVENT_NOTIFICATION",
     "EVENT_TYPES",

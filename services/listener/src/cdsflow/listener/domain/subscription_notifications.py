@@ -85,6 +85,15 @@ def reference_path(reference: str) -> str | None:
     return f"{parts[-2]}/{parts[-1]}"
 
 
+def subscription_id_of(reference: str) -> str:
+    """The Subscription's logical id from the status's `subscription` reference (absolute or
+    relative, `_history` dropped); the reference itself when it names no `Subscription/id`."""
+    path = reference_path(reference.strip())
+    if path is not None and path.startswith("Subscription/"):
+        return path.removeprefix("Subscription/")
+    return reference.strip()
+
+
 def counter(value: object, path: str) -> int:
     """A count or event number: a JSON integer, or digits in a string (R4 `valueString`, R5
     integer64); at least 0."""
