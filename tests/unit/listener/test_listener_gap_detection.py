@@ -3,6 +3,8 @@ grace period for notifications delivered out of order."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from cdsflow.listener.domain.channels import Channel
@@ -128,3 +130,39 @@ async def test_a_channel_without_a_recovery_search_counts_its_gap_as_unrecoverab
 
     assert not state.recovery_pending
     assert gaps(registry, "unrecoverable") == 1
+
+
+def test_a_heartbeat_period_of_silence_asks_for_a_recovery(registry: MetricsRegistry) -> None:
+    channel = Channel(name="enc", topic=TOPIC, heartbeat_period_s=60)
+    subscriptions = channel_subscriptions(registry, channel, gap_grace_s=10)
+    state = subscriptions.states["enc"]
+    state.status = "active"
+    state.active_since = datetime.now(UTC) - timedelta(seconds=65)
+
+    subscriptions.note_silence(state)
+    assert not state.recovery_pending  # within the period and the grace
+
+    state.active_since = datetime.now(UTC) - timedelta(seconds=71)
+    subscriptions.note_silence(state)
+    subscriptions.note_silence(state)  # the same silence is noted once
+    assert state.recovery_pending
+    assert state.silences == 1
+    assert (
+        registry.registry.get_sample_value(
+            "cdsflow_listener_heartbeat_silences_total", {"channel": "enc"}
+        )
+        == 1
+    )
+
+    state.recovery_pending = False
+    subscriptions.note_notification(state, 0)  # a heartbeat (or any notification) arrives
+    subscriptions.note_silence(state)
+    assert not state.recovery_pending
+
+
+def test_a_channel_without_heartbeats_is_never_silent(subscriptions: ChannelSubscriptions) -> None:
+    state = subscriptions.states["enc"]
+    state.status = "active"
+    state.active_since = datetime.now(UTC) - timedelta(days=1)
+    subscriptions.note_silence(state)
+    assert not state.recovery_pending

@@ -360,7 +360,9 @@ async def test_only_the_new_events_of_a_bundle_are_published(
 ) -> None:
     resources = [respiratory_rate(f"obs-{n}", patient_id=f"pat-{n}") for n in range(3)]
     events = [(n + 1, f"Observation/obs-{n}", ()) for n in range(3)]
-    await post_bundle(listener, subscription_status_bundle("event-notification", events[:1], resources[:1]))
+    await post_bundle(
+        listener, subscription_status_bundle("event-notification", events[:1], resources[:1])
+    )
 
     response = await post_bundle(
         listener, subscription_status_bundle("event-notification", events, resources)

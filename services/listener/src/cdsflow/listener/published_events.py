@@ -90,6 +90,9 @@ class PublishedEvents:
         self._clock = clock
         self._event_ids = _RecentKeys(window_s, max_events, clock)
         self._event_numbers = _RecentKeys(window_s, max_events, clock)
+        # per Subscription, the highest event number on the topic (one int per Subscription):
+        # after a restart, where a gap recovery's `$events` starts
+        self._highest_numbers: dict[str, int] = {}
         self._caught_up = asyncio.Event()
         if caught_up:
             self._caught_up.set()
@@ -130,6 +133,10 @@ class PublishedEvents:
         key = event_number_key(subscription_id, event_number)
         return key is not None and key in self._event_numbers
 
+    def highest_event_number(self, subscription_id: str) -> int | None:
+        """The highest event number of the Subscription published (read back or acked)."""
+        return self._highest_numbers.get(subscription_id)
+
     def remember(self, event_id: str, published_at: float | None = None) -> None:
         """Record an event id as published (at `published_at`, seconds since the epoch, or
         now)."""
@@ -144,3 +151,6 @@ class PublishedEvents:
         key = event_number_key(event.source.subscription_id, event.source.event_number)
         if key is not None:
             self._event_numbers.remember(key, when)
+            subscription_id = event.source.subscription_id
+            highest = self._highest_numbers.get(subscription_id, 0)
+            self._highest_numbers[subscription_id] = max(highest, event.source.event_number)

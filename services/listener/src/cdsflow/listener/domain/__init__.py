@@ -55,8 +55,6 @@ from cdsflow.listener.domain.unusable_resources import (
 )
 
 __all__ = [
-    "reference_path",
-    "subscription_id_of",
     "EMPTY",
     "EVENT_NOTIFICATION",
     "EVENT_TYPES",
@@ -96,6 +94,8 @@ __all__ = [
     "read_notified_resource",
     "read_posted_notification",
     "read_posted_resource",
+    "reference_path",
+    "subscription_id_of",
     "topic_kind",
     "unauthorized",
     "validate_event_resource",
