@@ -233,3 +233,19 @@ async def test_an_ehr_that_cannot_answer_leaves_the_recovery_pending(
     assert state.recovery_pending
     assert publisher.events == []
     assert gaps(listener, "recovered") == 0
+
+
+async def test_numbers_still_in_their_grace_period_are_recovered_too(
+    publisher: RecordingPublisher, pseudonym_key: str
+) -> None:
+    """SEKMET's handshake after a re-activation counts the event it gave up on: the number is
+    missing (within its grace) when the recovery runs, and must not be taken as received."""
+    listener, events = managed_listener(publisher, pseudonym_key, ("status", "events"), 2)
+    state = channel_state(listener)
+    subscriptions_of(listener).note_notification(state, 1, [1])
+    subscriptions_of(listener).note_notification(state, 2)  # the handshake, counting 2
+
+    await recover(listener)
+
+    assert [e.source.event_number for e in publisher.events] == [2]
+    assert state.missing == {}

@@ -173,15 +173,17 @@ def _missed_numbers(
         received = intake.published.highest_event_number(state.subscription_id)
     if received is None:
         return None
-    missed = {number for number in state.unrecovered if number <= counted}
+    # a gap, and the numbers still within their grace period: recovery is under way anyway
+    missed = {number for number in (*state.unrecovered, *state.missing) if number <= counted}
     missed.update(range(received + 1, counted + 1))
     return sorted(missed)
 
 
 def _caught_up_to(state: ChannelState, counted: int | None) -> None:
-    if counted is not None and (state.last_event_number or 0) < counted:
-        state.last_event_number = counted
-        state.missing = {n: t for n, t in state.missing.items() if n > counted}
+    """Every number up to what the EHR counted is recovered: none is missing any more."""
+    if counted is not None:
+        state.last_event_number = max(state.last_event_number or 0, counted)
+        state.missing = {n: since for n, since in state.missing.items() if n > counted}
 
 
 async def _publish_missed_events(
