@@ -108,7 +108,7 @@ class EventsDouble:
             answer = await http.request(
                 request.method,
                 f"{self.sekmet_base}/{request.path_params['path']}",
-                params=request.query_params.multi_items(),
+                params=str(request.query_params),
                 content=await request.body(),
                 headers={k: v for k, v in request.headers.items() if k.lower() in _HEADERS},
             )
