@@ -370,3 +370,74 @@ async def test_only_the_new_events_of_a_bundle_are_published(
 
     assert response.status_code == 200
     assert [e.source.event_number for e in publisher.events] == [1, 2, 3]
+
+
+def _context_count(listener: Listener, outcome: str) -> float:
+    value = listener.metrics_registry.registry.get_sample_value(
+        "cdsflow_listener_additional_context_total", {"outcome": outcome}
+    )
+    return value or 0.0
+
+
+PATIENT = f"{EHR_BASE_URL}/Patient/pat-1"
+
+
+async def test_carried_additional_context_is_published_after_the_focus(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    patient = {"resourceType": "Patient", "id": "pat-1", "meta": {"versionId": "2"}}
+    bundle = r4_backport(
+        "event-notification", [(3, OBSERVATION, (PATIENT,))], [respiratory_rate(), patient]
+    )
+
+    for _ in range(2):  # the second time: a redelivery, nothing published
+        assert (await post_bundle(listener, bundle)).status_code == 200
+
+    assert [(e.resource_type, e.source.event_number) for e in publisher.events] == [
+        ("Observation", 3),
+        ("Patient", 0),
+    ]
+    context = publisher.events[1]
+    assert context.patient_reference == "Patient/pat-1"
+    assert context.source.subscription_id == "sub-1"
+    assert _context_count(listener, "carried") == 1
+
+
+async def test_additional_context_that_cannot_be_used_never_fails_the_notification(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    """Context that is not valid FHIR, names no patient, or is only referenced: skipped and
+    counted; the focus is published all the same."""
+    invalid = {"resourceType": "Patient", "id": "pat-1", "birthDate": "not a date"}
+    ward = {"resourceType": "Location", "id": "ward-1", "name": "4 West"}
+    referenced = f"{EHR_BASE_URL}/Encounter/enc-1"
+    bundle = r4_backport(
+        "event-notification",
+        [(1, OBSERVATION, (PATIENT, f"{EHR_BASE_URL}/Location/ward-1", referenced))],
+        [respiratory_rate(), invalid, ward],
+    )
+
+    response = await post_bundle(listener, bundle)
+
+    assert response.status_code == 200
+    assert [e.resource_type for e in publisher.events] == ["Observation"]
+    assert publisher.unusable == []
+    assert listener.ehr.reads == []  # the referenced Encounter is not read
+    assert [_context_count(listener, o) for o in ("invalid", "unusable", "not-carried")] == [
+        1,
+        1,
+        1,
+    ]
+
+
+async def test_id_only_additional_context_is_not_read(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    listener.ehr.add(respiratory_rate(patient_id="pat-1"))
+    bundle = subscription_status_bundle("event-notification", [(1, OBSERVATION, (PATIENT,))])
+
+    assert (await post_bundle(listener, bundle)).status_code == 200
+
+    assert listener.ehr.reads == [OBSERVATION]
+    assert [e.resource_type for e in publisher.events] == ["Observation"]
+    assert _context_count(listener, "not-carried") == 1

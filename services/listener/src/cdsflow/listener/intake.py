@@ -51,6 +51,7 @@ class ListenerMetrics:
     published_events_remembered: Gauge
     published_event_numbers_remembered: Gauge
     publish_seconds: Histogram
+    additional_context: Counter
 
     @classmethod
     def register(cls, registry: MetricsRegistry) -> ListenerMetrics:
@@ -81,6 +82,13 @@ class ListenerMetrics:
             publish_seconds=registry.histogram(
                 "listener_publish_seconds",
                 "Time from publish to the broker's acknowledgement of a clinical event",
+            ),
+            additional_context=registry.counter(
+                "listener_additional_context",
+                "Additional-context resources of notification events, by outcome: carried "
+                "(published unless already on the topic), invalid, unusable (no patient here), "
+                "not-carried (referenced only: not read)",
+                ("outcome",),
             ),
         )
 

@@ -25,6 +25,7 @@ from cdsflow.fhir import (
     operation_outcome,
     validate_resource,
 )
+from cdsflow.listener.additional_context import context_deliveries
 from cdsflow.listener.changed_since import publish_changed_since_checkpoint
 from cdsflow.listener.domain import (
     EVENT_TYPES,
@@ -279,12 +280,24 @@ async def event_deliveries(
         else:
             continue
         # where it came from: the (Subscription, event number) index of the dedupe memory
-        source = delivery.event.source
-        source.subscription_id = subscription_id
-        source.event_number = event.event_number
-        source.topic = notification.topic or ""
+        _stamp_source(delivery, notification, subscription_id, event.event_number)
         deliveries.append(delivery)
+        for context in context_deliveries(intake, event, kind or FULL_RESOURCE_KIND, received_at):
+            _stamp_source(context, notification, subscription_id, 0)
+            deliveries.append(context)
     return deliveries
+
+
+def _stamp_source(
+    delivery: EventDelivery,
+    notification: SubscriptionNotification,
+    subscription_id: str,
+    event_number: int,
+) -> None:
+    source = delivery.event.source
+    source.subscription_id = subscription_id
+    source.event_number = event_number
+    source.topic = notification.topic or ""
 
 
 async def _fetched_delivery(

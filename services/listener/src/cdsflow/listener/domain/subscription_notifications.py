@@ -30,12 +30,15 @@ _RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
 @dataclass(frozen=True)
 class NotificationEvent:
     """One event: its number, the changed resource's reference (`focus`), the resource itself
-    when the payload is full-resource, and the references given as additional context."""
+    when the payload is full-resource, the references given as additional context and the
+    resources among them that the Bundle carries."""
 
     event_number: int
     focus: str | None
     resource: dict[str, Any] | None
     additional_context: tuple[str, ...]
+    # the additional-context resources that the Bundle carries (full-resource), in order
+    context_resources: tuple[dict[str, Any], ...] = ()
 
     @property
     def payload(self) -> str:
