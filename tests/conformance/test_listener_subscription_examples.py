@@ -23,6 +23,7 @@ from cdsflow.listener.domain import (
     notification_of,
     patient_reference_of,
     read_notification_bundle,
+    validate_event_resource,
 )
 
 pytestmark = pytest.mark.conformance
@@ -207,3 +208,30 @@ def test_the_additional_context_an_example_carries_is_found_and_valid(
     for event in notification.events:
         for resource in event.context_resources:
             validate_resource(resource)
+
+
+# the examples whose focus is valid FHIR R5 only (the R5 Encounter's `class` is a list)
+R5_ONLY_FOCUS = {
+    "r5-core/examples/Bundle-notification-full-resource.json",
+    "r5-core/examples/Bundle-notification-full-resource-with-patient.json",
+    "r5-core/examples/Bundle-notification-query-event.json",
+}
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES))
+def test_no_example_bundle_is_refused_for_its_resources(
+    conformance_dir: Path, example: str
+) -> None:
+    """An R5 notification's resources are checked as R5: one valid in R5 only is recorded as
+    `r5-only`, never refused (a refusal would switch the EHR's Subscription off)."""
+    raw = (conformance_dir / SUBSCRIPTIONS / example).read_bytes()
+    try:
+        notification = read_notification_bundle(raw)
+    except NotificationRejected:  # the R5 message Bundle, checked above
+        return
+    r4 = [
+        validate_event_resource(event.resource, "focus", r5=notification.shape == R5)
+        for event in notification.events
+        if event.resource is not None
+    ]
+    assert (not all(r4)) == (example in R5_ONLY_FOCUS)

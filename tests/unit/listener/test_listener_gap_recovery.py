@@ -240,7 +240,7 @@ async def test_numbers_still_in_their_grace_period_are_recovered_too(
 ) -> None:
     """SEKMET's handshake after a re-activation counts the event it gave up on: the number is
     missing (within its grace) when the recovery runs, and must not be taken as received."""
-    listener, events = managed_listener(publisher, pseudonym_key, ("status", "events"), 2)
+    listener, _ = managed_listener(publisher, pseudonym_key, ("status", "events"), 2)
     state = channel_state(listener)
     subscriptions_of(listener).note_notification(state, 1, [1])
     subscriptions_of(listener).note_notification(state, 2)  # the handshake, counting 2

@@ -441,3 +441,39 @@ async def test_id_only_additional_context_is_not_read(
     assert listener.ehr.reads == [OBSERVATION]
     assert [e.resource_type for e in publisher.events] == ["Observation"]
     assert _context_count(listener, "not-carried") == 1
+
+
+R5_ENCOUNTER: dict[str, object] = {
+    "resourceType": "Encounter",
+    "id": "enc-2",
+    "status": "in-progress",
+    "class": [
+        {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "VR"}]}
+    ],
+    "subject": {"reference": "Patient/pat-1"},
+}
+
+
+async def test_an_r5_only_resource_in_an_r5_bundle_is_recorded_not_refused(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    """An R5 EHR's Encounter (`class` a list): valid FHIR R5, so the notification is
+    acknowledged; cdsflow reads R4, so it is recorded on the `.dlq` twin, not published."""
+    encounter = f"{EHR_BASE_URL}/Encounter/enc-2"
+    events = [(1, encounter, ()), (2, OBSERVATION, ())]
+    resources = [dict(R5_ENCOUNTER), respiratory_rate()]
+
+    r5 = await post_bundle(
+        listener, subscription_status_bundle("event-notification", events, resources, r5=True)
+    )
+    r4b = await post_bundle(
+        listener, subscription_status_bundle("event-notification", events, resources)
+    )
+
+    assert r5.status_code == 200
+    assert [e.resource_type for e in publisher.events] == ["Observation"]
+    [(recorded, unusable)] = publisher.unusable
+    assert (recorded.resource_type, unusable.reason) == ("Encounter", "r5-only")
+    assert listener.unusable_count("r5-only", "Encounter") == 1
+    # an R4B Bundle is R4: the same Encounter is not valid there
+    assert r4b.status_code == 400

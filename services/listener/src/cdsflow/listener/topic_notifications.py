@@ -31,6 +31,7 @@ from cdsflow.listener.domain import (
     EVENT_TYPES,
     FOCUS_NOT_FOUND,
     FOREIGN_FOCUS,
+    R5,
     TOPIC_NOTIFICATION,
     UNREADABLE_FOCUS,
     NotificationEvent,
@@ -58,7 +59,11 @@ from cdsflow.listener.intake import (
     retry_later,
     unusable_outcome,
 )
-from cdsflow.listener.resource_deliveries import EventDelivery, resource_delivery
+from cdsflow.listener.resource_deliveries import (
+    EventDelivery,
+    r5_only_delivery,
+    resource_delivery,
+)
 from cdsflow.listener.subscriptions import ChannelState
 
 FULL_RESOURCE_KIND = NotificationKind.NOTIFICATION_KIND_TOPIC_FULL_RESOURCE
@@ -265,16 +270,21 @@ async def event_deliveries(
     """One delivery per event that names its resource; every carried resource is checked
     before anything is read or published, so a malformed Bundle publishes nothing. `kind`:
     the events' `source.kind` (by default, by payload: full-resource or id-only)."""
-    for index, event in enumerate(notification.events):
-        if event.resource is not None:
-            validate_event_resource(event.resource, f"notificationEvent[{index}].focus resource")
+    r4_resource = {
+        index: validate_event_resource(
+            event.resource,
+            f"notificationEvent[{index}].focus resource",
+            r5=notification.shape == R5,
+        )
+        for index, event in enumerate(notification.events)
+        if event.resource is not None
+    }
     subscription_id = subscription_id_of(notification.subscription)
     deliveries = []
-    for event in notification.events:
+    for index, event in enumerate(notification.events):
         if event.resource is not None:
-            delivery = resource_delivery(
-                intake, event.resource, kind or FULL_RESOURCE_KIND, received_at
-            )
+            make = resource_delivery if r4_resource[index] else r5_only_delivery
+            delivery = make(intake, event.resource, kind or FULL_RESOURCE_KIND, received_at)
         elif event.focus is not None:
             delivery = await _fetched_delivery(intake, event, received_at, kind)
         else:

@@ -50,6 +50,7 @@ from cdsflow.listener.domain.unusable_resources import (
     FOREIGN_FOCUS,
     FOREIGN_PATIENT,
     NO_PATIENT,
+    R5_ONLY,
     UNREADABLE_FOCUS,
     UnusableResource,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "R4B_BACKPORT",
     "R4_BACKPORT",
     "R5",
+    "R5_ONLY",
     "REST_HOOK_FULL_RESOURCE",
     "REST_HOOK_PING",
     "TOPIC_NOTIFICATION",
