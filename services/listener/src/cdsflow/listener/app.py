@@ -21,7 +21,7 @@ from cdsflow.contracts import (
     ClinicalEvent,
     dead_letter_topic,
 )
-from cdsflow.fhir import FHIR_JSON, EhrClient
+from cdsflow.fhir import FHIR_JSON, EhrClient, count_access_tokens
 from cdsflow.listener.domain import UnusableResource
 from cdsflow.listener.ehr_reads import ehr_http_client
 from cdsflow.listener.gap_recovery import recover_gap
@@ -173,8 +173,10 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         # take notifications once the topic is read back; with Kafka down, start anyway
         # (not ready: notifications get 503 until it is)
         await published.wait_caught_up(settings.publish_timeout_s)
+        auth = ehr_auth(settings)
+        count_access_tokens(auth, telemetry.metrics)
         ehr_http = ehr_http_client(
-            settings.ehr_read_timeout_s, settings.max_notification_bytes, auth=ehr_auth(settings)
+            settings.ehr_read_timeout_s, settings.max_notification_bytes, auth=auth
         )
         HTTPXClientInstrumentor.instrument_client(
             ehr_http, tracer_provider=telemetry.tracer_provider
