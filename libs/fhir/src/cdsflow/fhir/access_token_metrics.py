@@ -7,12 +7,16 @@ service shows `cached` growing and `fetched` growing about once per token lifeti
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
-from prometheus_client import Counter
 
 from cdsflow.fhir.smart_backend_auth import SmartBackendAuth
-from cdsflow.telemetry import MetricsRegistry
+
+if TYPE_CHECKING:  # not imported at run time: `import cdsflow.fhir` stays light
+    from prometheus_client import Counter
+
+    from cdsflow.telemetry import MetricsRegistry
 
 FETCHED = "fetched"
 FAILED = "failed"

@@ -13,13 +13,6 @@ import httpx
 from pydantic import ValidationError
 
 from cdsflow.fhir import EhrClient, EhrError, UnusableSigningKey
-from cdsflow.service import ServiceSettings, ehr_auth
-
-
-class CliEhrSettings(ServiceSettings):
-    """The services' EHR settings, for the CLI; it serves nothing, so no port is needed."""
-
-    http_port: int = 0
 
 
 class EhrAuthMisconfigured(ValueError):
@@ -34,6 +27,14 @@ def ehr_http_client(
 ) -> httpx.AsyncClient:
     """An httpx client for the EHR at `ehr_base_url`, authenticated as the services are;
     `EhrAuthMisconfigured` (its message names the variables, never a secret) otherwise."""
+    # imported here: the service library is heavy, and most commands never call the EHR
+    from cdsflow.service import ServiceSettings, ehr_auth
+
+    class CliEhrSettings(ServiceSettings):
+        """The services' EHR settings, for the CLI; it serves nothing, so no port."""
+
+        http_port: int = 0
+
     try:
         settings = CliEhrSettings(ehr_base_url=ehr_base_url)
         auth = ehr_auth(settings)
