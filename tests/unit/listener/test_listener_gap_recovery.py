@@ -249,3 +249,24 @@ async def test_numbers_still_in_their_grace_period_are_recovered_too(
 
     assert [e.source.event_number for e in publisher.events] == [2]
     assert state.missing == {}
+
+
+async def test_a_notification_in_error_asks_for_a_recovery(
+    publisher: RecordingPublisher, pseudonym_key: str
+) -> None:
+    """The EHR says, in a notification's status, that it failed deliveries."""
+    listener, _ = managed_listener(publisher, pseudonym_key, ("status",), 2)
+    state = channel_state(listener)
+    state.recovery_pending = False
+    channel_secret = state.secret
+    heartbeat = r4_backport("heartbeat", since=2, status="error")  # names Subscription/sub-1
+
+    async with listener.client() as client:
+        answer = await client.post(
+            "/fhir/notifications/rest-hook",
+            json=heartbeat,
+            headers={"Authorization": f"Bearer {channel_secret}"},
+        )
+
+    assert answer.status_code == 200
+    assert state.recovery_pending

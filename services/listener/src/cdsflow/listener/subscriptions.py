@@ -227,6 +227,18 @@ class ChannelSubscriptions:
             self._wake.set()  # to look again once the grace period is over
         return bool(state.missing)
 
+    def note_status_error(self, state: ChannelState) -> None:
+        """A notification whose status says `error` (the EHR failed deliveries): what it
+        failed to deliver is recovered at once (the check loop wakes), and the Subscription
+        re-activated if the EHR keeps it in `error`."""
+        if not state.recovery_pending:
+            log.warning(
+                "the EHR reports the channel's Subscription in error",
+                extra={"channel": state.channel.name},
+            )
+        state.recovery_pending = True
+        self._wake.set()
+
     def note_overdue_gaps(self, state: ChannelState) -> None:
         """Numbers missing for longer than the grace period: a gap, to recover."""
         horizon = time.monotonic() - self._gap_grace_s

@@ -244,6 +244,8 @@ def _note_numbers(
         channel, notification.events_since_subscription_start, numbers
     ):
         trace.get_current_span().set_attribute("cdsflow.gap_detected", True)
+    if notification.status == "error":
+        intake.subscriptions.note_status_error(channel)
 
 
 def require_channel_subscription(
