@@ -13,7 +13,8 @@ a restart (nothing listened). The EHR does not resend those. The listener asks t
    for what changed since its checkpoint, published in the EHR's `lastUpdated` order.
 
 What was published already is not published again (the dedupe memory). Each recovery is one
-span, `cdsflow.gap_recovery`, with the channel's name and the way it recovered.
+span, `cdsflow.gap_recovery`, with the channel's name and, as `cdsflow.outcome`, how it went:
+`nothing-missed`, `recovered-by-events`, `recovered-by-search` or `unrecoverable`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ log = logging.getLogger("cdsflow.listener")
 tracer = trace.get_tracer("cdsflow.listener")
 
 GAP_RECOVERY_KIND = NotificationKind.NOTIFICATION_KIND_GAP_RECOVERY
+# the span's `cdsflow.outcome`, by how the gap was recovered
+_OUTCOMES = {
+    "status": "nothing-missed",
+    "events": "recovered-by-events",
+    "search": "recovered-by-search",
+}
 # the most event numbers asked of `$events` at once
 _MAX_EVENTS_ASKED = 1000
 
@@ -88,7 +95,7 @@ async def recover_gap(
             return
         span.set_attributes(
             {
-                "cdsflow.recovery_method": outcome.method,
+                "cdsflow.outcome": _OUTCOMES[outcome.method],
                 "cdsflow.found": outcome.found,
                 "cdsflow.published": outcome.published,
             }
