@@ -95,9 +95,13 @@ async def test_a_resource_without_a_patient_is_recorded_not_refused(
     assert listener.unusable_count("no-patient") == 1
 
 
+@pytest.mark.parametrize("read_back", [True, False])
 async def test_an_invalid_resource_refuses_the_bundle_and_publishes_nothing(
-    listener: Listener, publisher: RecordingPublisher
+    listener: Listener, publisher: RecordingPublisher, read_back: bool
 ) -> None:
+    """Refused at once, even while the events topic is not read back (the dedupe memory is
+    asked only about a well-formed Bundle)."""
+    listener.published.caught_up = read_back
     valid, invalid = respiratory_rate("obs-1"), respiratory_rate("obs-2")
     invalid["valueQuantity"]["value"] = PATIENT_NAME
     events = [(1, "Observation/obs-1", ()), (2, "Observation/obs-2", ())]

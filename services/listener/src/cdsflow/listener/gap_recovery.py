@@ -41,6 +41,7 @@ from cdsflow.listener.intake import (
 from cdsflow.listener.subscriptions import ChannelState, SubscriptionMetrics
 from cdsflow.listener.topic_notifications import (
     EhrUnavailable,
+    checked_resources,
     event_deliveries,
     unpublished_events,
 )
@@ -212,10 +213,10 @@ async def _publish_missed_events(
         ]
         answer = await intake.ehr.operation("Subscription", subscription_id, EVENTS, params)
         try:
-            notification = notification_of(answer)
+            notification = checked_resources(notification_of(answer))
         except NotificationRejected as rejection:
             raise EhrError(
-                f"the EHR's $events answer is not a notification ({rejection.reason})"
+                f"the EHR's $events answer is not a valid notification ({rejection.reason})"
             ) from None
         events = sorted(
             (
@@ -229,12 +230,7 @@ async def _publish_missed_events(
         fresh = await unpublished_events(
             intake, dataclasses.replace(notification, events=tuple(events))
         )
-        try:
-            deliveries = await event_deliveries(fresh, intake, datetime.now(UTC), GAP_RECOVERY_KIND)
-        except NotificationRejected as rejection:
-            raise EhrError(
-                f"the EHR's $events answer carries an invalid resource ({rejection.reason})"
-            ) from None
+        deliveries = await event_deliveries(fresh, intake, datetime.now(UTC), GAP_RECOVERY_KIND)
         for delivery in deliveries:
             if delivery.unusable is not None:
                 await record_unusable_acked(intake, delivery.event, delivery.unusable)

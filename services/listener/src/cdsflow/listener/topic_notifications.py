@@ -117,7 +117,11 @@ async def receive_topic_notification(
             return await _search_what_changed(intake, kind, channel, search, notification)
         received_at = datetime.now(UTC)
         try:
-            fresh = await unpublished_events(intake, notification)
+            checked = checked_resources(notification)
+        except NotificationRejected as rejection:
+            return refused(intake, kind, rejection)
+        try:
+            fresh = await unpublished_events(intake, checked)
         except PublishUnavailable as exc:
             return retry_later(intake, kind, exc)
         if notification.events and not fresh.events:
@@ -263,29 +267,37 @@ def require_channel_subscription(
         )
 
 
+def checked_resources(notification: SubscriptionNotification) -> SubscriptionNotification:
+    """Every resource the Bundle carries checked before anything is read or published, so a
+    malformed Bundle publishes nothing (`NotificationRejected`, 400); in an R5 Bundle, one
+    valid in R5 only is marked `r5_only` (recorded, not published)."""
+    events = []
+    for index, event in enumerate(notification.events):
+        if event.resource is not None:
+            r4 = validate_event_resource(
+                event.resource,
+                f"notificationEvent[{index}].focus resource",
+                r5=notification.shape == R5,
+            )
+            event = dataclasses.replace(event, r5_only=not r4)
+        events.append(event)
+    return dataclasses.replace(notification, events=tuple(events))
+
+
 async def event_deliveries(
     notification: SubscriptionNotification,
     intake: NotificationIntake,
     received_at: datetime,
     kind: NotificationKind.ValueType | None = None,
 ) -> list[EventDelivery]:
-    """One delivery per event that names its resource; every carried resource is checked
-    before anything is read or published, so a malformed Bundle publishes nothing. `kind`:
-    the events' `source.kind` (by default, by payload: full-resource or id-only)."""
-    r4_resource = {
-        index: validate_event_resource(
-            event.resource,
-            f"notificationEvent[{index}].focus resource",
-            r5=notification.shape == R5,
-        )
-        for index, event in enumerate(notification.events)
-        if event.resource is not None
-    }
+    """One delivery per event that names its resource, of a notification whose resources
+    are `checked_resources`. `kind`: the events' `source.kind` (by default, by payload:
+    full-resource or id-only)."""
     subscription_id = subscription_id_of(notification.subscription)
     deliveries = []
-    for index, event in enumerate(notification.events):
+    for event in notification.events:
         if event.resource is not None:
-            make = resource_delivery if r4_resource[index] else r5_only_delivery
+            make = r5_only_delivery if event.r5_only else resource_delivery
             delivery = make(intake, event.resource, kind or FULL_RESOURCE_KIND, received_at)
         elif event.focus is not None:
             delivery = await _fetched_delivery(intake, event, received_at, kind)

@@ -39,6 +39,8 @@ class NotificationEvent:
     additional_context: tuple[str, ...]
     # the additional-context resources that the Bundle carries (full-resource), in order
     context_resources: tuple[dict[str, Any], ...] = ()
+    # the carried resource is valid FHIR R5 only (an R5 notification's), once checked
+    r5_only: bool = False
 
     @property
     def payload(self) -> str:
