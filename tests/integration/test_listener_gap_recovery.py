@@ -244,3 +244,50 @@ async def test_what_the_ehr_failed_to_deliver_is_recovered_with_its_events_opera
     assert recovered_event.patient_reference == f"Patient/{patient['id']}"
     assert await records_on(kafka.bootstrap, settings.clinical_events_topic) == 2
     assert f'cdsflow_listener_recovered_events_total{{channel="{name}"}} 1.0' in metrics
+
+
+async def test_a_heartbeat_period_of_silence_asks_the_ehrs_status(
+    kafka: KafkaEndpoint, ehr: EhrEndpoint, unique: str, pseudonym_key: str
+) -> None:
+    """SEKMET sends a heartbeat every second; the proxy drops them. After the period and the
+    grace the listener notes the silence and asks SEKMET's real `$status`, which counts no
+    event: nothing was missed, and nothing is published."""
+    name = f"heartbeats-{unique}"
+    proxy_port = free_port()
+    settings = listener_settings(
+        kafka.bootstrap,
+        unique,
+        ehr_base_url=ehr.base_url,
+        channels=[{"name": name, "topic": SEKMET_ENCOUNTER_START, "heartbeat_period_s": 1}],
+        notification_endpoint=f"http://127.0.0.1:{proxy_port}{REST_HOOK}",
+        subscription_check_interval_s=0.5,
+        gap_grace_s=1,
+    )
+    with recording_telemetry("listener", pseudonym_key) as (telemetry, _):
+        async with (
+            httpx.AsyncClient(timeout=30) as http,
+            httpx.AsyncClient(base_url=ehr.base_url, headers=FHIR, timeout=30) as fhir,
+            serve_app(create_app(settings, telemetry=telemetry)) as url,
+        ):
+            proxy = DroppingProxy(url)
+            async with serve_app(proxy.app(http), port=proxy_port):
+                subscription_id = await active_subscription_id(url, name, settled=True)
+                try:
+                    proxy.dropping = True
+
+                    async def silence_checked() -> dict[str, Any] | None:
+                        state = (await shown(url))[name]
+                        done = state["heartbeat_silences"] >= 1 and state["gaps_recovered"] >= 1
+                        return state if done else None
+
+                    state = await eventually(silence_checked, what="the silence noted")
+                    proxy.dropping = False
+                finally:
+                    await switch_off(fhir, subscription_id)
+                metrics = (await http.get(f"{url}/metrics")).text
+
+    assert proxy.dropped >= 1
+    assert state["events_counted_by_ehr"] == 0
+    assert f'cdsflow_listener_heartbeat_silences_total{{channel="{name}"}}' in metrics
+    assert f'cdsflow_listener_gaps_total{{channel="{name}",outcome="unrecoverable"}}' not in metrics
+    assert await records_on(kafka.bootstrap, settings.clinical_events_topic) == 0
