@@ -201,6 +201,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             subscriptions=subscriptions,
         )
         subscriptions.recover = partial(recover_gap, app.state.intake, subscription_metrics)
+        subscriptions.highest_published_number = published.highest_event_number
         # after the intake is in place: creating a Subscription makes the EHR call at once
         subscriptions.start()
         try:

@@ -176,6 +176,8 @@ def _missed_numbers(
     topic)."""
     if counted is None:
         return None
+    if counted == 0:
+        return []  # the EHR counted no event yet
     received = state.last_event_number
     if received is None and state.subscription_id:
         received = intake.published.highest_event_number(state.subscription_id)

@@ -172,6 +172,10 @@ class ChannelSubscriptions:
         self._wake = asyncio.Event()
         # set by the app once the intake exists: searches and publishes what a gap missed
         self.recover: Callable[[ChannelState], Awaitable[None]] | None = None
+        # set by the app: a Subscription's highest event number read back from the events
+        # topic, where an adopted channel's count resumes (so what arrived while no listener
+        # ran shows as missing)
+        self.highest_published_number: Callable[[str], int | None] | None = None
 
     def start(self) -> None:
         if self.states:
@@ -368,6 +372,8 @@ class ChannelSubscriptions:
             state.reactivations += 1
             self.metrics.reactivations.labels(state.channel.name).inc()
         state.subscription_id = str(current.get("id") or state.subscription_id)
+        if state.last_event_number is None and self.highest_published_number is not None:
+            state.last_event_number = self.highest_published_number(state.subscription_id)
         status = str(current.get("status") or "unknown")
         if status == "active" and state.status != "active":
             state.active_since = datetime.now(UTC)
