@@ -291,3 +291,77 @@ async def test_a_heartbeat_period_of_silence_asks_the_ehrs_status(
     assert f'cdsflow_listener_heartbeat_silences_total{{channel="{name}"}}' in metrics
     assert f'cdsflow_listener_gaps_total{{channel="{name}",outcome="unrecoverable"}}' not in metrics
     assert await records_on(kafka.bootstrap, settings.clinical_events_topic) == 0
+
+
+async def test_what_was_sent_while_no_listener_ran_is_recovered_after_the_restart(
+    kafka: KafkaEndpoint, ehr: EhrEndpoint, unique: str, pseudonym_key: str
+) -> None:
+    """Event 1 is published; the listener stops; SEKMET's event 2 finds nobody and it gives
+    up. The restarted listener adopts the Subscription, resumes its count at 1 from the topic,
+    and `$status` (2) and `$events` bring event 2, once."""
+    name = f"encounters-{unique}"
+    proxy_port, double_port = free_port(), free_port()
+    double_base = f"http://127.0.0.1:{double_port}/fhir"
+    settings = listener_settings(
+        kafka.bootstrap,
+        unique,
+        ehr_base_url=double_base,
+        channels=[{"name": name, "topic": SEKMET_ENCOUNTER_START}],
+        notification_endpoint=f"http://127.0.0.1:{proxy_port}{REST_HOOK}",
+        subscription_check_interval_s=0.5,
+    )
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        httpx.AsyncClient(base_url=ehr.base_url, headers=FHIR, timeout=30) as fhir,
+    ):
+        proxy = RecordingProxy("")
+        double = EventsDouble(ehr.base_url, double_base, proxy)
+        async with (
+            serve_app(double.app(http), port=double_port),
+            serve_app(proxy.app(http), port=proxy_port),
+        ):
+            with recording_telemetry("listener", pseudonym_key) as (telemetry, _):
+                async with serve_app(create_app(settings, telemetry=telemetry)) as url:
+                    proxy.listener_url = url
+                    subscription_id = await active_subscription_id(url, name, settled=True)
+                    patient = (await fhir.post("/Patient", json={"resourceType": "Patient"})).json()
+                    encounter = tagged_encounter(patient["id"], unique)
+                    first = (await fhir.post("/Encounter", json=encounter)).json()
+                    await consume_clinical_events(
+                        kafka.bootstrap, settings.clinical_events_topic, f"first-{unique}"
+                    )
+            try:
+                proxy.dropping = True  # no listener
+                missed = (await fhir.post("/Encounter", json=encounter)).json()
+
+                async def ehr_gave_up() -> bool:
+                    current = (await fhir.get(f"/Subscription/{subscription_id}")).json()
+                    return bool(current["status"] == "error")
+
+                await eventually(ehr_gave_up, timeout_s=60, what="the EHR to give up")
+                proxy.dropping = False
+                with recording_telemetry("listener", pseudonym_key) as (telemetry, _):
+                    async with serve_app(create_app(settings, telemetry=telemetry)) as url:
+                        proxy.listener_url = url
+                        assert await active_subscription_id(url, name, settled=True) == (
+                            subscription_id
+                        )
+                        records = await consume_clinical_events(
+                            kafka.bootstrap,
+                            settings.clinical_events_topic,
+                            f"all-{unique}",
+                            count=2,
+                        )
+            finally:
+                await switch_off(fhir, subscription_id)
+
+    assert double.asked == [
+        {"eventsSinceNumber": "2", "eventsUntilNumber": "2", "content": "full-resource"}
+    ]
+    events = [ClinicalEvent.FromString(r.value) for r in records]
+    assert [(e.resource_id, e.source.event_number) for e in events] == [
+        (first["id"], 1),
+        (missed["id"], 2),
+    ]
+    assert events[1].source.kind == NotificationKind.NOTIFICATION_KIND_GAP_RECOVERY
+    assert await records_on(kafka.bootstrap, settings.clinical_events_topic) == 2
