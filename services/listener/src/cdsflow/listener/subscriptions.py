@@ -371,8 +371,13 @@ class ChannelSubscriptions:
             state.recovery_pending = True  # what the EHR failed to deliver is searched for
             state.reactivations += 1
             self.metrics.reactivations.labels(state.channel.name).inc()
-        state.subscription_id = str(current.get("id") or state.subscription_id)
-        if state.last_event_number is None and self.highest_published_number is not None:
+        found_id = current.get("id") or state.subscription_id
+        state.subscription_id = str(found_id) if found_id else None
+        if (
+            state.last_event_number is None
+            and state.subscription_id is not None
+            and self.highest_published_number is not None
+        ):
             state.last_event_number = self.highest_published_number(state.subscription_id)
         status = str(current.get("status") or "unknown")
         if status == "active" and state.status != "active":
