@@ -1,5 +1,6 @@
-"""`python -m cdsflow.training [train|evaluate]`: retrain the reference model, or re-measure
-the shipped model on the shipped held-out set."""
+"""`python -m cdsflow.training [train|evaluate|export-fhir]`: retrain the reference model,
+re-measure the shipped model on the shipped held-out set, or write that set again as FHIR
+Bundles and outcomes (for `cdsflow evaluate`; `train` writes them too)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
+from cdsflow.training.fhir_evaluation_set import write_fhir_evaluation_set
 from cdsflow.training.training_run import (
     EVALUATION_FILE,
     MODEL_FILE,
@@ -18,13 +20,18 @@ from cdsflow.training.training_run import (
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cdsflow.training", description=__doc__)
-    parser.add_argument("action", choices=("train", "evaluate"), nargs="?", default="train")
+    parser.add_argument(
+        "action", choices=("train", "evaluate", "export-fhir"), nargs="?", default="train"
+    )
     parser.add_argument("--model-dir", type=Path, default=Path("models/deterioration_risk"))
     parser.add_argument("--dataset-dir", type=Path, default=Path("datasets/deterioration_risk"))
     parser.add_argument("--seed", type=int, default=TrainingPlan.seed)
     parser.add_argument("--training-patients", type=int, default=TrainingPlan.training_patients)
     parser.add_argument("--held-out-patients", type=int, default=TrainingPlan.held_out_patients)
     args = parser.parse_args(argv)
+    if args.action == "export-fhir":
+        write_fhir_evaluation_set(args.dataset_dir / EVALUATION_FILE, args.dataset_dir)
+        return 0
     if args.action == "evaluate":
         metrics = measure_files(
             args.model_dir / MODEL_FILE, args.dataset_dir / EVALUATION_FILE, args.seed
