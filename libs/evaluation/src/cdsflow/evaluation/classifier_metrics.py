@@ -69,16 +69,18 @@ class AlertFigures:
 
 def alert_figures(score: Scores, outcome: Outcome, threshold: float) -> AlertFigures:
     """Alerting on `score >= threshold` (sensitivity and PPV are 0 when nothing counts)."""
-    return alerting(score >= threshold, outcome, threshold)
+    share, sensitivity, ppv = alerting(score >= threshold, outcome)
+    return AlertFigures(threshold, share, sensitivity, ppv)
 
 
-def alerting(alert: Outcome, outcome: Outcome, threshold: float) -> AlertFigures:
+def alerting(alert: Outcome, outcome: Outcome) -> tuple[float, float, float]:
+    """The share of patients alerted, the sensitivity and the PPV of `alert` (each 0 when
+    there is nothing to count)."""
     true_alerts = int((alert & outcome).sum())
-    return AlertFigures(
-        threshold=threshold,
-        alert_share=float(alert.mean()) if len(alert) else 0.0,
-        sensitivity=true_alerts / max(int(outcome.sum()), 1),
-        ppv=true_alerts / max(int(alert.sum()), 1),
+    return (
+        float(alert.mean()) if len(alert) else 0.0,
+        true_alerts / max(int(outcome.sum()), 1),
+        true_alerts / max(int(alert.sum()), 1),
     )
 
 
