@@ -47,13 +47,11 @@ def test_alerting_by_hand() -> None:
     alert = np.array([True, True, False, False, True])
     outcome = np.array([True, False, True, False, False])
     share, sensitivity, ppv = alerting(alert, outcome)
-    assert (share, sensitivity, ppv) == (0.6, 0.5, pytest.approx(1 / 3))
+    assert (share, sensitivity) == (0.6, 0.5)
+    assert ppv == pytest.approx(1 / 3)
     figures = alert_figures(SCORE, OUTCOME, 0.35)
-    assert (figures.alert_share, figures.sensitivity, figures.ppv) == (
-        0.75,
-        1.0,
-        pytest.approx(2 / 3),
-    )
+    assert (figures.alert_share, figures.sensitivity) == (0.75, 1.0)
+    assert figures.ppv == pytest.approx(2 / 3)
     nothing = alerting(np.zeros(4, dtype=bool), OUTCOME)
     assert nothing == (0.0, 0.0, 0.0)
 

@@ -71,7 +71,7 @@ def test_a_good_dataset_reads_in_bundle_order(tmp_path: Path, compressed: bool) 
             GOOD_OUTCOMES,
             r"bundles\.ndjson\.gz:1: the Bundle must hold one Patient, it holds 2",
         ),
-        (GOOD_LINES + [json.dumps(_bundle("z"))], GOOD_OUTCOMES, r":3: patient 'z' has no row"),
+        ([*GOOD_LINES, json.dumps(_bundle("z"))], GOOD_OUTCOMES, r":3: patient 'z' has no row"),
         (GOOD_LINES[:1], GOOD_OUTCOMES, r"outcomes\.csv: 1 patient\(s\) have no Bundle.*'b'"),
         (GOOD_LINES, "id,label\n", r"outcomes\.csv:1: the header must be"),
         (GOOD_LINES, HEADER + "a,2026-03-02T08:00:00Z,yes,1\n", r"outcomes\.csv:2: label 'yes'"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +15,7 @@ from cdsflow.evaluation.evaluation_report import html_report, summary_json, summ
 from cdsflow.evaluation.evaluation_run import EvaluationResult, VersionEvaluation
 from cdsflow.evaluation.labelled_dataset import LabelledPatient
 from cdsflow.evaluation.patient_subgroups import age_band, sex, subgroup_rows
-from cdsflow.evaluation.version_performance import version_performance
+from cdsflow.evaluation.version_performance import Mask, Values, version_performance
 from cdsflow.models import gate_failures
 from cdsflow.models.card_schema import EvaluationGate
 
@@ -54,7 +54,7 @@ def test_sex_and_non_empty_subgroups() -> None:
     assert rows["age unknown"].tolist() == [False, True, True]
 
 
-def _figures() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _figures() -> tuple[Values, Mask, Mask, Values]:
     risk = np.array([0.05, 0.2, 0.6, 0.1, 0.3, 0.02, 0.7, 0.01, 0.04, 0.5])
     outcome = np.array([False, False, True, False, True, False, True, False, False, False])
     alert = risk >= 0.25

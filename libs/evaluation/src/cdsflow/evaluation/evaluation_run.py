@@ -135,7 +135,8 @@ async def evaluate(
     for version, _ in versions:
         if not await triton_version_ready(client, adapter, version):
             raise TritonScoringError(
-                f"Triton does not serve {adapter.model.triton_name} version {version} (ready)"
+                f"Triton does not serve {adapter.model.triton_name} version {version} "
+                "(not in its model repository, not loaded, or Triton is not reachable)"
             )
     patients = request.patients
     rows, inputs, refused = _model_inputs(adapter, patients, progress)
