@@ -33,7 +33,7 @@ from cdsflow.evaluation.labelled_dataset import DatasetError, read_labelled_data
 from cdsflow.evaluation.progress_bar import ProgressBar
 from cdsflow.evaluation.triton_scoring import TritonScoringError
 from cdsflow.models import AdapterFileError, load_adapter
-from cdsflow.runtime.parts import start_triton
+from cdsflow.runtime.parts import CPU_MODEL_CONFIG, start_triton
 from cdsflow.runtime.processes import ProcessFailed, split_host_port
 
 
@@ -136,7 +136,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 return _fail(f"no Triton model repository at {args.model_repository}", 2)
             log_dir = Path(tempfile.mkdtemp(prefix="cdsflow-evaluate-"))
             print(f"starting Triton (logs in {log_dir})", file=sys.stderr)
-            triton = start_triton(args.model_repository.resolve(), log_dir)
+            triton = start_triton(
+                args.model_repository.resolve(), log_dir, model_config_name=CPU_MODEL_CONFIG
+            )
             url = triton.endpoints["triton_grpc"]
         result = asyncio.run(_evaluate_on(url, request))
     except (ProcessFailed, TritonScoringError) as exc:
