@@ -75,6 +75,11 @@ model: install ## retrain the reference model: models/deterioration_risk (ONNX, 
 	$(UV) run --frozen python -m cdsflow.training train \
 		--model-dir models/deterioration_risk --dataset-dir datasets/deterioration_risk
 
+.PHONY: evaluate
+evaluate: install ## evaluate every shipped adapter on its labelled dataset, on the embedded Triton (exit 1 when a gate is not met)
+	$(UV) run --frozen cdsflow evaluate adapters/deterioration-risk.yaml \
+		--report bench/deterioration-risk-evaluation.html --json bench/deterioration-risk-evaluation.json
+
 .PHONY: bench
 bench: install ## end-to-end throughput and latency, the listener and the reasoner each beside a bare baseline, written to bench/results.json
 	$(UV) run --frozen python -m bench.pipeline --output bench/results.json
