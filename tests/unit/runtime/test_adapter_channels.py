@@ -19,8 +19,14 @@ from cdsflow.runtime.adapter_channels import (
     needed_criteria,
     topic_channel_name,
 )
-from cdsflow.runtime.ehr_topics import TOPIC_EXTENSION
-from cdsflow.runtime.stack import StackOptions, listener_channels_of, service_environments
+from cdsflow.runtime.ehr_topics import TOPIC_EXTENSION, VITAL_SIGNS_TOPIC
+from cdsflow.runtime.stack import (
+    DEFAULT_CHANNELS,
+    EMBEDDED_EHR_CHANNELS,
+    StackOptions,
+    listener_channels_of,
+    service_environments,
+)
 from tests.unit.model_adapters.adapter_fixtures import (
     ADAPTERS,
     MEDICATION_SAFETY,
@@ -65,12 +71,20 @@ def test_the_shipped_adapters_need_three_channels_on_an_ehr_of_yours() -> None:
         ACTIVE_ORDERS,
     ]
     names = [channel["name"] for channel in derived.channels]
-    assert names[0] == "observation-vital-signs"
+    assert names[0] == "vital-signs"  # the name of cdsflow's own topic for these criteria
     assert names[1].startswith("observation-code-")
     assert names[2] == "medicationrequest-active"
     assert derived.ehr_topics == ()
     for channel in derived.channels:
         Channel.model_validate(channel)  # the listener takes it
+
+
+def test_the_deterioration_adapter_alone_needs_the_channel_up_made_before_adapters() -> None:
+    adapter = deterioration_adapter()
+    assert adapter_channels([adapter], embedded_ehr=False).channels == DEFAULT_CHANNELS
+    embedded = adapter_channels([adapter], embedded_ehr=True)
+    assert embedded.channels == EMBEDDED_EHR_CHANNELS
+    assert embedded.ehr_topics == (VITAL_SIGNS_TOPIC,)
 
 
 def test_on_the_embedded_ehr_each_criteria_becomes_a_topic_defined_there() -> None:

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from cdsflow.models import ModelAdapter
-from cdsflow.runtime.ehr_topics import CriteriaTopic
+from cdsflow.runtime.ehr_topics import NAMED_TOPICS, CriteriaTopic
 
 # the listener's channel names: lowercase letters, digits and hyphens, at most 63
 _READABLE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
@@ -113,10 +113,14 @@ def adapter_channels(adapters: Iterable[ModelAdapter], *, embedded_ehr: bool) ->
     names: set[str] = set()
     channels: list[dict[str, Any]] = []
     topics: list[CriteriaTopic] = []
+    named = {SearchCriteria.parse(topic.criteria).canonical: topic for topic in NAMED_TOPICS}
     for criteria in needed_criteria(adapters):
-        name = _unique(criteria_channel_name(criteria), criteria.canonical, names)
+        known = named.get(criteria.canonical)
+        plain = known.name if known is not None else criteria_channel_name(criteria)
+        name = _unique(plain, criteria.canonical, names)
         if embedded_ehr:
-            topic = CriteriaTopic(name, criteria.text, f"{criteria.text} created or updated")
+            title = known.title if known is not None else f"{criteria.text} created or updated"
+            topic = CriteriaTopic(name, criteria.text, title)
             topics.append(topic)
             channels.append(
                 {
@@ -135,8 +139,9 @@ def adapter_channels(adapters: Iterable[ModelAdapter], *, embedded_ehr: bool) ->
 
 
 def criteria_channel_name(criteria: SearchCriteria) -> str:
-    """`observation-vital-signs` (the type and the values, when short and plain), else the
-    type, the parameter names and a digest: `observation-code-1f3e5a7c`."""
+    """`medicationrequest-active` (the type and the values, when short and plain), else the
+    type, the parameter names and a digest: `observation-code-1f3e5a7c`. (Criteria alike to
+    a named topic's, `Observation?category=vital-signs`, take its name: `vital-signs`.)"""
     values = [value for _, allowed in criteria.parameters for value in sorted(allowed)]
     readable = "-".join([criteria.resource_type.lower(), *values])
     if _READABLE.fullmatch(readable) and "--" not in readable:

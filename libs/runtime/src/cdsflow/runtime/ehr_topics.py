@@ -83,6 +83,8 @@ VITAL_SIGNS_TOPIC = CriteriaTopic(
 )
 VITAL_SIGNS_TOPIC_URL = VITAL_SIGNS_TOPIC.url
 VITAL_SIGNS_TOPIC_ID = VITAL_SIGNS_TOPIC.basic_id
+# topics with names of their own: criteria alike to theirs get their name and URL
+NAMED_TOPICS = (VITAL_SIGNS_TOPIC,)
 
 
 def vital_signs_topic() -> dict[str, Any]:
