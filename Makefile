@@ -71,9 +71,10 @@ faults: install ## hostile-input properties at 10,000 generated requests per end
 		tests/integration/test_hostile_inputs.py -k "every_"
 
 .PHONY: model
-model: install ## retrain the reference model: models/deterioration_risk (ONNX, card) + datasets/
+model: install ## retrain the reference model (models/deterioration_risk, datasets/) and rebuild models/medication_safety
 	$(UV) run --frozen python -m cdsflow.training train \
 		--model-dir models/deterioration_risk --dataset-dir datasets/deterioration_risk
+	$(UV) run --frozen python -m cdsflow.training medication-safety --model-dir models/medication_safety
 
 .PHONY: evaluate
 evaluate: install ## evaluate every shipped adapter on its labelled dataset, on the embedded Triton (exit 1 when a gate is not met)
