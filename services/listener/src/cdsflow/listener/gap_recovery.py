@@ -38,13 +38,13 @@ from cdsflow.listener.intake import (
     publish_acked,
     record_unusable_acked,
 )
-from cdsflow.listener.subscriptions import ChannelState, SubscriptionMetrics
-from cdsflow.listener.topic_notifications import (
+from cdsflow.listener.notification_events import (
     EhrUnavailable,
     checked_resources,
     event_deliveries,
     unpublished_events,
 )
+from cdsflow.listener.subscriptions import ChannelState, SubscriptionMetrics
 
 log = logging.getLogger("cdsflow.listener")
 tracer = trace.get_tracer("cdsflow.listener")
