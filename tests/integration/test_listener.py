@@ -124,6 +124,8 @@ async def records_on(bootstrap: str, topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await consumer.start()
     try:
+        # a full metadata request first: a new client's cache may not know every partition yet
+        await consumer.topics()
         partitions = [
             TopicPartition(topic, number)
             for number in consumer.partitions_for_topic(topic) or set()
