@@ -54,8 +54,9 @@ pytestmark = pytest.mark.integration
 LOINC = "http://loinc.org"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
-# the medication-safety model is not in models/ yet: only the deterioration adapter runs here
-DETERIORATION_ADAPTER = Path(__file__).resolve().parents[2] / "adapters" / "deterioration-risk.yaml"
+# most tests here check the deterioration adapter, and run it alone
+ADAPTERS_DIR = Path(__file__).resolve().parents[2] / "adapters"
+DETERIORATION_ADAPTER = ADAPTERS_DIR / "deterioration-risk.yaml"
 
 
 # ---------------------------------------------------------------- FHIR on SEKMET
@@ -727,6 +728,53 @@ async def test_an_oxygen_saturation_of_140_percent_is_refused_and_never_fed(
         reason="above-range",
     )
     assert refused == 2  # the event's own value, then the same value in the EHR's history
+
+
+async def test_a_metformin_order_with_a_low_egfr_gets_the_medication_adapters_shadow_card(
+    kafka: KafkaEndpoint,
+    triton: TritonEndpoint,
+    ehr: EhrEndpoint,
+    unique: str,
+    telemetry_spans: tuple[Telemetry, InMemorySpanExporter],
+) -> None:
+    telemetry, spans = telemetry_spans
+    settings = reasoner_settings(kafka, triton.grpc_url, ehr, unique, adapters=(ADAPTERS_DIR,))
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def low_egfr(patient: str) -> list[dict[str, Any]]:
+        egfr = vital_sign(patient, "98979-8", 24, "mL/min/{1.73_m2}", now - timedelta(days=3))
+        egfr["category"] = [{"coding": [{"code": "laboratory"}]}]
+        return [egfr]
+
+    patient = await chart(ehr, low_egfr)
+    order: dict[str, Any] = {
+        "resourceType": "MedicationRequest",
+        "id": f"metformin-{unique}"[:64],
+        "status": "active",
+        "intent": "order",
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "861007"}]
+        },
+        "subject": {"reference": patient.reference},
+        "authoredOn": now.isoformat(),
+    }
+    event = clinical_event(order, patient.reference, telemetry.patient_keyer, ehr)
+    async with serve_reasoner(settings, telemetry, spans) as running:
+        await publish(
+            kafka.bootstrap,
+            running.topics.clinical_events,
+            (event.SerializeToString(), event.patient_key.encode()),
+        )
+        found = await recommendations(kafka.bootstrap, running.topics, [event.event_id])
+    recommendation, _ = found[event.event_id]
+    # the order feeds only the medication adapter; its eGFR came from the EHR (first seen)
+    assert recommendation.adapter_id == "medication-safety"
+    assert recommendation.model.name == "medication_safety"
+    assert recommendation.mode == Mode.MODE_SHADOW  # as the adapter declares it
+    assert recommendation.scores[0].band == "contraindicated"
+    inputs = {i.name: i.value for i in recommendation.basis.inputs}
+    assert inputs == {"egfr": 24.0, "metformin_ordered": 1.0}
+    assert recommendation.cards[0].indicator == Indicator.INDICATOR_CRITICAL
 
 
 async def test_a_patient_the_ehr_does_not_know_gets_no_recommendation(

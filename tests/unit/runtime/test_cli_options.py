@@ -12,7 +12,7 @@ from cdsflow.models import load_adapter
 from cdsflow.runtime.cli import command_parser, main, stack_options
 from cdsflow.runtime.ehr_topics import VITAL_SIGNS_TOPIC_URL
 from cdsflow.runtime.processes import split_host_port
-from cdsflow.runtime.stack import StackOptions, model_adapters_of, service_environments
+from cdsflow.runtime.stack import StackOptions, reasoner_adapters, service_environments
 from tests.conftest import MODEL_REPOSITORY
 
 ENDPOINTS = {
@@ -70,10 +70,11 @@ def test_existing_kafka_and_triton_need_no_model_repository(tmp_path: Path) -> N
     options = stack_options(parser, args, with_ehr=True)
     assert options.kafka_bootstrap == "kafka-1.internal:9092,[::1]:9093"
     assert options.triton_grpc_url == "gpu-1.internal:8001"
-    # the adapters do not follow the model repository: they are the reasoner's own files
-    assert options.model_adapters == (Path("adapters/deterioration-risk.yaml").resolve(),)
+    # the adapters do not follow the model repository: the shipped ones where up runs
+    assert options.adapters == ()
+    assert reasoner_adapters(options) == (Path("adapters").resolve(),)
     again = parser.parse_args(["up", "--with-ehr", "--adapters", "a.yaml", "--adapters", "b"])
-    assert stack_options(parser, again, with_ehr=True).model_adapters == (
+    assert stack_options(parser, again, with_ehr=True).adapters == (
         Path("a.yaml").resolve(),
         Path("b").resolve(),
     )
@@ -95,23 +96,24 @@ def test_services_use_idempotence_only_with_an_existing_kafka(tmp_path: Path) ->
         assert environment["CDSFLOW_KAFKA_BOOTSTRAP"] == "kafka-1.internal:9092"
     reasoner = service_environments(existing, ENDPOINTS)["reasoner"]
     assert reasoner["CDSFLOW_TRITON_GRPC_URL"] == "gpu-1.internal:8001"
-    adapter = tmp_path.parent / "adapters" / "deterioration-risk.yaml"
-    assert reasoner["CDSFLOW_ADAPTERS"] == str(adapter)
+    assert reasoner["CDSFLOW_ADAPTERS"] == str(Path("adapters").resolve())
 
 
-def test_the_reasoner_runs_the_repositorys_deterioration_adapter(tmp_path: Path) -> None:
+def test_the_reasoner_runs_the_shipped_adapters_or_those_given(tmp_path: Path) -> None:
     repository = Path(__file__).resolve().parents[3]
-    options = StackOptions(work_dir=tmp_path, model_repository=repository / "models", with_ehr=True)
-    [adapter] = model_adapters_of(options)
-    assert adapter == repository / "adapters" / "deterioration-risk.yaml"
-    assert load_adapter(adapter).model.triton_name == "deterioration_risk"
+    options = StackOptions(work_dir=tmp_path, model_repository=tmp_path, with_ehr=True)
+    [folder] = reasoner_adapters(options)
+    assert folder == Path("adapters").resolve()
+    shipped = {load_adapter(p).model.triton_name for p in (repository / "adapters").glob("*.yaml")}
+    # every shipped adapter's model is in the model repository
+    assert shipped <= {p.name for p in (repository / "models").iterdir() if p.is_dir()}
     given = StackOptions(
         work_dir=tmp_path,
         model_repository=tmp_path,
         with_ehr=True,
-        model_adapters=(repository / "adapters",),
+        adapters=(repository / "adapters" / "deterioration-risk.yaml",),
     )
-    assert model_adapters_of(given) == (repository / "adapters",)
+    assert reasoner_adapters(given) == (repository / "adapters" / "deterioration-risk.yaml",)
 
 
 @pytest.mark.parametrize(("setting", "expected"), [(None, "true"), ("false", "false")])

@@ -1,5 +1,6 @@
 """`cdsflow` — the operator command: `up` runs the pipeline on loopback, `demo` plays a story,
-`hook` calls a CDS service of a running `up` as its sandbox EHR would.
+`hook` calls a CDS service of a running `up` as its sandbox EHR would, `evaluate` measures a
+model adapter's versions on a labelled dataset against its gate (exit codes: its --help).
 
 `up` keeps the services running: one that exits is restarted (with backoff, one line on
 stderr each time); when the broker, Triton or the EHR that it started exits, it stops
@@ -22,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from cdsflow.runtime.evaluate_command import add_evaluate_command, run_evaluate
 from cdsflow.runtime.hook_command import add_hook_command, run_hook
 from cdsflow.runtime.processes import ProcessFailed, split_host_port
 from cdsflow.runtime.stack import CDS_SERVICE_ID, Stack, StackOptions
@@ -65,8 +67,9 @@ def command_parser() -> argparse.ArgumentParser:
             "--adapters",
             type=Path,
             action="append",
-            help="a model adapter file, or a folder of them, that the reasoner runs (repeat for "
-            "more; default: adapters/deterioration-risk.yaml)",
+            help="a model adapter file, or a folder of them, that the reasoner runs and the "
+            "listener subscribes for (repeat for more; default: the reasoner runs adapters/, "
+            "the listener keeps the vital-signs channel)",
         )
         command.add_argument("--work-dir", type=Path, help="logs and data (default: a temp dir)")
         command.add_argument(
@@ -114,6 +117,7 @@ def command_parser() -> argparse.ArgumentParser:
         "a hook token's `aud` must be it + /cds-services/{id}",
     )
     add_hook_command(commands, CDS_SERVICE_ID)
+    add_evaluate_command(commands)
     return parser
 
 
@@ -129,11 +133,6 @@ def _http_url_or_issuer(text: str) -> str:
     if not text.strip() or text != text.strip():
         raise argparse.ArgumentTypeError("an issuer and a JWKS URL must be non-empty")
     return text
-
-
-# the medication-safety adapter's model is not in models/ yet; a model Triton does not serve
-# keeps the reasoner unready, so only the deterioration adapter by default for now
-DEFAULT_ADAPTER = Path("adapters") / "deterioration-risk.yaml"
 
 
 def _holds_a_model(model_repository: Path) -> bool:
@@ -155,7 +154,7 @@ def stack_options(
     return StackOptions(
         work_dir=work_dir.resolve(),
         model_repository=model_repository,
-        model_adapters=tuple(path.resolve() for path in args.adapters or [DEFAULT_ADAPTER]),
+        adapters=tuple(path.resolve() for path in args.adapters or ()),
         with_ehr=with_ehr,
         ehr_base_url=getattr(args, "ehr_base_url", None),
         otlp_endpoint=args.otlp_endpoint,
@@ -250,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "hook":
         return run_hook(parser, args)
+    if args.command == "evaluate":
+        return run_evaluate(args)
     if args.command == "up":
         return _up(Stack(stack_options(parser, args, with_ehr=args.with_ehr)), args)
     return _demo(Stack(stack_options(parser, args, with_ehr=True)), args)
