@@ -235,3 +235,24 @@ async def test_an_impossible_value_is_dead_lettered_counted_and_never_fed() -> N
         reason="above-range",
     )
     assert refused == 1
+
+
+async def test_a_stopped_order_the_context_held_is_answered_again_without_it() -> None:
+    setup = Setup()
+    egfr = clinical_event(observation("e-1", "98979-8", 25, "mL/min/{1.73_m2}"), patient_key=KEY)
+    order = clinical_event(metformin_order("m-1"), event_id="order", patient_key=KEY)
+    stopped = clinical_event(metformin_order("m-1", "stopped"), event_id="stop", patient_key=KEY)
+    for offset, event in enumerate((egfr, order, stopped)):
+        outcome = await setup.handle(event, offset=offset)
+        assert outcome is not EventOutcome.FINISHED
+    sent = setup.models[MEDICATION.adapter.id][0].sent
+    assert [tensors["features"][0].tolist() for tensors in sent] == [
+        [25.0, 0.0],
+        [25.0, 1.0],
+        [25.0, 0.0],  # the stopped order no longer counts
+    ]
+    assert [r.event_id for r in setup.deliveries.sent] == ["event-1", "order", "stop"]
+    # a retraction of something the context never held is only ignored
+    other = clinical_event(metformin_order("m-2", "stopped"), event_id="other", patient_key=KEY)
+    assert await setup.handle(other, offset=3) is EventOutcome.FINISHED
+    assert len(setup.deliveries.sent) == 3

@@ -158,12 +158,20 @@ class ClinicalEventHandler:
             }
         )
         reference = resource_reference(event.resource)
-        if not event.usable:  # e.g. entered in error: what it said before no longer counts
-            self.contexts.forget_resource(record.partition, event.patient_reference, reference)
-            return IgnoreReason.NOT_USABLE_STATUS
+        own_readings: list[tuple[str, Reading]] = []
+        birth_date = None
+        if not event.usable:
+            # entered in error, a stopped order: what it said before no longer counts, and
+            # when the context held it, the adapters answer again (so that its card goes)
+            forgotten = self.contexts.forget_resource(
+                record.partition, event.patient_reference, reference
+            )
+            if not forgotten:
+                return IgnoreReason.NOT_USABLE_STATUS
+        else:
+            own_readings, birth_date = self._own_readings(event)
         now = self.clock()
         as_of = event.as_of(now)
-        own_readings, birth_date = self._own_readings(event)
         patient = await self._patient_context(event, record.partition, as_of)
         # the event's own values join what is kept of the patient, replacing what the same
         # resource said before (so a redelivered event changes nothing)

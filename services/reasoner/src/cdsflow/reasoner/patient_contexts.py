@@ -167,12 +167,16 @@ class PatientContexts:
             else:
                 del patient.feeds[key]
 
-    def forget_resource(self, partition: int, patient_reference: str, reference: str) -> None:
-        """A resource that may no longer be read (e.g. entered in error) leaves the context
-        of a patient held here."""
+    def forget_resource(self, partition: int, patient_reference: str, reference: str) -> bool:
+        """A resource that may no longer be read (entered in error, a stopped order) leaves
+        the context of a patient held here; True when the context held something of it."""
         patient = self.held(partition, patient_reference)
-        if patient is not None:
-            self.record_resource(partition, patient.patient_key, patient_reference, reference, ())
+        if patient is None or not any(
+            r[3] == reference for stored in patient.feeds.values() for r in stored
+        ):
+            return False
+        self.record_resource(partition, patient.patient_key, patient_reference, reference, ())
+        return True
 
     def restore(self, snapshot: ContextSnapshot) -> None:
         """A patient as the changelog holds it (the latest snapshot wins)."""
