@@ -3,8 +3,9 @@
 `features` FP32 [batch, 15] and `present` BOOL [batch, 15] share this layout, and so does the
 `contributions` output:
 
-- columns 0-6: the latest value of each NEWS2 parameter in the window (same order and units
-  as the `deterioration_score` model's `vital_signs`);
+- columns 0-6: the latest value of each NEWS2 parameter in the window (respiratory rate /min,
+  SpO2 %, inhaled oxygen %, systolic blood pressure mm[Hg], heart rate /min, temperature Cel,
+  GCS);
 - columns 7-13: each parameter's trend, the latest value minus the earliest value observed
   in the 24 h before the prediction (same unit as the parameter; present only when the
   parameter was observed at least twice in the window);

@@ -1,8 +1,8 @@
 """NEWS2 points (Royal College of Physicians 2017, SpO2 scale 1): the comparator the trained
 model is measured against, and the yardstick of the generator's tests.
 
-Same bands as the `deterioration_score` model (inclusive upper band edges); a parameter
-that was not observed scores 0, as NEWS2 charts do in practice.
+NEWS2 bands (inclusive upper band edges); a parameter that was not observed scores 0, as
+NEWS2 charts do in practice.
 """
 
 from __future__ import annotations
