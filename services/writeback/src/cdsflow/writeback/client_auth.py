@@ -154,6 +154,10 @@ class ClientAuthenticator:
         self._seen = seen
         self._clock = clock
 
+    def trusted_issuer(self, iss: str) -> TrustedIssuer | None:
+        """The configuration of an issuer that `authenticate` let in."""
+        return self._policy.issuers.get(iss)
+
     async def authenticate(self, authorization: str | None, service_path: str) -> str:
         """The caller's `iss` when the token is good; else `TokenRejected(reason)`."""
         policy = self._policy
