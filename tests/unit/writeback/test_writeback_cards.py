@@ -13,7 +13,18 @@ from cdsflow.writeback.domain.cards import MAX_SUMMARY_CHARS, card_uuid, cards_f
 from .sample_recommendations import recommendation
 
 REQUIRED = {"summary", "indicator", "source"}
-ALLOWED = {"uuid", "summary", "detail", "indicator", "source"}
+ALLOWED = {
+    "uuid",
+    "summary",
+    "detail",
+    "indicator",
+    "source",
+    "suggestions",
+    "selectionBehavior",
+    "links",
+    "overrideReasons",
+    "extension",
+}
 
 
 def assert_valid_card(card: dict[str, Any]) -> None:

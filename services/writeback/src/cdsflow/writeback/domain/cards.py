@@ -13,8 +13,9 @@ override reasons). The writeback adds to each:
 
 Rules: only active recommendations are shown; every card has a uuid (so that the EHR can
 send feedback), a summary under 140 characters, an indicator and a source label; optional
-members are omitted rather than sent empty. A recommendation without cards (one published
-before the reasoner rendered them) gets one card made from its score, unless its band is low.
+members are omitted rather than sent empty. A recommendation of an adapter without cards
+(its band has none) shows nothing; one published before recommendations named their adapter
+(and carried rendered cards) gets one card made from its score, unless its band is low.
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ def cards_for(
     band = risk_band(recommendation)
     if recommendation.cards:
         cards = list(recommendation.cards)
-    elif band in (RiskBand.MODERATE, RiskBand.HIGH):
-        cards = [_card_from_score(recommendation)]
+    elif not recommendation.adapter_id and band is not RiskBand.LOW:
+        cards = [_card_from_score(recommendation)]  # published before cards were rendered
     else:
         return []
     trace = recommendation.trace_id or trace_id
