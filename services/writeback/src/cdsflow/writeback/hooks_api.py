@@ -48,6 +48,9 @@ from cdsflow.writeback.handlers import (
 )
 from cdsflow.writeback.on_demand import OnDemandScoring, PrefetchUnavailable
 
+# stored recommendations whose rendered cards are kept (past it, the cache starts again)
+RENDERED_CARDS_KEPT = 10_000
+
 
 def cds_hooks_router(
     *,
@@ -66,6 +69,9 @@ def cds_hooks_router(
     answered `{"cards": []}`: a half-read store could hold a superseded recommendation."""
     router = APIRouter()
     by_id = {service.id: service for service in services}
+    # the cards of stored recommendations, rendered once: (recommendation id, trace id) ->
+    # cards (never changed after; the snooze filter makes a new list)
+    rendered: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
 
     @router.get("/cds-services")
     async def discovery() -> JSONResponse:
@@ -145,7 +151,13 @@ def cds_hooks_router(
                 if entry.trace_link is not None:
                     span.add_link(entry.trace_link)
                     trace_id = format(entry.trace_link.trace_id, "032x")
-                return cards_for(entry.recommendation, trace_id)
+                key = (entry.recommendation.recommendation_id, trace_id)
+                cards = rendered.get(key)
+                if cards is None:
+                    if len(rendered) >= RENDERED_CARDS_KEPT:
+                        rendered.clear()
+                    cards = rendered[key] = cards_for(entry.recommendation, trace_id)
+                return cards
         scoring = on_demand()
         if scoring is None:
             span.set_attribute("cdsflow.outcome", "no-model")
