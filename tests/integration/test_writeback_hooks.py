@@ -165,6 +165,7 @@ async def hook_writeback(
             ],
             "cds_public_base_url": PUBLIC_BASE_URL,
             "allow_loopback_http_fhir_server": True,
+            "hook_audit_flush_s": 0.1,
         }
         settings = Settings(**{**fields, **overrides})
         with recording_telemetry("writeback", pseudonym_key) as (telemetry, _):
@@ -478,3 +479,31 @@ async def test_with_triton_down_the_answer_is_no_cards_within_the_deadline(
         assert response.json() == {"cards": []}
         outcomes = writeback.on_demand("model-unavailable") + writeback.on_demand("deadline")
         assert outcomes == 1
+
+
+async def test_an_answer_with_cards_is_recorded_as_a_disclosure_audit_event_in_the_ehr(
+    writeback: HookWriteback, ehr: EhrEndpoint
+) -> None:
+    body = request_body("patient-view", "p-8", prefetch=prefetched("p-8"))
+    response = await writeback.call(DETERIORATION, body)
+    shown = [card["uuid"] for card in response.json()["cards"]]
+    assert shown
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        client = EhrClient(ehr.base_url, http)
+
+        async def audited() -> list[dict[str, Any]] | None:
+            found = await client.search(
+                "AuditEvent", [("_tag", f"urn:cdsflow:hook-instance|{body['hookInstance']}")]
+            )
+            return found or None
+
+        [audit] = await eventually(audited, timeout_s=30, what="the disclosure AuditEvent")
+    assert audit["action"] == "R"
+    assert audit["type"]["code"] == "110106"
+    caller = next(agent for agent in audit["agent"] if agent["requestor"])
+    assert caller["who"]["identifier"]["value"] == ISSUER
+    entities = [entity["what"] for entity in audit["entity"]]
+    assert {"reference": "Patient/p-8"} in entities
+    cards = [e["identifier"]["value"] for e in entities if "urn:cdsflow:card" in str(e)]
+    assert cards == shown

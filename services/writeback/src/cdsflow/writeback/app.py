@@ -51,6 +51,7 @@ from cdsflow.writeback.handlers import (
     RecommendationConsumer,
     WritebackMetrics,
 )
+from cdsflow.writeback.hook_audits import HookAuditTrail
 from cdsflow.writeback.hooks_api import cds_hooks_router
 from cdsflow.writeback.model_scoring import TritonScorer
 from cdsflow.writeback.on_demand import OnDemandScoring
@@ -147,12 +148,24 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             request_timeout_ms=round(settings.readiness_timeout_s * 1000) + 3_000,
         )
         app.state.tail = tail
+        audits = None
+        if settings.hook_audit_enabled:
+            audits = HookAuditTrail(
+                EhrClient(settings.ehr_base_url, http),
+                telemetry.metrics,
+                flush_s=settings.hook_audit_flush_s,
+            )
+        app.state.audits = audits
         app.state.publish_feedback = _feedback_publisher(consuming, settings.feedback_topic)
         try:
             consuming.start()
             tail.start()
+            if audits is not None:
+                audits.start()
             yield
         finally:
+            if audits is not None:
+                await audits.stop()
             await tail.stop()
             await consuming.stop()
             await http.aclose()
@@ -182,6 +195,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             client_auth=None if settings.hooks_auth == "off" else lambda: app.state.client_auth,
             snoozes=snoozes,
             on_demand=lambda: app.state.on_demand,
+            audits=lambda: app.state.audits,
         )
     )
 

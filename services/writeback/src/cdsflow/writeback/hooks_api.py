@@ -8,6 +8,8 @@ adapter for one patient, inside the hook's budget.
   (`on_demand.py`) within the deadline; past it, or with Triton down, `{"cards": []}`.
 - A service whose adapter has no active version answers `{"cards": []}` (shadow results are
   never shown).
+- An answer with cards is a disclosure: its AuditEvent is queued for the EHR
+  (`hook_audits.py`), off the answer's path.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from cdsflow.writeback.domain.card_snoozes import CardSnoozes, snooze_key
 from cdsflow.writeback.domain.cards import cards_for
 from cdsflow.writeback.domain.client_tokens import TokenRejected, TrustedIssuer
 from cdsflow.writeback.domain.discovery import CdsService, discovery_document
+from cdsflow.writeback.domain.hook_disclosure_audit import HookDisclosure
 from cdsflow.writeback.domain.hook_requests import (
     ORDER_HOOKS,
     HookRequest,
@@ -46,6 +49,7 @@ from cdsflow.writeback.handlers import (
     problem_response,
     unauthenticated_response,
 )
+from cdsflow.writeback.hook_audits import HookAuditTrail
 from cdsflow.writeback.on_demand import OnDemandScoring, PrefetchUnavailable
 
 # stored recommendations whose rendered cards are kept (past it, the cache starts again)
@@ -62,6 +66,7 @@ def cds_hooks_router(
     client_auth: Callable[[], ClientAuthenticator] | None,
     snoozes: CardSnoozes | None = None,
     on_demand: Callable[[], OnDemandScoring | None] = lambda: None,
+    audits: Callable[[], HookAuditTrail | None] = lambda: None,
 ) -> APIRouter:
     """Discovery (unauthenticated, as the spec allows) and the service calls (the caller's
     JWT checked by `client_auth()`; None: no authentication, development only). Until the
@@ -122,6 +127,19 @@ def cds_hooks_router(
             key = snooze_key(patient_key, service.adapter_id)
             cards = [card for card in cards if not snoozes.hides(key, card["indicator"], now)]
         span.set_attribute("cdsflow.card_count", len(cards))
+        trail = audits()
+        if cards and trail is not None:
+            trail.record(
+                HookDisclosure(
+                    patient_reference=hook_request.patient_reference,
+                    service_id=service.id,
+                    hook_instance=hook_request.hook_instance,
+                    card_uuids=[card["uuid"] for card in cards],
+                    caller=issuer.iss if issuer is not None else None,
+                    trace_id=_trace_id(span),
+                    recorded=datetime.now(UTC),
+                )
+            )
         for card in cards:
             metrics.cards_served.labels(indicator=card["indicator"]).inc()
         metrics.hook_duration.labels(hook=service.hook).observe(time.perf_counter() - started)
@@ -173,3 +191,8 @@ def cds_hooks_router(
         return cards_for(result.recommendation)
 
     return router
+
+
+def _trace_id(span: trace.Span) -> str | None:
+    context = span.get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None

@@ -109,6 +109,10 @@ class Settings(ServiceSettings):
     # the most that scoring on demand may take, prefetch fetched from the EHR included; past
     # it the call is answered {"cards": []}
     on_demand_deadline_ms: int = Field(default=400, ge=1, le=5_000)
+    # each hook answer with cards is recorded as a BALP-style AuditEvent in the EHR, written
+    # in batches every this many seconds (README "Disclosures to a hook caller")
+    hook_audit_enabled: bool = True
+    hook_audit_flush_s: float = Field(default=1.0, gt=0, le=60)
 
     # --- who may call the hooks (CDS Hooks JWT); see the README's "Authentication" ---
     # `off` only for a development setup: every hook call is then answered unauthenticated
