@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaProducer
 from bench.measures import latency_summary
 from cdsflow.models import build_model_inputs, interpret_outputs, load_adapter
 from cdsflow.models.recommendation_messages import RecommendationSubject, recommendation_message
-from cdsflow.runtime.parts import start_broker, start_triton
+from cdsflow.runtime.parts import start_broker, start_ehr, start_triton
 from cdsflow.runtime.processes import ManagedProcess, free_port, http_ok, spawn, without_otel
 from cdsflow.runtime.sandbox_ehr_client import HookSigningKey, new_private_key, sign_hook_token
 from cdsflow.runtime.story import vital_sign_observation
@@ -45,7 +45,6 @@ ISSUER = "https://ehr.bench.test/"
 STORED_PATIENT = "bench-stored"
 PSEUDONYM_KEY = secrets.token_urlsafe(32)
 TOPIC = "bench.cds-hooks.recommendations.v1"
-EHR_BASE_URL = f"http://127.0.0.1:{free_port()}/fhir"  # never called on the hook path
 # a very sick patient: the model's high band (two cards) without any trend
 SICK = (
     ("9279-1", 30, "/min"),
@@ -90,7 +89,7 @@ def hook_body(patient_id: str, with_prefetch: bool = False) -> bytes:
     return json.dumps(body).encode()
 
 
-async def publish_stored_recommendation(bootstrap: str) -> None:
+async def publish_stored_recommendation(bootstrap: str, ehr_base_url: str) -> None:
     """A high-risk recommendation for STORED_PATIENT, as the reasoner publishes it."""
     adapter = load_adapter(REPO / "adapters" / "deterioration-risk.yaml")
     reference = f"Patient/{STORED_PATIENT}"
@@ -111,7 +110,7 @@ async def publish_stored_recommendation(bootstrap: str) -> None:
             event_id=f"bench-{uuid.uuid4()}",
             patient_key=PatientKeyer(PSEUDONYM_KEY).patient_key(reference),
             patient_reference=reference,
-            ehr_base_url=EHR_BASE_URL,
+            ehr_base_url=ehr_base_url,
             produced_at=now,
             trace_id=secrets.token_hex(16),
         ),
@@ -139,13 +138,14 @@ def start_key_server(work_dir: Path, key: HookSigningKey) -> ManagedProcess:
 
 
 def start_writeback(
-    work_dir: Path, bootstrap: str, triton_grpc: str, jwks_url: str
+    work_dir: Path, bootstrap: str, triton_grpc: str, jwks_url: str, ehr_base_url: str
 ) -> ManagedProcess:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
         **without_otel(os.environ),
-        "CDSFLOW_EHR_BASE_URL": EHR_BASE_URL,
+        # the hook path never calls it; the disclosure AuditEvents are written there
+        "CDSFLOW_EHR_BASE_URL": ehr_base_url,
         "CDSFLOW_PSEUDONYM_KEY": PSEUDONYM_KEY,
         "CDSFLOW_KAFKA_BOOTSTRAP": bootstrap,
         "CDSFLOW_KAFKA_IDEMPOTENCE": "false",
@@ -256,12 +256,18 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
         parts.append(broker)
         triton = start_triton(REPO / "models", work_dir)
         parts.append(triton)
+        ehr = start_ehr(work_dir)
+        parts.append(ehr)
         keys = start_key_server(work_dir, key)
         parts.append(keys)
         bootstrap = broker.endpoints["broker"]
-        await publish_stored_recommendation(bootstrap)
+        await publish_stored_recommendation(bootstrap, ehr.endpoints["ehr"])
         writeback = start_writeback(
-            work_dir, bootstrap, triton.endpoints["triton_grpc"], keys.endpoints["jwks"]
+            work_dir,
+            bootstrap,
+            triton.endpoints["triton_grpc"],
+            keys.endpoints["jwks"],
+            ehr.endpoints["ehr"],
         )
         parts.append(writeback)
         bare = start_bare(work_dir)
@@ -311,8 +317,10 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
             "without any check; on demand: each call a new patient with prefetch (7 vital "
             "signs), scored by deterioration_risk on the Triton binary's CPU python backend "
             "within the default 400 ms deadline (answered_with_cards counts the calls scored "
-            "in time). Writeback, bare endpoint and JWKS server are processes of their own; "
-            "the load (open loop) comes from this process"
+            "in time). Each answer with cards queues its disclosure AuditEvent, written in "
+            "batches into a SEKMET EHR on the same machine. Writeback, bare endpoint, JWKS "
+            "server and EHR are processes of their own; the load (open loop) comes from this "
+            "process"
         ),
     }
 
