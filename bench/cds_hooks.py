@@ -30,7 +30,7 @@ import httpx
 import numpy as np
 from aiokafka import AIOKafkaProducer
 
-from bench.measures import latency_summary
+from bench.measures import latency_summary, percentile
 from cdsflow.models import build_model_inputs, interpret_outputs, load_adapter
 from cdsflow.models.recommendation_messages import RecommendationSubject, recommendation_message
 from cdsflow.runtime.parts import start_broker, start_ehr, start_triton
@@ -138,7 +138,13 @@ def start_key_server(work_dir: Path, key: HookSigningKey) -> ManagedProcess:
 
 
 def start_writeback(
-    work_dir: Path, bootstrap: str, triton_grpc: str, jwks_url: str, ehr_base_url: str
+    work_dir: Path,
+    bootstrap: str,
+    triton_grpc: str,
+    jwks_url: str,
+    ehr_base_url: str,
+    *,
+    hook_audits: bool = True,
 ) -> ManagedProcess:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -151,7 +157,8 @@ def start_writeback(
         "CDSFLOW_KAFKA_IDEMPOTENCE": "false",
         "CDSFLOW_RECOMMENDATIONS_TOPIC": TOPIC,
         "CDSFLOW_FEEDBACK_TOPIC": "bench.cds-hooks.feedback.v1",
-        "CDSFLOW_CONSUMER_GROUP": "bench-cds-hooks",
+        "CDSFLOW_CONSUMER_GROUP": f"bench-cds-hooks-{port}",
+        "CDSFLOW_HOOK_AUDIT_ENABLED": str(hook_audits).lower(),
         "CDSFLOW_WRITEBACK_ENABLED": "false",
         "CDSFLOW_ADAPTERS": str(REPO / "adapters" / "deterioration-risk.yaml"),
         "CDSFLOW_TRITON_GRPC_URL": triton_grpc,
@@ -161,7 +168,8 @@ def start_writeback(
         "CDSFLOW_HTTP_PORT": str(port),
         "CDSFLOW_LOG_LEVEL": "WARNING",
     }
-    process = spawn("writeback", [sys.executable, "-m", "cdsflow.writeback"], work_dir, env=env)
+    name = "writeback" if hook_audits else "writeback-no-audits"
+    process = spawn(name, [sys.executable, "-m", "cdsflow.writeback"], work_dir, env=env)
     process.endpoints["http"] = base
     process.wait_ready(lambda: http_ok(f"{base}/healthz"), 60)
     return process
@@ -270,19 +278,40 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
             ehr.endpoints["ehr"],
         )
         parts.append(writeback)
+        unaudited = start_writeback(
+            work_dir,
+            bootstrap,
+            triton.endpoints["triton_grpc"],
+            keys.endpoints["jwks"],
+            ehr.endpoints["ehr"],
+            hook_audits=False,
+        )
+        parts.append(unaudited)
         bare = start_bare(work_dir)
         parts.append(bare)
         await wait_for_stored_card(writeback.endpoints["http"], key)
+        await wait_for_stored_card(unaudited.endpoints["http"], key)
         stored = [hook_body(STORED_PATIENT) for _ in range(50)]
-        # warm both, then the measured rounds
-        await offered(writeback.endpoints["http"], key, args.offered_per_s, 2, stored)
-        await offered(bare.endpoints["http"], key, args.offered_per_s, 2, stored)
-        hooks = await offered(
-            writeback.endpoints["http"], key, args.offered_per_s, args.seconds, stored
-        )
-        baseline = await offered(
-            bare.endpoints["http"], key, args.offered_per_s, args.seconds, stored
-        )
+        # warm each, then the measured rounds
+        for part in (writeback, unaudited, bare):
+            await offered(part.endpoints["http"], key, args.offered_per_s, 2, stored)
+        # alternating rounds, so that each sees the same (shared) machine; medians reported
+        rounds: dict[str, list[dict[str, Any]]] = {
+            "writeback": [],
+            "bare": [],
+            "writeback_without_hook_audits": [],
+        }
+        for _ in range(args.rounds):
+            for name, part in (
+                ("writeback", writeback),
+                ("bare", bare),
+                ("writeback_without_hook_audits", unaudited),
+            ):
+                rounds[name].append(
+                    await offered(
+                        part.endpoints["http"], key, args.offered_per_s, args.seconds, stored
+                    )
+                )
         # on demand: a patient the writeback holds nothing for, every call
         fresh = [
             hook_body(f"bench-new-{n}", with_prefetch=True)
@@ -304,13 +333,16 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
         "command": "make bench (python -m bench.cds_hooks)",
         "load_average_1m": round(os.getloadavg()[0], 2),
         "offered_per_s": args.offered_per_s,
-        "p50_ms": hooks["latency"].get("p50_ms"),
-        "p99_ms": hooks["latency"].get("p99_ms"),
-        "bare_p99_ms": baseline["latency"].get("p99_ms"),
+        "p50_ms": _median(rounds["writeback"], "p50_ms"),
+        "p99_ms": _median(rounds["writeback"], "p99_ms"),
+        "bare_p99_ms": _median(rounds["bare"], "p99_ms"),
+        "without_hook_audits_p50_ms": _median(rounds["writeback_without_hook_audits"], "p50_ms"),
+        "without_hook_audits_p99_ms": _median(rounds["writeback_without_hook_audits"], "p99_ms"),
         "on_demand_p99_ms": on_demand["latency"].get("p99_ms"),
         "on_demand_offered_per_s": args.on_demand_per_s,
         "on_demand_deadline_ms": 400,
-        "at_offered_rate": {"writeback": hooks, "bare": baseline, "on_demand": on_demand},
+        "rounds": rounds,
+        "on_demand": on_demand,
         "notes": (
             "patient-view with a fresh ES384 JWT per call (verified, jti remembered) answered "
             "from a stored recommendation (two cards); the bare endpoint answers a fixed card "
@@ -318,18 +350,26 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
             "signs), scored by deterioration_risk on the Triton binary's CPU python backend "
             "within the default 400 ms deadline (answered_with_cards counts the calls scored "
             "in time). Each answer with cards queues its disclosure AuditEvent, written in "
-            "batches into a SEKMET EHR on the same machine. Writeback, bare endpoint, JWKS "
-            "server and EHR are processes of their own; the load (open loop) comes from this "
-            "process"
+            "batches (one transaction a second) into a SEKMET EHR on the same two cores; "
+            "without_hook_audits: a second writeback with CDSFLOW_HOOK_AUDIT_ENABLED=false, "
+            "same load; p50/p99 are the medians of the alternating rounds. Writeback, bare "
+            "endpoint, JWKS server and EHR are processes of their own; the load (open loop) "
+            "comes from this process"
         ),
     }
+
+
+def _median(rounds: list[dict[str, Any]], figure: str) -> float | None:
+    values = [r["latency"][figure] for r in rounds if figure in r["latency"]]
+    return round(percentile(values, 0.5), 2) if values else None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results.json")
     parser.add_argument("--offered-per-s", type=float, default=200.0)
-    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--on-demand-per-s", type=float, default=20.0)
     parser.add_argument("--on-demand-seconds", type=float, default=10.0)
     args = parser.parse_args()
