@@ -37,7 +37,7 @@ class HookAuditTrail:
         registry: MetricsRegistry,
         *,
         flush_s: float = 1.0,
-        batch: int = 100,
+        batch: int = 50,
         max_queued: int = 10_000,
     ) -> None:
         self._ehr = ehr
