@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from cdsflow.writeback.domain.hook_disclosure_audit import (
     HookDisclosure,
     hook_disclosure_audit,
-    hook_disclosure_criteria,
+    hook_disclosure_search,
 )
 
 DISCLOSURE = HookDisclosure(
@@ -44,13 +44,13 @@ def test_the_patient_each_card_the_call_and_the_trace_are_its_entities() -> None
     assert entities[4]["what"]["identifier"]["value"] == DISCLOSURE.trace_id
 
 
-def test_it_is_tagged_and_found_by_its_hook_instance_so_that_it_is_written_once() -> None:
+def test_it_is_tagged_and_found_by_its_hook_instance() -> None:
     audit = hook_disclosure_audit(DISCLOSURE)
 
     assert audit["meta"]["tag"] == [
         {"system": "urn:cdsflow:hook-instance", "code": DISCLOSURE.hook_instance}
     ]
-    assert hook_disclosure_criteria(DISCLOSURE.hook_instance) == (
+    assert hook_disclosure_search(DISCLOSURE.hook_instance) == (
         "_tag=urn:cdsflow:hook-instance|d1577c69-dfbe-44ad-ba6d-3e05e953b2ea"
     )
 

@@ -2,10 +2,11 @@
 
 A hook answer with cards queues its AuditEvent (`domain/hook_disclosure_audit.py`) and
 returns at once; a background task writes what is queued as one transaction Bundle of
-conditional creates every `flush_s` (or once `batch` are waiting), so a busy hook adds one
+creates every `flush_s` (or once `batch` are waiting), so a busy hook adds one
 EHR request a second, not one per call. The queue is bounded: past `max_queued`, an audit is
 dropped and counted (the hook answer never waits for the EHR). A batch the EHR does not take
-is tried again with the next one, up to three times, then dropped and counted.
+is tried again with the next one, up to three times, then dropped and counted (a batch whose
+answer was lost after the EHR took it is then recorded twice).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from cdsflow.telemetry import MetricsRegistry
 from cdsflow.writeback.domain.hook_disclosure_audit import (
     HookDisclosure,
     hook_disclosure_audit,
-    hook_disclosure_criteria,
 )
 
 logger = logging.getLogger(__name__)
@@ -113,9 +113,5 @@ class HookAuditTrail:
 def _entry(disclosure: HookDisclosure) -> dict[str, Any]:
     return {
         "resource": hook_disclosure_audit(disclosure),
-        "request": {
-            "method": "POST",
-            "url": "AuditEvent",
-            "ifNoneExist": hook_disclosure_criteria(disclosure.hook_instance),
-        },
+        "request": {"method": "POST", "url": "AuditEvent"},
     }

@@ -14,8 +14,9 @@ of patient information to that caller, recorded by the writeback (the server):
   is), the hook call (`hookInstance`, role 24 Query, with the service id as its name), and the
   trace id (BALP `XrequestId`).
 
-Tagged with the hook instance (`urn:cdsflow:hook-instance`), so that a call answered twice
-(the EHR retrying) is recorded once: it is created with `ifNoneExist` on that tag.
+Tagged with the hook instance (`urn:cdsflow:hook-instance`), so that the EHR finds it by the
+call. It is a plain create, not a conditional one: each answer is a disclosure (an EHR that
+calls twice was told twice), and a conditional create would cost the EHR a search per audit.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ class HookDisclosure:
     recorded: datetime
 
 
-def hook_disclosure_criteria(hook_instance: str) -> str:
-    """Finds the AuditEvent already written for this hook call."""
+def hook_disclosure_search(hook_instance: str) -> str:
+    """The search that finds the AuditEvents of this hook call."""
     return token_criteria("_tag", HOOK_INSTANCE_SYSTEM, hook_instance)
 
 
