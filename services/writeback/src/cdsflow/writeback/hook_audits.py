@@ -86,12 +86,12 @@ class HookAuditTrail:
         return taken
 
     async def _write(self, pending: list[tuple[HookDisclosure, int]]) -> None:
-        bundle = {
-            "resourceType": "Bundle",
-            "type": "transaction",
-            "entry": [_entry(disclosure) for disclosure, _ in pending],
-        }
         try:
+            bundle = {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [_entry(disclosure) for disclosure, _ in pending],
+            }
             await self._ehr.transaction(bundle)
         except Exception as exc:
             logger.warning(
