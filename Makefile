@@ -71,9 +71,15 @@ faults: install ## hostile-input properties at 10,000 generated requests per end
 		tests/integration/test_hostile_inputs.py -k "every_"
 
 .PHONY: model
-model: install ## retrain the reference model: models/deterioration_risk (ONNX, card) + datasets/
+model: install ## retrain the reference model (models/deterioration_risk, datasets/) and rebuild models/medication_safety
 	$(UV) run --frozen python -m cdsflow.training train \
 		--model-dir models/deterioration_risk --dataset-dir datasets/deterioration_risk
+	$(UV) run --frozen python -m cdsflow.training medication-safety --model-dir models/medication_safety
+
+.PHONY: evaluate
+evaluate: install ## evaluate every shipped adapter on its labelled dataset, on the embedded Triton (exit 1 when a gate is not met)
+	$(UV) run --frozen cdsflow evaluate adapters/deterioration-risk.yaml \
+		--report bench/deterioration-risk-evaluation.html --json bench/deterioration-risk-evaluation.json
 
 .PHONY: bench
 bench: install ## end-to-end throughput and latency, the listener, the reasoner and the CDS Hooks answers each beside a bare baseline, written to bench/results.json

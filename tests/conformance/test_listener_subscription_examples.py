@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cdsflow.fhir import validate_resource
 from cdsflow.listener.domain import (
     EMPTY,
     FULL_RESOURCE,
@@ -22,6 +23,7 @@ from cdsflow.listener.domain import (
     notification_of,
     patient_reference_of,
     read_notification_bundle,
+    validate_event_resource,
 )
 
 pytestmark = pytest.mark.conformance
@@ -175,3 +177,61 @@ def test_the_example_bundle_parses_to_the_events_it_describes(
     for event in notification.events:
         if event.resource is not None and event.focus is not None:
             assert event.focus.endswith(f"/{event.resource['resourceType']}/{event.resource['id']}")
+
+
+# the additional-context resources each example carries, per event (the others carry none)
+CONTEXT_CARRIED = {
+    "backport-ig/r4/Bundle-r4-notification-multi-resource.json": (("Patient",),),
+    "backport-ig/r4b/Bundle-r4b-notification-multi-resource.json": (("Patient",),),
+    "r5-core/examples/Bundle-notification-full-resource-with-patient.json": (("Patient",),),
+    "r5-core/examples/Bundle-notification-query-event.json": (("Patient",), ("Patient",)),
+}
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES))
+def test_the_additional_context_an_example_carries_is_found_and_valid(
+    conformance_dir: Path, example: str
+) -> None:
+    """What the listener publishes after each focus: the context resources in the Bundle,
+    each valid FHIR (they become clinical events); a context only referenced is not read."""
+    raw = (conformance_dir / SUBSCRIPTIONS / example).read_bytes()
+    try:
+        notification = read_notification_bundle(raw)
+    except NotificationRejected:  # the R5 message Bundle, checked above
+        return
+    carried = tuple(
+        tuple(resource["resourceType"] for resource in event.context_resources)
+        for event in notification.events
+    )
+    expected = CONTEXT_CARRIED.get(example, tuple(() for _ in notification.events))
+    assert carried == expected
+    for event in notification.events:
+        for resource in event.context_resources:
+            validate_resource(resource)
+
+
+# the examples whose focus is valid FHIR R5 only (the R5 Encounter's `class` is a list)
+R5_ONLY_FOCUS = {
+    "r5-core/examples/Bundle-notification-full-resource.json",
+    "r5-core/examples/Bundle-notification-full-resource-with-patient.json",
+    "r5-core/examples/Bundle-notification-query-event.json",
+}
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES))
+def test_no_example_bundle_is_refused_for_its_resources(
+    conformance_dir: Path, example: str
+) -> None:
+    """An R5 notification's resources are checked as R5: one valid in R5 only is recorded as
+    `r5-only`, never refused (a refusal would switch the EHR's Subscription off)."""
+    raw = (conformance_dir / SUBSCRIPTIONS / example).read_bytes()
+    try:
+        notification = read_notification_bundle(raw)
+    except NotificationRejected:  # the R5 message Bundle, checked above
+        return
+    r4 = [
+        validate_event_resource(event.resource, "focus", r5=notification.shape == R5)
+        for event in notification.events
+        if event.resource is not None
+    ]
+    assert (not all(r4)) == (example in R5_ONLY_FOCUS)

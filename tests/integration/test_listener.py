@@ -124,6 +124,8 @@ async def records_on(bootstrap: str, topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await consumer.start()
     try:
+        # a full metadata request first: a new client's cache may not know every partition yet
+        await consumer.topics()
         partitions = [
             TopicPartition(topic, number)
             for number in consumer.partitions_for_topic(topic) or set()
@@ -639,4 +641,85 @@ async def test_a_redelivery_to_another_replica_or_after_a_restart_publishes_noth
             changed = await client.put(url, json=resource, headers=AUTHORIZED)
             assert "already" not in outcome_issue(changed)["diagnostics"]
 
+    assert await records_on(kafka.bootstrap, settings.clinical_events_topic) == 2
+
+
+def event_notification(
+    subscription: str, event_number: int, resource: dict[str, Any]
+) -> dict[str, Any]:
+    """An R4 backport event-notification Bundle (as SEKMET sends): one full-resource event."""
+    focus = f"{NOTIFIED_EHR}/{resource['resourceType']}/{resource['id']}"
+    status = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "subscription", "valueReference": {"reference": subscription}},
+            {"name": "topic", "valueCanonical": SEKMET_ENCOUNTER_START},
+            {"name": "status", "valueCode": "active"},
+            {"name": "type", "valueCode": "event-notification"},
+            {"name": "events-since-subscription-start", "valueString": str(event_number)},
+            {
+                "name": "notification-event",
+                "part": [
+                    {"name": "event-number", "valueString": str(event_number)},
+                    {"name": "focus", "valueReference": {"reference": focus}},
+                ],
+            },
+        ],
+    }
+    return {
+        "resourceType": "Bundle",
+        "type": "history",
+        "entry": [
+            {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": status},
+            {"fullUrl": focus, "resource": resource},
+        ],
+    }
+
+
+async def test_a_redelivered_event_number_publishes_nothing_after_a_restart(
+    kafka: KafkaEndpoint, unique: str, pseudonym_key: str
+) -> None:
+    """The (Subscription, event number) index is read back from the topic too: a listener
+    restarted after publishing event 5 refuses event 5 again even when the EHR rebuilt its
+    payload with the resource's later version, and publishes event 6."""
+    settings = listener_settings(kafka.bootstrap, unique)
+    subscription = f"{NOTIFIED_EHR}/Subscription/sub-{unique}"
+    resource = respiratory_rate(f"pat-{unique}", resource_id=f"obs-{unique}")
+    later = {**resource, "meta": {**resource["meta"], "versionId": "2"}}
+
+    with recording_telemetry("listener", pseudonym_key) as (telemetry, _):
+        async with (
+            serve_app(create_app(settings, telemetry=telemetry)) as first_run,
+            httpx.AsyncClient(base_url=first_run, timeout=30) as client,
+        ):
+            first = await client.post(
+                REST_HOOK, json=event_notification(subscription, 5, resource), headers=AUTHORIZED
+            )
+            assert first.status_code == 200, first.text
+            assert "published" in outcome_issue(first)["diagnostics"]
+
+    with recording_telemetry("listener", pseudonym_key) as (telemetry, _):
+        async with (
+            serve_app(create_app(settings, telemetry=telemetry)) as restarted,
+            httpx.AsyncClient(base_url=restarted, timeout=30) as client,
+        ):
+            assert (await client.get("/readyz")).status_code == 200
+            again = await client.post(
+                REST_HOOK, json=event_notification(subscription, 5, later), headers=AUTHORIZED
+            )
+            assert again.status_code == 200
+            assert outcome_issue(again)["diagnostics"] == (
+                "notification events 5 of the Subscription already published"
+            )
+            following = await client.post(
+                REST_HOOK, json=event_notification(subscription, 6, later), headers=AUTHORIZED
+            )
+            assert "already" not in outcome_issue(following)["diagnostics"]
+
+    records = await consume_clinical_events(
+        kafka.bootstrap, settings.clinical_events_topic, f"test-{unique}", count=2
+    )
+    events = [ClinicalEvent.FromString(record.value) for record in records]
+    assert [(e.source.event_number, e.resource_version) for e in events] == [(5, "1"), (6, "2")]
+    assert {e.source.subscription_id for e in events} == {f"sub-{unique}"}
     assert await records_on(kafka.bootstrap, settings.clinical_events_topic) == 2

@@ -22,9 +22,11 @@ from cdsflow.fhir import (
     EhrError,
     SmartBackendAuth,
     StaticBearerAuth,
+    count_access_tokens,
     is_ehr_outage,
     load_signing_key,
 )
+from cdsflow.telemetry import MetricsRegistry
 from tests.support.signing_keys import KeyPairFiles, write_key_pair
 
 BASE = "https://ehr.test/fhir"
@@ -336,3 +338,62 @@ async def test_an_unreachable_token_endpoint_is_an_outage_and_frees_the_next_try
     # the refresh that failed holds nothing: the next read fetches a token and gets through
     assert await asyncio.wait_for(EhrClient(BASE, http).read("Patient", "p1"), 5) == PATIENT
     assert ehr.fhir_tokens == ["Bearer token-1"]
+
+
+def _tokens(registry: MetricsRegistry) -> dict[str, float]:
+    return {
+        outcome: registry.registry.get_sample_value(
+            "cdsflow_ehr_access_tokens_total", {"outcome": outcome}
+        )
+        or 0.0
+        for outcome in ("fetched", "failed", "cached")
+    }
+
+
+async def test_tokens_fetched_failed_and_cached_are_counted(
+    key: KeyPairFiles, clock: Clock
+) -> None:
+    """A refusal, then a token, reused twice, then replaced after it expires."""
+    refusal = httpx.Response(400, json={"error": "invalid_client"})
+    ehr = FakeEhr(key, expires_in=600, token_answers=[refusal])
+    auth = _auth(key, clock)
+    registry = MetricsRegistry("reasoner")
+    count_access_tokens(auth, registry)
+    assert _tokens(registry) == {"fetched": 0, "failed": 0, "cached": 0}  # shown from the start
+    client = _ehr_client(ehr, auth)
+
+    with pytest.raises(EhrAuthError):
+        await client.read("Patient", "p1")
+    for _ in range(3):
+        await client.read("Patient", "p1")
+    clock.advance(600)
+    await client.read("Patient", "p1")
+
+    assert _tokens(registry) == {"fetched": 2, "failed": 1, "cached": 2}
+
+
+async def test_an_unreachable_token_endpoint_counts_as_failed(
+    key: KeyPairFiles, clock: Clock
+) -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    auth = _auth(key, clock, token_url=TOKEN_URL)
+    registry = MetricsRegistry("writeback")
+    count_access_tokens(auth, registry)
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handle), auth=auth)
+
+    with pytest.raises(httpx.ConnectError):
+        await EhrClient(BASE, http, attempts=1).read("Patient", "p1")
+
+    assert _tokens(registry)["failed"] == 1
+
+
+def test_a_static_bearer_has_no_tokens_to_count() -> None:
+    registry = MetricsRegistry("listener")
+    count_access_tokens(StaticBearerAuth("static-token-0123456789"), registry)
+    count_access_tokens(None, registry)
+    assert (
+        registry.registry.get_sample_value("cdsflow_ehr_access_tokens_total", {"outcome": "cached"})
+        is None
+    )

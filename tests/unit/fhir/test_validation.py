@@ -64,3 +64,27 @@ def test_a_data_type_or_base_class_is_not_a_resource(name: str) -> None:
     with pytest.raises(InvalidResource) as caught:
         validate_resource({"resourceType": name, "id": "a"})
     assert caught.value.reason == "not-fhir"
+
+
+R5_ENCOUNTER = {
+    "resourceType": "Encounter",
+    "id": "2",
+    "status": "in-progress",
+    # R5: a list of CodeableConcepts; R4: one Coding
+    "class": [
+        {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "VR"}]}
+    ],
+    "subject": {"reference": "Patient/ABC"},
+}
+
+
+def test_an_r5_only_resource_is_valid_r5_and_not_r4() -> None:
+    validate_resource(R5_ENCOUNTER, "R5")
+    with pytest.raises(InvalidResource):
+        validate_resource(R5_ENCOUNTER)
+
+
+def test_an_r5_resource_type_unknown_to_r5_is_not_fhir() -> None:
+    with pytest.raises(InvalidResource) as refused:
+        validate_resource({"resourceType": "NotAType", "id": "x"}, "R5")
+    assert refused.value.reason == "not-fhir"

@@ -5,6 +5,7 @@ resources from a dict) for the EHR, so that every refusal path can be driven."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -70,6 +71,8 @@ class RecordingEhr:
         self.reads: list[str] = []
         self.answer: httpx.Response | None = None
         self.unreachable = False
+        # other answers by path under EHR_BASE_URL (`metadata`, `Subscription/s/$status`)
+        self.routes: dict[str, Callable[[httpx.Request], httpx.Response]] = {}
 
     def add(self, resource: dict[str, Any]) -> None:
         self.resources[f"{resource['resourceType']}/{resource['id']}"] = resource
@@ -80,6 +83,9 @@ class RecordingEhr:
             raise httpx.ConnectError("EHR down", request=request)
         if self.answer is not None:
             return self.answer
+        route = self.routes.get(request.url.path.removeprefix(httpx.URL(EHR_BASE_URL).path + "/"))
+        if route is not None:
+            return route(request)
         if request.method == "GET" and request.url.params:  # a search: every one of the type
             resource_type = request.url.path.rsplit("/", 1)[-1]
             entries = [

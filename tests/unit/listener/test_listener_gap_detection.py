@@ -3,6 +3,10 @@ grace period for notifications delivered out of order."""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta
+
+import httpx
 import pytest
 
 from cdsflow.listener.domain.channels import Channel
@@ -128,3 +132,78 @@ async def test_a_channel_without_a_recovery_search_counts_its_gap_as_unrecoverab
 
     assert not state.recovery_pending
     assert gaps(registry, "unrecoverable") == 1
+
+
+def test_a_heartbeat_period_of_silence_asks_for_a_recovery(registry: MetricsRegistry) -> None:
+    channel = Channel(name="enc", topic=TOPIC, heartbeat_period_s=60)
+    subscriptions = channel_subscriptions(registry, channel, gap_grace_s=10)
+    state = subscriptions.states["enc"]
+    state.status = "active"
+    state.active_since = datetime.now(UTC) - timedelta(seconds=65)
+
+    subscriptions.note_silence(state)
+    assert not state.recovery_pending  # within the period and the grace
+
+    state.active_since = datetime.now(UTC) - timedelta(seconds=71)
+    subscriptions.note_silence(state)
+    subscriptions.note_silence(state)  # the same silence is noted once
+    assert state.recovery_pending
+    assert state.silences == 1
+    assert (
+        registry.registry.get_sample_value(
+            "cdsflow_listener_heartbeat_silences_total", {"channel": "enc"}
+        )
+        == 1
+    )
+
+    state.recovery_pending = False
+    subscriptions.note_notification(state, 0)  # a heartbeat (or any notification) arrives
+    subscriptions.note_silence(state)
+    assert not state.recovery_pending
+
+
+def test_a_channel_without_heartbeats_is_never_silent(subscriptions: ChannelSubscriptions) -> None:
+    state = subscriptions.states["enc"]
+    state.status = "active"
+    state.active_since = datetime.now(UTC) - timedelta(days=1)
+    subscriptions.note_silence(state)
+    assert not state.recovery_pending
+
+
+async def test_an_adopted_channel_resumes_its_count_from_the_topic(
+    registry: MetricsRegistry,
+) -> None:
+    """After a restart the first notification seen is event 41, but the topic holds the
+    Subscription's events up to 30: 31 to 40 arrived while no listener ran."""
+    ehr = RecordingEhr()
+    subscription: dict[str, object] = {
+        "resourceType": "Subscription",
+        "id": "sub-1",
+        "status": "active",
+        "meta": {"tag": [{"system": "urn:cdsflow:channel", "code": "enc"}]},
+    }
+    ehr.routes["Subscription"] = lambda _: httpx.Response(
+        200,
+        json={"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": subscription}]},
+    )
+    ehr.routes["Subscription/sub-1"] = lambda request: httpx.Response(
+        200, content=request.content or json.dumps(subscription).encode()
+    )
+    channel = Channel(name="enc", topic=TOPIC)
+    subscriptions = ChannelSubscriptions(
+        [channel],
+        "a-master-secret-0123456789",
+        ehr.client(4096),
+        "https://listener.test/fhir/notifications/rest-hook",
+        30.0,
+        SubscriptionMetrics.register(registry),
+    )
+    subscriptions.highest_published_number = {"sub-1": 30}.get
+    state = subscriptions.states["enc"]
+
+    await subscriptions.check_all()
+    assert (state.subscription_id, state.last_event_number) == ("sub-1", 30)
+    assert state.recovery_pending  # adopted: what changed meanwhile is recovered
+
+    assert subscriptions.note_notification(state, 41, [41])
+    assert set(state.missing) == set(range(31, 41))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from cdsflow.contracts import ClinicalEvent, EventSource
 from cdsflow.listener.published_events import PublishedEvents
 
 
@@ -62,3 +63,45 @@ def test_it_is_not_read_back_until_told() -> None:
 def test_window_and_capacity_must_be_positive(window_s: float, max_events: int) -> None:
     with pytest.raises(ValueError, match="positive"):
         PublishedEvents(window_s=window_s, max_events=max_events)
+
+
+def published_event(
+    event_id: str, subscription_id: str = "", event_number: int = 0
+) -> ClinicalEvent:
+    return ClinicalEvent(
+        event_id=event_id,
+        source=EventSource(subscription_id=subscription_id, event_number=event_number),
+    )
+
+
+def test_a_topic_event_is_remembered_by_its_subscription_and_event_number() -> None:
+    clock = Clock()
+    published = PublishedEvents(window_s=60, max_events=10, clock=clock)
+    published.remember_event(published_event("a", "sub-1", 7))
+    assert "a" in published
+    assert published.has_event_number("sub-1", 7)
+    assert not published.has_event_number("sub-1", 8)
+    assert not published.has_event_number("sub-2", 7)  # another Subscription's count
+    assert published.event_numbers_remembered == 1
+    clock.now += 61
+    assert not published.has_event_number("sub-1", 7)
+
+
+@pytest.mark.parametrize(("subscription_id", "event_number"), [("", 7), ("sub-1", 0)])
+def test_an_event_without_a_number_is_remembered_by_its_id_only(
+    subscription_id: str, event_number: int
+) -> None:
+    published = PublishedEvents(window_s=60, max_events=10)
+    published.remember_event(published_event("a", subscription_id, event_number))
+    assert "a" in published
+    assert published.event_numbers_remembered == 0
+    assert not published.has_event_number(subscription_id, event_number)
+
+
+def test_each_index_keeps_its_own_capacity() -> None:
+    published = PublishedEvents(window_s=60, max_events=2, clock=Clock())
+    for number in (1, 2, 3):
+        published.remember_event(published_event(f"e{number}", "sub-1", number))
+    assert not published.has_event_number("sub-1", 1)
+    assert published.has_event_number("sub-1", 3)
+    assert len(published) == published.event_numbers_remembered == 2

@@ -19,7 +19,7 @@ from .in_process import (
     post_bundle,
     put_resource,
 )
-from .notification_bundles import r4_backport, subscription_status_bundle
+from .notification_bundles import TOPIC, r4_backport, subscription_status_bundle
 from .vital_signs import CHANNEL_SECRET, EHR_BASE_URL, PATIENT_NAME, respiratory_rate
 
 OBSERVATION = f"{EHR_BASE_URL}/Observation/obs-rr-1"
@@ -95,9 +95,13 @@ async def test_a_resource_without_a_patient_is_recorded_not_refused(
     assert listener.unusable_count("no-patient") == 1
 
 
+@pytest.mark.parametrize("read_back", [True, False])
 async def test_an_invalid_resource_refuses_the_bundle_and_publishes_nothing(
-    listener: Listener, publisher: RecordingPublisher
+    listener: Listener, publisher: RecordingPublisher, read_back: bool
 ) -> None:
+    """Refused at once, even while the events topic is not read back (the dedupe memory is
+    asked only about a well-formed Bundle)."""
+    listener.published.caught_up = read_back
     valid, invalid = respiratory_rate("obs-1"), respiratory_rate("obs-2")
     invalid["valueQuantity"]["value"] = PATIENT_NAME
     events = [(1, "Observation/obs-1", ()), (2, "Observation/obs-2", ())]
@@ -304,3 +308,176 @@ async def test_a_bundle_over_the_limit_is_refused(
         )
     assert response.status_code == 413
     assert publisher.events == []
+
+
+async def test_a_topic_event_carries_its_subscription_and_event_number(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    bundle = r4_backport("event-notification", [(5, OBSERVATION, ())], [respiratory_rate()])
+
+    assert (await post_bundle(listener, bundle)).status_code == 200
+
+    [event] = publisher.events
+    assert (event.source.subscription_id, event.source.event_number) == ("sub-1", 5)
+    assert event.source.topic == TOPIC
+
+
+async def test_a_redelivered_event_number_publishes_nothing_whatever_it_carries(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    """An EHR that builds the payload anew on each attempt: the retry of event 5 carries the
+    resource's later version. That version is event 6's to publish, not event 5's."""
+    first = r4_backport("event-notification", [(5, OBSERVATION, ())], [respiratory_rate()])
+    later_version = respiratory_rate(version_id="4")
+    retried = r4_backport("event-notification", [(5, OBSERVATION, ())], [later_version])
+    next_event = r4_backport("event-notification", [(6, OBSERVATION, ())], [later_version])
+
+    assert (await post_bundle(listener, first)).status_code == 200
+    again = await post_bundle(listener, retried)
+    assert again.status_code == 200
+    assert only_issue(again)["diagnostics"] == (
+        "notification events 5 of the Subscription already published"
+    )
+    assert listener.count("topic-event-notification", "already-published") == 1
+    assert listener.duplicate_count() == 1
+    assert [e.resource_version for e in publisher.events] == ["3"]
+
+    assert (await post_bundle(listener, next_event)).status_code == 200
+    assert [e.source.event_number for e in publisher.events] == [5, 6]
+
+
+async def test_a_redelivered_id_only_event_is_not_read_again(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    listener.ehr.add(respiratory_rate(patient_id="pat-7"))
+    bundle = r4_backport("event-notification", [(4, OBSERVATION, ())])
+
+    for _ in range(2):
+        assert (await post_bundle(listener, bundle)).status_code == 200
+
+    assert listener.ehr.reads == [OBSERVATION]
+    assert len(publisher.events) == 1
+
+
+async def test_only_the_new_events_of_a_bundle_are_published(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    resources = [respiratory_rate(f"obs-{n}", patient_id=f"pat-{n}") for n in range(3)]
+    events = [(n + 1, f"Observation/obs-{n}", ()) for n in range(3)]
+    await post_bundle(
+        listener, subscription_status_bundle("event-notification", events[:1], resources[:1])
+    )
+
+    response = await post_bundle(
+        listener, subscription_status_bundle("event-notification", events, resources)
+    )
+
+    assert response.status_code == 200
+    assert [e.source.event_number for e in publisher.events] == [1, 2, 3]
+
+
+def _context_count(listener: Listener, outcome: str) -> float:
+    value = listener.metrics_registry.registry.get_sample_value(
+        "cdsflow_listener_additional_context_total", {"outcome": outcome}
+    )
+    return value or 0.0
+
+
+PATIENT = f"{EHR_BASE_URL}/Patient/pat-1"
+
+
+async def test_carried_additional_context_is_published_after_the_focus(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    patient = {"resourceType": "Patient", "id": "pat-1", "meta": {"versionId": "2"}}
+    bundle = r4_backport(
+        "event-notification", [(3, OBSERVATION, (PATIENT,))], [respiratory_rate(), patient]
+    )
+
+    for _ in range(2):  # the second time: a redelivery, nothing published
+        assert (await post_bundle(listener, bundle)).status_code == 200
+
+    assert [(e.resource_type, e.source.event_number) for e in publisher.events] == [
+        ("Observation", 3),
+        ("Patient", 0),
+    ]
+    context = publisher.events[1]
+    assert context.patient_reference == "Patient/pat-1"
+    assert context.source.subscription_id == "sub-1"
+    assert _context_count(listener, "carried") == 1
+
+
+async def test_additional_context_that_cannot_be_used_never_fails_the_notification(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    """Context that is not valid FHIR, names no patient, or is only referenced: skipped and
+    counted; the focus is published all the same."""
+    invalid = {"resourceType": "Patient", "id": "pat-1", "birthDate": "not a date"}
+    ward = {"resourceType": "Location", "id": "ward-1", "name": "4 West"}
+    referenced = f"{EHR_BASE_URL}/Encounter/enc-1"
+    bundle = r4_backport(
+        "event-notification",
+        [(1, OBSERVATION, (PATIENT, f"{EHR_BASE_URL}/Location/ward-1", referenced))],
+        [respiratory_rate(), invalid, ward],
+    )
+
+    response = await post_bundle(listener, bundle)
+
+    assert response.status_code == 200
+    assert [e.resource_type for e in publisher.events] == ["Observation"]
+    assert publisher.unusable == []
+    assert listener.ehr.reads == []  # the referenced Encounter is not read
+    assert [_context_count(listener, o) for o in ("invalid", "unusable", "not-carried")] == [
+        1,
+        1,
+        1,
+    ]
+
+
+async def test_id_only_additional_context_is_not_read(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    listener.ehr.add(respiratory_rate(patient_id="pat-1"))
+    bundle = subscription_status_bundle("event-notification", [(1, OBSERVATION, (PATIENT,))])
+
+    assert (await post_bundle(listener, bundle)).status_code == 200
+
+    assert listener.ehr.reads == [OBSERVATION]
+    assert [e.resource_type for e in publisher.events] == ["Observation"]
+    assert _context_count(listener, "not-carried") == 1
+
+
+R5_ENCOUNTER: dict[str, object] = {
+    "resourceType": "Encounter",
+    "id": "enc-2",
+    "status": "in-progress",
+    "class": [
+        {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "VR"}]}
+    ],
+    "subject": {"reference": "Patient/pat-1"},
+}
+
+
+async def test_an_r5_only_resource_in_an_r5_bundle_is_recorded_not_refused(
+    listener: Listener, publisher: RecordingPublisher
+) -> None:
+    """An R5 EHR's Encounter (`class` a list): valid FHIR R5, so the notification is
+    acknowledged; cdsflow reads R4, so it is recorded on the `.dlq` twin, not published."""
+    encounter = f"{EHR_BASE_URL}/Encounter/enc-2"
+    events = [(1, encounter, ()), (2, OBSERVATION, ())]
+    resources = [dict(R5_ENCOUNTER), respiratory_rate()]
+
+    r5 = await post_bundle(
+        listener, subscription_status_bundle("event-notification", events, resources, r5=True)
+    )
+    r4b = await post_bundle(
+        listener, subscription_status_bundle("event-notification", events, resources)
+    )
+
+    assert r5.status_code == 200
+    assert [e.resource_type for e in publisher.events] == ["Observation"]
+    [(recorded, unusable)] = publisher.unusable
+    assert (recorded.resource_type, unusable.reason) == ("Encounter", "r5-only")
+    assert listener.unusable_count("r5-only", "Encounter") == 1
+    # an R4B Bundle is R4: the same Encounter is not valid there
+    assert r4b.status_code == 400

@@ -1,6 +1,6 @@
 """The medication-safety adapter against the model it declares (`medication_safety`,
-specified in libs/models/README.md and not yet in models/): a stand-in written from that
-specification shows that its outputs and the adapter's bands and cards fit together."""
+specified in libs/models/README.md, shipped in models/medication_safety): a stand-in written
+from that specification shows that its outputs and the adapter's bands and cards fit together."""
 
 from __future__ import annotations
 

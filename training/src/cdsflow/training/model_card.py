@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cdsflow.evaluation.classifier_metrics import AlertFigures
 from cdsflow.training.additive_model import N_EDGES, AdditiveRiskModel
-from cdsflow.training.held_out_metrics import AlertFigures, HeldOutMetrics, SubgroupFigures
+from cdsflow.training.held_out_metrics import HeldOutMetrics, SubgroupFigures
 from cdsflow.training.model_inputs import INPUT_NAMES, INPUT_UNITS
 
 if TYPE_CHECKING:

@@ -22,6 +22,7 @@ from cdsflow.training.evaluation_set import (
     read_evaluation_set,
     write_evaluation_set,
 )
+from cdsflow.training.fhir_evaluation_set import write_fhir_evaluation_set
 from cdsflow.training.held_out_metrics import HeldOutMetrics, measure
 from cdsflow.training.model_card import render_model_card
 from cdsflow.training.model_inputs import AGE_COLUMN
@@ -88,7 +89,8 @@ def subgroups(rows: LabelledRows) -> dict[str, npt.NDArray[np.bool_]]:
 
 
 def run(plan: TrainingPlan) -> HeldOutMetrics:
-    """Train, write the model, the held-out set, its metrics and the model card."""
+    """Train, write the model, the held-out set (JSON lines and FHIR), its metrics and the
+    model card."""
     model, onnx_bytes = train(plan)
     model_file = plan.model_dir / MODEL_FILE
     model_file.parent.mkdir(parents=True, exist_ok=True)
@@ -97,6 +99,7 @@ def run(plan: TrainingPlan) -> HeldOutMetrics:
     held_out = generate_cohort(plan.held_out_patients, held_out_seed, "heldout")
     evaluation_file = plan.dataset_dir / EVALUATION_FILE
     write_evaluation_set(held_out, evaluation_file)
+    write_fhir_evaluation_set(evaluation_file, plan.dataset_dir)
     metrics = replace(
         measure_files(model_file, evaluation_file, plan.seed),
         generator_risk_auroc=float(roc_auc_score(held_out.deteriorated, held_out.latent_risk)),

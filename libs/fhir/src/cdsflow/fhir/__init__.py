@@ -1,6 +1,7 @@
 """cdsflow FHIR: the EHR client and its auth (static bearer, SMART Backend Services), safe
 JSON parsing, edge validation, the patient reference rule and OperationOutcome bodies."""
 
+from cdsflow.fhir.access_token_metrics import AccessTokenMetrics, count_access_tokens
 from cdsflow.fhir.access_tokens import AccessToken, EhrAuthError
 from cdsflow.fhir.client import EhrClient, EhrError, is_ehr_outage
 from cdsflow.fhir.client_assertion import (
@@ -26,6 +27,7 @@ __all__ = [
     "FHIR_JSON",
     "MAX_JSON_DEPTH",
     "AccessToken",
+    "AccessTokenMetrics",
     "BackendServicesClient",
     "EhrAuthError",
     "EhrClient",
@@ -37,6 +39,7 @@ __all__ = [
     "StaticBearerAuth",
     "UnusableSigningKey",
     "client_assertion",
+    "count_access_tokens",
     "is_ehr_outage",
     "is_fhir_id",
     "is_loopback_host",

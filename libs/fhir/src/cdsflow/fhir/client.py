@@ -116,6 +116,25 @@ class EhrClient:
             query = None
         return found
 
+    async def operation(
+        self,
+        resource_type: str,
+        resource_id: str,
+        name: str,
+        params: Sequence[tuple[str, str]] = (),
+    ) -> dict[str, Any]:
+        """GET an instance operation, `{base}/{type}/{id}/${name}?params` (a `$status`, an
+        `$events`); its answer, a resource."""
+        url = f"{self.base_url}/{resource_type}/{resource_id}/${name}"
+        response = await self._send("GET", url, params=list(params))
+        if response.status_code in (404, 410):
+            raise _answered_with_error(response, "GET")
+        return self._json(response)
+
+    async def capabilities(self) -> dict[str, Any]:
+        """The EHR's CapabilityStatement (`GET {base}/metadata`)."""
+        return self._json(await self._send("GET", f"{self.base_url}/metadata"))
+
     async def search_count(self, resource_type: str, params: Sequence[tuple[str, str]] = ()) -> int:
         """How many resources match (`_summary=count`)."""
         query = [*params, ("_summary", "count")]

@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import httpx
 
@@ -45,6 +46,10 @@ class BackendServicesClient:
 TokenExchange = Generator[httpx.Request, httpx.Response, AccessToken]
 
 
+class _Counted(Protocol):
+    def inc(self) -> None: ...
+
+
 class SmartBackendAuth(httpx.Auth):
     """Bearer tokens from the EHR's token endpoint, cached, refreshed once at a time."""
 
@@ -63,6 +68,9 @@ class SmartBackendAuth(httpx.Auth):
         self._refreshing = asyncio.Lock()
         # token requests sent (tests and operators can see that tokens are reused)
         self.token_requests = 0
+        # called with `fetched`, `failed` or `cached` for each token obtained, failed to
+        # obtain, or reused (`count_access_tokens` makes it the service's metric)
+        self.on_token: Callable[[str], _Counted] | None = None
 
     def __repr__(self) -> str:
         return f"SmartBackendAuth(client_id={self._client.client_id!r})"
@@ -78,21 +86,32 @@ class SmartBackendAuth(httpx.Auth):
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         token = self._usable_token()
         for attempt in (1, 2):
-            if token is None:
+            if token is not None:
+                self._count("cached")
+            else:
                 async with self._refreshing:
                     # another request may have fetched one while this one waited
                     token = self._usable_token()
                     if token is None:
-                        exchange = self._token_exchange(request)
-                        step = next(exchange)
-                        while True:
-                            answer = yield step
-                            await answer.aread()
-                            try:
-                                step = exchange.send(answer)
-                            except StopIteration as done:
-                                token = done.value
-                                break
+                        try:
+                            exchange = self._token_exchange(request)
+                            step = next(exchange)
+                            while True:
+                                answer = yield step
+                                await answer.aread()
+                                try:
+                                    step = exchange.send(answer)
+                                except StopIteration as done:
+                                    token = done.value
+                                    break
+                        except (Exception, GeneratorExit):
+                            # refused, unreadable, or the request failed (httpx closes the
+                            # flow): no token
+                            self._count("failed")
+                            raise
+                        self._count("fetched")
+                    else:
+                        self._count("cached")
             request.headers["Authorization"] = f"Bearer {token.value}"
             response = yield request
             if response.status_code != 401 or attempt == 2:
@@ -101,6 +120,10 @@ class SmartBackendAuth(httpx.Auth):
             if self._token is token:
                 self._token = None
             token = None
+
+    def _count(self, outcome: str) -> None:
+        if self.on_token is not None:
+            self.on_token(outcome).inc()
 
     def _usable_token(self) -> AccessToken | None:
         token = self._token

@@ -9,15 +9,17 @@ element), so `json_representation_problems` checks those rules on the JSON itsel
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
 from cdsflow.fhir.json_documents import MalformedJson, parse_json_document
 from cdsflow.fhir.json_representation import json_representation_problems
 from cdsflow.fhir.references import is_fhir_id
+from fhir.resources import get_fhir_model_class as get_r5_model_class
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
+from fhir.resources.resource import Resource as R5Resource
 
 _MAX_PROBLEMS = 20
 # base classes, not resources a server can hold
@@ -51,18 +53,22 @@ def parse_resource_json(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def validate_resource(resource: dict[str, Any]) -> None:
-    """Raise `InvalidResource` unless `resource` is a valid FHIR resource of its type."""
+def validate_resource(resource: dict[str, Any], release: Literal["R4", "R5"] = "R4") -> None:
+    """Raise `InvalidResource` unless `resource` is a valid FHIR resource of its type: FHIR
+    R4 (the R4B models), or with `release="R5"` FHIR R5 (what an R5 notification carries)."""
     resource_type = resource.get("resourceType")
     if not isinstance(resource_type, str):
         raise InvalidResource(["'resourceType' is missing"], "not-fhir")
+    lookup, base = (
+        (get_fhir_model_class, Resource) if release == "R4" else (get_r5_model_class, R5Resource)
+    )
     try:
-        model = get_fhir_model_class(resource_type)
+        model = lookup(resource_type)
     except (KeyError, ValueError):
         model = None
-    if model is None or not issubclass(model, Resource) or resource_type in _ABSTRACT_RESOURCES:
+    if model is None or not issubclass(model, base) or resource_type in _ABSTRACT_RESOURCES:
         # the unknown name is not repeated: a client may put anything there
-        raise InvalidResource(["'resourceType' is not a FHIR R4 resource type"], "not-fhir")
+        raise InvalidResource([f"'resourceType' is not a FHIR {release} resource type"], "not-fhir")
     if "id" in resource and not is_fhir_id(resource["id"]):
         raise InvalidResource(["id: not a FHIR id ([A-Za-z0-9-.]{1,64})"])
     try:

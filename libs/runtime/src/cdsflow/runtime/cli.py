@@ -1,5 +1,6 @@
 """`cdsflow` — the operator command: `up` runs the pipeline on loopback, `demo` plays a story,
-`hook` calls a CDS service of a running `up` as its sandbox EHR would.
+`hook` calls a CDS service of a running `up` as its sandbox EHR would, `evaluate` measures a
+model adapter's versions on a labelled dataset against its gate (exit codes: its --help).
 
 `up` keeps the services running: one that exits is restarted (with backoff, one line on
 stderr each time); when the broker, Triton or the EHR that it started exits, it stops
@@ -22,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from cdsflow.runtime.evaluate_command import add_evaluate_command, run_evaluate
 from cdsflow.runtime.hook_command import add_hook_command, run_hook
 from cdsflow.runtime.processes import ProcessFailed, split_host_port
 from cdsflow.runtime.stack import CDS_SERVICE_ID, Stack, StackOptions
@@ -107,6 +109,7 @@ def command_parser() -> argparse.ArgumentParser:
         "a hook token's `aud` must be it + /cds-services/{id}",
     )
     add_hook_command(commands, CDS_SERVICE_ID)
+    add_evaluate_command(commands)
     return parser
 
 
@@ -230,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "hook":
         return run_hook(parser, args)
+    if args.command == "evaluate":
+        return run_evaluate(args)
     if args.command == "up":
         return _up(Stack(stack_options(parser, args, with_ehr=args.with_ehr)), args)
     return _demo(Stack(stack_options(parser, args, with_ehr=True)), args)

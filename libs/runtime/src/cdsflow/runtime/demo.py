@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from typing import Any
 
 import httpx
 
 from cdsflow.fhir import EhrClient
+from cdsflow.runtime.ehr_setup import EhrAuthMisconfigured, ehr_http_client
 from cdsflow.runtime.scenario import (
     PlayedPatient,
     describe_trace,
@@ -55,8 +57,14 @@ async def _wait_for_trace(
 async def run_demo(stack: Stack) -> int:
     endpoints = stack.endpoints
     signing_key = stack.hook_signing_key
-    async with httpx.AsyncClient(timeout=15) as http:
-        ehr = EhrClient(endpoints["ehr"], http)
+    try:
+        # the story is written as the services read: with CDSFLOW_EHR_AUTH (see ehr_setup)
+        ehr_http = ehr_http_client(endpoints["ehr"], 15)
+    except EhrAuthMisconfigured as exc:
+        print(f"cdsflow demo: {exc}", file=sys.stderr)
+        return 1
+    async with httpx.AsyncClient(timeout=15) as http, ehr_http:
+        ehr = EhrClient(endpoints["ehr"], ehr_http)
         print("\nWriting the story to the EHR: 2 patients, 3 rounds of vital signs each ...")
         played = await write_story(ehr)
         assessments = {

@@ -3,8 +3,9 @@ its sandbox EHR would, and print the service's JSON answer on stdout.
 
 The request is what an EHR sends when a chart opens: a fresh `hookInstance`, `fhirServer`
 (the EHR), `context.userId` and `context.patientId`, and the service's declared `prefetch`
-read from the EHR. It is signed with the sandbox EHR's key (its path is in the endpoints
-file that `up --endpoints-file` wrote). Exit codes: 0 answered (2xx), 1 the call failed or
+read from the EHR (with the services' EHR auth, `CDSFLOW_EHR_AUTH`: see `ehr_setup`). It is
+signed with the sandbox EHR's key (its path is in the endpoints file that
+`up --endpoints-file` wrote). Exit codes: 0 answered (2xx), 1 the call failed or
 was refused (a message on stderr), 2 bad usage.
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 import httpx
 
 from cdsflow.fhir import FHIR_JSON, is_fhir_id
+from cdsflow.runtime.ehr_setup import EhrAuthMisconfigured, ehr_http_client
 from cdsflow.runtime.sandbox_ehr_client import HookSigningKey, call_service
 from cdsflow.runtime.scenario import patient_view_request
 
@@ -65,7 +67,7 @@ def run_hook(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 1
     try:
         answer = asyncio.run(_call(endpoints, args.service, args.patient, key))
-    except (httpx.HTTPError, HookCallFailed) as exc:
+    except (httpx.HTTPError, HookCallFailed, EhrAuthMisconfigured) as exc:
         print(f"cdsflow hook: {_describe(exc)}", file=sys.stderr)
         return 1
     print(json.dumps(answer, indent=2))
@@ -77,7 +79,7 @@ class HookCallFailed(Exception):
 
 
 def _describe(exc: Exception) -> str:
-    if isinstance(exc, HookCallFailed):
+    if isinstance(exc, (HookCallFailed, EhrAuthMisconfigured)):
         return str(exc)
     return f"the call failed ({type(exc).__name__}: {exc})"
 
@@ -86,7 +88,7 @@ async def _call(
     endpoints: dict[str, Any], service_id: str, patient_id: str, key: HookSigningKey
 ) -> Any:
     cds_services, ehr = endpoints["cds_services"], endpoints["ehr"]
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with httpx.AsyncClient(timeout=30) as http, ehr_http_client(ehr, 30) as ehr_http:
         discovery = await http.get(cds_services)
         services = discovery.json().get("services", []) if discovery.is_success else []
         service = next((s for s in services if s.get("id") == service_id), None)
@@ -95,7 +97,7 @@ async def _call(
         request = patient_view_request(patient_id, ehr)
         templates = service.get("prefetch") or {}
         if templates:
-            request["prefetch"] = await prefetched(http, ehr, templates, request["context"])
+            request["prefetch"] = await prefetched(ehr_http, ehr, templates, request["context"])
         response = await call_service(http, f"{cds_services}/{service_id}", request, key)
     if not response.is_success:
         raise HookCallFailed(f"the service answered {response.status_code}: {response.text}")

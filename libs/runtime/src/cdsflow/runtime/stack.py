@@ -19,7 +19,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cdsflow.fhir import is_loopback_host
-from cdsflow.runtime.ehr_topics import VITAL_SIGNS_TOPIC_URL, define_vital_signs_topic
+from cdsflow.models import ModelAdapter, load_adapter
+from cdsflow.models.adapter_catalogue import load_adapters
+from cdsflow.runtime.adapter_channels import ListenerChannels, adapter_channels
+from cdsflow.runtime.ehr_topics import VITAL_SIGNS_TOPIC_URL, define_topic, define_vital_signs_topic
 from cdsflow.runtime.parts import start_broker, start_ehr, start_triton
 from cdsflow.runtime.processes import (
     ManagedProcess,
@@ -82,9 +85,12 @@ class StackOptions:
     # (issuer, JWKS URL) pairs, and the writeback's URL as those EHRs call it (a token's `aud`)
     trusted_ehr_issuers: tuple[tuple[str, str], ...] = ()
     cds_public_url: str | None = None
-    # the Subscriptions the listener keeps on the EHR (its CDSFLOW_CHANNELS); None: the
-    # vital-signs channel (a topic on the embedded EHR, criteria on yours); (): none, make
-    # them yourself with `channel_secret`
+    # the adapter files (or folders of them) of the models run: the listener's channels are
+    # derived from what they declare (`adapter_channels`); none: the vital-signs channel
+    adapters: tuple[Path, ...] = ()
+    # the Subscriptions the listener keeps on the EHR (its CDSFLOW_CHANNELS); None: those the
+    # adapters need, or without adapters the vital-signs channel (a topic on the embedded
+    # EHR, criteria on yours); (): none, make them yourself with `channel_secret`
     channels: tuple[dict[str, Any], ...] | None = None
     # the listener's rest-hook URL as the EHR reaches it (default: the loopback one)
     listener_public_url: str | None = None
@@ -97,6 +103,9 @@ class Stack:
         if not options.with_ehr and not options.ehr_base_url:
             raise ValueError("give an EHR base URL, or start the embedded EHR")
         self.options = options
+        # what the listener subscribes to, worked out before anything starts (an adapter
+        # file that is wrong stops `up` here)
+        self.listener_channels = listener_channels_of(options)
         self.parts: list[ManagedProcess] = []
         self.endpoints: dict[str, str] = {}
         self.collector: TraceCollector | None = None
@@ -150,6 +159,8 @@ class Stack:
             essential.append(ehr)
             ehr_base_url = ehr.endpoints["ehr"]
             define_vital_signs_topic(ehr_base_url)
+            for topic in self.listener_channels.ehr_topics:
+                define_topic(ehr_base_url, topic)
         else:
             assert options.ehr_base_url is not None
             ehr_base_url = options.ehr_base_url.rstrip("/")
@@ -172,7 +183,7 @@ class Stack:
         self.supervisor = Supervisor(options.restart_policy)
         self.supervisor.restart_when_exited(started)
         self.supervisor.stop_all_when_exited(essential)
-        if channels_of(options):
+        if self.listener_channels.channels:
             states = wait_until_channels_active(by_name["listener"], options.service_timeout_s)
             self.endpoints["subscription"] = f"{ehr_base_url}/Subscription/{states[0]['id']}"
 
@@ -265,10 +276,31 @@ def service_environments(
 
 
 def channels_of(options: StackOptions) -> tuple[dict[str, Any], ...]:
-    """The listener's channels: as given, else the vital-signs one for the EHR in use."""
+    """The listener's channels (see `listener_channels_of`)."""
+    return listener_channels_of(options).channels
+
+
+def listener_channels_of(options: StackOptions) -> ListenerChannels:
+    """The listener's channels and the topics to define on the embedded EHR for them: as
+    given, else those the adapters need, else the vital-signs one, for the EHR in use."""
     if options.channels is not None:
-        return options.channels
-    return EMBEDDED_EHR_CHANNELS if options.with_ehr else DEFAULT_CHANNELS
+        return ListenerChannels(options.channels)
+    if options.adapters:
+        adapters = adapters_in(options.adapters)
+        return adapter_channels(adapters, embedded_ehr=options.with_ehr)
+    return ListenerChannels(EMBEDDED_EHR_CHANNELS if options.with_ehr else DEFAULT_CHANNELS)
+
+
+def adapters_in(paths: tuple[Path, ...]) -> list[ModelAdapter]:
+    """The adapters of files, and of every adapter file in folders; `AdapterFileError` names
+    the line of one that is wrong."""
+    adapters: list[ModelAdapter] = []
+    for path in paths:
+        if path.is_dir():
+            adapters += load_adapters(path).values()
+        else:
+            adapters.append(load_adapter(path))
+    return adapters
 
 
 def _on_loopback_http(url: str) -> bool:

@@ -21,7 +21,7 @@ from cdsflow.contracts import (
     ClinicalEvent,
     dead_letter_topic,
 )
-from cdsflow.fhir import FHIR_JSON, EhrClient
+from cdsflow.fhir import FHIR_JSON, EhrClient, count_access_tokens
 from cdsflow.listener.domain import UnusableResource
 from cdsflow.listener.ehr_reads import ehr_http_client
 from cdsflow.listener.gap_recovery import recover_gap
@@ -158,6 +158,9 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         await publisher.connect()
         published = PublishedEvents(settings.dedupe_window_s, settings.dedupe_max_events)
         metrics.published_events_remembered.set_function(lambda: len(published))
+        metrics.published_event_numbers_remembered.set_function(
+            lambda: published.event_numbers_remembered
+        )
         tail = published_events_tail(
             published,
             settings.kafka_bootstrap,
@@ -170,8 +173,10 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         # take notifications once the topic is read back; with Kafka down, start anyway
         # (not ready: notifications get 503 until it is)
         await published.wait_caught_up(settings.publish_timeout_s)
+        auth = ehr_auth(settings)
+        count_access_tokens(auth, telemetry.metrics)
         ehr_http = ehr_http_client(
-            settings.ehr_read_timeout_s, settings.max_notification_bytes, auth=ehr_auth(settings)
+            settings.ehr_read_timeout_s, settings.max_notification_bytes, auth=auth
         )
         HTTPXClientInstrumentor.instrument_client(
             ehr_http, tracer_provider=telemetry.tracer_provider
@@ -196,6 +201,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             subscriptions=subscriptions,
         )
         subscriptions.recover = partial(recover_gap, app.state.intake, subscription_metrics)
+        subscriptions.highest_published_number = published.highest_event_number
         # after the intake is in place: creating a Subscription makes the EHR call at once
         subscriptions.start()
         try:

@@ -49,7 +49,9 @@ class ListenerMetrics:
     unusable_resources: Counter
     duplicate_events: Counter
     published_events_remembered: Gauge
+    published_event_numbers_remembered: Gauge
     publish_seconds: Histogram
+    additional_context: Counter
 
     @classmethod
     def register(cls, registry: MetricsRegistry) -> ListenerMetrics:
@@ -73,9 +75,20 @@ class ListenerMetrics:
                 "listener_published_events_remembered",
                 "Event ids in the dedupe memory (read back from the topic, within the window)",
             ),
+            published_event_numbers_remembered=registry.gauge(
+                "listener_published_event_numbers_remembered",
+                "(Subscription, event number) pairs in the dedupe memory (within the window)",
+            ),
             publish_seconds=registry.histogram(
                 "listener_publish_seconds",
                 "Time from publish to the broker's acknowledgement of a clinical event",
+            ),
+            additional_context=registry.counter(
+                "listener_additional_context",
+                "Additional-context resources of notification events, by outcome: carried "
+                "(published unless already on the topic), invalid, unusable (no patient here), "
+                "not-carried (referenced only: not read)",
+                ("outcome",),
             ),
         )
 
@@ -137,7 +150,7 @@ async def publish_acked(intake: NotificationIntake, event: ClinicalEvent) -> boo
         started = time.perf_counter()
         await intake.publisher.publish(event)
         intake.metrics.publish_seconds.observe(time.perf_counter() - started)
-        intake.published.remember(event_id)
+        intake.published.remember_event(event)
     finally:
         del intake.publishing[event_id]
         done.set_result(None)

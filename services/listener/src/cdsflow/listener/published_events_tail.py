@@ -35,8 +35,7 @@ def published_events_tail(
             event = ClinicalEvent.FromString(record.value)
         except DecodeError:
             return  # not ours to judge here; the reasoner dead-letters it
-        if event.event_id:
-            published.remember(event.event_id, record.timestamp / 1000)
+        published.remember_event(event, record.timestamp / 1000)
 
     def caught_up() -> None:
         published.caught_up = True

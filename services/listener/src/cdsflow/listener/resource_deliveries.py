@@ -9,6 +9,7 @@ from typing import Any
 
 from cdsflow.contracts import ClinicalEvent, NotificationKind
 from cdsflow.listener.domain import (
+    R5_ONLY,
     UnusableResource,
     build_clinical_event,
     canonical_json,
@@ -56,3 +57,29 @@ def resource_delivery(
         received_at=received_at,
     )
     return EventDelivery(event)
+
+
+def r5_only_delivery(
+    intake: NotificationIntake,
+    resource: dict[str, Any],
+    kind: NotificationKind.ValueType,
+    received_at: datetime,
+) -> EventDelivery:
+    """A resource valid in FHIR R5 only (an R5 notification's): acknowledged and recorded,
+    never refused (a refusal would switch the Subscription off), and not published, since
+    every reader of the clinical events reads FHIR R4."""
+    event = build_clinical_event(
+        resource,
+        canonical_json(resource),
+        kind=kind,
+        ehr_base_url=intake.settings.ehr_base_url,
+        patient_reference="",
+        patient_key="",
+        received_at=received_at,
+    )
+    unusable = UnusableResource(
+        R5_ONLY,
+        "the resource is valid FHIR R5 but not FHIR R4, which cdsflow reads",
+        "focus",
+    )
+    return EventDelivery(event, unusable)

@@ -54,7 +54,8 @@ class Settings(ServiceSettings):
     notification_endpoint: str | None = None
     subscription_check_interval_s: float = Field(default=30.0, gt=0)
     # How long an event number may be missing (EHRs deliver concurrently, out of order)
-    # before it is a gap, recovered by a search.
+    # before it is a gap, and how long past its heartbeat period a heartbeat channel may be
+    # silent; either is recovered ($status, $events, else the recovery search).
     gap_grace_s: float = Field(default=10.0, gt=0)
     # A ping's search for what changed: after a start, how far back the first one looks.
     ping_lookback_s: float = Field(default=3600.0, gt=0)

@@ -27,6 +27,7 @@ from prometheus_client import Counter, Gauge
 from cdsflow.fhir import EhrClient, EhrError
 from cdsflow.listener.domain.channel_secret import bearer_secret_matches
 from cdsflow.listener.domain.channels import Channel, channel_tag, subscription_resource
+from cdsflow.listener.domain.subscription_queries import subscription_operations
 from cdsflow.telemetry import MetricsRegistry
 
 log = logging.getLogger("cdsflow.listener")
@@ -65,8 +66,17 @@ class ChannelState:
     recovery_pending: bool = False
     # event numbers counted by the EHR but not received yet, with when they went missing
     missing: dict[int, float] = field(default_factory=dict)
+    # numbers missing past the grace period: a gap, what recovery asks `$events` for
+    unrecovered: set[int] = field(default_factory=set)
+    # what the EHR's `$status` last counted (`events-since-subscription-start`)
+    events_counted_by_ehr: int | None = None
+    # since when the Subscription is active (a heartbeat channel's silence counts from here)
+    active_since: datetime | None = None
+    # the start of the last silence noted (each silence is noted once)
+    silence_noted_for: datetime | None = None
     gaps_detected: int = 0
     gaps_recovered: int = 0
+    silences: int = 0
 
     def as_json(self) -> dict[str, Any]:
         """For `GET /subscriptions`: never the secret."""
@@ -85,6 +95,9 @@ class ChannelState:
             "reactivations": self.reactivations,
             "recovery_pending": self.recovery_pending,
             "missing_events": len(self.missing),
+            "unrecovered_events": len(self.unrecovered),
+            "events_counted_by_ehr": self.events_counted_by_ehr,
+            "heartbeat_silences": self.silences,
             "gaps_detected": self.gaps_detected,
             "gaps_recovered": self.gaps_recovered,
         }
@@ -96,6 +109,7 @@ class SubscriptionMetrics:
     reactivations: Counter
     gaps: Counter
     recovered_events: Counter
+    heartbeat_silences: Counter
 
     @classmethod
     def register(cls, registry: MetricsRegistry) -> SubscriptionMetrics:
@@ -113,12 +127,18 @@ class SubscriptionMetrics:
             gaps=registry.counter(
                 "listener_gaps",
                 "Gaps in a channel's notifications, by outcome: detected, recovered, "
-                "unrecoverable (no search to recover with)",
+                "unrecoverable (no $events and no search to recover with)",
                 ("channel", "outcome"),
             ),
             recovered_events=registry.counter(
                 "listener_recovered_events",
                 "Events published by gap recovery (not already on the topic)",
+                ("channel",),
+            ),
+            heartbeat_silences=registry.counter(
+                "listener_heartbeat_silences",
+                "A heartbeat channel heard nothing for its heartbeat period (and the grace): "
+                "the EHR's $status is asked what was missed",
                 ("channel",),
             ),
         )
@@ -141,15 +161,21 @@ class ChannelSubscriptions:
         self._endpoint = endpoint
         self._check_interval_s = check_interval_s
         self._gap_grace_s = gap_grace_s
-        self._metrics = metrics
+        self.metrics = metrics
         self.states = {
             channel.name: ChannelState(channel, channel_secret(master_secret, channel))
             for channel in channels
         }
         self._task: asyncio.Task[None] | None = None
+        # the EHR's Subscription operations (`status`, `events`), read once from its metadata
+        self._operations: frozenset[str] | None = None
         self._wake = asyncio.Event()
         # set by the app once the intake exists: searches and publishes what a gap missed
         self.recover: Callable[[ChannelState], Awaitable[None]] | None = None
+        # set by the app: a Subscription's highest event number read back from the events
+        # topic, where an adopted channel's count resumes (so what arrived while no listener
+        # ran shows as missing)
+        self.highest_published_number: Callable[[str], int | None] | None = None
 
     def start(self) -> None:
         if self.states:
@@ -205,6 +231,18 @@ class ChannelSubscriptions:
             self._wake.set()  # to look again once the grace period is over
         return bool(state.missing)
 
+    def note_status_error(self, state: ChannelState) -> None:
+        """A notification whose status says `error` (the EHR failed deliveries): what it
+        failed to deliver is recovered at once (the check loop wakes), and the Subscription
+        re-activated if the EHR keeps it in `error`."""
+        if not state.recovery_pending:
+            log.warning(
+                "the EHR reports the channel's Subscription in error",
+                extra={"channel": state.channel.name},
+            )
+        state.recovery_pending = True
+        self._wake.set()
+
     def note_overdue_gaps(self, state: ChannelState) -> None:
         """Numbers missing for longer than the grace period: a gap, to recover."""
         horizon = time.monotonic() - self._gap_grace_s
@@ -213,12 +251,58 @@ class ChannelSubscriptions:
             return
         for number in overdue:
             del state.missing[number]
+            state.unrecovered.add(number)
         state.gaps_detected += 1
         state.recovery_pending = True
-        self._metrics.gaps.labels(state.channel.name, "detected").inc()
+        self.metrics.gaps.labels(state.channel.name, "detected").inc()
         log.warning(
             "gap in the channel's notifications",
             extra={"channel": state.channel.name, "missing_events": len(overdue)},
+        )
+
+    def note_silence(self, state: ChannelState) -> None:
+        """A heartbeat channel that heard nothing (no event, no heartbeat) for its heartbeat
+        period and the grace: notifications may have been lost; recovery asks `$status`."""
+        period = state.channel.heartbeat_period_s
+        quiet_since = state.last_notification_at or state.active_since
+        if period is None or quiet_since is None or state.status != "active":
+            return
+        if state.silence_noted_for == quiet_since:
+            return
+        if (datetime.now(UTC) - quiet_since).total_seconds() < period + self._gap_grace_s:
+            return
+        state.silence_noted_for = quiet_since
+        state.silences += 1
+        state.recovery_pending = True
+        self.metrics.heartbeat_silences.labels(state.channel.name).inc()
+        log.warning(
+            "no heartbeat from the EHR within the channel's heartbeat period",
+            extra={"channel": state.channel.name},
+        )
+
+    async def ehr_operations(self) -> frozenset[str]:
+        """The Subscription operations the EHR offers (`status`, `events`), from its
+        CapabilityStatement, read once; none when it cannot be read (read again next time)."""
+        if self._operations is None:
+            try:
+                self._operations = subscription_operations(await self._ehr.capabilities())
+            except EhrError as exc:
+                log.warning(
+                    "cannot read the EHR's CapabilityStatement",
+                    extra={"status_code": exc.status_code},
+                )
+                return frozenset()
+        return self._operations
+
+    def note_unrecoverable(self, state: ChannelState) -> None:
+        """Nothing to recover with: no `$events` to ask, no recovery search."""
+        state.recovery_pending = False
+        state.unrecovered.clear()
+        self.metrics.gaps.labels(state.channel.name, "unrecoverable").inc()
+        log.warning(
+            "a gap cannot be recovered: the EHR offers no $events and the channel declares "
+            "no recovery_search",
+            extra={"channel": state.channel.name},
         )
 
     def _next_gap_due_s(self) -> float | None:
@@ -241,22 +325,17 @@ class ChannelSubscriptions:
                 )
             self._show(state)
             self.note_overdue_gaps(state)
+            self.note_silence(state)
             if state.recovery_pending and state.status == "active":
                 await self.recover_missed(state)
 
     async def recover_missed(self, state: ChannelState) -> None:
-        """Search and publish what the channel may have missed (a channel without a
-        recovery search: counted as unrecoverable)."""
-        if state.channel.search_for_gaps is None:
-            state.recovery_pending = False
-            self._metrics.gaps.labels(state.channel.name, "unrecoverable").inc()
-            log.warning(
-                "a gap cannot be recovered: the channel declares no recovery_search",
-                extra={"channel": state.channel.name},
-            )
-            return
+        """Recover what the channel may have missed (`gap_recovery`: `$status`, then
+        `$events` or the recovery search); without a way to recover: unrecoverable."""
         if self.recover is not None:
             await self.recover(state)
+        elif state.channel.search_for_gaps is None:
+            self.note_unrecoverable(state)
 
     async def _keep_active(self) -> None:
         while True:
@@ -291,9 +370,19 @@ class ChannelSubscriptions:
             current = await self._ehr.update(self._wanted(state, current))
             state.recovery_pending = True  # what the EHR failed to deliver is searched for
             state.reactivations += 1
-            self._metrics.reactivations.labels(state.channel.name).inc()
-        state.subscription_id = str(current.get("id") or state.subscription_id)
-        state.status = str(current.get("status") or "unknown")
+            self.metrics.reactivations.labels(state.channel.name).inc()
+        found_id = current.get("id") or state.subscription_id
+        state.subscription_id = str(found_id) if found_id else None
+        if (
+            state.last_event_number is None
+            and state.subscription_id is not None
+            and self.highest_published_number is not None
+        ):
+            state.last_event_number = self.highest_published_number(state.subscription_id)
+        status = str(current.get("status") or "unknown")
+        if status == "active" and state.status != "active":
+            state.active_since = datetime.now(UTC)
+        state.status = status
         error = current.get("error")
         state.error = error if isinstance(error, str) else None
         state.last_checked_at = datetime.now(UTC)
@@ -324,7 +413,7 @@ class ChannelSubscriptions:
     def _show(self, state: ChannelState) -> None:
         for status in SUBSCRIPTION_STATUSES:
             value = 1 if state.status == status else 0
-            self._metrics.status.labels(state.channel.name, status).set(value)
+            self.metrics.status.labels(state.channel.name, status).set(value)
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -3,45 +3,32 @@
 handshake, heartbeat and query-status are acknowledged and counted (a 2xx to the handshake is
 what activates the channel). event-notification and query-event become one `ClinicalEvent`
 per event: the resource the Bundle carries (full-resource), or the focus read from the
-configured EHR (id-only); an empty payload is acknowledged and counted. Every event is on
-Kafka, published or recorded as unusable, before the 2xx.
+configured EHR (id-only), with its carried additional context (`notification_events`); an
+empty payload is searched for (a channel with a recovery search) or acknowledged and
+counted. Every event is on Kafka, published or recorded as unusable, before the 2xx; a
+redelivered event (same Subscription and event number) publishes nothing.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 from fastapi import Response
 from opentelemetry import trace
 
 from cdsflow.contracts import NotificationKind
-from cdsflow.fhir import (
-    EhrError,
-    InvalidResource,
-    operation_outcome,
-    validate_resource,
-)
+from cdsflow.fhir import EhrError, operation_outcome
 from cdsflow.listener.changed_since import publish_changed_since_checkpoint
 from cdsflow.listener.domain import (
     EVENT_TYPES,
-    FOCUS_NOT_FOUND,
-    FOREIGN_FOCUS,
     TOPIC_NOTIFICATION,
-    UNREADABLE_FOCUS,
-    NotificationEvent,
     NotificationRejected,
     SubscriptionNotification,
-    UnusableResource,
-    build_focus_record,
-    focus_on_ehr,
     topic_kind,
-    validate_event_resource,
 )
 from cdsflow.listener.domain.rejections import bad_request
 from cdsflow.listener.ehr_failures import worth_a_retry
-from cdsflow.listener.ehr_reads import EhrAnswerTooLarge
 from cdsflow.listener.intake import (
     NotificationIntake,
     PublishUnavailable,
@@ -53,16 +40,16 @@ from cdsflow.listener.intake import (
     retry_later,
     unusable_outcome,
 )
-from cdsflow.listener.resource_deliveries import EventDelivery, resource_delivery
+from cdsflow.listener.notification_events import (
+    EhrUnavailable,
+    checked_resources,
+    event_deliveries,
+    unpublished_events,
+)
+from cdsflow.listener.resource_deliveries import EventDelivery
 from cdsflow.listener.subscriptions import ChannelState
 
-FULL_RESOURCE_KIND = NotificationKind.NOTIFICATION_KIND_TOPIC_FULL_RESOURCE
-ID_ONLY_KIND = NotificationKind.NOTIFICATION_KIND_TOPIC_ID_ONLY
 EMPTY_KIND = NotificationKind.NOTIFICATION_KIND_TOPIC_EMPTY
-
-
-class EhrUnavailable(Exception):
-    """The EHR could not be read: the notification is answered 503 and retried."""
 
 
 async def receive_topic_notification(
@@ -105,9 +92,18 @@ async def receive_topic_notification(
             return await _search_what_changed(intake, kind, channel, search, notification)
         received_at = datetime.now(UTC)
         try:
-            deliveries = await event_deliveries(notification, intake, received_at)
+            checked = checked_resources(notification)
         except NotificationRejected as rejection:
             return refused(intake, kind, rejection)
+        try:
+            fresh = await unpublished_events(intake, checked)
+        except PublishUnavailable as exc:
+            return retry_later(intake, kind, exc)
+        if notification.events and not fresh.events:
+            _note_numbers(intake, channel, notification)
+            return _all_already_published(intake, kind, notification)
+        try:
+            deliveries = await event_deliveries(fresh, intake, received_at)
         except EhrUnavailable as exc:
             return retry_later(intake, kind, exc, what="the EHR")
         already_published: set[str] = set()
@@ -164,6 +160,22 @@ async def _search_what_changed(
     )
 
 
+def _all_already_published(
+    intake: NotificationIntake, kind: str, notification: SubscriptionNotification
+) -> Response:
+    numbers = ", ".join(str(event.event_number) for event in notification.events)
+    intake.count(kind, "already-published")
+    trace.get_current_span().set_attribute("cdsflow.outcome", "already-published")
+    return outcome_response(
+        200,
+        operation_outcome(
+            "informational",
+            f"notification events {numbers} of the Subscription already published",
+            "information",
+        ),
+    )
+
+
 def _note_numbers(
     intake: NotificationIntake,
     channel: ChannelState | None,
@@ -177,6 +189,8 @@ def _note_numbers(
         channel, notification.events_since_subscription_start, numbers
     ):
         trace.get_current_span().set_attribute("cdsflow.gap_detected", True)
+    if notification.status == "error":
+        intake.subscriptions.note_status_error(channel)
 
 
 def require_channel_subscription(
@@ -192,88 +206,6 @@ def require_channel_subscription(
             "the notification's status names a Subscription that is not this channel's",
             "Bundle.entry[0].resource",
         )
-
-
-async def event_deliveries(
-    notification: SubscriptionNotification, intake: NotificationIntake, received_at: datetime
-) -> list[EventDelivery]:
-    """One delivery per event that names its resource; every carried resource is checked
-    before anything is read or published, so a malformed Bundle publishes nothing."""
-    for index, event in enumerate(notification.events):
-        if event.resource is not None:
-            validate_event_resource(event.resource, f"notificationEvent[{index}].focus resource")
-    deliveries = []
-    for event in notification.events:
-        if event.resource is not None:
-            deliveries.append(
-                resource_delivery(intake, event.resource, FULL_RESOURCE_KIND, received_at)
-            )
-        elif event.focus is not None:
-            deliveries.append(await _fetched_delivery(intake, event, received_at))
-    return deliveries
-
-
-async def _fetched_delivery(
-    intake: NotificationIntake, event: NotificationEvent, received_at: datetime
-) -> EventDelivery:
-    """An id-only event: its focus read from the configured EHR, and nowhere else."""
-    assert event.focus is not None
-    base_url = intake.settings.ehr_base_url
-    focus = focus_on_ehr(event.focus, base_url)
-    if focus is None:
-        return _focus_record(
-            intake,
-            event.focus,
-            received_at,
-            UnusableResource(
-                FOREIGN_FOCUS,
-                "the focus is not a resource on the configured EHR; it was not read",
-                "focus",
-            ),
-        )
-    try:
-        resource = await intake.ehr.read(focus.resource_type, focus.resource_id)
-    except EhrAnswerTooLarge:
-        resource = {}
-    except (EhrError, httpx.HTTPError) as exc:
-        if worth_a_retry(exc):
-            raise EhrUnavailable(type(exc).__name__) from exc
-        # a redirect (never followed), a refusal, an unreadable answer: a retry won't help
-        resource = {}
-    if resource is None:
-        unusable = UnusableResource(
-            FOCUS_NOT_FOUND, "the EHR no longer has the focus (404 or 410)", "focus"
-        )
-        return _focus_record(intake, event.focus, received_at, unusable)
-    if not _is_the_focus(resource, focus.resource_type, focus.resource_id):
-        unusable = UnusableResource(
-            UNREADABLE_FOCUS,
-            "the EHR answered the read of the focus with something other than a valid "
-            "resource of its type and id (a redirect, a refusal, another resource, or one "
-            "larger than the listener accepts)",
-            "focus",
-        )
-        return _focus_record(intake, event.focus, received_at, unusable)
-    return resource_delivery(intake, resource, ID_ONLY_KIND, received_at)
-
-
-def _is_the_focus(resource: dict[str, Any], resource_type: str, resource_id: str) -> bool:
-    if (resource.get("resourceType"), resource.get("id")) != (resource_type, resource_id):
-        return False
-    try:
-        validate_resource(resource)
-    except InvalidResource:
-        return False
-    return True
-
-
-def _focus_record(
-    intake: NotificationIntake, focus: str, received_at: datetime, unusable: UnusableResource
-) -> EventDelivery:
-    event = build_focus_record(
-        focus, kind=ID_ONLY_KIND, ehr_base_url=intake.settings.ehr_base_url, received_at=received_at
-    )
-    return EventDelivery(event, unusable)
 
 
 def _acknowledged(

@@ -42,12 +42,15 @@ from cdsflow.listener.domain.subscription_notifications import (
     QUERY_STATUS,
     NotificationEvent,
     SubscriptionNotification,
+    reference_path,
+    subscription_id_of,
 )
 from cdsflow.listener.domain.unusable_resources import (
     FOCUS_NOT_FOUND,
     FOREIGN_FOCUS,
     FOREIGN_PATIENT,
     NO_PATIENT,
+    R5_ONLY,
     UNREADABLE_FOCUS,
     UnusableResource,
 )
@@ -71,6 +74,7 @@ __all__ = [
     "R4B_BACKPORT",
     "R4_BACKPORT",
     "R5",
+    "R5_ONLY",
     "REST_HOOK_FULL_RESOURCE",
     "REST_HOOK_PING",
     "TOPIC_NOTIFICATION",
@@ -92,6 +96,8 @@ __all__ = [
     "read_notified_resource",
     "read_posted_notification",
     "read_posted_resource",
+    "reference_path",
+    "subscription_id_of",
     "topic_kind",
     "unauthorized",
     "validate_event_resource",

@@ -120,6 +120,11 @@ def _notification(
                 focus=focus,
                 resource=resource,
                 additional_context=event.additional_context,
+                context_resources=tuple(
+                    found
+                    for reference in event.additional_context
+                    if (found := _resource_for(reference, resources)) is not None
+                ),
             )
         )
     return SubscriptionNotification(

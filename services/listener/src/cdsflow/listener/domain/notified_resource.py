@@ -48,15 +48,25 @@ def read_notified_resource(raw: bytes, resource_type: str, resource_id: str) -> 
     return resource
 
 
-def validate_event_resource(resource: dict[str, Any], path: str) -> None:
+def validate_event_resource(resource: dict[str, Any], path: str, *, r5: bool = False) -> bool:
     """A resource that a notification Bundle carries must be valid FHIR of its type, as for
-    `PUT`; otherwise `NotificationRejected` (400) names where it is in the Bundle."""
+    `PUT`; otherwise `NotificationRejected` (400) names where it is in the Bundle. True when
+    it is valid FHIR R4; with `r5` (it came in an R5 notification), False when it is valid
+    FHIR R5 only (an R5 Encounter's `class`, ...): well-formed, but not what cdsflow reads."""
     try:
         validate_resource(resource)
     except InvalidResource as exc:
+        if r5:
+            try:
+                validate_resource(resource, "R5")
+            except InvalidResource:
+                pass
+            else:
+                return False
         raise bad_request(
             "invalid", exc.reason, f"'{path}' is not a valid FHIR resource: {exc}", path
         ) from None
+    return True
 
 
 def read_posted_resource(raw: bytes) -> dict[str, Any]:

@@ -30,12 +30,17 @@ _RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
 @dataclass(frozen=True)
 class NotificationEvent:
     """One event: its number, the changed resource's reference (`focus`), the resource itself
-    when the payload is full-resource, and the references given as additional context."""
+    when the payload is full-resource, the references given as additional context and the
+    resources among them that the Bundle carries."""
 
     event_number: int
     focus: str | None
     resource: dict[str, Any] | None
     additional_context: tuple[str, ...]
+    # the additional-context resources that the Bundle carries (full-resource), in order
+    context_resources: tuple[dict[str, Any], ...] = ()
+    # the carried resource is valid FHIR R5 only (an R5 notification's), once checked
+    r5_only: bool = False
 
     @property
     def payload(self) -> str:
@@ -83,6 +88,15 @@ def reference_path(reference: str) -> str | None:
     if len(parts) < 2 or not _RESOURCE_TYPE.fullmatch(parts[-2]) or not is_fhir_id(parts[-1]):
         return None
     return f"{parts[-2]}/{parts[-1]}"
+
+
+def subscription_id_of(reference: str) -> str:
+    """The Subscription's logical id from the status's `subscription` reference (absolute or
+    relative, `_history` dropped); the reference itself when it names no `Subscription/id`."""
+    path = reference_path(reference.strip())
+    if path is not None and path.startswith("Subscription/"):
+        return path.removeprefix("Subscription/")
+    return reference.strip()
 
 
 def counter(value: object, path: str) -> int:

@@ -16,12 +16,15 @@ FOREIGN_FOCUS = "foreign-focus"
 # the EHR no longer has the focus (404/410), or answered with something that is not it
 FOCUS_NOT_FOUND = "focus-not-found"
 UNREADABLE_FOCUS = "unreadable-focus"
+# valid FHIR R5 that is not valid R4 (an R5 notification's resource): cdsflow reads R4
+R5_ONLY = "r5-only"
 ERROR_TYPES = {
     NO_PATIENT: "NoPatient",
     FOREIGN_PATIENT: "ForeignPatient",
     FOREIGN_FOCUS: "ForeignFocus",
     FOCUS_NOT_FOUND: "FocusNotFound",
     UNREADABLE_FOCUS: "UnreadableFocus",
+    R5_ONLY: "R5OnlyResource",
 }
 
 
