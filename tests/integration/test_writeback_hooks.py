@@ -47,6 +47,8 @@ ISSUER = "https://ehr.hooks.test/"
 PUBLIC_BASE_URL = "https://cds.hooks.test"
 DETERIORATION = "cdsflow-deterioration"
 ORDER_SIGN = "test-deterioration-sign"
+METFORMIN_SIGN = "test-medication-safety-sign"
+METFORMIN_SELECT = "test-medication-safety-select"
 TRACE_EXTENSION = "org.cdsflow.recommendation"
 ADAPTER_FILE = REPO_ROOT / "adapters" / "deterioration-risk.yaml"
 # a very sick patient (RR 30, SpO2 88 on 40 % oxygen, SBP 90, HR 130, T 39.5, GCS 13): the
@@ -131,6 +133,19 @@ hooks:
     return path
 
 
+def active_medication_adapter(folder: Path) -> Path:
+    """The shipped medication-safety adapter (shadow there) with its version active, under
+    another adapter id and service ids."""
+    text = (REPO_ROOT / "adapters" / "medication-safety.yaml").read_text()
+    text = text.replace("\nid: medication-safety\n", "\nid: medication-safety-active\n")
+    text = text.replace("mode: shadow", "mode: active")
+    text = text.replace("id: cdsflow-medication-safety", "id: test-medication-safety")
+    path = folder / "medication-safety-active.yaml"
+    path.write_text(text)
+    load_adapter(path)
+    return path
+
+
 @contextlib.asynccontextmanager
 async def hook_writeback(
     kafka: KafkaEndpoint,
@@ -151,7 +166,13 @@ async def hook_writeback(
             "feedback_topic": f"test.feedback.{unique}",
             "consumer_group": f"test-writeback-hooks-{unique}",
             "writeback_enabled": False,
-            "adapters": f"{ADAPTER_FILE},{order_sign_adapter(tmp_path)}",
+            "adapters": ",".join(
+                [
+                    str(ADAPTER_FILE),
+                    str(order_sign_adapter(tmp_path)),
+                    str(active_medication_adapter(tmp_path)),
+                ]
+            ),
             "triton_grpc_url": triton_url,
             # generous: the first request to the CPU python backend is slow; the deadline
             # test sets its own
@@ -255,7 +276,7 @@ async def test_discovery_lists_each_adapter_hook_with_its_prefetch(
     answer = await writeback.http.get(f"{writeback.base_url}/cds-services")
 
     services = {service["id"]: service for service in answer.json()["services"]}
-    assert set(services) == {DETERIORATION, ORDER_SIGN}
+    assert {DETERIORATION, ORDER_SIGN, METFORMIN_SIGN, METFORMIN_SELECT} <= set(services)
     assert services[DETERIORATION]["hook"] == "patient-view"
     assert services[DETERIORATION]["prefetch"]["patient"] == "Patient/{{context.patientId}}"
     assert services[ORDER_SIGN]["hook"] == "order-sign"
@@ -507,3 +528,74 @@ async def test_an_answer_with_cards_is_recorded_as_a_disclosure_audit_event_in_t
     assert {"reference": "Patient/p-8"} in entities
     cards = [e["identifier"]["value"] for e in entities if "urn:cdsflow:card" in str(e)]
     assert cards == shown
+
+
+def metformin_draft(patient_id: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "MedicationRequest",
+                    "id": "draft-metformin-1",
+                    "status": "draft",
+                    "intent": "order",
+                    "medicationCodeableConcept": {
+                        "coding": [
+                            {
+                                "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                "code": "6809",
+                                "display": "metformin",
+                            }
+                        ]
+                    },
+                    "subject": {"reference": f"Patient/{patient_id}"},
+                }
+            }
+        ],
+    }
+
+
+def egfr_prefetch(patient_id: str, value: float) -> dict[str, Any]:
+    taken = datetime.now(UTC) - timedelta(days=10)
+    egfr = vital_sign_observation(
+        f"Patient/{patient_id}", taken, "33914-3", value=value, ucum="mL/min/{1.73_m2}"
+    )
+    return {"patient": patient_resource(patient_id), "egfr": searchset([egfr])}
+
+
+@pytest.mark.parametrize("service", [METFORMIN_SIGN, METFORMIN_SELECT])
+async def test_a_draft_metformin_order_with_a_low_egfr_gets_a_card_to_stop_it(
+    writeback: HookWriteback, service: str
+) -> None:
+    hook = "order-sign" if service == METFORMIN_SIGN else "order-select"
+    body = request_body(hook, "p-9", prefetch=egfr_prefetch("p-9", 24))
+    body["context"]["draftOrders"] = metformin_draft("p-9")
+    if hook == "order-select":
+        body["context"]["selections"] = ["MedicationRequest/draft-metformin-1"]
+
+    response = await writeback.call(service, body)
+
+    assert response.status_code == 200, response.text
+    [card] = response.json()["cards"]
+    assert_cds_hooks_card(card)
+    assert card["indicator"] == "critical"
+    assert card["summary"].startswith("Metformin with eGFR 24")
+    [suggestion] = card["suggestions"]
+    [action] = suggestion["actions"]
+    assert action["type"] == "delete"
+    assert action["resourceId"] == ["MedicationRequest/draft-metformin-1"]
+
+
+async def test_without_the_draft_metformin_order_the_same_egfr_shows_nothing(
+    writeback: HookWriteback,
+) -> None:
+    body = request_body("order-sign", "p-10", prefetch=egfr_prefetch("p-10", 24))
+    body["context"]["draftOrders"] = {"resourceType": "Bundle", "type": "collection"}
+
+    response = await writeback.call(METFORMIN_SIGN, body)
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"cards": []}
+    assert writeback.on_demand("scored") == 1
