@@ -7,13 +7,29 @@ from typing import Any
 
 import pytest
 
-from cdsflow.contracts import Card, Indicator, Mode
-from cdsflow.writeback.domain.cards import MAX_SUMMARY_CHARS, card_uuid, cards_for
+from cdsflow.contracts import Card, Coding, Indicator, Link, Mode, Suggestion, SuggestionAction
+from cdsflow.writeback.domain.cards import (
+    CARD_EXTENSION,
+    MAX_SUMMARY_CHARS,
+    card_uuid,
+    cards_for,
+)
 
 from .sample_recommendations import recommendation
 
 REQUIRED = {"summary", "indicator", "source"}
-ALLOWED = {"uuid", "summary", "detail", "indicator", "source"}
+ALLOWED = {
+    "uuid",
+    "summary",
+    "detail",
+    "indicator",
+    "source",
+    "suggestions",
+    "selectionBehavior",
+    "links",
+    "overrideReasons",
+    "extension",
+}
 
 
 def assert_valid_card(card: dict[str, Any]) -> None:
@@ -106,3 +122,63 @@ def test_a_long_summary_is_cut_under_140_characters() -> None:
 def test_card_uuids_are_stable_and_distinct() -> None:
     assert card_uuid("rec-1", 0) == card_uuid("rec-1", 0)
     assert len({card_uuid("rec-1", 0), card_uuid("rec-1", 1), card_uuid("rec-2", 0)}) == 3
+
+
+def test_an_adapters_card_keeps_its_suggestions_links_and_reasons_and_names_its_trace() -> None:
+    card = Card(
+        uuid="9b3b7f0e-2f5c-4d1e-8a6b-1c2d3e4f5a6b",
+        summary="Consider a rapid response review",
+        detail="Risk in the highest band.",
+        indicator=Indicator.INDICATOR_CRITICAL,
+        source_label="cdsflow deterioration model",
+        selection_behavior="at-most-one",
+        suggestions=[
+            Suggestion(
+                label="Request a rapid response review",
+                uuid="s-1",
+                is_recommended=True,
+                actions=[
+                    SuggestionAction(
+                        type="create",
+                        description="Request a review",
+                        resource_json=b'{"resourceType": "ServiceRequest", "status": "draft"}',
+                    )
+                ],
+            )
+        ],
+        links=[Link(label="NEWS2", url="https://example.org/news2", type="absolute")],
+        override_reasons=[Coding(system="urn:r", code="already-reviewed", display="Reviewed")],
+    )
+    source = recommendation(cards=[card])
+    source.adapter_id = "deterioration-risk"
+    source.trace_id = "0af7651916cd43dd8448eb211c80319c"
+
+    [shown] = cards_for(source, trace_id="ffffffffffffffffffffffffffffffff")
+
+    assert_valid_card(shown)
+    assert shown["selectionBehavior"] == "at-most-one"
+    assert shown["suggestions"][0]["uuid"] == "s-1"
+    assert shown["suggestions"][0]["actions"][0]["resource"]["resourceType"] == "ServiceRequest"
+    assert shown["links"] == [
+        {"label": "NEWS2", "url": "https://example.org/news2", "type": "absolute"}
+    ]
+    assert shown["overrideReasons"][0]["display"] == "Reviewed"
+    assert shown["extension"] == {
+        CARD_EXTENSION: {
+            "traceId": "0af7651916cd43dd8448eb211c80319c",
+            "recommendationId": source.recommendation_id,
+        }
+    }
+
+
+def test_the_record_trace_is_named_when_the_recommendation_carries_none() -> None:
+    [shown] = cards_for(recommendation(band="high"), trace_id="ab" * 16)
+
+    assert shown["extension"][CARD_EXTENSION]["traceId"] == "ab" * 16
+
+
+def test_an_adapters_recommendation_without_cards_shows_nothing_whatever_its_band() -> None:
+    source = recommendation(band="high")
+    source.adapter_id = "medication-safety"
+
+    assert cards_for(source) == []

@@ -25,7 +25,8 @@ from cdsflow.service import add_error_answers
 from cdsflow.telemetry import AllowlistSpanExporter, MetricsRegistry, PatientKeyer
 from cdsflow.writeback.domain.discovery import DETERIORATION_SERVICE
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations, stored
-from cdsflow.writeback.handlers import HookLimits, WritebackMetrics, cds_hooks_router
+from cdsflow.writeback.handlers import HookLimits, WritebackMetrics
+from cdsflow.writeback.hooks_api import cds_hooks_router
 
 from .sample_recommendations import PSEUDONYM_KEY, recommendation
 

@@ -21,14 +21,15 @@ from fastapi import FastAPI
 from cdsflow.contracts import Feedback, FeedbackOutcome, Indicator
 from cdsflow.service import add_error_answers
 from cdsflow.telemetry import MetricsRegistry, PatientKeyer
-from cdsflow.writeback.domain.card_snoozes import CardSnoozes
+from cdsflow.writeback.domain.card_snoozes import CardSnoozes, snooze_key
 from cdsflow.writeback.domain.cards import cards_for
 from cdsflow.writeback.domain.discovery import DETERIORATION_SERVICE
 from cdsflow.writeback.domain.feedback_requests import FeedbackEntry
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations, stored
 from cdsflow.writeback.domain.recorded_feedback import RecordedFeedback
 from cdsflow.writeback.feedback_api import FeedbackCounter, feedback_router
-from cdsflow.writeback.handlers import HookLimits, WritebackMetrics, cds_hooks_router
+from cdsflow.writeback.handlers import HookLimits, WritebackMetrics
+from cdsflow.writeback.hooks_api import cds_hooks_router
 
 from .sample_recommendations import PSEUDONYM_KEY, recommendation
 
@@ -290,7 +291,8 @@ async def test_a_snoozed_card_is_hidden_until_its_indicator_rises(api: FeedbackA
     warning = recommendation(patient_id="pat-17", band="medium", recommendation_id="r-1")
     api.store.keep(stored(warning))
     now = datetime.now(UTC)
-    api.snoozes.snooze(warning.patient_key, now + timedelta(hours=1), "warning")
+    key = snooze_key(warning.patient_key, "deterioration-risk")
+    api.snoozes.snooze(key, now + timedelta(hours=1), "warning")
     view = {"hook": "patient-view", "hookInstance": "h-1", "context": {"patientId": "pat-17"}}
 
     assert (await api.http.post(SERVICE_URL, json=view)).json() == {"cards": []}

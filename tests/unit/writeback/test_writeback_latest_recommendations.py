@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from opentelemetry.trace import SpanContext, TraceFlags
 
-from cdsflow.contracts import Mode
+from cdsflow.contracts import Card, Mode
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations, stored
 
 from .sample_recommendations import PRODUCED_AT, recommendation
@@ -151,3 +151,31 @@ def test_a_store_is_not_rebuilt_until_told() -> None:
     assert LatestRecommendations().rebuilt is False
     with pytest.raises(ValueError, match="max_age"):
         LatestRecommendations(max_age=timedelta(0))
+
+
+def test_each_adapter_has_its_own_latest_for_a_patient() -> None:
+    store = LatestRecommendations()
+    deterioration = recommendation(recommendation_id="rec-d")
+    medication = recommendation(recommendation_id="rec-m")
+    medication.adapter_id = "medication-safety"
+    store.keep(stored(deterioration))
+    store.keep(stored(medication))
+
+    held_d = store.latest_active(deterioration.patient_key, "deterioration-risk")
+    held_m = store.latest_active(deterioration.patient_key, "medication-safety")
+    assert held_d is not None
+    assert held_d.recommendation.recommendation_id == "rec-d"
+    assert held_m is not None
+    assert held_m.recommendation.recommendation_id == "rec-m"
+    assert store.latest_active(deterioration.patient_key, "sepsis") is None
+    assert len(store) == 1
+
+
+def test_cards_scored_on_demand_are_findable_without_becoming_the_latest() -> None:
+    store = LatestRecommendations()
+    scored = recommendation(recommendation_id="rec-on-demand", cards=[Card(uuid="c-9")])
+
+    store.remember_cards(stored(scored))
+
+    assert store.showing_card("c-9") is not None
+    assert store.latest_active(scored.patient_key) is None

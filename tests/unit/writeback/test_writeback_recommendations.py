@@ -37,7 +37,7 @@ def test_an_empty_message_lists_every_missing_field() -> None:
 @pytest.mark.parametrize("value", [-0.1, 1.5])
 def test_a_score_that_is_not_a_probability_is_refused(value: float) -> None:
     assert recommendation_problems(recommendation(value=value)) == [
-        "the deterioration score is not a probability between 0 and 1"
+        "the score is not a probability between 0 and 1"
     ]
 
 

@@ -160,3 +160,41 @@ def test_retry_settings_out_of_range_are_refused(
 
     with pytest.raises(ValidationError):
         Settings(ehr_base_url="http://ehr.example.org/fhir")
+
+
+@pytest.mark.usefixtures("trusted_ehr")
+def test_on_demand_and_adapters_defaults() -> None:
+    settings = Settings(ehr_base_url="http://ehr.example.org/fhir/")
+
+    assert settings.adapters == "adapters"
+    assert settings.triton_grpc_url is None
+    assert settings.on_demand_deadline_ms == 400
+    assert settings.hook_audit_enabled is True
+
+
+def test_an_issuers_fhir_servers_are_https_or_loopback_http(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CDSFLOW_CDS_PUBLIC_BASE_URL", "https://cds.example.org/")
+    allowed = (
+        '[{"iss": "https://ehr.example.org/", "jwks_url": "https://ehr.example.org/jwks",'
+        ' "fhir_servers": ["https://ehr.example.org/fhir", "http://127.0.0.1:8080/fhir"]}]'
+    )
+    monkeypatch.setenv("CDSFLOW_TRUSTED_ISSUERS", allowed)
+    [issuer] = Settings(ehr_base_url="http://ehr.example.org/fhir").trusted_issuers
+    trusted = issuer.trusted()
+    assert trusted.may_fetch_from("https://ehr.example.org/fhir")
+    assert trusted.may_fetch_from("http://127.0.0.1:8080/fhir/")
+    assert not trusted.may_fetch_from("https://ehr.example.org/other")
+    assert not trusted.may_fetch_from("https://evil.example.org/fhir")
+
+    monkeypatch.setenv("CDSFLOW_TRUSTED_ISSUERS", allowed.replace("https://ehr", "http://ehr"))
+    with pytest.raises(ValidationError, match="FHIR server URLs must be https"):
+        Settings(ehr_base_url="http://ehr.example.org/fhir")
+
+
+@pytest.mark.usefixtures("trusted_ehr")
+@pytest.mark.parametrize("deadline_ms", [0, 5001])
+def test_the_on_demand_deadline_is_bounded(deadline_ms: int) -> None:
+    with pytest.raises(ValidationError, match="on_demand_deadline_ms"):
+        Settings(ehr_base_url="http://ehr.example.org/fhir", on_demand_deadline_ms=deadline_ms)

@@ -16,9 +16,11 @@ from faststream.kafka.annotations import KafkaMessage
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from prometheus_client import Counter
+from tritonclient.grpc.aio import InferenceServerClient
 
 from cdsflow.contracts import Feedback
 from cdsflow.fhir import FHIR_JSON, EhrClient
+from cdsflow.models import ModelAdapter
 from cdsflow.service import (
     ConsumingBroker,
     DeadLetters,
@@ -31,14 +33,16 @@ from cdsflow.service import (
     service_app,
 )
 from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
+from cdsflow.writeback.adapter_files import configured_adapters
 from cdsflow.writeback.client_auth import ClientAuthenticator, ClientTokenPolicy, JwksCache
 from cdsflow.writeback.domain.card_snoozes import CardSnoozes
 from cdsflow.writeback.domain.client_tokens import SeenTokens
-from cdsflow.writeback.domain.discovery import DETERIORATION_SERVICE
+from cdsflow.writeback.domain.discovery import adapter_services
 from cdsflow.writeback.domain.ehr_circuit_breaker import CircuitBreaker, CircuitState
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations
 from cdsflow.writeback.domain.recorded_feedback import RecordedFeedback
 from cdsflow.writeback.domain.retry_schedule import RetrySchedule
+from cdsflow.writeback.domain.writeback_bundle import BundleWording
 from cdsflow.writeback.ehr_writes import EhrWriter
 from cdsflow.writeback.feedback_api import FeedbackCounter, FeedbackPublisher, feedback_router
 from cdsflow.writeback.handlers import (
@@ -46,8 +50,11 @@ from cdsflow.writeback.handlers import (
     HookLimits,
     RecommendationConsumer,
     WritebackMetrics,
-    cds_hooks_router,
 )
+from cdsflow.writeback.hook_audits import HookAuditTrail
+from cdsflow.writeback.hooks_api import cds_hooks_router
+from cdsflow.writeback.model_scoring import TritonScorer
+from cdsflow.writeback.on_demand import OnDemandScoring
 from cdsflow.writeback.recommendations_tail import FeedbackSnoozing, RecommendationsTail
 from cdsflow.writeback.settings import Settings
 
@@ -61,6 +68,8 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
     if telemetry is None:
         telemetry = setup_telemetry(SERVICE_NAME, TelemetrySettings())
     metrics = WritebackMetrics.on(telemetry.metrics)
+    adapters = configured_adapters(settings.adapters)
+    services = adapter_services(adapters)
     store = LatestRecommendations(
         max_patients=settings.store_max_patients,
         max_age=timedelta(seconds=settings.card_max_age_s),
@@ -90,6 +99,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         consumer = RecommendationConsumer(
             ehr_base_url=settings.ehr_base_url,
             writer=writer,
+            wordings=_bundle_wordings(adapters),
             dead_letters=DeadLetters(broker, settings.recommendations_topic),
             metrics=metrics,
             writeback_enabled=settings.writeback_enabled,
@@ -98,6 +108,24 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         _subscribe(broker, settings, consumer)
         jwks_http = httpx.AsyncClient(timeout=settings.jwks_timeout_s)
         app.state.client_auth = _client_authenticator(settings, jwks_http)
+        # on-demand scoring: Triton, and a client for the EHR's fhirServer that carries only
+        # the hook call's own bearer token (never ours) and follows no redirect
+        scorer = None
+        if settings.triton_grpc_url is not None:
+            scorer = TritonScorer(
+                InferenceServerClient(settings.triton_grpc_url),
+                telemetry.tracer_provider.get_tracer("cdsflow.writeback"),
+            )
+        fhir_http = httpx.AsyncClient(
+            timeout=settings.on_demand_deadline_ms / 1000, follow_redirects=False
+        )
+        app.state.on_demand = OnDemandScoring(
+            adapters={adapter.id: adapter for adapter in adapters},
+            scorer=scorer,
+            fhir_http=fhir_http,
+            deadline_s=settings.on_demand_deadline_ms / 1000,
+            ehr_base_url=settings.ehr_base_url,
+        )
         # started in the background: the writeback comes up, not ready, while Kafka is down
         consuming = ConsumingBroker(broker, settings.kafka_bootstrap)
         app.state.consuming = consuming
@@ -114,21 +142,37 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
                 snoozes,
                 timedelta(seconds=settings.card_snooze_s),
                 recorded_feedback,
+                {service.id: service.adapter_id for service in services},
             ),
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             request_timeout_ms=round(settings.readiness_timeout_s * 1000) + 3_000,
         )
         app.state.tail = tail
+        audits = None
+        if settings.hook_audit_enabled:
+            audits = HookAuditTrail(
+                EhrClient(settings.ehr_base_url, http),
+                telemetry.metrics,
+                flush_s=settings.hook_audit_flush_s,
+            )
+        app.state.audits = audits
         app.state.publish_feedback = _feedback_publisher(consuming, settings.feedback_topic)
         try:
             consuming.start()
             tail.start()
+            if audits is not None:
+                audits.start()
             yield
         finally:
+            if audits is not None:
+                await audits.stop()
             await tail.stop()
             await consuming.stop()
             await http.aclose()
             await jwks_http.aclose()
+            await fhir_http.aclose()
+            if scorer is not None:
+                await scorer.close()
             if owns_telemetry:
                 telemetry.shutdown()
 
@@ -140,7 +184,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         )
     app.include_router(
         cds_hooks_router(
-            services=(DETERIORATION_SERVICE,),
+            services=services,
             store=store,
             patient_keyer=telemetry.patient_keyer,
             metrics=metrics,
@@ -150,6 +194,8 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             ),
             client_auth=None if settings.hooks_auth == "off" else lambda: app.state.client_auth,
             snoozes=snoozes,
+            on_demand=lambda: app.state.on_demand,
+            audits=lambda: app.state.audits,
         )
     )
 
@@ -158,7 +204,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
 
     app.include_router(
         feedback_router(
-            services=(DETERIORATION_SERVICE,),
+            services=services,
             store=store,
             recorded=recorded_feedback,
             publish=publish_feedback,
@@ -188,6 +234,21 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
 
     instrument_app(app, telemetry)
     return app
+
+
+def _bundle_wordings(adapters: tuple[ModelAdapter, ...]) -> dict[str, BundleWording]:
+    """How each adapter's write-backs name what it assessed: its score's meaning, its title."""
+    return {
+        adapter.id: BundleWording(
+            predicted_outcome=(
+                adapter.outputs.score.meaning
+                if adapter.outputs.score is not None
+                else adapter.title
+            ),
+            issue_title=adapter.title,
+        )
+        for adapter in adapters
+    }
 
 
 def _feedback_publisher(consuming: ConsumingBroker, topic: str) -> FeedbackPublisher:

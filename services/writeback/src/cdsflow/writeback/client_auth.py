@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 MAX_JWKS_BYTES = 256 * 1024
 # key sets kept at once (the configured ones, plus those named by allowed `jku`s)
 MAX_KEY_SETS = 64
+# key objects loaded from JWKs, kept for reuse (a rotated key set makes new ones)
+MAX_PUBLIC_KEYS = 256
 
 
 @dataclass
@@ -153,16 +155,23 @@ class ClientAuthenticator:
         self._keys = keys
         self._seen = seen
         self._clock = clock
+        self._public_keys: dict[tuple[str, str], jwt.PyJWK] = {}
+
+    def trusted_issuer(self, iss: str) -> TrustedIssuer | None:
+        """The configuration of an issuer that `authenticate` let in."""
+        return self._policy.issuers.get(iss)
 
     async def authenticate(self, authorization: str | None, service_path: str) -> str:
         """The caller's `iss` when the token is good; else `TokenRejected(reason)`."""
         policy = self._policy
         token = bearer_token(authorization)
         try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
+            # header and claims read once (the signature is verified below, with the key
+            # that the header and the issuer select)
+            decoded = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise TokenRejected("malformed") from None
+        header, unverified = decoded["header"], decoded["payload"]
         kid = check_header(header, policy.algorithms)
         issuer = trusted_issuer(unverified, policy.issuers)
         jwk = await self._keys.signing_key(jwks_url_for(header, issuer), kid)
@@ -175,15 +184,27 @@ class ClientAuthenticator:
             raise TokenRejected("replayed")
         return issuer.iss
 
+    def _public_key(self, jwk: dict[str, Any], alg: str) -> jwt.PyJWK:
+        """The JWK as a key object, kept while its JWK is held (loading an EC or RSA key
+        costs more than verifying a signature with it)."""
+        cache_key = (alg, json.dumps(jwk, sort_keys=True))
+        key = self._public_keys.get(cache_key)
+        if key is None:
+            try:
+                key = jwt.PyJWK(jwk, algorithm=alg)
+            except (jwt.PyJWTError, ValueError, TypeError):
+                raise TokenRejected("bad-signature") from None
+            if len(self._public_keys) >= MAX_PUBLIC_KEYS:
+                self._public_keys.clear()
+            self._public_keys[cache_key] = key
+        return key
+
     def _verified_claims(
         self, token: str, alg: str, jwk: dict[str, Any], issuer: TrustedIssuer, path: str
     ) -> dict[str, Any]:
         if jwk.get("alg") not in (None, alg) or jwk.get("use") not in (None, "sig"):
             raise TokenRejected("bad-signature")
-        try:
-            key = jwt.PyJWK(jwk, algorithm=alg)
-        except (jwt.PyJWTError, ValueError, TypeError):
-            raise TokenRejected("bad-signature") from None
+        key = self._public_key(jwk, alg)
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,

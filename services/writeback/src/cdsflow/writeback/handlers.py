@@ -16,12 +16,10 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from google.protobuf.message import DecodeError
 from opentelemetry import trace
@@ -32,28 +30,18 @@ from cdsflow.contracts import Recommendation
 from cdsflow.fhir import EhrError
 from cdsflow.service import (
     DeadLetters,
-    RequestRefused,
     outcome_response,
-    read_bounded_body,
-    require_json_media_type,
-    single_header,
 )
-from cdsflow.telemetry import MetricsRegistry, PatientKeyer
-from cdsflow.writeback.client_auth import ClientAuthenticator
-from cdsflow.writeback.domain.card_snoozes import CardSnoozes
-from cdsflow.writeback.domain.cards import cards_for
-from cdsflow.writeback.domain.client_tokens import TokenRejected
-from cdsflow.writeback.domain.discovery import CdsService, discovery_document
-from cdsflow.writeback.domain.hook_requests import InvalidHookRequest, parse_hook_request
-from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations
+from cdsflow.telemetry import MetricsRegistry
 from cdsflow.writeback.domain.recommendations import (
+    adapter_of,
     comes_from_ehr,
     is_active,
     mode_name,
     recommendation_problems,
 )
 from cdsflow.writeback.domain.retry_schedule import CircuitOpen
-from cdsflow.writeback.domain.writeback_bundle import writeback_bundle
+from cdsflow.writeback.domain.writeback_bundle import BundleWording, writeback_bundle
 from cdsflow.writeback.ehr_writes import EhrWriter, WriteFailed
 
 logger = logging.getLogger(__name__)
@@ -69,6 +57,7 @@ class WritebackMetrics:
     ehr_write_attempts: Counter
     dead_letters: Counter
     answers_before_rebuild: Counter
+    on_demand: Counter
 
     @classmethod
     def on(cls, registry: MetricsRegistry) -> WritebackMetrics:
@@ -111,6 +100,12 @@ class WritebackMetrics:
                 "CDS Hooks calls answered with no cards because the recommendations topic "
                 "was not read back yet",
             ),
+            on_demand=registry.counter(
+                "writeback_on_demand",
+                "Hook calls scored on demand, by outcome (scored, deadline, model-unavailable, "
+                "model-error, missing-inputs, no-model)",
+                ("outcome",),
+            ),
         )
 
 
@@ -130,6 +125,7 @@ class RecommendationConsumer:
         *,
         ehr_base_url: str,
         writer: EhrWriter,
+        wordings: Mapping[str, BundleWording] | None = None,
         dead_letters: DeadLetters,
         metrics: WritebackMetrics,
         writeback_enabled: bool,
@@ -137,6 +133,8 @@ class RecommendationConsumer:
     ) -> None:
         self._ehr_base_url = ehr_base_url
         self._writer = writer
+        # adapter id -> how its resources name what it assessed
+        self._wordings = dict(wordings or {})
         self._dead_letters = dead_letters
         self._metrics = metrics
         self._writeback_enabled = writeback_enabled
@@ -183,6 +181,7 @@ class RecommendationConsumer:
             trace_id=_current_trace_id(),
             recorded=datetime.now(UTC),
             ehr_base_url=self._ehr_base_url,
+            described_as=self._wordings.get(adapter_of(recommendation)),
         )
         try:
             done = await self._writer.write(bundle)
@@ -263,81 +262,6 @@ class HookLimits:
 
     max_body_bytes: int
     allow_loopback_http_fhir_server: bool = False
-
-
-def cds_hooks_router(
-    *,
-    services: tuple[CdsService, ...],
-    store: LatestRecommendations,
-    patient_keyer: PatientKeyer,
-    metrics: WritebackMetrics,
-    limits: HookLimits,
-    client_auth: Callable[[], ClientAuthenticator] | None,
-    snoozes: CardSnoozes | None = None,
-) -> APIRouter:
-    """`GET /cds-services` (unauthenticated, as the spec allows) and `POST /cds-services/{id}`
-    (the caller's JWT checked by `client_auth()`; None: no authentication, development only):
-    in-memory lookups, no EHR call. Until the store is rebuilt from the topic, a valid call
-    is answered `{"cards": []}`: a half-read store could hold a superseded recommendation."""
-    router = APIRouter()
-    by_id = {service.id: service for service in services}
-
-    @router.get("/cds-services")
-    async def discovery() -> JSONResponse:
-        return JSONResponse(discovery_document(services))
-
-    @router.post("/cds-services/{service_id}")
-    async def call_service(service_id: str, request: Request) -> JSONResponse:
-        started = time.perf_counter()
-        service = by_id.get(service_id)
-        if service is None:
-            metrics.hook_refusals.labels(reason="unknown-service").inc()
-            return problem_response(404, "not-found", "there is no CDS service with this id")
-        span = trace.get_current_span()
-        span.set_attributes({"cdsflow.cds_service": service.id, "cdsflow.hook": service.hook})
-        try:
-            authorization = single_header(request, "authorization")  # two are refused
-            if client_auth is not None:
-                await client_auth().authenticate(authorization, f"/cds-services/{service.id}")
-            require_json_media_type(request, ("application/json",))
-            raw = await read_bounded_body(request, limits.max_body_bytes)
-            hook_request = parse_hook_request(
-                raw, allow_loopback_http=limits.allow_loopback_http_fhir_server
-            )
-        except TokenRejected as rejected:
-            metrics.token_rejections.labels(reason=rejected.reason).inc()
-            return unauthenticated_response()
-        except RequestRefused as refused:
-            metrics.hook_refusals.labels(reason=refused.reason).inc()
-            return problem_response(refused.status_code, refused.issue_code, refused.description)
-        except InvalidHookRequest as exc:
-            metrics.hook_refusals.labels(reason=exc.reason).inc()
-            return problem_response(400, "invalid", str(exc))
-        patient_key = patient_keyer.patient_key(hook_request.patient_reference)
-        if not store.rebuilt:
-            metrics.answers_before_rebuild.inc()
-            span.set_attributes({"cdsflow.patient_key": patient_key, "cdsflow.card_count": 0})
-            span.set_attribute("cdsflow.reason", "state-not-rebuilt")
-            metrics.hook_duration.labels(hook=service.hook).observe(time.perf_counter() - started)
-            return JSONResponse({"cards": []})
-        entry = store.latest_active(patient_key)
-        cards = cards_for(entry.recommendation if entry is not None else None)
-        if snoozes is not None:
-            now = datetime.now(UTC)
-            cards = [
-                card for card in cards if not snoozes.hides(patient_key, card["indicator"], now)
-            ]
-        span.set_attributes({"cdsflow.patient_key": patient_key, "cdsflow.card_count": len(cards)})
-        if entry is not None:
-            span.set_attribute("cdsflow.recommendation_id", entry.recommendation.recommendation_id)
-            if entry.trace_link is not None:
-                span.add_link(entry.trace_link)
-        for card in cards:
-            metrics.cards_served.labels(indicator=card["indicator"]).inc()
-        metrics.hook_duration.labels(hook=service.hook).observe(time.perf_counter() - started)
-        return JSONResponse({"cards": cards})
-
-    return router
 
 
 def unauthenticated_response() -> JSONResponse:

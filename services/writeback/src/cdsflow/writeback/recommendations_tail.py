@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 
 from aiokafka import ConsumerRecord
@@ -29,9 +30,9 @@ from opentelemetry.trace import SpanContext
 from cdsflow.contracts import Feedback, FeedbackOutcome, Recommendation
 from cdsflow.service import TopicReadBack
 from cdsflow.telemetry import context_from_headers
-from cdsflow.writeback.domain.card_snoozes import INDICATOR_NAMES, CardSnoozes
+from cdsflow.writeback.domain.card_snoozes import INDICATOR_NAMES, CardSnoozes, snooze_key
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations, stored
-from cdsflow.writeback.domain.recommendations import may_be_kept
+from cdsflow.writeback.domain.recommendations import LEGACY_ADAPTER_ID, may_be_kept
 from cdsflow.writeback.domain.recorded_feedback import RecordedFeedback
 
 log = logging.getLogger("cdsflow.writeback")
@@ -46,6 +47,8 @@ class FeedbackSnoozing:
     snooze: timedelta
     # every feedback id read, so that a repeated delivery is not published again
     recorded: RecordedFeedback
+    # CDS service id -> its adapter id (a snooze holds for the patient and the adapter)
+    service_adapters: Mapping[str, str] = field(default_factory=dict)
 
 
 class RecommendationsTail:
@@ -116,7 +119,8 @@ class RecommendationsTail:
         self._store.keep(stored(recommendation, _producing_span(record)))
 
     def _snooze(self, value: bytes, feedback: FeedbackSnoozing) -> None:
-        """A card overridden with a reason hides that patient's cards up to its indicator for
+        """A card overridden with a reason hides that patient's cards of the same adapter up to
+        its indicator for
         the snooze time, counted from when the clinician acted (at the latest, from when the
         feedback arrived)."""
         try:
@@ -138,7 +142,10 @@ class RecommendationsTail:
         acted = event.outcome_at.ToDatetime(tzinfo=UTC)
         if event.HasField("received_at"):
             acted = min(acted, event.received_at.ToDatetime(tzinfo=UTC))
-        feedback.snoozes.snooze(event.patient_key, acted + feedback.snooze, indicator)
+        adapter_id = feedback.service_adapters.get(event.cds_service, LEGACY_ADAPTER_ID)
+        feedback.snoozes.snooze(
+            snooze_key(event.patient_key, adapter_id), acted + feedback.snooze, indicator
+        )
 
 
 def _producing_span(record: ConsumerRecord[bytes, bytes]) -> SpanContext | None:

@@ -32,18 +32,30 @@ class TrustedIssuerSetting(BaseModel):
     jwks_url: str | None = None
     # URL prefixes that a token's `jku` may name (same scheme, host and port; path below)
     jku_allowed: list[str] = Field(default_factory=list)
+    # FHIR servers (URL prefixes, compared like `jku_allowed`) that this issuer's hook calls
+    # may name as `fhirServer` for the writeback to fetch missing prefetch from, with the
+    # call's `fhirAuthorization`; empty: never fetch for this issuer
+    fhir_servers: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _keys_from_somewhere_safe(self) -> TrustedIssuerSetting:
         if self.jwks_url is None and not self.jku_allowed:
             raise ValueError("a trusted issuer needs a jwks_url or jku_allowed prefixes")
-        for url in [*([self.jwks_url] if self.jwks_url else []), *self.jku_allowed]:
+        for url in [
+            *([self.jwks_url] if self.jwks_url else []),
+            *self.jku_allowed,
+            *self.fhir_servers,
+        ]:
             if not is_https_or_loopback_http(url):
-                raise ValueError("JWKS URLs must be https (http only on a loopback host)")
+                raise ValueError(
+                    "JWKS and FHIR server URLs must be https (http only on a loopback host)"
+                )
         return self
 
     def trusted(self) -> TrustedIssuer:
-        return TrustedIssuer(self.iss, self.jwks_url, tuple(self.jku_allowed))
+        return TrustedIssuer(
+            self.iss, self.jwks_url, tuple(self.jku_allowed), tuple(self.fhir_servers)
+        )
 
 
 class Settings(ServiceSettings):
@@ -87,6 +99,20 @@ class Settings(ServiceSettings):
     # Accept `fhirServer: http://127.0.0.1/...` in hook requests; only for the embedded stack
     # on one machine (`cdsflow up`). Otherwise `fhirServer` must be https.
     allow_loopback_http_fhir_server: bool = False
+
+    # --- the CDS services and on-demand scoring (README "Hooks" and "On demand") ---
+    # model adapter files or folders of them, separated by commas (one service per hook entry)
+    adapters: str = "adapters"
+    # Triton's gRPC endpoint for on-demand scoring; unset: never scored on demand (no
+    # recommendation stored -> no cards)
+    triton_grpc_url: str | None = None
+    # the most that scoring on demand may take, prefetch fetched from the EHR included; past
+    # it the call is answered {"cards": []}
+    on_demand_deadline_ms: int = Field(default=400, ge=1, le=5_000)
+    # each hook answer with cards is recorded as a BALP-style AuditEvent in the EHR, written
+    # in batches every this many seconds (README "Disclosures to a hook caller")
+    hook_audit_enabled: bool = True
+    hook_audit_flush_s: float = Field(default=1.0, gt=0, le=60)
 
     # --- who may call the hooks (CDS Hooks JWT); see the README's "Authentication" ---
     # `off` only for a development setup: every hook call is then answered unauthenticated

@@ -22,6 +22,12 @@ INDICATOR_NAMES: dict[int, str] = {
 }
 
 
+def snooze_key(patient_key: str, adapter_id: str) -> str:
+    """Snoozes hold per patient and model adapter: overriding one model's card does not
+    hide another model's."""
+    return f"{patient_key}/{adapter_id}"
+
+
 @dataclass(frozen=True)
 class Snooze:
     until: datetime
@@ -30,7 +36,8 @@ class Snooze:
 
 
 class CardSnoozes:
-    """The snooze per patient key, at most `max_patients` (oldest forgotten first)."""
+    """The snooze per `snooze_key` (patient and adapter), at most `max_patients` of them
+    (the oldest forgotten first)."""
 
     def __init__(self, max_patients: int = 100_000) -> None:
         if max_patients < 1:

@@ -39,6 +39,12 @@ class TrustedIssuer:
     iss: str
     jwks_url: str | None = None
     jku_allowed: tuple[str, ...] = ()
+    # the FHIR servers its calls may have the writeback fetch prefetch from (URL prefixes)
+    fhir_servers: tuple[str, ...] = ()
+
+    def may_fetch_from(self, fhir_server: str) -> bool:
+        """Whether `fhir_server` is at or below one of this issuer's allowed FHIR servers."""
+        return any(_under(fhir_server, prefix) for prefix in self.fhir_servers)
 
 
 def bearer_token(authorization: str | None) -> str:

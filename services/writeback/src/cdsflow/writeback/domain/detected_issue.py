@@ -21,7 +21,7 @@ from cdsflow.writeback.domain.recommendations import produced_at
 from cdsflow.writeback.domain.risk_assessment import ai_asserted_label, recommendation_tag
 
 CARD_SYSTEM = "urn:cdsflow:card"
-ISSUE_CODE_TEXT = "Risk of clinical deterioration (AI-generated decision support)"
+ISSUE_CODE_TEXT = "AI-generated decision support"
 
 _SEVERITIES = {"critical": "high", "warning": "moderate", "info": "low"}
 
@@ -37,9 +37,11 @@ def detected_issue_for(
     *,
     author: str,
     evidence: str,
+    issue_title: str = "Risk of clinical deterioration",
 ) -> dict[str, Any]:
     """The DetectedIssue for one rendered card (`cards_for`); `author` is the reference of the
-    model's Device and `evidence` that of the RiskAssessment (urn:uuid inside a Bundle)."""
+    model's Device and `evidence` that of the RiskAssessment (urn:uuid inside a Bundle);
+    `issue_title` is the adapter's title."""
     issue: dict[str, Any] = {
         "resourceType": "DetectedIssue",
         "meta": {
@@ -51,7 +53,7 @@ def detected_issue_for(
         },
         "identifier": [{"system": CARD_SYSTEM, "value": card["uuid"]}],
         "status": "final",
-        "code": {"text": ISSUE_CODE_TEXT},
+        "code": {"text": f"{issue_title} ({ISSUE_CODE_TEXT})"},
         "severity": _SEVERITIES.get(card["indicator"], "low"),
         "patient": {"reference": recommendation.patient_reference},
         "identifiedDateTime": produced_at(recommendation).isoformat().replace("+00:00", "Z"),

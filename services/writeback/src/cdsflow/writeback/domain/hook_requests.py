@@ -1,24 +1,41 @@
-"""Validation of a CDS Hooks 2.0 `patient-view` request, before anything is looked up.
+"""Validation of a CDS Hooks 2.0 request (`patient-view`, `order-select`, `order-sign`,
+`encounter-start`), before anything is looked up.
 
-Problems name the member that is wrong and never echo its value (an id may identify a
-patient). Members this service does not use (`prefetch`, `fhirAuthorization`, extensions)
-are checked only for their JSON shape.
+Each hook's context is checked as the Hook Library (1.0.1) defines it:
+
+| hook | required context |
+|---|---|
+| `patient-view` | `patientId` |
+| `order-select` | `patientId`, `selections` (references), `draftOrders` (a Bundle) |
+| `order-sign` | `patientId`, `draftOrders` (a Bundle) |
+| `encounter-start` | `patientId`, `encounterId` |
+
+`userId` is optional here (the spec requires it, but nothing here needs it; when given it is
+`Type/id`). Members this service does not know (the 3.0 ballot's, extensions) are accepted
+and ignored. Problems name the member that is wrong and never echo its value (an id may
+identify a patient).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from cdsflow.fhir import MalformedJson, is_fhir_id, is_loopback_host, parse_json_document
 
 PATIENT_VIEW = "patient-view"
+ORDER_SELECT = "order-select"
+ORDER_SIGN = "order-sign"
+ENCOUNTER_START = "encounter-start"
+HOOKS = (PATIENT_VIEW, ORDER_SELECT, ORDER_SIGN, ENCOUNTER_START)
+# hooks about orders not in the EHR yet: their context's draft orders are always scored
+ORDER_HOOKS = frozenset({ORDER_SELECT, ORDER_SIGN})
 
 
 @dataclass(frozen=True)
 class InvalidHookRequest(Exception):
-    """The request is not a `patient-view` call this service can answer.
+    """The request is not a call this service can answer.
 
     `reason` is a fixed label for metrics: `not-json`, `too-deep`, ... or `invalid`.
     """
@@ -31,28 +48,56 @@ class InvalidHookRequest(Exception):
 
 
 @dataclass(frozen=True)
-class PatientViewRequest:
+class FhirAuthorization:
+    """The bearer token the EHR lends for `fhirServer` (never logged, never kept)."""
+
+    access_token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class HookRequest:
     hook_instance: str
     patient_id: str
+    hook: str = PATIENT_VIEW
     user_id: str | None = None
     encounter_id: str | None = None
     fhir_server: str | None = None
+    fhir_authorization: FhirAuthorization | None = None
+    # prefetch key -> what the EHR sent (a FHIR resource, or None)
+    prefetch: dict[str, Any] = field(default_factory=dict)
+    # the draftOrders Bundle's resources (order-select, order-sign)
+    draft_orders: tuple[dict[str, Any], ...] = ()
+    selections: tuple[str, ...] = ()
 
     @property
     def patient_reference(self) -> str:
         return f"Patient/{self.patient_id}"
 
 
-def parse_hook_request(raw: bytes, *, allow_loopback_http: bool = False) -> PatientViewRequest:
-    """Parse and validate the body of `POST /cds-services/{id}`."""
+# the name it had while patient-view was the only hook
+PatientViewRequest = HookRequest
+
+
+def parse_hook_request(
+    raw: bytes, *, hook: str | None = None, allow_loopback_http: bool = False
+) -> HookRequest:
+    """Parse and validate the body of `POST /cds-services/{id}`; `hook` is the service's hook
+    (None: any of `HOOKS`)."""
     try:
         body = parse_json_document(raw)
     except MalformedJson as exc:
         raise InvalidHookRequest([exc.description], exc.reason) from None
-    return patient_view_request(body, allow_loopback_http=allow_loopback_http)
+    return hook_request(body, hook=hook, allow_loopback_http=allow_loopback_http)
 
 
-def patient_view_request(body: Any, *, allow_loopback_http: bool = False) -> PatientViewRequest:
+def patient_view_request(body: Any, *, allow_loopback_http: bool = False) -> HookRequest:
+    """A decoded `patient-view` request, validated (see `hook_request`)."""
+    return hook_request(body, hook=PATIENT_VIEW, allow_loopback_http=allow_loopback_http)
+
+
+def hook_request(
+    body: Any, *, hook: str | None = None, allow_loopback_http: bool = False
+) -> HookRequest:
     """Validate a decoded hook request; raise `InvalidHookRequest` listing every problem.
 
     `fhirServer` must be an https URL; plain http only to a loopback host, and only when
@@ -61,11 +106,13 @@ def patient_view_request(body: Any, *, allow_loopback_http: bool = False) -> Pat
     if not isinstance(body, dict):
         raise InvalidHookRequest(["the body is not a JSON object"])
     problems: list[str] = []
-    hook = body.get("hook")
-    if not isinstance(hook, str) or not hook:
+    called = body.get("hook")
+    if not isinstance(called, str) or not called:
         problems.append("'hook' is required and must be a string")
-    elif hook != PATIENT_VIEW:
-        problems.append(f"this service answers the '{PATIENT_VIEW}' hook only")
+    elif hook is not None and called != hook:
+        problems.append(f"this service answers the '{hook}' hook only")
+    elif called not in HOOKS:
+        problems.append(f"'hook' must be one of {', '.join(HOOKS)}")
     hook_instance = body.get("hookInstance")
     if not isinstance(hook_instance, str) or not hook_instance:
         problems.append("'hookInstance' is required and must be a string")
@@ -75,15 +122,20 @@ def patient_view_request(body: Any, *, allow_loopback_http: bool = False) -> Pat
             "'fhirServer' must be an https URL"
             + (" (or http on a loopback host)" if allow_loopback_http else "")
         )
-    if body.get("fhirAuthorization") is not None:
-        if not isinstance(body["fhirAuthorization"], dict):
-            problems.append("'fhirAuthorization' must be an object")
-        if fhir_server is None:
-            problems.append("'fhirServer' is required when 'fhirAuthorization' is present")
-    if body.get("prefetch") is not None and not isinstance(body["prefetch"], dict):
+    authorization = _fhir_authorization(body.get("fhirAuthorization"), problems)
+    if body.get("fhirAuthorization") is not None and fhir_server is None:
+        problems.append("'fhirServer' is required when 'fhirAuthorization' is present")
+    prefetch = body.get("prefetch")
+    if prefetch is not None and not isinstance(prefetch, dict):
         problems.append("'prefetch' must be an object")
+    elif isinstance(prefetch, dict) and any(
+        value is not None and not isinstance(value, dict) for value in prefetch.values()
+    ):
+        problems.append("each 'prefetch' value must be a FHIR resource (an object) or null")
     context = body.get("context")
     patient_id: Any = None
+    draft_orders: tuple[dict[str, Any], ...] = ()
+    selections: tuple[str, ...] = ()
     if not isinstance(context, dict):
         problems.append("'context' is required and must be an object")
     else:
@@ -95,16 +147,86 @@ def patient_view_request(body: Any, *, allow_loopback_http: bool = False) -> Pat
         for optional in ("userId", "encounterId"):
             if context.get(optional) is not None and not isinstance(context[optional], str):
                 problems.append(f"'context.{optional}' must be a string")
+        checked = called if called in HOOKS else None
+        draft_orders, selections = _hook_context(checked, context, problems)
     if problems:
         raise InvalidHookRequest(problems)
     assert isinstance(context, dict)
-    return PatientViewRequest(
+    return HookRequest(
         hook_instance=str(hook_instance),
         patient_id=str(patient_id),
+        hook=str(called),
         user_id=context.get("userId"),
         encounter_id=context.get("encounterId"),
         fhir_server=fhir_server,
+        fhir_authorization=authorization,
+        prefetch=dict(prefetch or {}),
+        draft_orders=draft_orders,
+        selections=selections,
     )
+
+
+def _hook_context(
+    hook: str | None, context: dict[str, Any], problems: list[str]
+) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...]]:
+    """The hook-specific context members, checked; (draft order resources, selections)."""
+    if hook == ENCOUNTER_START:
+        encounter_id = context.get("encounterId")
+        if not isinstance(encounter_id, str) or not is_fhir_id(encounter_id):
+            problems.append("'context.encounterId' is required (a FHIR resource id)")
+    if hook not in ORDER_HOOKS:
+        return (), ()
+    draft_orders = _bundle_resources(context.get("draftOrders"))
+    if draft_orders is None:
+        problems.append("'context.draftOrders' is required and must be a FHIR Bundle")
+        draft_orders = ()
+    selections: tuple[str, ...] = ()
+    if hook == ORDER_SELECT:
+        given = context.get("selections")
+        if (
+            not isinstance(given, list)
+            or not given
+            or not all(isinstance(s, str) and "/" in s for s in given)
+        ):
+            problems.append(
+                "'context.selections' is required: a non-empty array of references (Type/id)"
+            )
+        else:
+            selections = tuple(given)
+    return draft_orders, selections
+
+
+def _bundle_resources(value: Any) -> tuple[dict[str, Any], ...] | None:
+    """The resources of a Bundle (entries without one are skipped); None when not a Bundle."""
+    if not isinstance(value, dict) or value.get("resourceType") != "Bundle":
+        return None
+    entries = value.get("entry", [])
+    if not isinstance(entries, list):
+        return None
+    return tuple(
+        entry["resource"]
+        for entry in entries
+        if isinstance(entry, dict) and isinstance(entry.get("resource"), dict)
+    )
+
+
+def _fhir_authorization(value: Any, problems: list[str]) -> FhirAuthorization | None:
+    """`fhirAuthorization`: an object with a bearer `access_token` (the rest of its members
+    are the EHR's business: scope, expiry, subject)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        problems.append("'fhirAuthorization' must be an object")
+        return None
+    token = value.get("access_token")
+    token_type = value.get("token_type")
+    if not isinstance(token, str) or not token or not token.isprintable():
+        problems.append("'fhirAuthorization.access_token' is required and must be a string")
+        return None
+    if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        problems.append("'fhirAuthorization.token_type' must be 'Bearer'")
+        return None
+    return FhirAuthorization(access_token=token)
 
 
 def is_fhir_server_url(value: object, allow_loopback_http: bool) -> bool:

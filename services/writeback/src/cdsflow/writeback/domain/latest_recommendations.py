@@ -1,4 +1,5 @@
-"""The latest recommendation per patient, kept in memory for CDS Hooks calls.
+"""The latest recommendation per patient and model adapter, kept in memory for CDS Hooks
+calls (each CDS service shows its own adapter's).
 
 Every replica fills its own copy by reading the recommendations topic back and following it
 (`recommendations_tail.py`); since `keep` decides by `produced_at` alone, replicas that read
@@ -22,7 +23,12 @@ from opentelemetry.trace import SpanContext
 
 from cdsflow.contracts import Recommendation
 from cdsflow.writeback.domain.cards import card_uuids
-from cdsflow.writeback.domain.recommendations import is_active, produced_at
+from cdsflow.writeback.domain.recommendations import (
+    LEGACY_ADAPTER_ID,
+    adapter_of,
+    is_active,
+    produced_at,
+)
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ def stored(
 
 
 class LatestRecommendations:
-    """Latest active and latest shadow recommendation per patient key.
+    """Latest active and latest shadow recommendation per patient key and adapter id.
 
     Bounded: past `max_patients` patients, the one updated longest ago is forgotten.
     `rebuilt` is False until the topic has been read back to where it ended at start: until
@@ -64,7 +70,10 @@ class LatestRecommendations:
         self._max_patients = max_patients
         self._max_age = max_age
         self._clock = clock
-        self._by_patient: OrderedDict[str, dict[bool, StoredRecommendation]] = OrderedDict()
+        # patient key -> (adapter id, active) -> the latest
+        self._by_patient: OrderedDict[str, dict[tuple[str, bool], StoredRecommendation]] = (
+            OrderedDict()
+        )
         # card uuid -> the active recommendation that showed it (for feedback); superseded
         # cards stay findable until twice the patients' bound is reached
         self._by_card: OrderedDict[str, StoredRecommendation] = OrderedDict()
@@ -80,37 +89,50 @@ class LatestRecommendations:
             return False
         patient_key = entry.recommendation.patient_key
         active = is_active(entry.recommendation)
+        slot = (adapter_of(entry.recommendation), active)
         slots = self._by_patient.get(patient_key, {})
-        held = slots.get(active)
+        held = slots.get(slot)
         if held is not None and held.produced_at > entry.produced_at:
             return False
-        slots[active] = entry
+        slots[slot] = entry
         self._by_patient[patient_key] = slots
         self._by_patient.move_to_end(patient_key)
         while len(self._by_patient) > self._max_patients:
             self._by_patient.popitem(last=False)
         if active:
-            for uuid in card_uuids(entry.recommendation):
-                self._by_card[uuid] = entry
-                self._by_card.move_to_end(uuid)
-            while len(self._by_card) > 2 * self._max_patients:
-                self._by_card.popitem(last=False)
+            self.remember_cards(entry)
         return True
+
+    def remember_cards(self, entry: StoredRecommendation) -> None:
+        """Make the recommendation's cards findable by uuid (for feedback) without making it
+        anyone's latest: for cards scored on demand in a hook call, which no topic carries."""
+        for uuid in card_uuids(entry.recommendation):
+            self._by_card[uuid] = entry
+            self._by_card.move_to_end(uuid)
+        while len(self._by_card) > 2 * self._max_patients:
+            self._by_card.popitem(last=False)
 
     def showing_card(self, card_uuid: str) -> StoredRecommendation | None:
         """The active recommendation whose card had this uuid, if it is still known."""
         return self._by_card.get(card_uuid)
 
-    def latest_active(self, patient_key: str) -> StoredRecommendation | None:
-        """What a clinician may be shown for this patient (None once past `max_age`)."""
-        return self._held(patient_key, active=True)
+    def latest_active(
+        self, patient_key: str, adapter_id: str = LEGACY_ADAPTER_ID
+    ) -> StoredRecommendation | None:
+        """What a clinician may be shown for this patient from this adapter's model (None
+        once past `max_age`)."""
+        return self._held(patient_key, adapter_id, active=True)
 
-    def latest_shadow(self, patient_key: str) -> StoredRecommendation | None:
+    def latest_shadow(
+        self, patient_key: str, adapter_id: str = LEGACY_ADAPTER_ID
+    ) -> StoredRecommendation | None:
         """What a shadow model said about this patient (measured, never shown)."""
-        return self._held(patient_key, active=False)
+        return self._held(patient_key, adapter_id, active=False)
 
-    def _held(self, patient_key: str, *, active: bool) -> StoredRecommendation | None:
-        entry = self._by_patient.get(patient_key, {}).get(active)
+    def _held(
+        self, patient_key: str, adapter_id: str, *, active: bool
+    ) -> StoredRecommendation | None:
+        entry = self._by_patient.get(patient_key, {}).get((adapter_id, active))
         return entry if entry is not None and self._current(entry) else None
 
     def _current(self, entry: StoredRecommendation) -> bool:

@@ -1,7 +1,10 @@
-"""What the writeback needs from a `Recommendation`: its risk band, its score, its sanity.
+"""What the writeback needs from a `Recommendation`: its adapter, its risk band, its score,
+its sanity.
 
-The reasoner decides the band ("low", "medium", "high"); the writeback only maps it onto
-the vocabularies it speaks (FHIR `risk-probability`, CDS Hooks indicators).
+The reasoner decides the band (the adapter's band names, e.g. "low", "moderate", "high");
+the writeback only maps the ones it knows onto the vocabularies it speaks (FHIR
+`risk-probability`, CDS Hooks indicators). Nothing here assumes which model it was: the
+score is the adapter's (the one with a band), whatever its name.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from enum import Enum
 from cdsflow.contracts import Mode, Recommendation, Score
 from cdsflow.fhir import is_patient_reference
 
-DETERIORATION_SCORE = "deterioration_score"
+# a recommendation published before adapters named themselves came from this one
+LEGACY_ADAPTER_ID = "deterioration-risk"
 
 
 class RiskBand(Enum):
@@ -31,17 +35,24 @@ _BAND_SPELLINGS: dict[str, RiskBand] = {
 }
 
 
-def deterioration_score(recommendation: Recommendation) -> Score | None:
-    """The score named `deterioration_score`, else the first score, else None."""
+def adapter_of(recommendation: Recommendation) -> str:
+    """The id of the model adapter that produced it (`deterioration-risk` for a message that
+    predates `adapter_id`: the only model the reasoner ran then)."""
+    return recommendation.adapter_id or LEGACY_ADAPTER_ID
+
+
+def primary_score(recommendation: Recommendation) -> Score | None:
+    """The adapter's score: the first score with a band (other named values have none),
+    else the first score, else None."""
     for score in recommendation.scores:
-        if score.name == DETERIORATION_SCORE:
+        if score.band:
             return score
     return recommendation.scores[0] if recommendation.scores else None
 
 
 def risk_band(recommendation: Recommendation) -> RiskBand | None:
-    """The band of the deterioration score; None when the band is missing or unknown."""
-    score = deterioration_score(recommendation)
+    """The band of the primary score; None when the band is missing or not one of these."""
+    score = primary_score(recommendation)
     if score is None:
         return None
     return _BAND_SPELLINGS.get(score.band.strip().lower())
@@ -78,11 +89,11 @@ def recommendation_problems(recommendation: Recommendation) -> list[str]:
         problems.append("patient_reference is not a Patient reference of the form Patient/<id>")
     if not recommendation.HasField("produced_at"):
         problems.append("produced_at is missing")
-    score = deterioration_score(recommendation)
+    score = primary_score(recommendation)
     if score is None:
         problems.append("scores is empty")
     elif not 0.0 <= score.value <= 1.0:
-        problems.append("the deterioration score is not a probability between 0 and 1")
+        problems.append("the score is not a probability between 0 and 1")
     return problems
 
 

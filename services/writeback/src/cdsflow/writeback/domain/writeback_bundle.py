@@ -20,6 +20,7 @@ Bundle but for the `recorded` times.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,9 +30,21 @@ from cdsflow.writeback.domain.detected_issue import card_criteria, detected_issu
 from cdsflow.writeback.domain.disclosure_audit import disclosure_audit_for
 from cdsflow.writeback.domain.model_device import model_device_criteria, model_device_for
 from cdsflow.writeback.domain.provenance import provenance_for
-from cdsflow.writeback.domain.risk_assessment import risk_assessment_for, writeback_criteria
+from cdsflow.writeback.domain.risk_assessment import (
+    PREDICTED_OUTCOME,
+    risk_assessment_for,
+    writeback_criteria,
+)
 
 _ENTRY_NAMESPACE = uuid.UUID("5b0f1c52-4a53-5d7e-9a55-c7d0d4a1e3b1")
+
+
+@dataclass(frozen=True)
+class BundleWording:
+    """How the resources name what the model assessed: the adapter's own words."""
+
+    predicted_outcome: str = PREDICTED_OUTCOME
+    issue_title: str = "Risk of clinical deterioration"
 
 
 def entry_full_url(recommendation_id: str, role: str) -> str:
@@ -45,20 +58,35 @@ def writeback_bundle(
     trace_id: str | None,
     recorded: datetime,
     ehr_base_url: str,
+    described_as: BundleWording | None = None,
 ) -> dict[str, Any]:
     """The transaction Bundle for a valid, active recommendation (see `recommendation_problems`).
 
+    `described_as` says what the adapter's score predicts and what its cards are about (the
+    adapter's score meaning and title); None: the deterioration wording of the first model.
+
     `trace_id` is the 32-hex id of the trace that produced it (None: no trace to name);
     `recorded` is when the write happens (Provenance.recorded, AuditEvent.recorded)."""
+    wording = described_as or BundleWording()
     rec_id = recommendation.recommendation_id
     device_url = entry_full_url(rec_id, "model-device")
     assessment_url = entry_full_url(rec_id, "risk-assessment")
     entries = [
         _entry(device_url, model_device_for(recommendation), model_device_criteria(recommendation)),
-        _entry(assessment_url, risk_assessment_for(recommendation), writeback_criteria(rec_id)),
+        _entry(
+            assessment_url,
+            risk_assessment_for(recommendation, wording.predicted_outcome),
+            writeback_criteria(rec_id),
+        ),
     ]
     for index, card in enumerate(cards_for(recommendation)):
-        issue = detected_issue_for(recommendation, card, author=device_url, evidence=assessment_url)
+        issue = detected_issue_for(
+            recommendation,
+            card,
+            author=device_url,
+            evidence=assessment_url,
+            issue_title=wording.issue_title,
+        )
         entries.append(
             _entry(entry_full_url(rec_id, f"card/{index}"), issue, card_criteria(card["uuid"]))
         )

@@ -1,0 +1,385 @@
+"""`make bench` (CDS Hooks part): `patient-view` answered from a stored recommendation, with a
+valid ES384 JWT per call, at a fixed offered rate, side by side with a bare ASGI endpoint
+returning a fixed card (`bench.bare_cds_hooks`); and the on-demand path (no stored
+recommendation: scored from prefetch by `deterioration_risk` on Triton within the deadline).
+
+The writeback and the bare endpoint run as processes of their own (the writeback on an
+embedded Tansu broker, the EHR's JWK Set served by a `python -m http.server` process); this
+process is the load: open loop, one call every 1/rate seconds whatever the answers take, each
+with a fresh token signed before the round (so signing is not timed). Figures go to
+`bench/results.json` under `cds_hooks`, keeping every other key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import numpy as np
+from aiokafka import AIOKafkaProducer
+
+from bench.measures import latency_summary, percentile
+from cdsflow.models import build_model_inputs, interpret_outputs, load_adapter
+from cdsflow.models.recommendation_messages import RecommendationSubject, recommendation_message
+from cdsflow.runtime.parts import start_broker, start_ehr, start_triton
+from cdsflow.runtime.processes import ManagedProcess, free_port, http_ok, spawn, without_otel
+from cdsflow.runtime.sandbox_ehr_client import HookSigningKey, new_private_key, sign_hook_token
+from cdsflow.runtime.story import vital_sign_observation
+from cdsflow.telemetry import PatientKeyer
+
+REPO = Path(__file__).resolve().parent.parent
+SERVICE = "cdsflow-deterioration"
+ISSUER = "https://ehr.bench.test/"
+STORED_PATIENT = "bench-stored"
+PSEUDONYM_KEY = secrets.token_urlsafe(32)
+TOPIC = "bench.cds-hooks.recommendations.v1"
+# a very sick patient: the model's high band (two cards) without any trend
+SICK = (
+    ("9279-1", 30, "/min"),
+    ("59408-5", 88, "%"),
+    ("3150-0", 40, "%"),
+    ("8480-6", 90, "mm[Hg]"),
+    ("8867-4", 130, "/min"),
+    ("8310-5", 39.5, "Cel"),
+    ("9269-2", 13, "{score}"),
+)
+
+
+def vitals(patient_id: str) -> list[dict[str, Any]]:
+    taken = datetime.now(UTC) - timedelta(minutes=20)
+    return [
+        vital_sign_observation(f"Patient/{patient_id}", taken, code, value=value, ucum=ucum)
+        for code, value, ucum in SICK
+    ]
+
+
+def prefetch(patient_id: str) -> dict[str, Any]:
+    found = vitals(patient_id)
+    return {
+        "patient": {"resourceType": "Patient", "id": patient_id, "birthDate": "1956-03-01"},
+        "vital_signs": {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(found),
+            "entry": [{"resource": resource} for resource in found],
+        },
+    }
+
+
+def hook_body(patient_id: str, with_prefetch: bool = False) -> bytes:
+    body: dict[str, Any] = {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/bench", "patientId": patient_id},
+    }
+    if with_prefetch:
+        body["prefetch"] = prefetch(patient_id)
+    return json.dumps(body).encode()
+
+
+async def publish_stored_recommendation(bootstrap: str, ehr_base_url: str) -> None:
+    """A high-risk recommendation for STORED_PATIENT, as the reasoner publishes it."""
+    adapter = load_adapter(REPO / "adapters" / "deterioration-risk.yaml")
+    reference = f"Patient/{STORED_PATIENT}"
+    now = datetime.now(UTC)
+    inputs = build_model_inputs(adapter, vitals(STORED_PATIENT), now)
+    outputs = {
+        "deterioration_risk": np.array([[0.53]], dtype=np.float32),
+        "log_odds": np.array([[0.12]], dtype=np.float32),
+        "contributions": np.zeros((1, 15), dtype=np.float32),
+    }
+    recommendation = recommendation_message(
+        adapter,
+        inputs,
+        interpret_outputs(adapter, inputs, outputs),
+        model_version="1",
+        mode="active",
+        subject=RecommendationSubject(
+            event_id=f"bench-{uuid.uuid4()}",
+            patient_key=PatientKeyer(PSEUDONYM_KEY).patient_key(reference),
+            patient_reference=reference,
+            ehr_base_url=ehr_base_url,
+            produced_at=now,
+            trace_id=secrets.token_hex(16),
+        ),
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            TOPIC, recommendation.SerializeToString(), key=recommendation.patient_key.encode()
+        )
+    finally:
+        await producer.stop()
+
+
+def start_key_server(work_dir: Path, key: HookSigningKey) -> ManagedProcess:
+    keys = work_dir / "keys"
+    keys.mkdir()
+    (keys / "jwks.json").write_text(json.dumps(key.jwks()))
+    port = free_port()
+    argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    process = spawn("jwks", [*argv, "--directory", str(keys)], work_dir)
+    process.endpoints["jwks"] = f"http://127.0.0.1:{port}/jwks.json"
+    process.wait_ready(lambda: http_ok(process.endpoints["jwks"]), 30)
+    return process
+
+
+def start_writeback(
+    work_dir: Path,
+    bootstrap: str,
+    triton_grpc: str,
+    jwks_url: str,
+    ehr_base_url: str,
+    *,
+    hook_audits: bool = True,
+) -> ManagedProcess:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **without_otel(os.environ),
+        # the hook path never calls it; the disclosure AuditEvents are written there
+        "CDSFLOW_EHR_BASE_URL": ehr_base_url,
+        "CDSFLOW_PSEUDONYM_KEY": PSEUDONYM_KEY,
+        "CDSFLOW_KAFKA_BOOTSTRAP": bootstrap,
+        "CDSFLOW_KAFKA_IDEMPOTENCE": "false",
+        "CDSFLOW_RECOMMENDATIONS_TOPIC": TOPIC,
+        "CDSFLOW_FEEDBACK_TOPIC": "bench.cds-hooks.feedback.v1",
+        "CDSFLOW_CONSUMER_GROUP": f"bench-cds-hooks-{port}",
+        "CDSFLOW_HOOK_AUDIT_ENABLED": str(hook_audits).lower(),
+        "CDSFLOW_WRITEBACK_ENABLED": "false",
+        "CDSFLOW_ADAPTERS": str(REPO / "adapters" / "deterioration-risk.yaml"),
+        "CDSFLOW_TRITON_GRPC_URL": triton_grpc,
+        "CDSFLOW_TRUSTED_ISSUERS": json.dumps([{"iss": ISSUER, "jwks_url": jwks_url}]),
+        "CDSFLOW_CDS_PUBLIC_BASE_URL": base,
+        "CDSFLOW_HTTP_HOST": "127.0.0.1",
+        "CDSFLOW_HTTP_PORT": str(port),
+        "CDSFLOW_LOG_LEVEL": "WARNING",
+    }
+    name = "writeback" if hook_audits else "writeback-no-audits"
+    process = spawn(name, [sys.executable, "-m", "cdsflow.writeback"], work_dir, env=env)
+    process.endpoints["http"] = base
+    process.wait_ready(lambda: http_ok(f"{base}/healthz"), 60)
+    return process
+
+
+def start_bare(work_dir: Path) -> ManagedProcess:
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.bare_cds_hooks", str(port)]
+    process = spawn("bare-cds-hooks", argv, work_dir, env=without_otel(os.environ), cwd=REPO)
+    process.endpoints["http"] = f"http://127.0.0.1:{port}"
+    process.wait_ready(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 60)
+    return process
+
+
+async def wait_for_stored_card(base_url: str, key: HookSigningKey) -> None:
+    url = f"{base_url}/cds-services/{SERVICE}"
+    deadline = time.monotonic() + 60
+    async with httpx.AsyncClient(timeout=10) as client:
+        while time.monotonic() < deadline:
+            answer = await client.post(
+                url, content=hook_body(STORED_PATIENT), headers=_headers(key, url)
+            )
+            if answer.is_success and answer.json().get("cards"):
+                return
+            await asyncio.sleep(0.2)
+    raise RuntimeError("the writeback never served the stored recommendation's card")
+
+
+def _headers(key: HookSigningKey, url: str) -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {sign_hook_token(key, url)}",
+        "Content-Type": "application/json",
+    }
+
+
+async def offered(
+    base_url: str,
+    key: HookSigningKey,
+    per_s: float,
+    seconds: float,
+    bodies: list[bytes],
+) -> dict[str, Any]:
+    """Open loop: one call every 1/per_s seconds for `seconds`; each with its own token and
+    body (made before the clock starts)."""
+    url = f"{base_url}/cds-services/{SERVICE}"
+    count = int(per_s * seconds)
+    calls = [(_headers(key, url), bodies[index % len(bodies)]) for index in range(count)]
+    latencies: list[float] = []
+    failures = 0
+    with_cards = 0
+    # aiohttp: a lighter client than httpx, so that the load process keeps the rate
+    connector = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=30)
+    ) as client:
+
+        async def send(index: int) -> None:
+            nonlocal failures, with_cards
+            headers, body = calls[index]
+            started = time.perf_counter()
+            async with client.post(url, data=body, headers=headers) as answer:
+                payload = await answer.read()
+            elapsed = time.perf_counter() - started
+            if answer.status == 200:
+                latencies.append(elapsed)
+                with_cards += b'"cards":[]' not in payload
+            else:
+                failures += 1
+
+        began = time.perf_counter()
+        tasks = []
+        for index in range(count):
+            delay = began + index / per_s - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(send(index)))
+        await asyncio.gather(*tasks)
+    return {
+        "offered_per_s": per_s,
+        "calls": count,
+        "failed": failures,
+        "answered_with_cards": with_cards,
+        "latency": latency_summary(latencies),
+    }
+
+
+async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
+    key = HookSigningKey(new_private_key(), ISSUER)
+    parts: list[ManagedProcess] = []
+    try:
+        broker = start_broker(work_dir)
+        parts.append(broker)
+        triton = start_triton(REPO / "models", work_dir)
+        parts.append(triton)
+        ehr = start_ehr(work_dir)
+        parts.append(ehr)
+        keys = start_key_server(work_dir, key)
+        parts.append(keys)
+        bootstrap = broker.endpoints["broker"]
+        await publish_stored_recommendation(bootstrap, ehr.endpoints["ehr"])
+        writeback = start_writeback(
+            work_dir,
+            bootstrap,
+            triton.endpoints["triton_grpc"],
+            keys.endpoints["jwks"],
+            ehr.endpoints["ehr"],
+        )
+        parts.append(writeback)
+        unaudited = start_writeback(
+            work_dir,
+            bootstrap,
+            triton.endpoints["triton_grpc"],
+            keys.endpoints["jwks"],
+            ehr.endpoints["ehr"],
+            hook_audits=False,
+        )
+        parts.append(unaudited)
+        bare = start_bare(work_dir)
+        parts.append(bare)
+        await wait_for_stored_card(writeback.endpoints["http"], key)
+        await wait_for_stored_card(unaudited.endpoints["http"], key)
+        stored = [hook_body(STORED_PATIENT) for _ in range(50)]
+        # warm each, then the measured rounds
+        for part in (writeback, unaudited, bare):
+            await offered(part.endpoints["http"], key, args.offered_per_s, 2, stored)
+        # alternating rounds, so that each sees the same (shared) machine; medians reported
+        rounds: dict[str, list[dict[str, Any]]] = {
+            "writeback": [],
+            "bare": [],
+            "writeback_without_hook_audits": [],
+        }
+        for _ in range(args.rounds):
+            for name, part in (
+                ("writeback", writeback),
+                ("bare", bare),
+                ("writeback_without_hook_audits", unaudited),
+            ):
+                rounds[name].append(
+                    await offered(
+                        part.endpoints["http"], key, args.offered_per_s, args.seconds, stored
+                    )
+                )
+        # on demand: a patient the writeback holds nothing for, every call
+        fresh = [
+            hook_body(f"bench-new-{n}", with_prefetch=True)
+            for n in range(int(args.on_demand_per_s * args.on_demand_seconds))
+        ]
+        await offered(writeback.endpoints["http"], key, args.on_demand_per_s, 2, fresh[:40])
+        on_demand = await offered(
+            writeback.endpoints["http"],
+            key,
+            args.on_demand_per_s,
+            args.on_demand_seconds,
+            fresh,
+        )
+    finally:
+        for part in reversed(parts):
+            part.stop()
+    return {
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "make bench (python -m bench.cds_hooks)",
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "offered_per_s": args.offered_per_s,
+        "p50_ms": _median(rounds["writeback"], "p50_ms"),
+        "p99_ms": _median(rounds["writeback"], "p99_ms"),
+        "bare_p99_ms": _median(rounds["bare"], "p99_ms"),
+        "without_hook_audits_p50_ms": _median(rounds["writeback_without_hook_audits"], "p50_ms"),
+        "without_hook_audits_p99_ms": _median(rounds["writeback_without_hook_audits"], "p99_ms"),
+        "on_demand_p99_ms": on_demand["latency"].get("p99_ms"),
+        "on_demand_offered_per_s": args.on_demand_per_s,
+        "on_demand_deadline_ms": 400,
+        "rounds": rounds,
+        "on_demand": on_demand,
+        "notes": (
+            "patient-view with a fresh ES384 JWT per call (verified, jti remembered) answered "
+            "from a stored recommendation (two cards); the bare endpoint answers a fixed card "
+            "without any check; on demand: each call a new patient with prefetch (7 vital "
+            "signs), scored by deterioration_risk on the Triton binary's CPU python backend "
+            "within the default 400 ms deadline (answered_with_cards counts the calls scored "
+            "in time). Each answer with cards queues its disclosure AuditEvent, written in "
+            "batches (one transaction a second) into a SEKMET EHR on the same two cores; "
+            "without_hook_audits: a second writeback with CDSFLOW_HOOK_AUDIT_ENABLED=false, "
+            "same load; p50/p99 are the medians of the alternating rounds. Writeback, bare "
+            "endpoint, JWKS server and EHR are processes of their own; the load (open loop) "
+            "comes from this process"
+        ),
+    }
+
+
+def _median(rounds: list[dict[str, Any]], figure: str) -> float | None:
+    values = [r["latency"][figure] for r in rounds if figure in r["latency"]]
+    return round(percentile(values, 0.5), 2) if values else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--output", type=Path, default=REPO / "bench" / "results.json")
+    parser.add_argument("--offered-per-s", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--on-demand-per-s", type=float, default=20.0)
+    parser.add_argument("--on-demand-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    work_dir = Path(tempfile.mkdtemp(prefix="cdsflow-bench-cds-hooks-"))
+    figures = asyncio.run(measure(args, work_dir))
+    results = json.loads(args.output.read_text()) if args.output.exists() else {}
+    results["cds_hooks"] = figures
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in figures.items() if not isinstance(v, dict)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""The `AuditEvent` that records cards shown to a CDS Hooks caller as a disclosure, IHE BALP
+style (the write-back's own disclosure is `disclosure_audit.py`).
+
+Cards tell the caller something about a patient, so each hook answer with cards is an export
+of patient information to that caller, recorded by the writeback (the server):
+
+- `type` DICOM `110106` Export, `action` `R` (the caller read it), `outcome` `0`;
+- agents: the writeback as the source (DICOM `110153` Source Role ID), the caller as the
+  destination and requestor (`110152` Destination Role ID; its JWT `iss` as the identifier,
+  or "unauthenticated caller" in a development setup);
+- `source.observer`: the writeback;
+- entities: the patient (type 1 Person, role 1 Patient), each card shown (type 2 System
+  Object, role 4 Domain Resource, identified by its uuid as the write-back's DetectedIssue
+  is), the hook call (`hookInstance`, role 24 Query, with the service id as its name), and the
+  trace id (BALP `XrequestId`).
+
+Tagged with the hook instance (`urn:cdsflow:hook-instance`), so that the EHR finds it by the
+call. It is a plain create, not a conditional one: each answer is a disclosure (an EHR that
+calls twice was told twice), and a conditional create would cost the EHR a search per audit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cdsflow.writeback.domain.conditional_criteria import token_criteria
+from cdsflow.writeback.domain.detected_issue import CARD_SYSTEM
+from cdsflow.writeback.domain.disclosure_audit import (
+    BALP_ENTITY_TYPE_SYSTEM,
+    DICOM_SYSTEM,
+    ENTITY_TYPE_SYSTEM,
+    OBJECT_ROLE_SYSTEM,
+)
+from cdsflow.writeback.domain.provenance import fhir_instant, writeback_agent
+
+HOOK_INSTANCE_SYSTEM = "urn:cdsflow:hook-instance"
+CALLER_SYSTEM = "urn:cdsflow:cds-hooks-client"
+
+
+@dataclass(frozen=True)
+class HookDisclosure:
+    """What one hook answer disclosed, to whom."""
+
+    patient_reference: str
+    service_id: str
+    hook_instance: str
+    card_uuids: Sequence[str]
+    # the caller's JWT issuer; None when hook calls are not authenticated (development)
+    caller: str | None
+    trace_id: str | None
+    recorded: datetime
+
+
+def hook_disclosure_search(hook_instance: str) -> str:
+    """The search that finds the AuditEvents of this hook call."""
+    return token_criteria("_tag", HOOK_INSTANCE_SYSTEM, hook_instance)
+
+
+def hook_disclosure_audit(disclosure: HookDisclosure) -> dict[str, Any]:
+    caller: dict[str, Any] = (
+        {"identifier": {"system": CALLER_SYSTEM, "value": disclosure.caller}}
+        if disclosure.caller
+        else {"display": "unauthenticated caller"}
+    )
+    entities: list[dict[str, Any]] = [
+        {
+            "what": {"reference": disclosure.patient_reference},
+            "type": _coding(ENTITY_TYPE_SYSTEM, "1", "Person"),
+            "role": _coding(OBJECT_ROLE_SYSTEM, "1", "Patient"),
+        },
+        *(
+            {
+                "what": {"identifier": {"system": CARD_SYSTEM, "value": card_uuid}},
+                "type": _coding(ENTITY_TYPE_SYSTEM, "2", "System Object"),
+                "role": _coding(OBJECT_ROLE_SYSTEM, "4", "Domain Resource"),
+            }
+            for card_uuid in disclosure.card_uuids
+        ),
+        {
+            "what": {
+                "identifier": {"system": HOOK_INSTANCE_SYSTEM, "value": disclosure.hook_instance}
+            },
+            "type": _coding(ENTITY_TYPE_SYSTEM, "2", "System Object"),
+            "role": _coding(OBJECT_ROLE_SYSTEM, "24", "Query"),
+            "name": f"CDS Hooks service {disclosure.service_id}",
+        },
+    ]
+    if disclosure.trace_id:
+        entities.append(
+            {
+                "what": {"identifier": {"value": disclosure.trace_id}},
+                "type": _coding(BALP_ENTITY_TYPE_SYSTEM, "XrequestId", "X-Request-Id"),
+            }
+        )
+    return {
+        "resourceType": "AuditEvent",
+        "meta": {
+            "tag": [{"system": HOOK_INSTANCE_SYSTEM, "code": disclosure.hook_instance}],
+        },
+        "type": _coding(DICOM_SYSTEM, "110106", "Export"),
+        "action": "R",
+        "recorded": fhir_instant(disclosure.recorded),
+        "outcome": "0",
+        "agent": [
+            {
+                "type": _concept(DICOM_SYSTEM, "110153", "Source Role ID"),
+                "who": writeback_agent(),
+                "requestor": False,
+            },
+            {
+                "type": _concept(DICOM_SYSTEM, "110152", "Destination Role ID"),
+                "who": caller,
+                "requestor": True,
+            },
+        ],
+        "source": {
+            "observer": writeback_agent(),
+            "type": [
+                _coding(
+                    "http://terminology.hl7.org/CodeSystem/security-source-type",
+                    "4",
+                    "Application Server",
+                )
+            ],
+        },
+        "entity": entities,
+    }
+
+
+def _coding(system: str, code: str, display: str) -> dict[str, str]:
+    return {"system": system, "code": code, "display": display}
+
+
+def _concept(system: str, code: str, display: str) -> dict[str, Any]:
+    return {"coding": [_coding(system, code, display)]}

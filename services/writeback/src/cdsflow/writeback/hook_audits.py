@@ -1,0 +1,117 @@
+"""Hook disclosures written into the EHR as AuditEvents, off the hook's path.
+
+A hook answer with cards queues its AuditEvent (`domain/hook_disclosure_audit.py`) and
+returns at once; a background task writes what is queued as one transaction Bundle of
+creates every `flush_s` (or once `batch` are waiting), so a busy hook adds one
+EHR request a second, not one per call. The queue is bounded: past `max_queued`, an audit is
+dropped and counted (the hook answer never waits for the EHR). A batch the EHR does not take
+is tried again with the next one, up to three times, then dropped and counted (a batch whose
+answer was lost after the EHR took it is then recorded twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from prometheus_client import Counter
+
+from cdsflow.fhir import EhrClient
+from cdsflow.telemetry import MetricsRegistry
+from cdsflow.writeback.domain.hook_disclosure_audit import (
+    HookDisclosure,
+    hook_disclosure_audit,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_TRIES = 3
+
+
+class HookAuditTrail:
+    def __init__(
+        self,
+        ehr: EhrClient,
+        registry: MetricsRegistry,
+        *,
+        flush_s: float = 1.0,
+        batch: int = 50,
+        max_queued: int = 10_000,
+    ) -> None:
+        self._ehr = ehr
+        self._flush_s = flush_s
+        self._batch = batch
+        self._queue: asyncio.Queue[tuple[HookDisclosure, int]] = asyncio.Queue(max_queued)
+        self._task: asyncio.Task[None] | None = None
+        self._audits: Counter = registry.counter(
+            "writeback_hook_audits",
+            "AuditEvents of hook disclosures, by result (written, dropped: queue full, "
+            "failed: the EHR did not take them)",
+            ("result",),
+        )
+
+    def record(self, disclosure: HookDisclosure) -> None:
+        """Queue the disclosure's AuditEvent; never waits."""
+        try:
+            self._queue.put_nowait((disclosure, 1))
+        except asyncio.QueueFull:
+            self._audits.labels(result="dropped").inc()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="hook-audits")
+
+    async def stop(self) -> None:
+        """Write what is queued (one last try), then stop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if not self._queue.empty():
+            with contextlib.suppress(Exception):
+                await self._write(self._drain())
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if self._queue.qsize() < self._batch - 1:
+                await asyncio.sleep(self._flush_s)
+            await self._write([first, *self._drain()])
+
+    def _drain(self) -> list[tuple[HookDisclosure, int]]:
+        taken: list[tuple[HookDisclosure, int]] = []
+        while len(taken) < self._batch - 1 and not self._queue.empty():
+            taken.append(self._queue.get_nowait())
+        return taken
+
+    async def _write(self, pending: list[tuple[HookDisclosure, int]]) -> None:
+        try:
+            bundle = {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [_entry(disclosure) for disclosure, _ in pending],
+            }
+            await self._ehr.transaction(bundle)
+        except Exception as exc:
+            logger.warning(
+                "could not write hook disclosure audits into the EHR",
+                extra={"error_type": type(exc).__name__, "audits": len(pending)},
+            )
+            for disclosure, tries in pending:
+                if tries >= MAX_TRIES:
+                    self._audits.labels(result="failed").inc()
+                    continue
+                try:
+                    self._queue.put_nowait((disclosure, tries + 1))
+                except asyncio.QueueFull:
+                    self._audits.labels(result="dropped").inc()
+            return
+        self._audits.labels(result="written").inc(len(pending))
+
+
+def _entry(disclosure: HookDisclosure) -> dict[str, Any]:
+    return {
+        "resource": hook_disclosure_audit(disclosure),
+        "request": {"method": "POST", "url": "AuditEvent"},
+    }

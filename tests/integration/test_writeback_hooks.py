@@ -1,0 +1,601 @@
+"""CDS Hooks calls as an EHR makes them, against the real parts: signed with a real ES384 key
+(JWK Set served over HTTP here), answered from a recommendation stored through Tansu, or
+scored on demand by `deterioration_risk` on the real Triton binary (CPU configuration), with
+missing prefetch fetched from a real SEKMET with the call's `fhirAuthorization`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from aiokafka import AIOKafkaProducer
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from cdsflow.contracts import Recommendation
+from cdsflow.fhir import EhrClient
+from cdsflow.models import build_model_inputs, interpret_outputs, load_adapter
+from cdsflow.models.recommendation_messages import (
+    RecommendationSubject,
+    card_json,
+    recommendation_message,
+)
+from cdsflow.runtime.processes import free_port
+from cdsflow.runtime.story import vital_sign_observation
+from cdsflow.telemetry import PatientKeyer, Telemetry
+from cdsflow.writeback.app import create_app
+from cdsflow.writeback.settings import Settings
+from tests.conftest import REPO_ROOT, EhrEndpoint, KafkaEndpoint, TritonEndpoint
+from tests.support.asgi import serve_app
+from tests.support.polling import eventually
+from tests.support.telemetry import recording_telemetry
+from tests.unit.writeback.client_keys import bearer, es384_key, hook_token, jwks
+
+pytestmark = pytest.mark.integration
+
+ISSUER = "https://ehr.hooks.test/"
+PUBLIC_BASE_URL = "https://cds.hooks.test"
+DETERIORATION = "cdsflow-deterioration"
+ORDER_SIGN = "test-deterioration-sign"
+METFORMIN_SIGN = "test-medication-safety-sign"
+METFORMIN_SELECT = "test-medication-safety-select"
+TRACE_EXTENSION = "org.cdsflow.recommendation"
+ADAPTER_FILE = REPO_ROOT / "adapters" / "deterioration-risk.yaml"
+# a very sick patient (RR 30, SpO2 88 on 40 % oxygen, SBP 90, HR 130, T 39.5, GCS 13): the
+# model's high band (about 0.53) without any trend
+HIGH_VITALS = (
+    ("9279-1", 30, "/min"),
+    ("59408-5", 88, "%"),
+    ("3150-0", 40, "%"),
+    ("8480-6", 90, "mm[Hg]"),
+    ("8867-4", 130, "/min"),
+    ("8310-5", 39.5, "Cel"),
+    ("9269-2", 13, "{score}"),
+)
+
+
+@dataclass
+class HookWriteback:
+    base_url: str
+    settings: Settings
+    telemetry: Telemetry
+    http: httpx.AsyncClient
+
+    async def call(
+        self, service: str, body: dict[str, Any], *, hook_token_aud: str | None = None
+    ) -> httpx.Response:
+        token = hook_token(
+            es384_key(),
+            iss=ISSUER,
+            aud=hook_token_aud or f"{PUBLIC_BASE_URL}/cds-services/{service}",
+        )
+        return await self.http.post(
+            f"{self.base_url}/cds-services/{service}",
+            json=body,
+            headers={"Authorization": bearer(token)},
+        )
+
+    def on_demand(self, outcome: str) -> float:
+        value = self.telemetry.metrics.registry.get_sample_value(
+            "cdsflow_writeback_on_demand_total", {"outcome": outcome}
+        )
+        return value or 0.0
+
+    async def publish(self, recommendation: Recommendation) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap, acks="all", enable_idempotence=False
+        )
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                self.settings.recommendations_topic,
+                recommendation.SerializeToString(),
+                key=recommendation.patient_key.encode(),
+            )
+        finally:
+            await producer.stop()
+
+
+def order_sign_adapter(folder: Path) -> Path:
+    """The deterioration adapter answering `order-sign` as well (another adapter id and
+    service), so that the order hooks' path is scored by a model that is in models/."""
+    text = ADAPTER_FILE.read_text()
+    head, _, rest = text.partition("\nhooks:")
+    _, _, tail = rest.partition("\nsubscriptions:")
+    hooks = """
+hooks:
+  - hook: order-sign
+    id: test-deterioration-sign
+    title: Deterioration risk at order signing
+    description: The deterioration model, scored with the draft orders.
+    prefetch:
+      patient: Patient/{{context.patientId}}
+      vital_signs: Observation?patient={{context.patientId}}&category=vital-signs&_count=100
+"""
+    path = folder / "deterioration-orders.yaml"
+    path.write_text(
+        head.replace("id: deterioration-risk", "id: deterioration-orders")
+        + hooks
+        + "\nsubscriptions:"
+        + tail
+    )
+    load_adapter(path)  # the test's own adapter must be a valid one
+    return path
+
+
+def active_medication_adapter(folder: Path) -> Path:
+    """The shipped medication-safety adapter (shadow there) with its version active, under
+    another adapter id and service ids."""
+    text = (REPO_ROOT / "adapters" / "medication-safety.yaml").read_text()
+    text = text.replace("\nid: medication-safety\n", "\nid: medication-safety-active\n")
+    text = text.replace("mode: shadow", "mode: active")
+    text = text.replace("id: cdsflow-medication-safety", "id: test-medication-safety")
+    path = folder / "medication-safety-active.yaml"
+    path.write_text(text)
+    load_adapter(path)
+    return path
+
+
+@contextlib.asynccontextmanager
+async def hook_writeback(
+    kafka: KafkaEndpoint,
+    ehr: EhrEndpoint,
+    triton_url: str,
+    unique: str,
+    pseudonym_key: str,
+    tmp_path: Path,
+    **overrides: Any,
+) -> AsyncIterator[HookWriteback]:
+    keys = Starlette(routes=[Route("/jwks.json", lambda _: JSONResponse(jwks(es384_key())))])
+    async with serve_app(keys) as keys_url:
+        fields: dict[str, Any] = {
+            "kafka_bootstrap": kafka.bootstrap,
+            "kafka_idempotence": False,
+            "ehr_base_url": ehr.base_url,
+            "recommendations_topic": f"test.recommendations.{unique}",
+            "feedback_topic": f"test.feedback.{unique}",
+            "consumer_group": f"test-writeback-hooks-{unique}",
+            "writeback_enabled": False,
+            "adapters": ",".join(
+                [
+                    str(ADAPTER_FILE),
+                    str(order_sign_adapter(tmp_path)),
+                    str(active_medication_adapter(tmp_path)),
+                ]
+            ),
+            "triton_grpc_url": triton_url,
+            # generous: the first request to the CPU python backend is slow; the deadline
+            # test sets its own
+            "on_demand_deadline_ms": 5_000,
+            "trusted_issuers": [
+                {
+                    "iss": ISSUER,
+                    "jwks_url": f"{keys_url}/jwks.json",
+                    "fhir_servers": [ehr.base_url],
+                }
+            ],
+            "cds_public_base_url": PUBLIC_BASE_URL,
+            "allow_loopback_http_fhir_server": True,
+            "hook_audit_flush_s": 0.1,
+        }
+        settings = Settings(**{**fields, **overrides})
+        with recording_telemetry("writeback", pseudonym_key) as (telemetry, _):
+            async with (
+                serve_app(create_app(settings, telemetry=telemetry), settings=settings) as base,
+                httpx.AsyncClient(timeout=30) as http,
+            ):
+
+                async def rebuilt() -> bool:
+                    value = telemetry.metrics.registry.get_sample_value(
+                        "cdsflow_writeback_card_state_rebuilt"
+                    )
+                    return value == 1
+
+                await eventually(rebuilt, timeout_s=60, what="the card state read back")
+                yield HookWriteback(base, settings, telemetry, http)
+
+
+@pytest.fixture
+async def writeback(
+    kafka: KafkaEndpoint,
+    ehr: EhrEndpoint,
+    triton: TritonEndpoint,
+    unique: str,
+    pseudonym_key: str,
+    tmp_path: Path,
+) -> AsyncIterator[HookWriteback]:
+    async with hook_writeback(
+        kafka, ehr, triton.grpc_url, unique, pseudonym_key, tmp_path
+    ) as running:
+        yield running
+
+
+def patient_resource(patient_id: str = "p-1") -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": patient_id, "birthDate": "1956-03-01"}
+
+
+def vitals(patient_reference: str) -> list[dict[str, Any]]:
+    taken = datetime.now(UTC) - timedelta(minutes=20)
+    return [
+        vital_sign_observation(patient_reference, taken, code, value=value, ucum=ucum)
+        for code, value, ucum in HIGH_VITALS
+    ]
+
+
+def searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(resources),
+        "entry": [{"resource": resource} for resource in resources],
+    }
+
+
+def request_body(hook: str, patient_id: str, **members: Any) -> dict[str, Any]:
+    return {
+        "hook": hook,
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/integration", "patientId": patient_id},
+        **members,
+    }
+
+
+def prefetched(patient_id: str) -> dict[str, Any]:
+    return {
+        "patient": patient_resource(patient_id),
+        "vital_signs": searchset(vitals(f"Patient/{patient_id}")),
+    }
+
+
+def assert_cds_hooks_card(card: dict[str, Any]) -> None:
+    assert {"uuid", "summary", "indicator", "source", "detail", "extension"} <= card.keys()
+    assert len(card["summary"]) < 140
+    assert card["indicator"] in {"info", "warning", "critical"}
+    assert card["source"]["label"]
+    assert "AI-generated by cdsflow" in card["detail"]
+    if "suggestions" in card:
+        assert card["selectionBehavior"] in {"at-most-one", "any"}
+        assert all(s["uuid"] and s["label"] for s in card["suggestions"])
+    for reason in card.get("overrideReasons", []):
+        assert reason["display"]
+
+
+async def test_discovery_lists_each_adapter_hook_with_its_prefetch(
+    writeback: HookWriteback,
+) -> None:
+    answer = await writeback.http.get(f"{writeback.base_url}/cds-services")
+
+    services = {service["id"]: service for service in answer.json()["services"]}
+    assert {DETERIORATION, ORDER_SIGN, METFORMIN_SIGN, METFORMIN_SELECT} <= set(services)
+    assert services[DETERIORATION]["hook"] == "patient-view"
+    assert services[DETERIORATION]["prefetch"]["patient"] == "Patient/{{context.patientId}}"
+    assert services[ORDER_SIGN]["hook"] == "order-sign"
+
+
+async def test_patient_view_without_a_stored_recommendation_is_scored_on_demand_from_prefetch(
+    writeback: HookWriteback,
+) -> None:
+    response = await writeback.call(
+        DETERIORATION, request_body("patient-view", "p-1", prefetch=prefetched("p-1"))
+    )
+
+    assert response.status_code == 200, response.text
+    cards = response.json()["cards"]
+    assert [card["indicator"] for card in cards] == ["critical", "critical"]
+    for card in cards:
+        assert_cds_hooks_card(card)
+        assert len(card["extension"][TRACE_EXTENSION]["traceId"]) == 32
+    [suggestion] = cards[1]["suggestions"]
+    assert suggestion["actions"][0]["resource"]["resourceType"] == "ServiceRequest"
+    assert suggestion["actions"][0]["resource"]["subject"] == {"reference": "Patient/p-1"}
+    assert writeback.on_demand("scored") == 1
+
+
+async def test_a_stored_recommendation_is_served_as_rendered_with_its_trace_and_no_scoring(
+    writeback: HookWriteback, pseudonym_key: str
+) -> None:
+    adapter = load_adapter(ADAPTER_FILE)
+    reference = "Patient/stored-1"
+    inputs = build_model_inputs(adapter, [*vitals(reference)], datetime.now(UTC))
+    outputs = {
+        "deterioration_risk": np.array([[0.2]], dtype=np.float32),
+        "log_odds": np.array([[-1.4]], dtype=np.float32),
+        "contributions": np.zeros((1, 15), dtype=np.float32),
+    }
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    stored = recommendation_message(
+        adapter,
+        inputs,
+        interpret_outputs(adapter, inputs, outputs),
+        model_version="1",
+        mode="active",
+        subject=RecommendationSubject(
+            event_id=f"event-{uuid.uuid4()}",
+            patient_key=PatientKeyer(pseudonym_key).patient_key(reference),
+            patient_reference=reference,
+            ehr_base_url=writeback.settings.ehr_base_url,
+            produced_at=datetime.now(UTC),
+            trace_id=trace_id,
+        ),
+    )
+    await writeback.publish(stored)
+
+    async def served() -> list[dict[str, Any]] | None:
+        answer = await writeback.call(DETERIORATION, request_body("patient-view", "stored-1"))
+        cards: list[dict[str, Any]] = answer.json()["cards"]
+        return cards or None
+
+    [card] = await eventually(served, timeout_s=30, what="the stored card")
+    expected = card_json(stored.cards[0])
+    assert card["extension"] == {
+        TRACE_EXTENSION: {"traceId": trace_id, "recommendationId": stored.recommendation_id}
+    }
+    assert card["indicator"] == expected["indicator"] == "warning"
+    assert card["summary"] == expected["summary"]
+    assert card["overrideReasons"] == expected["overrideReasons"]
+    assert card["detail"].startswith(expected["detail"].strip())
+    assert writeback.on_demand("scored") == 0
+
+
+async def test_order_sign_is_scored_with_its_draft_orders_even_for_a_known_patient(
+    writeback: HookWriteback,
+) -> None:
+    draft = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "MedicationRequest",
+                    "id": "draft-1",
+                    "status": "draft",
+                    "intent": "order",
+                    "medicationCodeableConcept": {"text": "Amoxicillin 500 mg tablet"},
+                    "subject": {"reference": "Patient/p-2"},
+                }
+            }
+        ],
+    }
+    body = request_body("order-sign", "p-2", prefetch=prefetched("p-2"))
+    body["context"]["draftOrders"] = draft
+
+    response = await writeback.call(ORDER_SIGN, body)
+
+    assert response.status_code == 200, response.text
+    assert [card["indicator"] for card in response.json()["cards"]] == ["critical", "critical"]
+    assert writeback.on_demand("scored") == 1
+
+
+async def test_order_sign_without_draft_orders_is_refused(writeback: HookWriteback) -> None:
+    response = await writeback.call(ORDER_SIGN, request_body("order-sign", "p-2"))
+
+    assert response.status_code == 400
+    assert "draftOrders" in response.json()["issue"][0]["diagnostics"]
+
+
+async def test_missing_prefetch_without_fhir_authorization_is_412_with_an_operation_outcome(
+    writeback: HookWriteback,
+) -> None:
+    body = request_body("patient-view", "p-3")
+    body["prefetch"] = {"patient": patient_resource("p-3"), "vital_signs": None}
+
+    response = await writeback.call(DETERIORATION, body)
+
+    assert response.status_code == 412
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    [issue] = outcome["issue"]
+    assert issue["severity"] == "error"
+    assert "'vital_signs'" in issue["diagnostics"]
+
+
+async def test_an_operation_outcome_in_prefetch_counts_as_not_provided(
+    writeback: HookWriteback,
+) -> None:
+    error = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "timeout"}],
+    }
+    body = request_body("patient-view", "p-4")
+    body["prefetch"] = {"patient": patient_resource("p-4"), "vital_signs": error}
+
+    response = await writeback.call(DETERIORATION, body)
+
+    assert response.status_code == 412
+
+
+async def test_missing_prefetch_is_fetched_from_an_allowed_fhir_server_with_the_callers_token(
+    writeback: HookWriteback, ehr: EhrEndpoint
+) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        client = EhrClient(ehr.base_url, http)
+        patient = await client.create({"resourceType": "Patient", "birthDate": "1950-01-01"})
+        reference = f"Patient/{patient['id']}"
+        for observation in vitals(reference):
+            await client.create(observation)
+    body = request_body(
+        "patient-view",
+        patient["id"],
+        fhirServer=ehr.base_url,
+        fhirAuthorization={
+            "access_token": "lent-by-the-ehr",
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/Patient.read patient/Observation.read",
+            "subject": "cdsflow",
+        },
+    )
+
+    response = await writeback.call(DETERIORATION, body)
+
+    assert response.status_code == 200, response.text
+    assert [card["indicator"] for card in response.json()["cards"]] == ["critical", "critical"]
+
+
+async def test_a_fhir_server_off_the_issuers_allowlist_is_never_fetched_from(
+    writeback: HookWriteback, ehr: EhrEndpoint
+) -> None:
+    elsewhere = f"http://127.0.0.1:{free_port()}/fhir"
+    body = request_body(
+        "patient-view",
+        "p-5",
+        fhirServer=elsewhere,
+        fhirAuthorization={"access_token": "t", "token_type": "Bearer"},
+    )
+
+    response = await writeback.call(DETERIORATION, body)
+
+    assert response.status_code == 412
+    assert "fhirServer not allowed" in response.json()["issue"][0]["diagnostics"]
+
+
+async def test_past_the_deadline_the_answer_is_no_cards(
+    kafka: KafkaEndpoint,
+    ehr: EhrEndpoint,
+    triton: TritonEndpoint,
+    unique: str,
+    pseudonym_key: str,
+    tmp_path: Path,
+) -> None:
+    async with hook_writeback(
+        kafka, ehr, triton.grpc_url, unique, pseudonym_key, tmp_path, on_demand_deadline_ms=1
+    ) as writeback:
+        response = await writeback.call(
+            DETERIORATION, request_body("patient-view", "p-6", prefetch=prefetched("p-6"))
+        )
+
+        assert response.status_code == 200
+        assert response.json() == {"cards": []}
+        assert writeback.on_demand("deadline") == 1
+
+
+async def test_with_triton_down_the_answer_is_no_cards_within_the_deadline(
+    kafka: KafkaEndpoint, ehr: EhrEndpoint, unique: str, pseudonym_key: str, tmp_path: Path
+) -> None:
+    nothing_there = f"127.0.0.1:{free_port()}"
+    async with hook_writeback(
+        kafka,
+        ehr,
+        nothing_there,
+        unique,
+        pseudonym_key,
+        tmp_path,
+        on_demand_deadline_ms=400,
+    ) as writeback:
+        response = await writeback.call(
+            DETERIORATION, request_body("patient-view", "p-7", prefetch=prefetched("p-7"))
+        )
+
+        assert response.status_code == 200
+        assert response.json() == {"cards": []}
+        outcomes = writeback.on_demand("model-unavailable") + writeback.on_demand("deadline")
+        assert outcomes == 1
+
+
+async def test_an_answer_with_cards_is_recorded_as_a_disclosure_audit_event_in_the_ehr(
+    writeback: HookWriteback, ehr: EhrEndpoint
+) -> None:
+    body = request_body("patient-view", "p-8", prefetch=prefetched("p-8"))
+    response = await writeback.call(DETERIORATION, body)
+    shown = [card["uuid"] for card in response.json()["cards"]]
+    assert shown
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        client = EhrClient(ehr.base_url, http)
+
+        async def audited() -> list[dict[str, Any]] | None:
+            found = await client.search(
+                "AuditEvent", [("_tag", f"urn:cdsflow:hook-instance|{body['hookInstance']}")]
+            )
+            return found or None
+
+        [audit] = await eventually(audited, timeout_s=30, what="the disclosure AuditEvent")
+    assert audit["action"] == "R"
+    assert audit["type"]["code"] == "110106"
+    caller = next(agent for agent in audit["agent"] if agent["requestor"])
+    assert caller["who"]["identifier"]["value"] == ISSUER
+    entities = [entity["what"] for entity in audit["entity"]]
+    assert {"reference": "Patient/p-8"} in entities
+    cards = [e["identifier"]["value"] for e in entities if "urn:cdsflow:card" in str(e)]
+    assert cards == shown
+
+
+def metformin_draft(patient_id: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "MedicationRequest",
+                    "id": "draft-metformin-1",
+                    "status": "draft",
+                    "intent": "order",
+                    "medicationCodeableConcept": {
+                        "coding": [
+                            {
+                                "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                "code": "6809",
+                                "display": "metformin",
+                            }
+                        ]
+                    },
+                    "subject": {"reference": f"Patient/{patient_id}"},
+                }
+            }
+        ],
+    }
+
+
+def egfr_prefetch(patient_id: str, value: float) -> dict[str, Any]:
+    taken = datetime.now(UTC) - timedelta(days=10)
+    egfr = vital_sign_observation(
+        f"Patient/{patient_id}", taken, "33914-3", value=value, ucum="mL/min/{1.73_m2}"
+    )
+    return {"patient": patient_resource(patient_id), "egfr": searchset([egfr])}
+
+
+@pytest.mark.parametrize("service", [METFORMIN_SIGN, METFORMIN_SELECT])
+async def test_a_draft_metformin_order_with_a_low_egfr_gets_a_card_to_stop_it(
+    writeback: HookWriteback, service: str
+) -> None:
+    hook = "order-sign" if service == METFORMIN_SIGN else "order-select"
+    body = request_body(hook, "p-9", prefetch=egfr_prefetch("p-9", 24))
+    body["context"]["draftOrders"] = metformin_draft("p-9")
+    if hook == "order-select":
+        body["context"]["selections"] = ["MedicationRequest/draft-metformin-1"]
+
+    response = await writeback.call(service, body)
+
+    assert response.status_code == 200, response.text
+    [card] = response.json()["cards"]
+    assert_cds_hooks_card(card)
+    assert card["indicator"] == "critical"
+    assert card["summary"].startswith("Metformin with eGFR 24")
+    [suggestion] = card["suggestions"]
+    [action] = suggestion["actions"]
+    assert action["type"] == "delete"
+    assert action["resourceId"] == ["MedicationRequest/draft-metformin-1"]
+
+
+async def test_without_the_draft_metformin_order_the_same_egfr_shows_nothing(
+    writeback: HookWriteback,
+) -> None:
+    body = request_body("order-sign", "p-10", prefetch=egfr_prefetch("p-10", 24))
+    body["context"]["draftOrders"] = {"resourceType": "Bundle", "type": "collection"}
+
+    response = await writeback.call(METFORMIN_SIGN, body)
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"cards": []}
+    assert writeback.on_demand("scored") == 1

@@ -1,0 +1,64 @@
+"""The AuditEvent of a hook answer with cards: a BALP-style export to the caller."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from cdsflow.writeback.domain.hook_disclosure_audit import (
+    HookDisclosure,
+    hook_disclosure_audit,
+    hook_disclosure_search,
+)
+
+DISCLOSURE = HookDisclosure(
+    patient_reference="Patient/pat-1",
+    service_id="cdsflow-deterioration",
+    hook_instance="d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+    card_uuids=["c-1", "c-2"],
+    caller="https://ehr.example.org/",
+    trace_id="0af7651916cd43dd8448eb211c80319c",
+    recorded=datetime(2026, 11, 29, 12, 0, tzinfo=UTC),
+)
+
+
+def test_the_caller_is_the_requesting_destination_and_the_writeback_the_source() -> None:
+    audit = hook_disclosure_audit(DISCLOSURE)
+
+    assert (audit["action"], audit["outcome"], audit["type"]["code"]) == ("R", "0", "110106")
+    assert audit["recorded"] == "2026-11-29T12:00:00Z"
+    source, destination = audit["agent"]
+    assert source["type"]["coding"][0]["code"] == "110153"
+    assert not source["requestor"]
+    assert destination["type"]["coding"][0]["code"] == "110152"
+    assert destination["requestor"]
+    assert destination["who"]["identifier"]["value"] == "https://ehr.example.org/"
+
+
+def test_the_patient_each_card_the_call_and_the_trace_are_its_entities() -> None:
+    entities = hook_disclosure_audit(DISCLOSURE)["entity"]
+
+    assert entities[0]["what"] == {"reference": "Patient/pat-1"}
+    assert [e["what"]["identifier"]["value"] for e in entities[1:3]] == ["c-1", "c-2"]
+    assert entities[3]["role"]["code"] == "24"
+    assert entities[3]["what"]["identifier"]["value"] == DISCLOSURE.hook_instance
+    assert entities[4]["what"]["identifier"]["value"] == DISCLOSURE.trace_id
+
+
+def test_it_is_tagged_and_found_by_its_hook_instance() -> None:
+    audit = hook_disclosure_audit(DISCLOSURE)
+
+    assert audit["meta"]["tag"] == [
+        {"system": "urn:cdsflow:hook-instance", "code": DISCLOSURE.hook_instance}
+    ]
+    assert hook_disclosure_search(DISCLOSURE.hook_instance) == (
+        "_tag=urn:cdsflow:hook-instance|d1577c69-dfbe-44ad-ba6d-3e05e953b2ea"
+    )
+
+
+def test_an_unauthenticated_caller_is_named_as_such() -> None:
+    audit = hook_disclosure_audit(
+        HookDisclosure(**{**DISCLOSURE.__dict__, "caller": None, "trace_id": None})
+    )
+
+    assert audit["agent"][1]["who"] == {"display": "unauthenticated caller"}
+    assert len(audit["entity"]) == 4
