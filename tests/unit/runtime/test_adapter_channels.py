@@ -208,8 +208,8 @@ def test_up_gives_the_listener_the_channels_of_the_adapters_it_runs() -> None:
     assert [t.url for t in listener_channels_of(options).ehr_topics] == [c["topic"] for c in folder]
     yours = _listener_channels(ehr_base_url="https://ehr.example/fhir", adapters=(ADAPTERS,))
     assert [c["criteria"] for c in yours] == [VITAL_SIGNS, EGFR_CRITERIA, ACTIVE_ORDERS]
-    # channels given explicitly win; no adapters: the vital-signs channel, as before
+    # channels given explicitly win; no adapters given: those of the shipped adapters
     given = ({"name": "mine", "criteria": ACTIVE_ORDERS},)
     assert _listener_channels(with_ehr=True, adapters=(ADAPTERS,), channels=given) == list(given)
-    [default] = _listener_channels(ehr_base_url="https://ehr.example/fhir")
-    assert default["criteria"] == VITAL_SIGNS
+    default = _listener_channels(ehr_base_url="https://ehr.example/fhir")
+    assert default == yours

@@ -12,7 +12,7 @@ from cdsflow.models import load_adapter
 from cdsflow.runtime.cli import command_parser, main, stack_options
 from cdsflow.runtime.ehr_topics import VITAL_SIGNS_TOPIC_URL
 from cdsflow.runtime.processes import split_host_port
-from cdsflow.runtime.stack import StackOptions, reasoner_adapters, service_environments
+from cdsflow.runtime.stack import StackOptions, adapters_of, service_environments
 from tests.conftest import MODEL_REPOSITORY
 
 ENDPOINTS = {
@@ -72,7 +72,7 @@ def test_existing_kafka_and_triton_need_no_model_repository(tmp_path: Path) -> N
     assert options.triton_grpc_url == "gpu-1.internal:8001"
     # the adapters do not follow the model repository: the shipped ones where up runs
     assert options.adapters == ()
-    assert reasoner_adapters(options) == (Path("adapters").resolve(),)
+    assert adapters_of(options) == (Path("adapters").resolve(),)
     again = parser.parse_args(["up", "--with-ehr", "--adapters", "a.yaml", "--adapters", "b"])
     assert stack_options(parser, again, with_ehr=True).adapters == (
         Path("a.yaml").resolve(),
@@ -102,7 +102,7 @@ def test_services_use_idempotence_only_with_an_existing_kafka(tmp_path: Path) ->
 def test_the_reasoner_runs_the_shipped_adapters_or_those_given(tmp_path: Path) -> None:
     repository = Path(__file__).resolve().parents[3]
     options = StackOptions(work_dir=tmp_path, model_repository=tmp_path, with_ehr=True)
-    [folder] = reasoner_adapters(options)
+    [folder] = adapters_of(options)
     assert folder == Path("adapters").resolve()
     shipped = {load_adapter(p).model.triton_name for p in (repository / "adapters").glob("*.yaml")}
     # every shipped adapter's model is in the model repository
@@ -113,7 +113,7 @@ def test_the_reasoner_runs_the_shipped_adapters_or_those_given(tmp_path: Path) -
         with_ehr=True,
         adapters=(repository / "adapters" / "deterioration-risk.yaml",),
     )
-    assert reasoner_adapters(given) == (repository / "adapters" / "deterioration-risk.yaml",)
+    assert adapters_of(given) == (repository / "adapters" / "deterioration-risk.yaml",)
 
 
 @pytest.mark.parametrize(("setting", "expected"), [(None, "true"), ("false", "false")])
@@ -234,19 +234,23 @@ def test_bad_trust_arguments_exit_2(
     assert capsys.readouterr().err
 
 
-def test_the_listener_keeps_the_vital_signs_subscription_unless_told_not_to() -> None:
+def test_the_listener_keeps_the_subscriptions_of_the_shipped_adapters_unless_told_not_to() -> None:
     parser = command_parser()
     kept = stack_options(parser, parser.parse_args(["up", "--with-ehr"]), with_ehr=True)
     environment = service_environments(kept, ENDPOINTS)["listener"]
-    [channel] = json.loads(environment["CDSFLOW_CHANNELS"])
+    channels = {c["name"]: c for c in json.loads(environment["CDSFLOW_CHANNELS"])}
+    # vital signs (deterioration), an eGFR and metformin orders (medication safety)
+    assert len(channels) == 3
+    assert "medicationrequest-active" in channels
     # the embedded EHR is given the vital-signs topic; an EHR of yours gets criteria
-    assert channel["topic"] == VITAL_SIGNS_TOPIC_URL
-    assert channel["recovery_search"] == "Observation?category=vital-signs"
+    assert channels["vital-signs"]["topic"] == VITAL_SIGNS_TOPIC_URL
+    assert channels["vital-signs"]["recovery_search"] == "Observation?category=vital-signs"
     assert environment["CDSFLOW_NOTIFICATION_ENDPOINT"] == ENDPOINTS["listener"]
     yours = parser.parse_args(["up", "--ehr-base-url", "https://ehr.example/fhir"])
     theirs = service_environments(stack_options(parser, yours, False), ENDPOINTS)
-    [channel] = json.loads(theirs["listener"]["CDSFLOW_CHANNELS"])
-    assert channel["criteria"] == "Observation?category=vital-signs"
+    criteria = {c["criteria"] for c in json.loads(theirs["listener"]["CDSFLOW_CHANNELS"])}
+    assert "Observation?category=vital-signs" in criteria
+    assert len(criteria) == 3
 
     public = "https://cdsflow.example/fhir/notifications/rest-hook"
     args = parser.parse_args(["up", "--with-ehr", "--listener-public-url", public])

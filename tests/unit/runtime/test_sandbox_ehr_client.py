@@ -92,8 +92,9 @@ def test_the_writeback_of_the_stack_trusts_the_sandbox_ehr_only(tmp_path: Path) 
     writeback = service_environments(options, ENDPOINTS)["writeback"]
 
     assert writeback["CDSFLOW_HOOKS_AUTH"] == "on"
+    # the embedded EHR's sandbox client may lend its token to read from that EHR
     assert json.loads(writeback["CDSFLOW_TRUSTED_ISSUERS"]) == [
-        {"iss": ISSUER, "jwks_url": JWKS_URL}
+        {"iss": ISSUER, "jwks_url": JWKS_URL, "fhir_servers": [ENDPOINTS["ehr"]]}
     ]
     assert writeback["CDSFLOW_CDS_PUBLIC_BASE_URL"] == WRITEBACK
     for name, environment in service_environments(options, ENDPOINTS).items():

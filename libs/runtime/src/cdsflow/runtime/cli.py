@@ -67,9 +67,9 @@ def command_parser() -> argparse.ArgumentParser:
             "--adapters",
             type=Path,
             action="append",
-            help="a model adapter file, or a folder of them, that the reasoner runs and the "
-            "listener subscribes for (repeat for more; default: the reasoner runs adapters/, "
-            "the listener keeps the vital-signs channel)",
+            help="a model adapter file, or a folder of them, that the reasoner runs, the "
+            "writeback offers as CDS services and the listener subscribes for (repeat for "
+            "more; default: adapters/)",
         )
         command.add_argument("--work-dir", type=Path, help="logs and data (default: a temp dir)")
         command.add_argument(

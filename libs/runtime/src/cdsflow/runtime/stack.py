@@ -85,14 +85,14 @@ class StackOptions:
     # (issuer, JWKS URL) pairs, and the writeback's URL as those EHRs call it (a token's `aud`)
     trusted_ehr_issuers: tuple[tuple[str, str], ...] = ()
     cds_public_url: str | None = None
-    # the adapter files (or folders of them) of the models run: the reasoner runs them and the
-    # listener's channels are derived from what they declare (`adapter_channels`); none: the
-    # reasoner runs the shipped adapters (`reasoner_adapters`), the listener keeps the
-    # vital-signs channel
+    # the adapter files (or folders of them) of the models run: the reasoner runs them, the
+    # writeback offers their CDS services (and scores them on demand), and the listener's
+    # channels are derived from what they declare (`adapter_channels`); none: the shipped
+    # adapters (`adapters_of`)
     adapters: tuple[Path, ...] = ()
     # the Subscriptions the listener keeps on the EHR (its CDSFLOW_CHANNELS); None: those the
-    # adapters need, or without adapters the vital-signs channel (a topic on the embedded
-    # EHR, criteria on yours); (): none, make them yourself with `channel_secret`
+    # adapters need (topics on the embedded EHR, criteria on yours); (): none, make them
+    # yourself with `channel_secret`
     channels: tuple[dict[str, Any], ...] | None = None
     # the listener's rest-hook URL as the EHR reaches it (default: the loopback one)
     listener_public_url: str | None = None
@@ -102,9 +102,10 @@ class StackOptions:
 DEFAULT_ADAPTERS = Path("adapters")
 
 
-def reasoner_adapters(options: StackOptions) -> tuple[Path, ...]:
-    """The adapter files (or folders) the reasoner runs: `options.adapters`, else the
-    shipped ones (every adapter in `adapters/`: each one's model is in `models/`)."""
+def adapters_of(options: StackOptions) -> tuple[Path, ...]:
+    """The adapter files (or folders) that the stack runs: `options.adapters`, else the
+    shipped ones (every adapter in `adapters/`: each one's model is in `models/`). The
+    reasoner, the writeback and the listener's channels all follow the same ones."""
     return options.adapters or (DEFAULT_ADAPTERS.resolve(),)
 
 
@@ -265,7 +266,7 @@ def service_environments(
         },
         "reasoner": {
             "CDSFLOW_TRITON_GRPC_URL": endpoints["triton_grpc"],
-            "CDSFLOW_ADAPTERS": ",".join(str(path) for path in reasoner_adapters(options)),
+            "CDSFLOW_ADAPTERS": ",".join(str(path) for path in adapters_of(options)),
         },
         # hook calls from an EHR on this machine name it as http://127.0.0.1/...
         "writeback": {
@@ -273,9 +274,12 @@ def service_environments(
                 _on_loopback_http(endpoints["ehr"])
             ).lower(),
             "CDSFLOW_HOOKS_AUTH": "on",
+            # the CDS services and on-demand scoring of the same adapters, on the same Triton
+            "CDSFLOW_ADAPTERS": ",".join(str(path) for path in adapters_of(options)),
+            "CDSFLOW_TRITON_GRPC_URL": endpoints["triton_grpc"],
             "CDSFLOW_TRUSTED_ISSUERS": json.dumps(
                 [
-                    {"iss": endpoints["ehr_client_issuer"], "jwks_url": endpoints["jwks"]},
+                    _sandbox_issuer(options, endpoints),
                     *(
                         {"iss": issuer, "jwks_url": jwks_url}
                         for issuer, jwks_url in options.trusted_ehr_issuers
@@ -290,6 +294,15 @@ def service_environments(
     return {name: {**common, **own[name]} for name in SERVICES}
 
 
+def _sandbox_issuer(options: StackOptions, endpoints: dict[str, str]) -> dict[str, Any]:
+    """The sandbox EHR client as a trusted issuer; with the embedded EHR it may also lend its
+    `fhirAuthorization` for the writeback to read what a call did not prefetch."""
+    issuer: dict[str, Any] = {"iss": endpoints["ehr_client_issuer"], "jwks_url": endpoints["jwks"]}
+    if options.with_ehr:
+        issuer["fhir_servers"] = [endpoints["ehr"]]
+    return issuer
+
+
 def channels_of(options: StackOptions) -> tuple[dict[str, Any], ...]:
     """The listener's channels (see `listener_channels_of`)."""
     return listener_channels_of(options).channels
@@ -297,13 +310,10 @@ def channels_of(options: StackOptions) -> tuple[dict[str, Any], ...]:
 
 def listener_channels_of(options: StackOptions) -> ListenerChannels:
     """The listener's channels and the topics to define on the embedded EHR for them: as
-    given, else those the adapters need, else the vital-signs one, for the EHR in use."""
+    given, else those the adapters need, for the EHR in use."""
     if options.channels is not None:
         return ListenerChannels(options.channels)
-    if options.adapters:
-        adapters = adapters_in(options.adapters)
-        return adapter_channels(adapters, embedded_ehr=options.with_ehr)
-    return ListenerChannels(EMBEDDED_EHR_CHANNELS if options.with_ehr else DEFAULT_CHANNELS)
+    return adapter_channels(adapters_in(adapters_of(options)), embedded_ehr=options.with_ehr)
 
 
 def adapters_in(paths: tuple[Path, ...]) -> list[ModelAdapter]:
