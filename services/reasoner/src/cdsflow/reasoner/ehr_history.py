@@ -113,4 +113,3 @@ def _searches(
         if search.resource_type != "Patient"
     ]
     return list(dict.fromkeys(searches))
-
