@@ -362,6 +362,11 @@ async def test_the_writeback_writes_back_with_tokens(
         recommendation = recommendation_for(running, secured_ehr.base_url, patient["id"])
         await running.publish(recommendation)
         await running.wait_for_writebacks("written", 1)
+        fetched = running.telemetry.metrics.registry.get_sample_value(
+            "cdsflow_ehr_access_tokens_total", {"outcome": "fetched"}
+        )
+        assert fetched is not None  # its tokens are counted on its /metrics
+        assert fetched >= 1
 
     tag = f"{RECOMMENDATION_TAG}|{recommendation.recommendation_id}"
     written = await fhir.search("RiskAssessment", [("_tag", tag)])

@@ -176,7 +176,7 @@ def recommendation_for(
         event_id=f"event-{uuid.uuid4().hex}",
         patient_key=running.telemetry.patient_keyer.patient_key(reference),
         patient_reference=reference,
-        scores=[Score(name="deterioration_score", value=value, band=band)],
+        scores=[Score(name="deterioration_risk", value=value, band=band)],
         basis=Basis(resource_references=["Observation/integration-rr"]),
         model=ModelRef(name="deterioration-gbm", version="7"),
         mode=mode,

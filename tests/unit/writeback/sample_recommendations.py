@@ -38,7 +38,7 @@ def recommendation(
         event_id=f"event-{recommendation_id}",
         patient_key=PatientKeyer(PSEUDONYM_KEY).patient_key(reference),
         patient_reference=reference,
-        scores=[Score(name="deterioration_score", value=value, band=band)],
+        scores=[Score(name="deterioration_risk", value=value, band=band)],
         cards=list(cards),
         basis=Basis(
             inputs=[

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -37,7 +36,23 @@ def test_a_shadow_only_adapters_services_are_listed_without_an_active_version() 
 
 def test_a_service_declared_twice_stops_the_start(tmp_path: Path) -> None:
     copy = tmp_path / "copy.yaml"
-    shutil.copy(ADAPTERS / "deterioration-risk.yaml", copy)
+    text = (ADAPTERS / "deterioration-risk.yaml").read_text(encoding="utf-8")
+    copy.write_text(text.replace("\nid: deterioration-risk\n", "\nid: deterioration-copy\n"))
 
-    with pytest.raises(AdapterFileError, match="already declared"):
+    with pytest.raises(AdapterFileError, match=f"{copy}:1: CDS service cdsflow-deterioration"):
         configured_adapters(f"{ADAPTERS / 'deterioration-risk.yaml'},{copy}")
+
+
+def test_two_adapters_may_score_with_one_triton_model(tmp_path: Path) -> None:
+    copy = tmp_path / "orders.yaml"
+    text = (ADAPTERS / "deterioration-risk.yaml").read_text(encoding="utf-8")
+    text = text.replace("\nid: deterioration-risk\n", "\nid: deterioration-orders\n")
+    copy.write_text(text.replace("id: cdsflow-deterioration\n", "id: test-deterioration\n"))
+
+    adapters = configured_adapters(f"{ADAPTERS / 'deterioration-risk.yaml'},{copy}")
+
+    assert {a.model.triton_name for a in adapters} == {"deterioration_risk"}
+    assert [s.id for s in adapter_services(adapters)] == [
+        "cdsflow-deterioration",
+        "test-deterioration",
+    ]

@@ -103,7 +103,7 @@ def test_the_reasoners_cards_are_rendered_as_given() -> None:
 
 def test_a_reasoner_card_without_indicator_uuid_or_source_gets_them_from_the_band() -> None:
     (card,) = cards_for(
-        recommendation(band="medium", recommendation_id="rec-3", cards=[Card(summary="Watch")])
+        recommendation(band="moderate", recommendation_id="rec-3", cards=[Card(summary="Watch")])
     )
 
     assert_valid_card(card)
@@ -182,3 +182,12 @@ def test_an_adapters_recommendation_without_cards_shows_nothing_whatever_its_ban
     source.adapter_id = "medication-safety"
 
     assert cards_for(source) == []
+
+
+def test_an_adapters_card_without_a_summary_is_named_by_its_adapter_and_score() -> None:
+    source = recommendation(value=0.91, band="high", cards=[Card(summary="", detail="Check")])
+    source.adapter_id = "medication-safety"
+
+    [shown] = cards_for(source)
+
+    assert shown["summary"] == "High risk (medication-safety, score 0.91)"

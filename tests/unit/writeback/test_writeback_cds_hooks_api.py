@@ -187,7 +187,7 @@ async def test_before_the_topic_is_read_back_a_call_gets_no_card_never_a_5xx(
 
 
 async def test_served_cards_and_hook_latency_are_counted(api: HookApi) -> None:
-    api.store.keep(stored(recommendation(patient_id="pat-17", band="medium")))
+    api.store.keep(stored(recommendation(patient_id="pat-17", band="moderate")))
 
     await api.http.post(SERVICE_URL, json=patient_view("pat-17"))
     await api.http.post(SERVICE_URL, json=patient_view("pat-17"))

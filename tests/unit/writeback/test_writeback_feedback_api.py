@@ -288,7 +288,7 @@ async def test_when_the_broker_cannot_take_it_the_ehr_is_told_to_send_it_again(
 
 
 async def test_a_snoozed_card_is_hidden_until_its_indicator_rises(api: FeedbackApi) -> None:
-    warning = recommendation(patient_id="pat-17", band="medium", recommendation_id="r-1")
+    warning = recommendation(patient_id="pat-17", band="moderate", recommendation_id="r-1")
     api.store.keep(stored(warning))
     now = datetime.now(UTC)
     key = snooze_key(warning.patient_key, "deterioration-risk")

@@ -92,7 +92,7 @@ def test_the_subject_is_the_recommendations_patient_reference() -> None:
 
 def test_the_adapters_banded_score_wins_over_other_values_whatever_its_name() -> None:
     source = recommendation(value=0.9)
-    source.scores[0].name = "deterioration_risk"
+    source.scores[0].name = "contraindication"
     source.scores.insert(0, Score(name="log_odds", value=0.1))
 
     prediction = risk_assessment_for(source)["prediction"][0]

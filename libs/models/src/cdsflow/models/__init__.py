@@ -10,6 +10,7 @@ Pure: no Kafka, no Triton client, no HTTP. The format is documented in libs/mode
 
 from cdsflow.models.adapter_file import AdapterFileError, load_adapter, parse_adapter
 from cdsflow.models.adapter_schema import ModelAdapter
+from cdsflow.models.adapter_set import load_adapter_set
 from cdsflow.models.card_templates import CardRendering, RenderedCard, render_cards
 from cdsflow.models.evaluation_gate import MeasuredPerformance, gate_failures
 from cdsflow.models.feature_extraction import ExtractedInputs, RefusedValue, extract_inputs
@@ -44,6 +45,7 @@ __all__ = [
     "inputs_from_readings",
     "interpret_outputs",
     "load_adapter",
+    "load_adapter_set",
     "parse_adapter",
     "render_cards",
 ]

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cdsflow.models.adapter_file import AdapterFileError, FileProblem, load_adapter
 from cdsflow.models.adapter_schema import ModelAdapter
+from cdsflow.models.adapter_set import (
+    ADAPTER_SUFFIXES,
+    cds_services,
+    load_adapter_set,
+    triton_model,
+)
 
-ADAPTER_SUFFIXES = (".yaml", ".yml")
+__all__ = ["ADAPTER_SUFFIXES", "load_adapters"]
 
 
 def load_adapters(folder: Path) -> dict[str, ModelAdapter]:
@@ -17,20 +22,5 @@ def load_adapters(folder: Path) -> dict[str, ModelAdapter]:
     Raises `AdapterFileError` for the first file that is wrong, or that repeats an id, a
     CDS service id or a Triton model that another file declared.
     """
-    adapters: dict[str, ModelAdapter] = {}
-    owners: dict[str, Path] = {}
-    files = sorted(p for p in folder.iterdir() if p.suffix in ADAPTER_SUFFIXES and p.is_file())
-    for path in files:
-        adapter = load_adapter(path)
-        claims = [
-            f"adapter id {adapter.id}",
-            f"Triton model {adapter.model.triton_name}",
-            *(f"CDS service {hook.id}" for hook in adapter.hooks),
-        ]
-        for claim in claims:
-            if claim in owners:
-                message = f"{claim} is already declared in {owners[claim].name}"
-                raise AdapterFileError(path, [FileProblem(1, "", message)])
-            owners[claim] = path
-        adapters[adapter.id] = adapter
-    return adapters
+    adapters = load_adapter_set([folder], unique=(triton_model, cds_services))
+    return {adapter.id: adapter for adapter in adapters}

@@ -1,6 +1,10 @@
 """The FHIR searches that fetch a patient's context for an adapter from the EHR, for when
 the context is not already held (a patient seen for the first time): one search per
-resource type, covering every declared code and the longest window."""
+resource type, covering every declared code and the longest window.
+
+Observations are searched by `combo-code` (the Observation's code or one of its components'),
+since a feed reads components too: systolic `8480-6` out of a blood pressure panel `85354-9`.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ def context_searches(
     searches = []
     observations = [f for f in feeds if isinstance(f, ObservationData)]
     if observations:
-        params = [("patient", patient_reference), ("code", _codes(observations))]
+        params = [("patient", patient_reference), ("combo-code", _codes(observations))]
         windows = [f.window for f in observations]
         if all(window is not None for window in windows):
             since = as_of - max(w for w in windows if w is not None)

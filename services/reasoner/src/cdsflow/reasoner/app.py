@@ -14,7 +14,7 @@ from faststream.kafka.annotations import KafkaMessage
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from tritonclient.grpc.aio import InferenceServerClient
 
-from cdsflow.fhir import EhrClient
+from cdsflow.fhir import EhrClient, count_access_tokens
 from cdsflow.reasoner.context_changelog import ContextChangelog, RestoreOnAssignment
 from cdsflow.reasoner.deliveries import Deliveries
 from cdsflow.reasoner.dependency_health import DependencyHealth
@@ -77,7 +77,9 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
                 max_batch_size=settings.kafka_max_batch_bytes,
             )
         )
-        http = httpx.AsyncClient(timeout=settings.ehr_timeout_s, auth=ehr_auth(settings))
+        auth = ehr_auth(settings)
+        count_access_tokens(auth, telemetry.metrics)
+        http = httpx.AsyncClient(timeout=settings.ehr_timeout_s, auth=auth)
         HTTPXClientInstrumentor.instrument_client(http, tracer_provider=telemetry.tracer_provider)
         triton = InferenceServerClient(settings.triton_grpc_url)
         # every version that each adapter lists runs: shadow beside active

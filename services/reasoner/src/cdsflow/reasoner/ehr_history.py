@@ -105,22 +105,11 @@ class EhrPatientHistory:
 def _searches(
     readers: Sequence[ResourceReader], patient_reference: str, as_of: datetime
 ) -> list[ContextSearch]:
-    """Every adapter's searches, each once; the Patient itself is read, not searched. An
-    Observation's codes are searched as `combo-code` (its code or a component's), since a
-    feed reads components too (systolic 8480-6 out of a blood pressure panel 85354-9)."""
+    """Every adapter's searches, each once; the Patient itself is read, not searched."""
     searches = [
-        _with_components(search)
+        search
         for reader in readers
         for search in context_searches(reader.adapter, patient_reference, as_of)
         if search.resource_type != "Patient"
     ]
     return list(dict.fromkeys(searches))
-
-
-def _with_components(search: ContextSearch) -> ContextSearch:
-    if search.resource_type != "Observation":
-        return search
-    params = tuple(
-        ("combo-code", value) if name == "code" else (name, value) for name, value in search.params
-    )
-    return ContextSearch(search.resource_type, params)

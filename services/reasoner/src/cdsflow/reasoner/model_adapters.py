@@ -1,8 +1,9 @@
-"""The model adapters this reasoner runs, read at start from `CDSFLOW_ADAPTERS`.
+"""The model adapters this reasoner runs, read at start from `CDSFLOW_ADAPTERS`
+(`cdsflow.models.load_adapter_set`: adapter files, or folders of them).
 
-Each entry is an adapter file, or a folder whose `*.yaml`/`*.yml` files are all read. A file
-that is wrong stops the start with `AdapterFileError` (file:line: member: why); so does an
-adapter id or a Triton model that two files declare.
+A file that is wrong stops the start with `AdapterFileError` (file:line: member: why); so does
+an adapter id or a Triton model that two files declare: the reasoner scores each Triton model
+for one adapter.
 """
 
 from __future__ import annotations
@@ -10,37 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from cdsflow.models import AdapterFileError, ResourceReader, load_adapter
-from cdsflow.models.adapter_catalogue import ADAPTER_SUFFIXES
-from cdsflow.models.adapter_file import FileProblem
-
-
-def adapter_files(paths: Iterable[Path]) -> list[Path]:
-    """The files named, and the adapter files of the folders named, in a stable order."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.suffix in ADAPTER_SUFFIXES)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise ValueError(f"{path}: no such model adapter file or folder")
-    return files
+from cdsflow.models import ResourceReader, load_adapter_set
+from cdsflow.models.adapter_set import triton_model
 
 
 def load_configured_adapters(paths: Iterable[Path]) -> tuple[ResourceReader, ...]:
     """Every adapter to run, each with its reader of resources; raises `AdapterFileError`
     for a wrong or duplicated one and `ValueError` when none is configured."""
-    configured: list[ResourceReader] = []
-    owners: dict[str, Path] = {}
-    for path in adapter_files(paths):
-        adapter = load_adapter(path)
-        for claim in (f"adapter id {adapter.id}", f"Triton model {adapter.model.triton_name}"):
-            if claim in owners:
-                message = f"{claim} is already declared in {owners[claim]}"
-                raise AdapterFileError(path, [FileProblem(1, "", message)])
-            owners[claim] = path
-        configured.append(ResourceReader(adapter))
-    if not configured:
+    adapters = load_adapter_set(paths, unique=(triton_model,))
+    if not adapters:
         raise ValueError("no model adapter configured (CDSFLOW_ADAPTERS names no adapter file)")
-    return tuple(configured)
+    return tuple(ResourceReader(adapter) for adapter in adapters)

@@ -19,7 +19,7 @@ from prometheus_client import Counter
 from tritonclient.grpc.aio import InferenceServerClient
 
 from cdsflow.contracts import Feedback
-from cdsflow.fhir import FHIR_JSON, EhrClient
+from cdsflow.fhir import FHIR_JSON, EhrClient, count_access_tokens
 from cdsflow.models import ModelAdapter
 from cdsflow.service import (
     ConsumingBroker,
@@ -82,7 +82,9 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        http = httpx.AsyncClient(timeout=settings.ehr_timeout_s, auth=ehr_auth(settings))
+        auth = ehr_auth(settings)
+        count_access_tokens(auth, telemetry.metrics)
+        http = httpx.AsyncClient(timeout=settings.ehr_timeout_s, auth=auth)
         HTTPXClientInstrumentor.instrument_client(http, tracer_provider=telemetry.tracer_provider)
         broker = build_broker(settings, telemetry, SERVICE_NAME)
         writer = EhrWriter(

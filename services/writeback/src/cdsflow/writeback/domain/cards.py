@@ -27,8 +27,8 @@ from cdsflow.contracts import BasisInput, Card, Indicator, Recommendation
 from cdsflow.models.recommendation_messages import card_json
 from cdsflow.writeback.domain.recommendations import (
     RiskBand,
+    banded_score,
     is_active,
-    primary_score,
     risk_band,
 )
 from cdsflow.writeback.domain.risk_assessment import model_description
@@ -125,9 +125,14 @@ def _rendered(
 
 def _summary_from_score(recommendation: Recommendation) -> str:
     band = risk_band(recommendation)
-    score = primary_score(recommendation)
-    value = f" (score {score.value:.2f})" if score is not None else ""
-    return f"{_BAND_WORDS[band]} risk of clinical deterioration{value}"
+    score = banded_score(recommendation)
+    value = f"score {score.value:.2f}" if score is not None else ""
+    if not recommendation.adapter_id:  # published when deterioration was the only model
+        return f"{_BAND_WORDS[band]} risk of clinical deterioration" + (
+            f" ({value})" if value else ""
+        )
+    about = ", ".join(part for part in (recommendation.adapter_id, value) if part)
+    return f"{_BAND_WORDS[band]} risk ({about})"
 
 
 def _card_from_score(recommendation: Recommendation) -> Card:

@@ -41,9 +41,10 @@ def adapter_of(recommendation: Recommendation) -> str:
     return recommendation.adapter_id or LEGACY_ADAPTER_ID
 
 
-def primary_score(recommendation: Recommendation) -> Score | None:
-    """The adapter's score: the first score with a band (other named values have none),
-    else the first score, else None."""
+def banded_score(recommendation: Recommendation) -> Score | None:
+    """The adapter's score, whatever its name: the reasoner puts it first, with its band
+    (`recommendation_message`); the other named values have none. The first score with a
+    band, else the first score (an adapter without bands), else None."""
     for score in recommendation.scores:
         if score.band:
             return score
@@ -51,8 +52,8 @@ def primary_score(recommendation: Recommendation) -> Score | None:
 
 
 def risk_band(recommendation: Recommendation) -> RiskBand | None:
-    """The band of the primary score; None when the band is missing or not one of these."""
-    score = primary_score(recommendation)
+    """The band of the banded score; None when the band is missing or not one of these."""
+    score = banded_score(recommendation)
     if score is None:
         return None
     return _BAND_SPELLINGS.get(score.band.strip().lower())
@@ -89,7 +90,7 @@ def recommendation_problems(recommendation: Recommendation) -> list[str]:
         problems.append("patient_reference is not a Patient reference of the form Patient/<id>")
     if not recommendation.HasField("produced_at"):
         problems.append("produced_at is missing")
-    score = primary_score(recommendation)
+    score = banded_score(recommendation)
     if score is None:
         problems.append("scores is empty")
     elif not 0.0 <= score.value <= 1.0:

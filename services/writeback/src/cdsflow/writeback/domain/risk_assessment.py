@@ -14,7 +14,7 @@ from cdsflow.contracts import Recommendation
 from cdsflow.writeback.domain.conditional_criteria import token_criteria
 from cdsflow.writeback.domain.recommendations import (
     RiskBand,
-    primary_score,
+    banded_score,
     produced_at,
     risk_band,
 )
@@ -71,7 +71,7 @@ def risk_assessment_for(
 ) -> dict[str, Any]:
     """The RiskAssessment for a valid recommendation (see `recommendation_problems`);
     `predicted_outcome` is what the adapter's score means (its `outputs.score.meaning`)."""
-    score = primary_score(recommendation)
+    score = banded_score(recommendation)
     if score is None:
         raise ValueError("a recommendation without a score has no risk assessment")
     prediction: dict[str, Any] = {
