@@ -60,7 +60,11 @@ _USER_TOKENS = {
 def add_hook_command(commands: Any) -> None:
     """The `hook` subcommand's arguments (`commands`: the parser's subparsers)."""
     hook = commands.add_parser(
-        "hook", help="call a CDS service as the sandbox EHR of `up`; prints the JSON answer"
+        "hook",
+        help="call a CDS service as the sandbox EHR of `up`; prints the JSON answer",
+        epilog="exit codes: 0 answered; 1 the call failed or was refused; 2 bad usage (an "
+        "unknown hook or service, a missing --encounter or --draft-order, an unreadable "
+        "draft order file)",
     )
     hook.add_argument("hook", choices=HOOKS, help="the hook to call")
     hook.add_argument("--patient", required=True, help="the patient's FHIR id in the EHR")
