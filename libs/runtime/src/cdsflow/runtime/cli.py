@@ -26,7 +26,7 @@ from typing import Any
 from cdsflow.runtime.evaluate_command import add_evaluate_command, run_evaluate
 from cdsflow.runtime.hook_command import add_hook_command, run_hook
 from cdsflow.runtime.processes import ProcessFailed, split_host_port
-from cdsflow.runtime.stack import CDS_SERVICE_ID, Stack, StackOptions
+from cdsflow.runtime.stack import Stack, StackOptions
 
 # how often `up` looks at its parts
 SUPERVISION_INTERVAL_S = 0.25
@@ -116,7 +116,7 @@ def command_parser() -> argparse.ArgumentParser:
         help="the writeback's base URL as the EHR calls it (e.g. https://cds.example.org); "
         "a hook token's `aud` must be it + /cds-services/{id}",
     )
-    add_hook_command(commands, CDS_SERVICE_ID)
+    add_hook_command(commands)
     add_evaluate_command(commands)
     return parser
 
