@@ -16,10 +16,10 @@ import pytest
 
 from cdsflow.contracts import ClinicalEvent, NotificationKind
 from cdsflow.listener.settings import Settings
+from cdsflow.models import load_adapter_set
 from cdsflow.runtime.adapter_channels import adapter_channels
 from cdsflow.runtime.ehr_topics import define_topic
 from cdsflow.runtime.parts import start_ehr
-from cdsflow.runtime.stack import adapters_in
 from cdsflow.runtime.story import vital_sign_observation
 from tests.conftest import REPO_ROOT, EhrEndpoint, KafkaEndpoint
 from tests.integration.test_listener import consume_clinical_events, listener_settings, records_on
@@ -79,7 +79,7 @@ def egfr(patient_id: str, value: float) -> dict[str, Any]:
 async def test_what_the_adapters_need_reaches_the_clinical_events_topic(
     kafka: KafkaEndpoint, own_ehr: EhrEndpoint, unique: str, pseudonym_key: str
 ) -> None:
-    derived = adapter_channels(adapters_in((REPO_ROOT / "adapters",)), embedded_ehr=True)
+    derived = adapter_channels(load_adapter_set([REPO_ROOT / "adapters"]), embedded_ehr=True)
     for topic in derived.ehr_topics:
         await asyncio.to_thread(define_topic, own_ehr.base_url, topic)
     channels = [dict(channel) for channel in derived.channels]

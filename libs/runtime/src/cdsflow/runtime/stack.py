@@ -19,8 +19,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cdsflow.fhir import is_loopback_host
-from cdsflow.models import ModelAdapter, load_adapter
-from cdsflow.models.adapter_catalogue import load_adapters
+from cdsflow.models import load_adapter_set
+from cdsflow.models.adapter_set import cds_services, triton_model
 from cdsflow.runtime.adapter_channels import ListenerChannels, adapter_channels
 from cdsflow.runtime.ehr_topics import VITAL_SIGNS_TOPIC_URL, define_topic, define_vital_signs_topic
 from cdsflow.runtime.parts import start_broker, start_ehr, start_triton
@@ -313,19 +313,8 @@ def listener_channels_of(options: StackOptions) -> ListenerChannels:
     given, else those the adapters need, for the EHR in use."""
     if options.channels is not None:
         return ListenerChannels(options.channels)
-    return adapter_channels(adapters_in(adapters_of(options)), embedded_ehr=options.with_ehr)
-
-
-def adapters_in(paths: tuple[Path, ...]) -> list[ModelAdapter]:
-    """The adapters of files, and of every adapter file in folders; `AdapterFileError` names
-    the line of one that is wrong."""
-    adapters: list[ModelAdapter] = []
-    for path in paths:
-        if path.is_dir():
-            adapters += load_adapters(path).values()
-        else:
-            adapters.append(load_adapter(path))
-    return adapters
+    adapters = load_adapter_set(adapters_of(options), unique=(triton_model, cds_services))
+    return adapter_channels(adapters, embedded_ehr=options.with_ehr)
 
 
 def _on_loopback_http(url: str) -> bool:
