@@ -47,14 +47,14 @@ def disclosure_audit_for(
     entities: list[dict[str, Any]] = [
         {
             "what": {"reference": recommendation.patient_reference},
-            "type": _coding(ENTITY_TYPE_SYSTEM, "1", "Person"),
-            "role": _coding(OBJECT_ROLE_SYSTEM, "1", "Patient"),
+            "type": coding(ENTITY_TYPE_SYSTEM, "1", "Person"),
+            "role": coding(OBJECT_ROLE_SYSTEM, "1", "Patient"),
         },
         *(
             {
                 "what": {"reference": reference},
-                "type": _coding(ENTITY_TYPE_SYSTEM, "2", "System Object"),
-                "role": _coding(OBJECT_ROLE_SYSTEM, "4", "Domain Resource"),
+                "type": coding(ENTITY_TYPE_SYSTEM, "2", "System Object"),
+                "role": coding(OBJECT_ROLE_SYSTEM, "4", "Domain Resource"),
             }
             for reference in written
         ),
@@ -63,7 +63,7 @@ def disclosure_audit_for(
         entities.append(
             {
                 "what": {"identifier": {"value": trace_id}},
-                "type": _coding(BALP_ENTITY_TYPE_SYSTEM, "XrequestId", "X-Request-Id"),
+                "type": coding(BALP_ENTITY_TYPE_SYSTEM, "XrequestId", "X-Request-Id"),
             }
         )
     return {
@@ -72,27 +72,27 @@ def disclosure_audit_for(
             "profile": [BALP_PATIENT_CREATE],
             "tag": [recommendation_tag(recommendation.recommendation_id)],
         },
-        "type": _coding(
+        "type": coding(
             "http://terminology.hl7.org/CodeSystem/audit-event-type", "rest", "Restful Operation"
         ),
-        "subtype": [_coding("http://hl7.org/fhir/restful-interaction", "create", "create")],
+        "subtype": [coding("http://hl7.org/fhir/restful-interaction", "create", "create")],
         "action": "C",
         "recorded": fhir_instant(recorded),
         "outcome": "0",
         "agent": [
             {
-                "type": _concept(DICOM_SYSTEM, "110153", "Source Role ID"),
+                "type": concept(DICOM_SYSTEM, "110153", "Source Role ID"),
                 "who": writeback_agent(),
                 "requestor": False,
             },
             {
-                "type": _concept(DICOM_SYSTEM, "110152", "Destination Role ID"),
+                "type": concept(DICOM_SYSTEM, "110152", "Destination Role ID"),
                 "who": {"display": "the EHR's FHIR server"},
                 "requestor": False,
                 "network": {"address": ehr_base_url, "type": "5"},
             },
             {
-                "type": _concept(
+                "type": concept(
                     "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
                     "AUT",
                     "author (originator)",
@@ -101,23 +101,28 @@ def disclosure_audit_for(
                 "requestor": True,
             },
         ],
-        "source": {
-            "observer": writeback_agent(),
-            "type": [
-                _coding(
-                    "http://terminology.hl7.org/CodeSystem/security-source-type",
-                    "4",
-                    "Application Server",
-                )
-            ],
-        },
+        "source": audit_source(),
         "entity": entities,
     }
 
 
-def _coding(system: str, code: str, display: str) -> dict[str, str]:
+def audit_source() -> dict[str, Any]:
+    """`AuditEvent.source`: the writeback, an application server, observed it."""
+    return {
+        "observer": writeback_agent(),
+        "type": [
+            coding(
+                "http://terminology.hl7.org/CodeSystem/security-source-type",
+                "4",
+                "Application Server",
+            )
+        ],
+    }
+
+
+def coding(system: str, code: str, display: str) -> dict[str, str]:
     return {"system": system, "code": code, "display": display}
 
 
-def _concept(system: str, code: str, display: str) -> dict[str, Any]:
-    return {"coding": [_coding(system, code, display)]}
+def concept(system: str, code: str, display: str) -> dict[str, Any]:
+    return {"coding": [coding(system, code, display)]}

@@ -33,6 +33,9 @@ from cdsflow.writeback.domain.disclosure_audit import (
     DICOM_SYSTEM,
     ENTITY_TYPE_SYSTEM,
     OBJECT_ROLE_SYSTEM,
+    audit_source,
+    coding,
+    concept,
 )
 from cdsflow.writeback.domain.provenance import fhir_instant, writeback_agent
 
@@ -68,14 +71,14 @@ def hook_disclosure_audit(disclosure: HookDisclosure) -> dict[str, Any]:
     entities: list[dict[str, Any]] = [
         {
             "what": {"reference": disclosure.patient_reference},
-            "type": _coding(ENTITY_TYPE_SYSTEM, "1", "Person"),
-            "role": _coding(OBJECT_ROLE_SYSTEM, "1", "Patient"),
+            "type": coding(ENTITY_TYPE_SYSTEM, "1", "Person"),
+            "role": coding(OBJECT_ROLE_SYSTEM, "1", "Patient"),
         },
         *(
             {
                 "what": {"identifier": {"system": CARD_SYSTEM, "value": card_uuid}},
-                "type": _coding(ENTITY_TYPE_SYSTEM, "2", "System Object"),
-                "role": _coding(OBJECT_ROLE_SYSTEM, "4", "Domain Resource"),
+                "type": coding(ENTITY_TYPE_SYSTEM, "2", "System Object"),
+                "role": coding(OBJECT_ROLE_SYSTEM, "4", "Domain Resource"),
             }
             for card_uuid in disclosure.card_uuids
         ),
@@ -83,8 +86,8 @@ def hook_disclosure_audit(disclosure: HookDisclosure) -> dict[str, Any]:
             "what": {
                 "identifier": {"system": HOOK_INSTANCE_SYSTEM, "value": disclosure.hook_instance}
             },
-            "type": _coding(ENTITY_TYPE_SYSTEM, "2", "System Object"),
-            "role": _coding(OBJECT_ROLE_SYSTEM, "24", "Query"),
+            "type": coding(ENTITY_TYPE_SYSTEM, "2", "System Object"),
+            "role": coding(OBJECT_ROLE_SYSTEM, "24", "Query"),
             "name": f"CDS Hooks service {disclosure.service_id}",
         },
     ]
@@ -92,7 +95,7 @@ def hook_disclosure_audit(disclosure: HookDisclosure) -> dict[str, Any]:
         entities.append(
             {
                 "what": {"identifier": {"value": disclosure.trace_id}},
-                "type": _coding(BALP_ENTITY_TYPE_SYSTEM, "XrequestId", "X-Request-Id"),
+                "type": coding(BALP_ENTITY_TYPE_SYSTEM, "XrequestId", "X-Request-Id"),
             }
         )
     return {
@@ -100,39 +103,22 @@ def hook_disclosure_audit(disclosure: HookDisclosure) -> dict[str, Any]:
         "meta": {
             "tag": [{"system": HOOK_INSTANCE_SYSTEM, "code": disclosure.hook_instance}],
         },
-        "type": _coding(DICOM_SYSTEM, "110106", "Export"),
+        "type": coding(DICOM_SYSTEM, "110106", "Export"),
         "action": "R",
         "recorded": fhir_instant(disclosure.recorded),
         "outcome": "0",
         "agent": [
             {
-                "type": _concept(DICOM_SYSTEM, "110153", "Source Role ID"),
+                "type": concept(DICOM_SYSTEM, "110153", "Source Role ID"),
                 "who": writeback_agent(),
                 "requestor": False,
             },
             {
-                "type": _concept(DICOM_SYSTEM, "110152", "Destination Role ID"),
+                "type": concept(DICOM_SYSTEM, "110152", "Destination Role ID"),
                 "who": caller,
                 "requestor": True,
             },
         ],
-        "source": {
-            "observer": writeback_agent(),
-            "type": [
-                _coding(
-                    "http://terminology.hl7.org/CodeSystem/security-source-type",
-                    "4",
-                    "Application Server",
-                )
-            ],
-        },
+        "source": audit_source(),
         "entity": entities,
     }
-
-
-def _coding(system: str, code: str, display: str) -> dict[str, str]:
-    return {"system": system, "code": code, "display": display}
-
-
-def _concept(system: str, code: str, display: str) -> dict[str, Any]:
-    return {"coding": [_coding(system, code, display)]}
