@@ -147,6 +147,13 @@ def test_up_against_an_existing_ehr_a_signed_hook_call_and_sigterm_stops_everyth
         code = process.wait(timeout=60)
         output.close()
     assert code == 0
-    started_here = {k: v for k, v in endpoints.items() if k not in ("ehr", "subscription")}
+    started_here = {
+        k: v for k, v in endpoints.items() if k not in ("ehr", "subscription", "subscriptions")
+    }
     assert not [port for port in _ports(started_here) if port_accepts(port)], "a part is still up"
-    assert httpx.get(endpoints["subscription"]).status_code in (404, 410)
+    # every channel's Subscription (one per distinct need of the adapters) is gone
+    subscriptions = endpoints["subscriptions"].split()
+    assert endpoints["subscription"] in subscriptions
+    assert len(subscriptions) == 3
+    for url in subscriptions:
+        assert httpx.get(url).status_code in (404, 410), url

@@ -214,10 +214,10 @@ def _up(stack: Stack, args: argparse.Namespace) -> int:
         return 1
     finally:
         # an EHR of yours keeps no Subscription that notifies a stopped listener
-        subscription = stack.endpoints.get("subscription")
         stack.stop()
-        if subscription is not None and not stack.options.with_ehr:
-            asyncio.run(delete_subscription(subscription))
+        if not stack.options.with_ehr:
+            for subscription in stack.subscription_urls:
+                asyncio.run(delete_subscription(subscription))
 
 
 async def _while_supervised(stack: Stack, work: Coroutine[Any, Any, int]) -> int:

@@ -121,6 +121,8 @@ class Stack:
         self.listener_channels = listener_channels_of(options)
         self.parts: list[ManagedProcess] = []
         self.endpoints: dict[str, str] = {}
+        # the listener's Subscriptions on the EHR, once they are active
+        self.subscription_urls: list[str] = []
         self.collector: TraceCollector | None = None
         self.supervisor: Supervisor | None = None
         self.sandbox_ehr_client: SandboxEhrClient | None = None
@@ -198,7 +200,12 @@ class Stack:
         self.supervisor.stop_all_when_exited(essential)
         if self.listener_channels.channels:
             states = wait_until_channels_active(by_name["listener"], options.service_timeout_s)
-            self.endpoints["subscription"] = f"{ehr_base_url}/Subscription/{states[0]['id']}"
+            # one Subscription per channel; `subscription` names the first (as before)
+            self.subscription_urls = [
+                f"{ehr_base_url}/Subscription/{state['id']}" for state in states
+            ]
+            self.endpoints["subscription"] = self.subscription_urls[0]
+            self.endpoints["subscriptions"] = " ".join(self.subscription_urls)
 
     @property
     def hook_signing_key(self) -> HookSigningKey:
