@@ -7,12 +7,13 @@ from datetime import UTC, datetime
 
 import onnxruntime
 
-from cdsflow.contracts import Mode, Recommendation
+from cdsflow.contracts import Card, Mode, Recommendation
 from cdsflow.models import ModelInputs, ModelResult, build_model_inputs, interpret_outputs
-from cdsflow.models.card_templates import CardRendering, render_cards
+from cdsflow.models.card_templates import CardRendering, RenderedCard, render_cards
 from cdsflow.models.recommendation_messages import (
     RecommendationSubject,
     card_json,
+    card_message,
     recommendation_id,
     recommendation_message,
 )
@@ -103,3 +104,34 @@ def test_ids_differ_per_adapter_and_version_and_repeat_per_event() -> None:
     assert recommendation_id("e", "deterioration-risk", "1") == recommendation_id(
         "e", "deterioration-risk", "1"
     )
+
+
+def test_a_delete_suggestion_keeps_every_resource_it_names() -> None:
+    card = RenderedCard(
+        uuid="card-1",
+        summary="Metformin with eGFR 24",
+        indicator="critical",
+        detail="Stop it.",
+        source={"label": "cdsflow medication safety"},
+        suggestions=[
+            {
+                "label": "Stop metformin",
+                "uuid": "suggestion-1",
+                "isRecommended": True,
+                "actions": [
+                    {
+                        "type": "delete",
+                        "description": "Stop the metformin orders",
+                        "resourceId": ["MedicationRequest/a", "MedicationRequest/b"],
+                    }
+                ],
+            }
+        ],
+        selection_behavior="at-most-one",
+    )
+    message = card_message(card)
+    assert list(message.suggestions[0].actions[0].resource_ids) == [
+        "MedicationRequest/a",
+        "MedicationRequest/b",
+    ]
+    assert card_json(Card.FromString(message.SerializeToString())) == card.as_cds_hooks()

@@ -160,18 +160,13 @@ def card_message(card: RenderedCard) -> Card:
 def _suggestion_message(suggestion: dict[str, Any]) -> Suggestion:
     actions = []
     for action in suggestion.get("actions", []):
-        resource_ids = action.get("resourceId")
-        if isinstance(resource_ids, list):
-            resource_id = ",".join(resource_ids)
-        else:
-            resource_id = resource_ids or ""
         resource = action.get("resource")
         actions.append(
             SuggestionAction(
                 type=action["type"],
                 description=action.get("description", ""),
                 resource_json=json.dumps(resource).encode() if resource is not None else b"",
-                resource_id=resource_id,
+                resource_ids=action.get("resourceId", []),
             )
         )
     return Suggestion(
@@ -231,8 +226,8 @@ def _suggestion_json(suggestion: Suggestion) -> dict[str, Any]:
         rendered: dict[str, Any] = {"type": action.type, "description": action.description}
         if action.resource_json:
             rendered["resource"] = json.loads(action.resource_json)
-        if action.resource_id:
-            rendered["resourceId"] = action.resource_id.split(",")
+        if action.resource_ids:
+            rendered["resourceId"] = list(action.resource_ids)
         actions.append(rendered)
     return {
         "label": suggestion.label,

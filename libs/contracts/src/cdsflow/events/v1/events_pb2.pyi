@@ -384,25 +384,27 @@ class SuggestionAction(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     RESOURCE_JSON_FIELD_NUMBER: _builtins.int
-    RESOURCE_ID_FIELD_NUMBER: _builtins.int
+    RESOURCE_IDS_FIELD_NUMBER: _builtins.int
     type: _builtins.str
     """"create", "update" or "delete"."""
     description: _builtins.str
     resource_json: _builtins.bytes
     """The FHIR resource to create or update, JSON (empty for delete)."""
-    resource_id: _builtins.str
-    """"Type/id" of the resource to delete or update (CDS Hooks 2.0 `resourceId`)."""
+    @_builtins.property
+    def resource_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """"Type/id" of each resource to delete or update (CDS Hooks 2.0 `resourceId`)."""
+
     def __init__(
         self,
         *,
         type: _builtins.str = ...,
         description: _builtins.str = ...,
         resource_json: _builtins.bytes = ...,
-        resource_id: _builtins.str = ...,
+        resource_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "resource_id", b"resource_id", "resource_json", b"resource_json", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "resource_ids", b"resource_ids", "resource_json", b"resource_json", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
