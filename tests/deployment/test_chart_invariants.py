@@ -47,7 +47,9 @@ def test_the_check_finds_a_container_that_lacks_them() -> None:
         del container["securityContext"]["readOnlyRootFilesystem"]
         container["securityContext"]["capabilities"] = {"drop": []}
         container["readinessProbe"]["httpGet"]["path"] = "/healthz"
-        container["volumeMounts"] = [m for m in container["volumeMounts"] if m["mountPath"] != "/tmp"]
+        container["volumeMounts"] = [
+            m for m in container["volumeMounts"] if m["mountPath"] != "/tmp"
+        ]
         container["image"] = "cdsflow-listener:latest"
         problems = pod_problems(label, broken, cdsflow_service=True)
         assert len(problems) == 5, problems
@@ -83,7 +85,8 @@ def test_default_deny_and_each_workload_opens_only_what_it_needs(values_file: st
     rendered = rendering(values_file)
     deny = rendered.named("NetworkPolicy", component_name("default-deny"))
     assert deny["spec"]["policyTypes"] == ["Ingress", "Egress"]
-    assert "ingress" not in deny["spec"] and "egress" not in deny["spec"]
+    assert "ingress" not in deny["spec"]
+    assert "egress" not in deny["spec"]
     policies = {p["metadata"]["name"]: p for p in rendered.of_kind("NetworkPolicy")}
     for workload in ("listener", "reasoner", "writeback", "triton"):
         policy = policies[component_name(workload)]

@@ -38,7 +38,8 @@ def test_the_chart_lints_strictly(values_file: str | None) -> None:
     values = {} if values_file is None else values_of(CHART / "ci" / values_file)
     report = helm_python.lint(CHART, values, strict=True, kube_version="v1.33.0")
     problems = [m for m in report["messages"] if m["severity"] >= WARNING]
-    assert report["errors"] == [] and problems == [], report
+    assert report["errors"] == [], report
+    assert problems == [], report
 
 
 @pytest.mark.parametrize("values_file", ALL_VALUES, ids=lambda v: v or "defaults")
@@ -106,7 +107,9 @@ def test_keda_off_leaves_fixed_replicas_and_no_scaled_object() -> None:
 
 def test_listener_and_writeback_scale_by_hpa_by_default() -> None:
     rendered = rendering(None)
-    scaled = {h["spec"]["scaleTargetRef"]["name"] for h in rendered.of_kind("HorizontalPodAutoscaler")}
+    scaled = {
+        h["spec"]["scaleTargetRef"]["name"] for h in rendered.of_kind("HorizontalPodAutoscaler")
+    }
     assert scaled == {component_name("listener"), component_name("writeback")}
     for name in scaled:
         assert "replicas" not in rendered.named("Deployment", name)["spec"]
