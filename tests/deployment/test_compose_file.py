@@ -1,0 +1,141 @@
+"""docker-compose.yml meets the Compose Specification schema (the copy that check-jsonschema
+ships, offline), builds only what has a Dockerfile, pins every image in .env, starts the
+services after what they need is healthy, and its collector redacts what cdsflow would."""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from cdsflow.contracts import CLINICAL_EVENTS, FEEDBACK, RECOMMENDATIONS, dead_letter_topic
+from cdsflow.models import load_adapter_set
+from cdsflow.runtime.adapter_channels import adapter_channels
+from cdsflow.telemetry.attributes import ALLOWED_SPAN_ATTRIBUTES
+from tests.deployment.rendered_chart import REPO_ROOT
+
+COMPOSE = REPO_ROOT / "docker-compose.yml"
+SERVICES = ("listener", "reasoner", "writeback")
+_VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(?:[:?-][^}]*)?\}")
+
+
+def compose() -> dict[str, Any]:
+    loaded = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def dot_env() -> dict[str, str]:
+    pairs = {}
+    for line in (REPO_ROOT / ".env").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            pairs[name.strip()] = value.strip()
+    return pairs
+
+
+def compose_spec_validator() -> jsonschema.protocols.Validator:
+    schema_file = resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
+    schema = json.loads(schema_file.read_text())
+    validator_class = jsonschema.validators.validator_for(schema)
+    return validator_class(schema)
+
+
+def test_meets_the_compose_specification() -> None:
+    errors = [e.message for e in compose_spec_validator().iter_errors(compose())]
+    assert errors == []
+
+
+def test_the_schema_check_refuses_a_wrong_file() -> None:
+    broken = compose()
+    broken["services"]["listener"]["depends_on"]["kafka"]["condition"] = "service_ready"
+    assert list(compose_spec_validator().iter_errors(broken))
+
+
+def test_every_build_has_its_dockerfile() -> None:
+    for name, service in compose()["services"].items():
+        if "build" not in service:
+            continue
+        build = service["build"]
+        context = REPO_ROOT / build["context"]
+        dockerfile = context / build.get("dockerfile", "Dockerfile")
+        assert dockerfile.is_file(), f"{name}: {dockerfile} is missing"
+
+
+def test_every_image_is_pinned_in_dot_env() -> None:
+    pinned = dot_env()
+    for name, service in compose()["services"].items():
+        image = service["image"]
+        resolved = _VARIABLE.sub(lambda m: pinned[m.group(1)], image)
+        assert "$" not in resolved, f"{name}: {image} names a variable .env lacks"
+        repository, _, tag = resolved.rpartition(":")
+        assert repository, f"{name}: {resolved} has no tag"
+        assert tag, f"{name}: {resolved} has no tag"
+        assert tag != "latest", f"{name}: {resolved} is not pinned"
+
+
+def test_dot_env_holds_no_secret() -> None:
+    assert not {"CDSFLOW_PSEUDONYM_KEY", "CDSFLOW_CHANNEL_SECRET"} & dot_env().keys()
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_the_services_start_once_what_they_need_is_healthy(name: str) -> None:
+    service = compose()["services"][name]
+    depends = service["depends_on"]
+    assert depends["kafka"]["condition"] == "service_healthy"
+    assert depends["kafka-topics"]["condition"] == "service_completed_successfully"
+    assert "healthz" in str(service["healthcheck"]) or "readyz" in str(service["healthcheck"])
+    assert service["read_only"] is True
+    assert service["cap_drop"] == ["ALL"]
+    if name != "listener":
+        # the GPU or the CPU Triton, whichever profile runs
+        assert depends["triton"]["condition"] == "service_healthy"
+        assert depends["triton-cpu"]["condition"] == "service_healthy"
+
+
+def test_triton_runs_on_the_gpu_or_with_the_cpu_configuration() -> None:
+    services = compose()["services"]
+    gpu, cpu = services["triton"], services["triton-cpu"]
+    assert gpu["image"] == "${TRITON_IMAGE}"
+    assert dot_env()["TRITON_IMAGE"] == "nvcr.io/nvidia/tritonserver:24.10-py3"
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+    assert gpu["profiles"] == ["gpu"]
+    assert cpu["profiles"] == ["cpu"]
+    assert "--model-config-name=cpu" in cpu["command"]
+    assert "--model-config-name=cpu" not in gpu["command"]
+    assert "triton" in cpu["networks"]["default"]["aliases"]
+
+
+def test_the_listener_channels_are_those_the_adapters_need() -> None:
+    listener = compose()["services"]["listener"]["environment"]
+    adapters = load_adapter_set([REPO_ROOT / "adapters"])
+    derived = list(adapter_channels(adapters, embedded_ehr=False).channels)
+    assert json.loads(listener["CDSFLOW_CHANNELS"]) == derived
+
+
+def test_the_topic_script_creates_every_topic() -> None:
+    script = (REPO_ROOT / "deploy" / "kafka" / "create-topics.sh").read_text()
+    for topic in (CLINICAL_EVENTS, RECOMMENDATIONS, FEEDBACK):
+        assert topic in script
+        assert dead_letter_topic(topic) in script
+    assert "cdsflow-reasoner.patient-context.v1" in script
+    assert "cleanup.policy=compact" in script
+
+
+def test_the_collector_keeps_only_what_cdsflow_allows() -> None:
+    config = yaml.safe_load((REPO_ROOT / "deploy" / "otel-collector" / "config.yaml").read_text())
+    redaction = config["processors"]["redaction/phi-backstop"]
+    assert redaction["allow_all_keys"] is False
+    missing = ALLOWED_SPAN_ATTRIBUTES - set(redaction["allowed_keys"])
+    assert missing == set(), (
+        f"add {sorted(missing)} to allowed_keys in deploy/otel-collector/config.yaml"
+    )
+    pipeline = config["service"]["pipelines"]["traces"]
+    assert "redaction/phi-backstop" in pipeline["processors"]
+    assert pipeline["exporters"] == ["otlp/jaeger"]
