@@ -157,3 +157,20 @@ def test_a_new_writeback_setting_is_one_line() -> None:
 
 def _triton(rendered: Rendering) -> dict[str, Any]:
     return rendered.named("Deployment", component_name("triton"))
+
+
+def test_a_changed_adapter_rolls_the_reasoner_and_writeback() -> None:
+    shipped = (CHART / "files" / "adapters" / "medication-safety.yaml").read_text()
+    promoted = shipped.replace("mode: shadow", "mode: active")
+    assert promoted != shipped
+    before, after = (
+        rendering(None),
+        render({"adapters": {"files": {"medication-safety.yaml": promoted}}}),
+    )
+    for service in ("reasoner", "writeback"):
+        name = component_name(service)
+        old = before.named("Deployment", name)["spec"]["template"]["metadata"]["annotations"]
+        new = after.named("Deployment", name)["spec"]["template"]["metadata"]["annotations"]
+        assert old["checksum/adapters"] != new["checksum/adapters"]
+    listener = after.named("Deployment", component_name("listener"))
+    assert "checksum/adapters" not in listener["spec"]["template"]["metadata"]["annotations"]

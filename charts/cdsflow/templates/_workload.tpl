@@ -10,6 +10,7 @@ The one workload template of the three services. A service's thin template calls
   ingressFrom  NetworkPolicy peers that may reach the service's port (empty: anyone)
   egress     NetworkPolicy egress rules beside DNS
   replicasManaged  true when an autoscaler (HPA or KEDA) owns the replica count
+  readsAdapters    true when the service runs the adapters (its pods roll when they change)
 It renders the ConfigMap, Deployment, Service, PodDisruptionBudget, HPA (when enabled) and
 the NetworkPolicy that opens what the service needs inside the default deny.
 */}}
@@ -66,6 +67,10 @@ spec:
         {{- include "cdsflow.labels" $ctx | nindent 8 }}
       annotations:
         checksum/env: {{ toJson $configMap | sha256sum }}
+        {{- if .readsAdapters }}
+        # a changed adapter (a version promoted from shadow to active) rolls the pods
+        checksum/adapters: {{ include (print $root.Template.BasePath "/adapters-configmap.yaml") $root | sha256sum }}
+        {{- end }}
         {{- with $svc.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
