@@ -174,3 +174,19 @@ def test_a_changed_adapter_rolls_the_reasoner_and_writeback() -> None:
         assert old["checksum/adapters"] != new["checksum/adapters"]
     listener = after.named("Deployment", component_name("listener"))
     assert "checksum/adapters" not in listener["spec"]["template"]["metadata"]["annotations"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"reasoner": {"replicas": 13}, "kafka": {"topics": {"partitions": 12}}},
+        {
+            "reasoner": {"keda": {"enabled": True, "maxReplicas": 7}},
+            "kafka": {"topics": {"partitions": 6}},
+        },
+    ],
+    ids=["fixed-replicas", "keda-max-replicas"],
+)
+def test_more_reasoners_than_partitions_is_refused(values: dict[str, Any]) -> None:
+    with pytest.raises(helm_python.HelmRenderError, match="partitions"):
+        render(values)

@@ -5,6 +5,7 @@ services after what they need is healthy, and its collector redacts what cdsflow
 from __future__ import annotations
 
 import json
+import os
 import re
 from importlib import resources
 from typing import Any
@@ -12,15 +13,25 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from pydantic_settings import BaseSettings
 
 from cdsflow.contracts import CLINICAL_EVENTS, FEEDBACK, RECOMMENDATIONS, dead_letter_topic
+from cdsflow.listener.settings import Settings as ListenerSettings
 from cdsflow.models import load_adapter_set
+from cdsflow.reasoner.settings import Settings as ReasonerSettings
 from cdsflow.runtime.adapter_channels import adapter_channels
+from cdsflow.telemetry import TelemetrySettings
 from cdsflow.telemetry.attributes import ALLOWED_SPAN_ATTRIBUTES
+from cdsflow.writeback.settings import Settings as WritebackSettings
 from tests.deployment.rendered_chart import REPO_ROOT
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 SERVICES = ("listener", "reasoner", "writeback")
+SETTINGS: dict[str, type[BaseSettings]] = {
+    "listener": ListenerSettings,
+    "reasoner": ReasonerSettings,
+    "writeback": WritebackSettings,
+}
 _VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(?:[:?-][^}]*)?\}")
 
 
@@ -139,3 +150,33 @@ def test_the_collector_keeps_only_what_cdsflow_allows() -> None:
     pipeline = config["service"]["pipelines"]["traces"]
     assert "redaction/phi-backstop" in pipeline["processors"]
     assert pipeline["exporters"] == ["otlp/jaeger"]
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_the_service_accepts_its_compose_environment(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    environment = compose()["services"][name]["environment"]
+    exported = {
+        "CDSFLOW_PSEUDONYM_KEY": "a-test-pseudonym-key-0123456789",
+        "CDSFLOW_CHANNEL_SECRET": "a-test-channel-secret-0123456789",
+    }
+    for variable in [v for v in os.environ if v.startswith(("CDSFLOW_", "OTEL_"))]:
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, _interpolate(str(value), exported))
+    SETTINGS[name]()
+    TelemetrySettings()
+
+
+def _interpolate(value: str, exported: dict[str, str]) -> str:
+    """Compose's `${VAR}`, `${VAR:-default}` and `${VAR:?error}` with `exported` as the shell."""
+
+    def resolve(match: re.Match[str]) -> str:
+        name, operator, rest = match.group(1), match.group(2) or "", match.group(3) or ""
+        if name in exported:
+            return exported[name]
+        assert operator != ":?", f"{name} must be exported"
+        return rest if operator == ":-" else ""
+
+    return re.sub(r"\$\{([A-Z0-9_]+)(:[-?])?([^}]*)\}", resolve, value)
