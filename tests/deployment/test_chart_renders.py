@@ -190,3 +190,22 @@ def test_a_changed_adapter_rolls_the_reasoner_and_writeback() -> None:
 def test_more_reasoners_than_partitions_is_refused(values: dict[str, Any]) -> None:
     with pytest.raises(helm_python.HelmRenderError, match="partitions"):
         render(values)
+
+
+def test_the_service_monitor_scrapes_only_metrics_ports() -> None:
+    rendered = rendering("gpu-values.yaml")
+    monitor = rendered.named("ServiceMonitor", component_name("metrics"))
+    endpoints = {e["port"]: e["path"] for e in monitor["spec"]["endpoints"]}
+    assert endpoints == {"http": "/metrics", "metrics": "/metrics"}
+    scraped: dict[str, set[str]] = {}
+    for service in rendered.of_kind("Service"):
+        component = service["metadata"]["labels"]["app.kubernetes.io/component"]
+        ports = {port["name"] for port in service["spec"]["ports"]}
+        scraped[component] = ports & endpoints.keys()
+    # the services serve /metrics on their HTTP port; Triton on its metrics port only
+    assert scraped == {
+        "listener": {"http"},
+        "reasoner": {"http"},
+        "writeback": {"http"},
+        "triton": {"metrics"},
+    }
