@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -24,6 +25,7 @@ from tests.deployment.rendered_chart import (
     REPO_ROOT,
     Rendering,
     component_name,
+    render,
     rendering,
 )
 from tests.support.signing_keys import write_key_pair
@@ -161,11 +163,32 @@ def test_the_topic_job_creates_every_topic() -> None:
         *(dead_letter_topic(t) for t in topics),
     }
     reasoner = ReasonerSettings(ehr_base_url="https://ehr.example.org")
-    assert values["kafka"]["topics"]["compacted"] == [reasoner.context_changelog_topic]
-    job = rendering(None).named("Job", component_name("kafka-topics"))
+    script = _topic_script(rendering(None))
+    for topic in values["kafka"]["topics"]["names"]:
+        assert f'create "{topic}"\n' in script
+    assert f'create "{reasoner.context_changelog_topic}" --config cleanup.policy=compact' in script
+
+
+@pytest.mark.parametrize(
+    ("reasoner_values", "changelog"),
+    [
+        ({"consumerGroup": "ward-7"}, "ward-7.patient-context.v1"),
+        ({"settings": {"PATIENT_CONTEXT_TOPIC": "ctx.v1"}}, "ctx.v1"),
+    ],
+)
+def test_the_changelog_follows_the_reasoner_settings(
+    reasoner_values: dict[str, Any], changelog: str
+) -> None:
+    script = _topic_script(render({"reasoner": reasoner_values}))
+    assert f'create "{changelog}" --config cleanup.policy=compact' in script
+    assert script.count("cleanup.policy=compact") == 1
+
+
+def _topic_script(rendered: Rendering) -> str:
+    job = rendered.named("Job", component_name("kafka-topics"))
     script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
-    for topic in [*values["kafka"]["topics"]["names"], reasoner.context_changelog_topic]:
-        assert f'create "{topic}"' in script
+    assert isinstance(script, str)
+    return script
 
 
 def test_kafka_tls_and_sasl_reach_the_services_and_the_topic_job() -> None:
