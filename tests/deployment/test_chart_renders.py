@@ -209,3 +209,22 @@ def test_the_service_monitor_scrapes_only_metrics_ports() -> None:
         "writeback": {"http"},
         "triton": {"metrics"},
     }
+
+
+def test_the_ingress_routes_only_notifications_and_hooks() -> None:
+    assert rendering(None).of_kind("Ingress") == []
+    rendered = rendering("gpu-values.yaml")
+    ingress = rendered.named("Ingress", component_name("ingress"))
+    routes = {
+        path["path"]: path["backend"]["service"]["name"]
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    }
+    assert routes == {
+        "/fhir/notifications": component_name("listener"),
+        "/cds-services": component_name("writeback"),
+    }
+    policy = rendered.named("NetworkPolicy", component_name("listener"))
+    assert policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "ingress-nginx"
+    }
