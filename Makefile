@@ -56,10 +56,18 @@ test-conformance: install ## the examples of the conformance pack (needs CDSFLOW
 	@$(MAKE) --no-print-directory conformance-pack-note
 	$(PYTEST) tests/conformance
 
+.PHONY: test-deployment
+test-deployment: install ## the chart, docker-compose.yml and Dockerfiles, checked statically (no cluster, no Docker)
+	$(PYTEST) tests/deployment
+
 .PHONY: test
 test: lint ## lint, then every test tier (the CI command)
 	@$(MAKE) --no-print-directory conformance-pack-note
-	$(PYTEST) tests/unit tests/integration tests/e2e tests/conformance
+	$(PYTEST) tests/unit tests/deployment tests/integration tests/e2e tests/conformance
+
+.PHONY: charts
+charts: install ## copy adapters/ into charts/cdsflow, lint it and render it for review into .charts/ (defaults and each ci values file)
+	$(UV) run --frozen python scripts/render_chart.py
 
 .PHONY: conformance-pack-note
 conformance-pack-note:
