@@ -599,3 +599,93 @@ async def test_without_the_draft_metformin_order_the_same_egfr_shows_nothing(
     assert response.status_code == 200, response.text
     assert response.json() == {"cards": []}
     assert writeback.on_demand("scored") == 1
+
+
+EHR_APP_ORIGIN = "https://ehr-app.hooks.test"
+
+
+@pytest.fixture
+async def cors_writeback(
+    kafka: KafkaEndpoint,
+    ehr: EhrEndpoint,
+    triton: TritonEndpoint,
+    unique: str,
+    pseudonym_key: str,
+    tmp_path: Path,
+) -> AsyncIterator[HookWriteback]:
+    async with hook_writeback(
+        kafka,
+        ehr,
+        triton.grpc_url,
+        unique,
+        pseudonym_key,
+        tmp_path,
+        cors_allowed_origins=EHR_APP_ORIGIN,
+    ) as running:
+        yield running
+
+
+async def test_cors_preflight_is_answered_without_auth_for_an_allowed_origin_only(
+    cors_writeback: HookWriteback,
+) -> None:
+    url = f"{cors_writeback.base_url}/cds-services/{DETERIORATION}"
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
+
+    allowed = await cors_writeback.http.options(
+        url, headers={"Origin": EHR_APP_ORIGIN, **preflight}
+    )
+    refused = await cors_writeback.http.options(
+        url, headers={"Origin": "https://elsewhere.hooks.test", **preflight}
+    )
+    health = await cors_writeback.http.get(
+        f"{cors_writeback.base_url}/healthz", headers={"Origin": EHR_APP_ORIGIN}
+    )
+
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == EHR_APP_ORIGIN
+    assert "POST" in allowed.headers["access-control-allow-methods"]
+    allowed_headers = allowed.headers["access-control-allow-headers"].lower()
+    assert "authorization" in allowed_headers
+    assert "content-type" in allowed_headers
+    assert "access-control-allow-credentials" not in allowed.headers
+    assert refused.status_code == 400
+    assert "access-control-allow-origin" not in refused.headers
+    assert "access-control-allow-origin" not in health.headers  # CDS Hooks routes only
+
+
+async def test_cors_headers_are_on_the_401_and_on_the_cards(
+    cors_writeback: HookWriteback,
+) -> None:
+    url = f"{cors_writeback.base_url}/cds-services/{DETERIORATION}"
+    body = request_body("patient-view", "p-cors", prefetch=prefetched("p-cors"))
+
+    unauthenticated = await cors_writeback.http.post(
+        url, json=body, headers={"Origin": EHR_APP_ORIGIN}
+    )
+    foreign = await cors_writeback.http.post(
+        url, json=body, headers={"Origin": "https://elsewhere.hooks.test"}
+    )
+    answered = await cors_writeback.http.post(
+        url,
+        json=body,
+        headers={
+            "Origin": EHR_APP_ORIGIN,
+            "Authorization": bearer(
+                hook_token(
+                    es384_key(), iss=ISSUER, aud=f"{PUBLIC_BASE_URL}/cds-services/{DETERIORATION}"
+                )
+            ),
+        },
+    )
+
+    assert unauthenticated.status_code == 401
+    assert unauthenticated.headers["access-control-allow-origin"] == EHR_APP_ORIGIN
+    assert "www-authenticate" in unauthenticated.headers["access-control-expose-headers"].lower()
+    assert foreign.status_code == 401
+    assert "access-control-allow-origin" not in foreign.headers
+    assert answered.status_code == 200, answered.text
+    assert answered.headers["access-control-allow-origin"] == EHR_APP_ORIGIN
+    assert answered.json()["cards"]

@@ -53,6 +53,7 @@ from cdsflow.writeback.handlers import (
 )
 from cdsflow.writeback.hook_audits import HookAuditTrail
 from cdsflow.writeback.hooks_api import cds_hooks_router
+from cdsflow.writeback.hooks_cors import CdsHooksCors
 from cdsflow.writeback.model_scoring import TritonScorer
 from cdsflow.writeback.on_demand import OnDemandScoring
 from cdsflow.writeback.recommendations_tail import FeedbackSnoozing, RecommendationsTail
@@ -217,6 +218,12 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         )
     )
     add_operational_routes(app, telemetry)
+    if settings.cors_origins:
+        app.add_middleware(
+            CdsHooksCors,
+            allowed_origins=settings.cors_origins,
+            allow_credentials=settings.cors_allow_credentials,
+        )
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> JSONResponse:
