@@ -45,6 +45,7 @@ _HOOK_CONTEXT_MEMBERS = {
 _SIMPLE_TOKEN = re.compile(r"^(context\.[A-Za-z][A-Za-z0-9]*|user[A-Za-z]+Id)$")
 _CONTEXT_PATH = re.compile(r"(?<![A-Za-z0-9_.`])%?context\.([A-Za-z][A-Za-z0-9]*)")
 _VARIABLE = re.compile(r"%(?:`([^`]+)`|([A-Za-z_][A-Za-z0-9_]*))")
+_RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 _CRITERIA = re.compile(r"^([A-Z][A-Za-z]+)(\?\S*)?$")
 
 
@@ -57,6 +58,7 @@ def reference_problems(adapter: ModelAdapter) -> list[Problem]:
         *_kind_problems(adapter),
         *_band_problems(adapter),
         *_card_problems(adapter),
+        *_system_action_problems(adapter),
         *_hook_problems(adapter),
         *_subscription_problems(adapter),
         *_evaluation_problems(adapter),
@@ -247,6 +249,28 @@ def _card_text_problems(
                 yield place, f"a {action.type} action needs a resource"
             for location, text in _strings_in((*place, "resource"), action.resource or {}):
                 yield from _template_problems(location, text, fields)
+
+
+def _system_action_problems(adapter: ModelAdapter) -> Iterator[Problem]:
+    bands = {band.name for band in adapter.risk_bands}
+    columns = {column.name for column in adapter.columns()}
+    fields = card_fields(adapter)
+    for index, action in enumerate(adapter.system_actions):
+        at: Location = ("system_actions", index)
+        for b, name in enumerate(action.bands):
+            if name not in bands:
+                yield (*at, "bands", b), f"'{name}' is not a declared risk band"
+        for c, name in enumerate(action.requires_present):
+            if name not in columns:
+                yield (*at, "requires_present", c), f"'{name}' is not a declared column"
+        yield from _template_problems((*at, "description"), action.description, fields)
+        resource_type = action.resource.get("resourceType")
+        if not isinstance(resource_type, str) or not _RESOURCE_TYPE.match(resource_type):
+            yield (*at, "resource"), "the resource needs a resourceType (e.g. Flag, Task)"
+        if action.type == "update" and not isinstance(action.resource.get("id"), str):
+            yield (*at, "resource"), "an update carries the whole resource, its id included"
+        for location, text in _strings_in((*at, "resource"), action.resource):
+            yield from _template_problems(location, text, fields)
 
 
 def _strings_in(at: Location, value: Any) -> Iterator[tuple[Location, str]]:

@@ -59,6 +59,7 @@ class WritebackMetrics:
     answers_before_rebuild: Counter
     on_demand: Counter
     prefetch_next_pages: Counter
+    system_actions_served: Counter
 
     @classmethod
     def on(cls, registry: MetricsRegistry) -> WritebackMetrics:
@@ -112,6 +113,10 @@ class WritebackMetrics:
                 "Searchset next links met while gathering prefetch on demand, by result "
                 "(followed, bounded: not followed past CDSFLOW_PREFETCH_MAX_PAGES/_ENTRIES)",
                 ("result",),
+            ),
+            system_actions_served=registry.counter(
+                "writeback_system_actions_served",
+                "CDS Hooks systemActions returned to the EHR (active recommendations only)",
             ),
         )
 
