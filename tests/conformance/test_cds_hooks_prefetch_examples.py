@@ -117,7 +117,7 @@ def test_crd_encounter_start_templates_read_the_encounter_prefetched(
 ) -> None:
     services = example(conformance_dir, "davinci-crd-2.2.1/CRDServices.json")["services"]
     [prefetch] = [s["prefetch"] for s in services if s["hook"] == "encounter-start"]
-    encounter = {
+    encounter: dict[str, Any] = {
         "resourceType": "Encounter",
         "id": "enc-1",
         "participant": [
@@ -143,7 +143,7 @@ def test_crd_encounter_start_templates_read_the_encounter_prefetched(
         "coverage": "Coverage?patient=pat-1&status=active",
     }
     assert plan.dependent == ("practitionerRoles", "practitioners", "organizations", "locations")
-    at_hand = {"encounter": encounter}
+    at_hand: dict[str, Any] = {"encounter": encounter}
     assert resolved_template(prefetch["practitionerRoles"], call, at_hand) == (
         "PractitionerRole?_id=role-1"
     )
