@@ -206,14 +206,15 @@ def test_prefetch_paging_defaults_and_bounds() -> None:
 
     assert settings.prefetch_max_pages == 10
     assert settings.prefetch_max_entries == 1_000
-    for field, refused in [
-        ("prefetch_max_pages", 0),
-        ("prefetch_max_pages", 101),
-        ("prefetch_max_entries", 0),
-        ("prefetch_max_entries", 100_001),
-    ]:
-        with pytest.raises(ValidationError, match=field):
-            Settings(ehr_base_url="http://ehr.example.org/fhir", **{field: refused})
+    base = "http://ehr.example.org/fhir"
+    with pytest.raises(ValidationError, match="prefetch_max_pages"):
+        Settings(ehr_base_url=base, prefetch_max_pages=0)
+    with pytest.raises(ValidationError, match="prefetch_max_pages"):
+        Settings(ehr_base_url=base, prefetch_max_pages=101)
+    with pytest.raises(ValidationError, match="prefetch_max_entries"):
+        Settings(ehr_base_url=base, prefetch_max_entries=0)
+    with pytest.raises(ValidationError, match="prefetch_max_entries"):
+        Settings(ehr_base_url=base, prefetch_max_entries=100_001)
 
 
 @pytest.mark.usefixtures("trusted_ehr")
