@@ -651,7 +651,9 @@ async def test_cors_preflight_is_answered_without_auth_for_an_allowed_origin_onl
     assert "authorization" in allowed_headers
     assert "content-type" in allowed_headers
     assert "access-control-allow-credentials" not in allowed.headers
-    assert refused.status_code == 400
+    assert refused.status_code == 403
+    assert refused.json()["resourceType"] == "OperationOutcome"
+    assert refused.json()["issue"][0]["code"] == "forbidden"
     assert "access-control-allow-origin" not in refused.headers
     assert "access-control-allow-origin" not in health.headers  # CDS Hooks routes only
 

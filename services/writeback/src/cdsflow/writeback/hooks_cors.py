@@ -5,13 +5,18 @@ Starlette's `CORSMiddleware` does the work; this only keeps it to the CDS Hooks 
 that `/healthz`, `/readyz` and `/metrics` never carry CORS headers. A preflight (`OPTIONS`
 with `Origin` and `Access-Control-Request-Method`) is answered by the middleware before any
 route, so without authentication; every other answer to an allowed origin, a 401 included,
-carries `Access-Control-Allow-Origin`, so that the browser lets the app read it.
+carries `Access-Control-Allow-Origin`, so that the browser lets the app read it. A preflight
+from an origin not allowed is refused 403 with an OperationOutcome, like every error of
+this API, and without CORS headers (the browser then refuses the call).
 """
 
 from __future__ import annotations
 
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from cdsflow.service import outcome_response
 
 CDS_HOOKS_PATH = "/cds-services"
 # what a CDS client sends (its JWT, and JSON); what the app may read back
@@ -44,7 +49,20 @@ class CdsHooksCors:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
-        if path == CDS_HOOKS_PATH or path.startswith(CDS_HOOKS_PATH + "/"):
-            await self._cors(scope, receive, send)
-        else:
+        if not (path == CDS_HOOKS_PATH or path.startswith(CDS_HOOKS_PATH + "/")):
             await self._app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        preflight = (
+            scope["method"] == "OPTIONS"
+            and origin is not None
+            and "access-control-request-method" in headers
+        )
+        if preflight and not self._cors.is_allowed_origin(origin or ""):
+            refused = outcome_response(
+                403, "forbidden", "this origin may not call the CDS services from a browser"
+            )
+            await refused(scope, receive, send)
+            return
+        await self._cors(scope, receive, send)
