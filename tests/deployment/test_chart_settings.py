@@ -71,8 +71,13 @@ def setting_names(settings: type[BaseSettings]) -> set[str]:
 def test_every_setting_of_the_service_is_wired(service: str) -> None:
     environment = service_environment(rendering("gpu-values.yaml"), service)
     expected = setting_names(SETTINGS[service]) | setting_names(TelemetrySettings)
-    # optional settings left empty are not rendered: those are the unset EHR client fields
-    optional_empty = {"CDSFLOW_EHR_TOKEN_URL", "CDSFLOW_PATIENT_CONTEXT_TOPIC"}
+    # optional settings left empty are not rendered: the unset EHR client fields, and the
+    # writeback's CORS origins (none: CORS off)
+    optional_empty = {
+        "CDSFLOW_EHR_TOKEN_URL",
+        "CDSFLOW_PATIENT_CONTEXT_TOPIC",
+        "CDSFLOW_CORS_ALLOWED_ORIGINS",
+    }
     missing = expected - environment.keys() - AUTH_MODE_ONLY - optional_empty
     assert missing == set(), (
         f"{service}: settings the chart does not set: {sorted(missing)}; add each as one "

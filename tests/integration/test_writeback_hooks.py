@@ -599,3 +599,292 @@ async def test_without_the_draft_metformin_order_the_same_egfr_shows_nothing(
     assert response.status_code == 200, response.text
     assert response.json() == {"cards": []}
     assert writeback.on_demand("scored") == 1
+
+
+EHR_APP_ORIGIN = "https://ehr-app.hooks.test"
+
+
+@pytest.fixture
+async def cors_writeback(
+    kafka: KafkaEndpoint,
+    ehr: EhrEndpoint,
+    triton: TritonEndpoint,
+    unique: str,
+    pseudonym_key: str,
+    tmp_path: Path,
+) -> AsyncIterator[HookWriteback]:
+    async with hook_writeback(
+        kafka,
+        ehr,
+        triton.grpc_url,
+        unique,
+        pseudonym_key,
+        tmp_path,
+        cors_allowed_origins=EHR_APP_ORIGIN,
+    ) as running:
+        yield running
+
+
+async def test_cors_preflight_is_answered_without_auth_for_an_allowed_origin_only(
+    cors_writeback: HookWriteback,
+) -> None:
+    url = f"{cors_writeback.base_url}/cds-services/{DETERIORATION}"
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
+
+    allowed = await cors_writeback.http.options(
+        url, headers={"Origin": EHR_APP_ORIGIN, **preflight}
+    )
+    refused = await cors_writeback.http.options(
+        url, headers={"Origin": "https://elsewhere.hooks.test", **preflight}
+    )
+    health = await cors_writeback.http.get(
+        f"{cors_writeback.base_url}/healthz", headers={"Origin": EHR_APP_ORIGIN}
+    )
+
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == EHR_APP_ORIGIN
+    assert "POST" in allowed.headers["access-control-allow-methods"]
+    allowed_headers = allowed.headers["access-control-allow-headers"].lower()
+    assert "authorization" in allowed_headers
+    assert "content-type" in allowed_headers
+    assert "access-control-allow-credentials" not in allowed.headers
+    assert refused.status_code == 403
+    assert refused.json()["resourceType"] == "OperationOutcome"
+    assert refused.json()["issue"][0]["code"] == "forbidden"
+    assert "access-control-allow-origin" not in refused.headers
+    assert "access-control-allow-origin" not in health.headers  # CDS Hooks routes only
+
+
+async def test_cors_headers_are_on_the_401_and_on_the_cards(
+    cors_writeback: HookWriteback,
+) -> None:
+    url = f"{cors_writeback.base_url}/cds-services/{DETERIORATION}"
+    body = request_body("patient-view", "p-cors", prefetch=prefetched("p-cors"))
+
+    unauthenticated = await cors_writeback.http.post(
+        url, json=body, headers={"Origin": EHR_APP_ORIGIN}
+    )
+    foreign = await cors_writeback.http.post(
+        url, json=body, headers={"Origin": "https://elsewhere.hooks.test"}
+    )
+    answered = await cors_writeback.http.post(
+        url,
+        json=body,
+        headers={
+            "Origin": EHR_APP_ORIGIN,
+            "Authorization": bearer(
+                hook_token(
+                    es384_key(), iss=ISSUER, aud=f"{PUBLIC_BASE_URL}/cds-services/{DETERIORATION}"
+                )
+            ),
+        },
+    )
+
+    assert unauthenticated.status_code == 401
+    assert unauthenticated.headers["access-control-allow-origin"] == EHR_APP_ORIGIN
+    assert "www-authenticate" in unauthenticated.headers["access-control-expose-headers"].lower()
+    assert foreign.status_code == 401
+    assert "access-control-allow-origin" not in foreign.headers
+    assert answered.status_code == 200, answered.text
+    assert answered.headers["access-control-allow-origin"] == EHR_APP_ORIGIN
+    assert answered.json()["cards"]
+
+
+PAGED = "test-deterioration-paged"
+
+
+def paged_adapter(folder: Path) -> Path:
+    """The deterioration adapter as another service whose vital signs search pages (two per
+    page) and whose window is a 3.0 FHIRPath token."""
+    text = ADAPTER_FILE.read_text()
+    head, _, rest = text.partition("\nhooks:")
+    _, _, tail = rest.partition("\nsubscriptions:")
+    hooks = """
+hooks:
+  - hook: patient-view
+    id: test-deterioration-paged
+    title: Deterioration risk, vital signs fetched two a page
+    description: The deterioration model, its prefetch paged.
+    prefetch:
+      patient: Patient/{{context.patientId}}
+      vital_signs: VITALS_QUERY
+""".replace(
+        "VITALS_QUERY",
+        "Observation?patient={{context.patientId}}&category=vital-signs"
+        "&date=ge{{today() - 2 days}}&_count=2",
+    )
+    path = folder / "deterioration-paged.yaml"
+    path.write_text(
+        head.replace("id: deterioration-risk", "id: deterioration-paged")
+        + hooks
+        + "\nsubscriptions:"
+        + tail
+    )
+    load_adapter(path)
+    return path
+
+
+@contextlib.asynccontextmanager
+async def paged_writeback(
+    kafka: KafkaEndpoint,
+    ehr: EhrEndpoint,
+    triton: TritonEndpoint,
+    unique: str,
+    pseudonym_key: str,
+    tmp_path: Path,
+    **overrides: Any,
+) -> AsyncIterator[HookWriteback]:
+    async with hook_writeback(
+        kafka,
+        ehr,
+        triton.grpc_url,
+        unique,
+        pseudonym_key,
+        tmp_path,
+        adapters=str(paged_adapter(tmp_path)),
+        **overrides,
+    ) as running:
+        yield running
+
+
+async def sick_patient_in_the_ehr(ehr: EhrEndpoint) -> str:
+    async with httpx.AsyncClient(timeout=30) as http:
+        client = EhrClient(ehr.base_url, http)
+        patient = await client.create({"resourceType": "Patient", "birthDate": "1950-01-01"})
+        for observation in vitals(f"Patient/{patient['id']}"):
+            await client.create(observation)
+    return str(patient["id"])
+
+
+def lent_token() -> dict[str, Any]:
+    return {"access_token": "lent-by-the-ehr", "token_type": "Bearer"}
+
+
+def next_pages(writeback: HookWriteback, result: str) -> float:
+    value = writeback.telemetry.metrics.registry.get_sample_value(
+        "cdsflow_writeback_prefetch_next_pages_total", {"result": result}
+    )
+    return value or 0.0
+
+
+async def test_a_fetched_search_that_pages_is_followed_to_its_end(
+    kafka: KafkaEndpoint,
+    ehr: EhrEndpoint,
+    triton: TritonEndpoint,
+    unique: str,
+    pseudonym_key: str,
+    tmp_path: Path,
+) -> None:
+    patient_id = await sick_patient_in_the_ehr(ehr)
+    body = request_body(
+        "patient-view", patient_id, fhirServer=ehr.base_url, fhirAuthorization=lent_token()
+    )
+    async with httpx.AsyncClient(timeout=30) as http:  # the search does page on SEKMET
+        first = (
+            await http.get(
+                f"{ehr.base_url}/Observation",
+                params={"patient": patient_id, "category": "vital-signs", "_count": "2"},
+            )
+        ).json()
+    assert len(first["entry"]) == 2
+    assert any(link["relation"] == "next" for link in first["link"])
+
+    async with paged_writeback(kafka, ehr, triton, unique, pseudonym_key, tmp_path) as writeback:
+        response = await writeback.call(PAGED, body)
+
+        assert response.status_code == 200, response.text
+        # all seven vital signs (four pages) were read: the same cards as prefetched whole
+        assert [card["indicator"] for card in response.json()["cards"]] == [
+            "critical",
+            "critical",
+        ]
+        assert next_pages(writeback, "followed") == 3
+        assert next_pages(writeback, "bounded") == 0
+
+
+async def test_past_the_page_bound_what_was_read_is_used(
+    kafka: KafkaEndpoint,
+    ehr: EhrEndpoint,
+    triton: TritonEndpoint,
+    unique: str,
+    pseudonym_key: str,
+    tmp_path: Path,
+) -> None:
+    patient_id = await sick_patient_in_the_ehr(ehr)
+    body = request_body(
+        "patient-view", patient_id, fhirServer=ehr.base_url, fhirAuthorization=lent_token()
+    )
+
+    async with paged_writeback(
+        kafka, ehr, triton, unique, pseudonym_key, tmp_path, prefetch_max_pages=2
+    ) as writeback:
+        response = await writeback.call(PAGED, body)
+
+        assert response.status_code == 200, response.text
+        assert next_pages(writeback, "followed") == 1
+        assert next_pages(writeback, "bounded") == 1
+        assert writeback.on_demand("scored") == 1
+
+
+async def test_a_prefetched_page_is_completed_from_the_fhir_server_or_refused(
+    kafka: KafkaEndpoint,
+    ehr: EhrEndpoint,
+    triton: TritonEndpoint,
+    unique: str,
+    pseudonym_key: str,
+    tmp_path: Path,
+) -> None:
+    patient_id = await sick_patient_in_the_ehr(ehr)
+    async with httpx.AsyncClient(timeout=30) as http:  # the first page, as the EHR prefetched it
+        first_page = (
+            await http.get(
+                f"{ehr.base_url}/Observation",
+                params={"patient": patient_id, "category": "vital-signs", "_count": "2"},
+            )
+        ).json()
+    prefetch = {"patient": patient_resource(patient_id), "vital_signs": first_page}
+    elsewhere = {
+        **first_page,
+        "link": [
+            {"relation": "next", "url": f"http://127.0.0.1:{free_port()}/fhir/Observation?p=2"}
+        ],
+    }
+
+    async with paged_writeback(kafka, ehr, triton, unique, pseudonym_key, tmp_path) as writeback:
+        completed = await writeback.call(
+            PAGED,
+            request_body(
+                "patient-view",
+                patient_id,
+                prefetch=prefetch,
+                fhirServer=ehr.base_url,
+                fhirAuthorization=lent_token(),
+            ),
+        )
+        without_token = await writeback.call(
+            PAGED, request_body("patient-view", patient_id, prefetch=prefetch)
+        )
+        off_server = await writeback.call(
+            PAGED,
+            request_body(
+                "patient-view",
+                patient_id,
+                prefetch={**prefetch, "vital_signs": elsewhere},
+                fhirServer=ehr.base_url,
+                fhirAuthorization=lent_token(),
+            ),
+        )
+
+        assert completed.status_code == 200, completed.text
+        assert [card["indicator"] for card in completed.json()["cards"]] == [
+            "critical",
+            "critical",
+        ]
+        assert next_pages(writeback, "followed") == 3
+        assert without_token.status_code == 412
+        assert "has a next page" in without_token.json()["issue"][0]["diagnostics"]
+        assert off_server.status_code == 412
+        assert "not on fhirServer" in off_server.json()["issue"][0]["diagnostics"]

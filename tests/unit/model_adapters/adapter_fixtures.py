@@ -77,3 +77,33 @@ def medication_request(
         "subject": {"reference": "Patient/p-1"},
         "authoredOn": (AS_OF - timedelta(days=30)).isoformat(),
     }
+
+
+# a test adapter's system action (no shipped adapter declares one): at high deterioration
+# risk, the EHR may flag the chart by itself
+FLAG_SYSTEM_ACTION = """system_actions:
+  - bands: [high]
+    type: create
+    description: "Flag the chart: deterioration risk {score:.0%} within 24 h"
+    resource:
+      resourceType: Flag
+      status: active
+      category:
+        - text: Clinical
+      code:
+        text: "High deterioration risk ({model}, AI-generated)"
+      subject:
+        reference: "{patient}"
+
+"""
+
+
+def flagging_deterioration_text(system_actions: str = FLAG_SYSTEM_ACTION) -> str:
+    """The deterioration adapter's file with `system_actions` added before its hooks."""
+    text = DETERIORATION.read_text(encoding="utf-8")
+    assert "\nhooks:" in text
+    return text.replace("\nhooks:", "\n" + system_actions + "hooks:", 1)
+
+
+def flagging_deterioration_adapter() -> ModelAdapter:
+    return parse_adapter(flagging_deterioration_text(), DETERIORATION)

@@ -173,6 +173,47 @@ def test_a_prefetch_token_the_hook_does_not_have_is_refused() -> None:
     )
 
 
+VITALS_PREFETCH = "vital_signs: Observation?patient={{context.patientId}}&category=vital-signs"
+
+
+def test_a_fhirpath_prefetch_token_is_accepted() -> None:
+    text = DETERIORATION.read_text(encoding="utf-8").replace(
+        VITALS_PREFETCH, VITALS_PREFETCH + "&date=ge{{today() - 1 days}}", 1
+    )
+
+    adapter = parse_adapter(text, DETERIORATION)
+
+    assert "{{today() - 1 days}}" in adapter.hooks[0].prefetch["vital_signs"]
+
+
+def test_a_fhirpath_token_reading_a_context_member_the_hook_lacks_is_refused() -> None:
+    error = _refusal(
+        DETERIORATION,
+        "patient: Patient/{{context.patientId}}",
+        "patient: Patient/{{context.draftOrders.entry.resource.subject.resolve().id}}",
+    )
+    _assert_problem(
+        error,
+        _line_of(DETERIORATION, "patient: Patient/{{context.patientId}}"),
+        "hooks[0].prefetch.patient",
+        "patient-view has no context.draftOrders",
+    )
+
+
+def test_a_fhirpath_token_reading_a_later_prefetch_key_is_refused() -> None:
+    error = _refusal(
+        DETERIORATION,
+        "patient: Patient/{{context.patientId}}",
+        "patient: Patient?_id={{%vital_signs.entry.resource.subject.resolve().id}}",
+    )
+    _assert_problem(
+        error,
+        _line_of(DETERIORATION, "patient: Patient/{{context.patientId}}"),
+        "hooks[0].prefetch.patient",
+        "%vital_signs is not a prefetch key declared before 'patient'",
+    )
+
+
 def test_a_hook_cds_hooks_does_not_define_is_refused() -> None:
     error = _refusal(DETERIORATION, "hook: patient-view", "hook: chart-open")
     _assert_problem(

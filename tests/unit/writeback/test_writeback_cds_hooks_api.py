@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
+from cdsflow.contracts import Mode, SuggestionAction
 from cdsflow.service import add_error_answers
 from cdsflow.telemetry import AllowlistSpanExporter, MetricsRegistry, PatientKeyer
 from cdsflow.writeback.domain.discovery import DETERIORATION_SERVICE
@@ -123,6 +124,55 @@ async def test_a_stored_active_recommendation_is_served_as_a_card(api: HookApi) 
     (card,) = response.json()["cards"]
     assert card["indicator"] == "critical"
     assert card["summary"].startswith("High risk of clinical deterioration")
+
+
+FLAG_ACTION = SuggestionAction(
+    type="create",
+    description="Flag the chart: deterioration risk 83% within 24 h",
+    resource_json=json.dumps(
+        {"resourceType": "Flag", "status": "active", "subject": {"reference": "Patient/pat-17"}}
+    ).encode(),
+)
+
+
+async def test_an_active_recommendations_system_actions_are_answered(api: HookApi) -> None:
+    source = recommendation(patient_id="pat-17", band="high")
+    source.system_actions.append(FLAG_ACTION)
+    api.store.keep(stored(source, PRODUCING_SPAN))
+
+    response = await api.http.post(SERVICE_URL, json=patient_view("pat-17"))
+
+    assert response.status_code == 200
+    answer = response.json()
+    assert len(answer["cards"]) == 1
+    assert answer["systemActions"] == [
+        {
+            "type": "create",
+            "description": "Flag the chart: deterioration risk 83% within 24 h",
+            "resource": {
+                "resourceType": "Flag",
+                "status": "active",
+                "subject": {"reference": "Patient/pat-17"},
+            },
+        }
+    ]
+    served = api.metrics.registry.get_sample_value("cdsflow_writeback_system_actions_served_total")
+    assert served == 1
+
+
+async def test_a_shadow_recommendations_system_actions_are_never_answered(api: HookApi) -> None:
+    shadow = recommendation(patient_id="pat-18", band="high", mode=Mode.MODE_SHADOW)
+    shadow.system_actions.append(FLAG_ACTION)
+    api.store.keep(stored(shadow))
+    without = recommendation(patient_id="pat-19", band="high", recommendation_id="rec-19")
+    api.store.keep(stored(without))
+
+    in_shadow = await api.http.post(SERVICE_URL, json=patient_view("pat-18"))
+    none_declared = await api.http.post(SERVICE_URL, json=patient_view("pat-19"))
+
+    assert in_shadow.json() == {"cards": []}
+    assert "systemActions" not in none_declared.json()  # left out rather than sent empty
+    assert len(none_declared.json()["cards"]) == 1
 
 
 async def test_a_plain_http_fhir_server_is_refused(api: HookApi) -> None:

@@ -198,3 +198,56 @@ def test_an_issuers_fhir_servers_are_https_or_loopback_http(
 def test_the_on_demand_deadline_is_bounded(deadline_ms: int) -> None:
     with pytest.raises(ValidationError, match="on_demand_deadline_ms"):
         Settings(ehr_base_url="http://ehr.example.org/fhir", on_demand_deadline_ms=deadline_ms)
+
+
+@pytest.mark.usefixtures("trusted_ehr")
+def test_prefetch_paging_defaults_and_bounds() -> None:
+    settings = Settings(ehr_base_url="http://ehr.example.org/fhir")
+
+    assert settings.prefetch_max_pages == 10
+    assert settings.prefetch_max_entries == 1_000
+    base = "http://ehr.example.org/fhir"
+    with pytest.raises(ValidationError, match="prefetch_max_pages"):
+        Settings(ehr_base_url=base, prefetch_max_pages=0)
+    with pytest.raises(ValidationError, match="prefetch_max_pages"):
+        Settings(ehr_base_url=base, prefetch_max_pages=101)
+    with pytest.raises(ValidationError, match="prefetch_max_entries"):
+        Settings(ehr_base_url=base, prefetch_max_entries=0)
+    with pytest.raises(ValidationError, match="prefetch_max_entries"):
+        Settings(ehr_base_url=base, prefetch_max_entries=100_001)
+
+
+@pytest.mark.usefixtures("trusted_ehr")
+def test_cors_is_off_by_default_and_takes_origins(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(ehr_base_url="http://ehr.example.org/fhir").cors_origins == ()
+
+    monkeypatch.setenv(
+        "CDSFLOW_CORS_ALLOWED_ORIGINS", "https://ehr.example.org, http://127.0.0.1:3000"
+    )
+    settings = Settings(ehr_base_url="http://ehr.example.org/fhir")
+
+    assert settings.cors_origins == ("https://ehr.example.org", "http://127.0.0.1:3000")
+    assert settings.cors_allow_credentials is False
+
+
+@pytest.mark.usefixtures("trusted_ehr")
+@pytest.mark.parametrize(
+    "origin",
+    ["https://ehr.example.org/", "https://ehr.example.org/app", "ehr.example.org", "ftp://x.org"],
+)
+def test_a_cors_origin_is_scheme_host_and_port_only(origin: str) -> None:
+    with pytest.raises(ValidationError, match="CORS origins"):
+        Settings(ehr_base_url="http://ehr.example.org/fhir", cors_allowed_origins=origin)
+
+
+@pytest.mark.usefixtures("trusted_ehr")
+def test_any_origin_only_without_credentials() -> None:
+    any_origin = Settings(ehr_base_url="http://ehr.example.org/fhir", cors_allowed_origins="*")
+    assert any_origin.cors_origins == ("*",)
+
+    with pytest.raises(ValidationError, match="only without credentials"):
+        Settings(
+            ehr_base_url="http://ehr.example.org/fhir",
+            cors_allowed_origins="*",
+            cors_allow_credentials=True,
+        )

@@ -34,6 +34,18 @@ _HOOK_CONTEXT_IDS = {
     "order-sign": {"context.userId", "context.patientId", "context.encounterId"},
     "encounter-start": {"context.userId", "context.patientId", "context.encounterId"},
 }
+# every member of each hook's context (CDS Hooks 3.0 FHIRPath tokens may read any of them)
+_HOOK_CONTEXT_MEMBERS = {
+    "patient-view": {"userId", "patientId", "encounterId"},
+    "order-select": {"userId", "patientId", "encounterId", "selections", "draftOrders"},
+    "order-sign": {"userId", "patientId", "encounterId", "draftOrders"},
+    "encounter-start": {"userId", "patientId", "encounterId"},
+}
+# a 2.0 token: a context member's name or a user token; anything else is 3.0 FHIRPath
+_SIMPLE_TOKEN = re.compile(r"^(context\.[A-Za-z][A-Za-z0-9]*|user[A-Za-z]+Id)$")
+_CONTEXT_PATH = re.compile(r"(?<![A-Za-z0-9_.`])%?context\.([A-Za-z][A-Za-z0-9]*)")
+_VARIABLE = re.compile(r"%(?:`([^`]+)`|([A-Za-z_][A-Za-z0-9_]*))")
+_RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 _CRITERIA = re.compile(r"^([A-Z][A-Za-z]+)(\?\S*)?$")
 
 
@@ -46,6 +58,7 @@ def reference_problems(adapter: ModelAdapter) -> list[Problem]:
         *_kind_problems(adapter),
         *_band_problems(adapter),
         *_card_problems(adapter),
+        *_system_action_problems(adapter),
         *_hook_problems(adapter),
         *_subscription_problems(adapter),
         *_evaluation_problems(adapter),
@@ -238,6 +251,28 @@ def _card_text_problems(
                 yield from _template_problems(location, text, fields)
 
 
+def _system_action_problems(adapter: ModelAdapter) -> Iterator[Problem]:
+    bands = {band.name for band in adapter.risk_bands}
+    columns = {column.name for column in adapter.columns()}
+    fields = card_fields(adapter)
+    for index, action in enumerate(adapter.system_actions):
+        at: Location = ("system_actions", index)
+        for b, name in enumerate(action.bands):
+            if name not in bands:
+                yield (*at, "bands", b), f"'{name}' is not a declared risk band"
+        for c, name in enumerate(action.requires_present):
+            if name not in columns:
+                yield (*at, "requires_present", c), f"'{name}' is not a declared column"
+        yield from _template_problems((*at, "description"), action.description, fields)
+        resource_type = action.resource.get("resourceType")
+        if not isinstance(resource_type, str) or not _RESOURCE_TYPE.match(resource_type):
+            yield (*at, "resource"), "the resource needs a resourceType (e.g. Flag, Task)"
+        if action.type == "update" and not isinstance(action.resource.get("id"), str):
+            yield (*at, "resource"), "an update carries the whole resource, its id included"
+        for location, text in _strings_in((*at, "resource"), action.resource):
+            yield from _template_problems(location, text, fields)
+
+
 def _strings_in(at: Location, value: Any) -> Iterator[tuple[Location, str]]:
     if isinstance(value, str):
         yield at, value
@@ -269,14 +304,31 @@ def _hook_problems(adapter: ModelAdapter) -> Iterator[Problem]:
 
 
 def _prefetch_problems(at: Location, hook: HookService) -> Iterator[Problem]:
+    """2.0 tokens must be ones the hook provides; a 3.0 FHIRPath token may read the hook's
+    context members (`context.x` or `%context.x`) and prefetch keys declared before its own
+    (`%key`: no cycles). The FHIRPath itself is evaluated by the writeback, per call."""
     allowed = _HOOK_CONTEXT_IDS[hook.hook] | _USER_TOKENS
+    declared: set[str] = set()
     for key, query in hook.prefetch.items():
         for token in _PREFETCH_TOKEN.findall(query):
-            if token not in allowed:
-                yield (
-                    (*at, key),
-                    f"prefetch token {{{{{token}}}}} is not available in {hook.hook}",
-                )
+            if _SIMPLE_TOKEN.match(token):
+                if token not in allowed:
+                    yield (
+                        (*at, key),
+                        f"prefetch token {{{{{token}}}}} is not available in {hook.hook}",
+                    )
+                continue
+            for member in _CONTEXT_PATH.findall(token):
+                if member not in _HOOK_CONTEXT_MEMBERS[hook.hook]:
+                    yield (*at, key), f"{hook.hook} has no context.{member}"
+            for quoted, plain in _VARIABLE.findall(token):
+                name = quoted or plain
+                if name != "context" and name not in declared:
+                    yield (
+                        (*at, key),
+                        f"%{name} is not a prefetch key declared before '{key}'",
+                    )
+        declared.add(key)
 
 
 def _subscription_problems(adapter: ModelAdapter) -> Iterator[Problem]:

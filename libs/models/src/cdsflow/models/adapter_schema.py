@@ -12,6 +12,7 @@ from cdsflow.models.card_schema import (
     HookService,
     RiskBand,
     Subscriptions,
+    SystemActionTemplate,
 )
 from cdsflow.models.data_schema import (
     DataFeed,
@@ -53,6 +54,8 @@ class ModelAdapter(Declared):
     outputs: OutputsDeclaration
     risk_bands: list[RiskBand] = Field(default_factory=list)
     cards: list[CardTemplate] = Field(default_factory=list)
+    # CDS Hooks systemActions offered with an active recommendation (optional)
+    system_actions: list[SystemActionTemplate] = Field(default_factory=list)
     hooks: list[HookService] = Field(min_length=1)
     subscriptions: Subscriptions
     evaluation: Evaluation | None = None

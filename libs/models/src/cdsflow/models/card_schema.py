@@ -76,6 +76,20 @@ class CardTemplate(Declared):
     override_reasons: list[OverrideReason] = Field(default_factory=list)
 
 
+class SystemActionTemplate(Declared):
+    """A CDS Hooks `systemActions` entry that the EHR may apply by itself (CDS Hooks 2.0.1
+    "System Action"): offered with an **active** recommendation whose band is in `bands`
+    (never with a shadow one) and every column in `requires_present` was observed. Only
+    `create` and `update`: a deletion without a clinician is never proposed. The resource's
+    strings are templates, like a suggestion's."""
+
+    bands: list[Name] = Field(min_length=1)
+    requires_present: list[Name] = Field(default_factory=list)
+    type: Literal["create", "update"]
+    description: str = Field(min_length=1)
+    resource: dict[str, Any]
+
+
 HookName = Literal["patient-view", "order-select", "order-sign", "encounter-start"]
 
 

@@ -199,7 +199,7 @@ def _action(
         "description": render_template(action.description, fields),
     }
     if action.resource is not None:
-        rendered["resource"] = _render_resource(action.resource, fields)
+        rendered["resource"] = rendered_resource(action.resource, fields)
     if action.resource_ids_from is not None:
         references = sorted(
             {
@@ -216,13 +216,14 @@ def _action(
     return rendered
 
 
-def _render_resource(value: Any, fields: dict[str, TemplateValue]) -> Any:
+def rendered_resource(value: Any, fields: dict[str, TemplateValue]) -> Any:
+    """A resource template with each of its strings rendered."""
     if isinstance(value, str):
         return render_template(value, fields)
     if isinstance(value, dict):
-        return {key: _render_resource(member, fields) for key, member in value.items()}
+        return {key: rendered_resource(member, fields) for key, member in value.items()}
     if isinstance(value, list):
-        return [_render_resource(member, fields) for member in value]
+        return [rendered_resource(member, fields) for member in value]
     return value
 
 

@@ -32,6 +32,7 @@ from cdsflow.models.adapter_schema import ModelAdapter
 from cdsflow.models.card_templates import CardRendering, RenderedCard, render_cards
 from cdsflow.models.outputs import ModelResult
 from cdsflow.models.recommendation_basis import basis_entries, resource_references
+from cdsflow.models.system_action_templates import render_system_actions
 from cdsflow.models.tensors import ModelInputs
 
 _RECOMMENDATION_NAMESPACE = uuid.UUID("6a0f3c9e-2d41-5b8a-9e7c-1f4b8d2a6c35")
@@ -77,16 +78,13 @@ def recommendation_message(
     """The message for one model version's result: scores, cards (rendered from the adapter's
     templates), basis, model, mode (`active` or `shadow`)."""
     rec_id = recommendation_id(subject.event_id, adapter.id, model_version)
-    rendered = render_cards(
-        adapter,
-        inputs,
-        result,
-        CardRendering(
-            model_version=model_version,
-            patient_reference=subject.patient_reference,
-            card_id_seed=rec_id,
-        ),
+    rendering = CardRendering(
+        model_version=model_version,
+        patient_reference=subject.patient_reference,
+        card_id_seed=rec_id,
     )
+    rendered = render_cards(adapter, inputs, result, rendering)
+    system_actions = render_system_actions(adapter, inputs, result, rendering)
     produced_at = Timestamp()
     produced_at.FromDatetime(subject.produced_at)
     scores = []
@@ -108,6 +106,7 @@ def recommendation_message(
         ehr_base_url=subject.ehr_base_url,
         adapter_id=adapter.id,
         trace_id=subject.trace_id,
+        system_actions=[_action_message(action) for action in system_actions],
     )
 
 
@@ -158,23 +157,32 @@ def card_message(card: RenderedCard) -> Card:
 
 
 def _suggestion_message(suggestion: dict[str, Any]) -> Suggestion:
-    actions = []
-    for action in suggestion.get("actions", []):
-        resource = action.get("resource")
-        actions.append(
-            SuggestionAction(
-                type=action["type"],
-                description=action.get("description", ""),
-                resource_json=json.dumps(resource).encode() if resource is not None else b"",
-                resource_ids=action.get("resourceId", []),
-            )
-        )
     return Suggestion(
         label=suggestion["label"],
         uuid=suggestion["uuid"],
         is_recommended=bool(suggestion.get("isRecommended", False)),
-        actions=actions,
+        actions=[_action_message(action) for action in suggestion.get("actions", [])],
     )
+
+
+def _action_message(action: dict[str, Any]) -> SuggestionAction:
+    """A CDS Hooks Action (a suggestion's, or a system action) as the proto message."""
+    resource = action.get("resource")
+    return SuggestionAction(
+        type=action["type"],
+        description=action.get("description", ""),
+        resource_json=json.dumps(resource).encode() if resource is not None else b"",
+        resource_ids=action.get("resourceId", []),
+    )
+
+
+def system_actions_json(recommendation: Recommendation) -> list[dict[str, Any]]:
+    """The CDS Hooks 2.0.1 `systemActions` of a recommendation (`type`, `description`,
+    `resource`); none for a recommendation that is not active: a shadow result is never
+    shown, and never applied."""
+    if recommendation.mode != Mode.MODE_ACTIVE:
+        return []
+    return [_action_json(action) for action in recommendation.system_actions]
 
 
 _INDICATOR_NAMES = {value: name for name, value in INDICATORS.items()}
@@ -221,17 +229,18 @@ def _link_json(link: Link) -> dict[str, str]:
 
 
 def _suggestion_json(suggestion: Suggestion) -> dict[str, Any]:
-    actions = []
-    for action in suggestion.actions:
-        rendered: dict[str, Any] = {"type": action.type, "description": action.description}
-        if action.resource_json:
-            rendered["resource"] = json.loads(action.resource_json)
-        if action.resource_ids:
-            rendered["resourceId"] = list(action.resource_ids)
-        actions.append(rendered)
     return {
         "label": suggestion.label,
         "uuid": suggestion.uuid,
         "isRecommended": suggestion.is_recommended,
-        "actions": actions,
+        "actions": [_action_json(action) for action in suggestion.actions],
     }
+
+
+def _action_json(action: SuggestionAction) -> dict[str, Any]:
+    rendered: dict[str, Any] = {"type": action.type, "description": action.description}
+    if action.resource_json:
+        rendered["resource"] = json.loads(action.resource_json)
+    if action.resource_ids:
+        rendered["resourceId"] = list(action.resource_ids)
+    return rendered

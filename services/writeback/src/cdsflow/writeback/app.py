@@ -53,8 +53,9 @@ from cdsflow.writeback.handlers import (
 )
 from cdsflow.writeback.hook_audits import HookAuditTrail
 from cdsflow.writeback.hooks_api import cds_hooks_router
+from cdsflow.writeback.hooks_cors import CdsHooksCors
 from cdsflow.writeback.model_scoring import TritonScorer
-from cdsflow.writeback.on_demand import OnDemandScoring
+from cdsflow.writeback.on_demand import OnDemandScoring, PageBounds
 from cdsflow.writeback.recommendations_tail import FeedbackSnoozing, RecommendationsTail
 from cdsflow.writeback.settings import Settings
 
@@ -127,6 +128,8 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             fhir_http=fhir_http,
             deadline_s=settings.on_demand_deadline_ms / 1000,
             ehr_base_url=settings.ehr_base_url,
+            page_bounds=PageBounds(settings.prefetch_max_pages, settings.prefetch_max_entries),
+            next_pages=metrics.prefetch_next_pages,
         )
         # started in the background: the writeback comes up, not ready, while Kafka is down
         consuming = ConsumingBroker(broker, settings.kafka_bootstrap)
@@ -217,6 +220,12 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         )
     )
     add_operational_routes(app, telemetry)
+    if settings.cors_origins:
+        app.add_middleware(
+            CdsHooksCors,
+            allowed_origins=settings.cors_origins,
+            allow_credentials=settings.cors_allow_credentials,
+        )
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> JSONResponse:

@@ -58,6 +58,8 @@ class WritebackMetrics:
     dead_letters: Counter
     answers_before_rebuild: Counter
     on_demand: Counter
+    prefetch_next_pages: Counter
+    system_actions_served: Counter
 
     @classmethod
     def on(cls, registry: MetricsRegistry) -> WritebackMetrics:
@@ -105,6 +107,16 @@ class WritebackMetrics:
                 "Hook calls scored on demand, by outcome (scored, deadline, model-unavailable, "
                 "model-error, missing-inputs, no-model)",
                 ("outcome",),
+            ),
+            prefetch_next_pages=registry.counter(
+                "writeback_prefetch_next_pages",
+                "Searchset next links met while gathering prefetch on demand, by result "
+                "(followed, bounded: not followed past CDSFLOW_PREFETCH_MAX_PAGES/_ENTRIES)",
+                ("result",),
+            ),
+            system_actions_served=registry.counter(
+                "writeback_system_actions_served",
+                "CDS Hooks systemActions returned to the EHR (active recommendations only)",
             ),
         )
 

@@ -8,6 +8,9 @@ adapter for one patient, inside the hook's budget.
   (`on_demand.py`) within the deadline; past it, or with Triton down, `{"cards": []}`.
 - A service whose adapter has no active version answers `{"cards": []}` (shadow results are
   never shown).
+- An active recommendation whose adapter declares system actions for its result carries them
+  as `systemActions` (create or update, for the EHR to apply if it agrees to); a shadow one
+  never does.
 - An answer with cards is a disclosure: its AuditEvent is queued for the EHR
   (`hook_audits.py`), off the answer's path.
 """
@@ -23,6 +26,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
 
+from cdsflow.models.recommendation_messages import system_actions_json
 from cdsflow.service import (
     RequestRefused,
     read_bounded_body,
@@ -54,6 +58,8 @@ from cdsflow.writeback.on_demand import OnDemandScoring, PrefetchUnavailable
 
 # stored recommendations whose rendered cards are kept (past it, the cache starts again)
 RENDERED_CARDS_KEPT = 10_000
+# a hook's answer: its cards, and its CDS Hooks systemActions (active recommendations only)
+Answer = tuple[list[dict[str, Any]], list[dict[str, Any]]]
 
 
 def cds_hooks_router(
@@ -74,9 +80,9 @@ def cds_hooks_router(
     answered `{"cards": []}`: a half-read store could hold a superseded recommendation."""
     router = APIRouter()
     by_id = {service.id: service for service in services}
-    # the cards of stored recommendations, rendered once: (recommendation id, trace id) ->
-    # cards (never changed after; the snooze filter makes a new list)
-    rendered: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+    # the cards and system actions of stored recommendations, rendered once: (recommendation
+    # id, trace id) -> them (never changed after; the snooze filter makes a new list)
+    rendered: dict[tuple[str, str | None], Answer] = {}
 
     @router.get("/cds-services")
     async def discovery() -> JSONResponse:
@@ -117,7 +123,7 @@ def cds_hooks_router(
         patient_key = patient_keyer.patient_key(hook_request.patient_reference)
         span.set_attribute("cdsflow.patient_key", patient_key)
         try:
-            cards = await _cards(service, hook_request, patient_key, issuer)
+            cards, system_actions = await _answer(service, hook_request, patient_key, issuer)
         except PrefetchUnavailable as unavailable:
             metrics.hook_refusals.labels(reason="prefetch-unavailable").inc()
             span.set_attribute("cdsflow.reason", "prefetch-unavailable")
@@ -143,23 +149,27 @@ def cds_hooks_router(
         for card in cards:
             metrics.cards_served.labels(indicator=card["indicator"]).inc()
         metrics.hook_duration.labels(hook=service.hook).observe(time.perf_counter() - started)
-        return JSONResponse({"cards": cards})
+        answer: dict[str, Any] = {"cards": cards}
+        if system_actions:  # optional: left out rather than sent empty
+            answer["systemActions"] = system_actions
+            metrics.system_actions_served.inc(len(system_actions))
+        return JSONResponse(answer)
 
-    async def _cards(
+    async def _answer(
         service: CdsService,
         hook_request: HookRequest,
         patient_key: str,
         issuer: TrustedIssuer | None,
-    ) -> list[dict[str, Any]]:
+    ) -> Answer:
         span = trace.get_current_span()
         if service.active_version is None:
             span.set_attribute("cdsflow.reason", "shadow-only")
-            return []
+            return [], []
         if hook_request.hook not in ORDER_HOOKS:
             if not store.rebuilt:
                 metrics.answers_before_rebuild.inc()
                 span.set_attribute("cdsflow.reason", "state-not-rebuilt")
-                return []
+                return [], []
             entry = store.latest_active(patient_key, service.adapter_id)
             if entry is not None:
                 span.set_attribute(
@@ -170,25 +180,28 @@ def cds_hooks_router(
                     span.add_link(entry.trace_link)
                     trace_id = format(entry.trace_link.trace_id, "032x")
                 key = (entry.recommendation.recommendation_id, trace_id)
-                cards = rendered.get(key)
-                if cards is None:
+                answer = rendered.get(key)
+                if answer is None:
                     if len(rendered) >= RENDERED_CARDS_KEPT:
                         rendered.clear()
-                    cards = rendered[key] = cards_for(entry.recommendation, trace_id)
-                return cards
+                    answer = rendered[key] = (
+                        cards_for(entry.recommendation, trace_id),
+                        system_actions_json(entry.recommendation),
+                    )
+                return answer
         scoring = on_demand()
         if scoring is None:
             span.set_attribute("cdsflow.outcome", "no-model")
-            return []
+            return [], []
         result = await scoring.score(service, hook_request, patient_key=patient_key, issuer=issuer)
         metrics.on_demand.labels(outcome=result.outcome).inc()
         span.set_attribute("cdsflow.outcome", f"on-demand-{result.outcome}")
         if result.recommendation is None:
-            return []
+            return [], []
         scored = stored(result.recommendation)
         store.remember_cards(scored)  # its feedback finds the model it came from
         span.set_attribute("cdsflow.recommendation_id", result.recommendation.recommendation_id)
-        return cards_for(result.recommendation)
+        return cards_for(result.recommendation), system_actions_json(result.recommendation)
 
     return router
 

@@ -11,7 +11,11 @@ cards look the same whichever way they came.
   the call's `fhirAuthorization` bearer, only when that server is on the allowlist of the
   JWT's issuer (`fhir_servers`); never with the writeback's own EHR credentials, and without
   following redirects. When that is not allowed, or the EHR refuses, `PrefetchUnavailable`
-  (the hook answers 412).
+  (the hook answers 412). Templates whose 3.0 FHIRPath tokens read another key (`%key`)
+  are fetched once that key is at hand.
+- A searchset (fetched, or prefetched by the EHR) with a `next` link is completed: its pages
+  are fetched the same way, only from `fhirServer` itself, up to `PageBounds` (past them, what
+  was read is used). A `next` link elsewhere is never fetched: 412.
 - Everything (fetches and Triton) runs within `deadline_s`; past it, or with Triton down or
   answering outside the adapter's contract, the answer is no recommendation (no cards).
 """
@@ -27,6 +31,7 @@ from typing import Any
 
 import httpx
 from opentelemetry import trace
+from prometheus_client import Counter
 
 from cdsflow.contracts import Recommendation
 from cdsflow.fhir import FHIR_JSON
@@ -41,7 +46,22 @@ from cdsflow.models.recommendation_messages import RecommendationSubject, recomm
 from cdsflow.writeback.domain.client_tokens import TrustedIssuer
 from cdsflow.writeback.domain.discovery import CdsService
 from cdsflow.writeback.domain.hook_requests import HookRequest
-from cdsflow.writeback.domain.prefetch import is_provided, prefetch_plan, resources_of
+from cdsflow.writeback.domain.prefetch import (
+    PrefetchPlan,
+    bounded,
+    entry_count,
+    is_on_server,
+    is_provided,
+    next_page,
+    prefetch_plan,
+    resources_of,
+    with_page,
+)
+from cdsflow.writeback.domain.prefetch_tokens import (
+    UnresolvableToken,
+    prefetch_keys_used,
+    resolved_template,
+)
 from cdsflow.writeback.model_scoring import ModelUnavailable, TritonScorer
 
 logger = logging.getLogger(__name__)
@@ -60,6 +80,14 @@ class OnDemandResult:
     outcome: str
 
 
+@dataclass(frozen=True)
+class PageBounds:
+    """How far a searchset's `next` links are followed (per prefetch key)."""
+
+    max_pages: int = 10
+    max_entries: int = 1_000
+
+
 class OnDemandScoring:
     def __init__(
         self,
@@ -69,12 +97,17 @@ class OnDemandScoring:
         fhir_http: httpx.AsyncClient,
         deadline_s: float,
         ehr_base_url: str,
+        page_bounds: PageBounds | None = None,
+        next_pages: Counter | None = None,
     ) -> None:
         self._adapters = adapters
         self._scorer = scorer
         self._http = fhir_http
         self._deadline_s = deadline_s
         self._ehr_base_url = ehr_base_url
+        self._bounds = page_bounds or PageBounds()
+        # `next` links by result: followed, bounded (past a bound, not followed)
+        self._next_pages = next_pages
 
     async def score(
         self,
@@ -92,22 +125,30 @@ class OnDemandScoring:
         plan = prefetch_plan(service.prefetch, request)
         if plan.unresolvable:
             raise PrefetchUnavailable(
-                f"prefetch {_keys(plan.unresolvable)} not provided, and its template cannot "
-                "be resolved from this request"
+                "; ".join(
+                    f"prefetch '{key}' not provided, and {why}"
+                    for key, why in plan.unresolvable.items()
+                )
             )
-        if plan.to_fetch and not _may_fetch(request, issuer):
+        fetching = [key for key, query in plan.to_fetch.items() if query is not None]
+        if (fetching or plan.dependent) and not _may_fetch(request, issuer):
             raise PrefetchUnavailable(
-                f"prefetch {_keys(plan.to_fetch)} not provided, and the service may not fetch "
-                "it (no fhirAuthorization, or fhirServer not allowed for this issuer)"
+                f"prefetch {_keys((*fetching, *plan.dependent))} not provided, and the service "
+                "may not fetch it (no fhirAuthorization, or fhirServer not allowed for this "
+                "issuer)"
+            )
+        if plan.incomplete and not _may_fetch(request, issuer):
+            raise PrefetchUnavailable(
+                f"prefetch {_keys(plan.incomplete)} has a next page, and the service may not "
+                "fetch it (no fhirAuthorization, or fhirServer not allowed for this issuer)"
             )
         loop = asyncio.get_running_loop()
         ends_at = loop.time() + self._deadline_s
         try:
             async with asyncio.timeout_at(ends_at):
-                fetched = await self._fetched(plan.to_fetch, request)
+                at_hand = await self._prefetch_at_hand(service.prefetch, plan, request)
                 resources = [
-                    *(r for found in plan.provided.values() for r in found),
-                    *(r for found in fetched.values() for r in found),
+                    *(r for found in at_hand.values() for r in resources_of(found)),
                     *request.draft_orders,
                 ]
                 as_of = datetime.now(UTC)
@@ -143,26 +184,93 @@ class OnDemandScoring:
         )
         return OnDemandResult(recommendation, "scored")
 
-    async def _fetched(
-        self, queries: Mapping[str, str], request: HookRequest
-    ) -> dict[str, list[dict[str, Any]]]:
-        """Each query run against `fhirServer` with the call's bearer token, concurrently."""
-        if not queries:
-            return {}
+    async def _prefetch_at_hand(
+        self, templates: Mapping[str, str], plan: PrefetchPlan, request: HookRequest
+    ) -> dict[str, dict[str, Any]]:
+        """Every prefetch key's data: what the EHR sent (its searchsets' `next` pages
+        followed), then what is fetched for the rest, concurrently; a template that reads
+        other keys (`%key`) once they are at hand. A key with no data is left out."""
+        at_hand: dict[str, dict[str, Any]] = {}
+        first = {key: query for key, query in plan.to_fetch.items() if query is not None}
+        keys = [*plan.provided, *first]
+        answers = await asyncio.gather(
+            *(self._completed(plan.provided[key], request, key) for key in plan.provided),
+            *(self._read(query, request, key) for key, query in first.items()),
+        )
+        at_hand.update((key, found) for key, found in zip(keys, answers, strict=True) if found)
+        done = set(templates) - set(plan.dependent)
+        pending = list(plan.dependent)
+        while pending:
+            ready = [key for key in pending if prefetch_keys_used(templates[key]) <= done]
+            if not ready:  # cannot happen: a key reads only keys declared before it
+                raise PrefetchUnavailable(f"prefetch {_keys(pending)} cannot be resolved")
+            queries: dict[str, str] = {}
+            for key in ready:
+                try:
+                    query = resolved_template(templates[key], request, at_hand)
+                except UnresolvableToken as exc:
+                    raise PrefetchUnavailable(f"prefetch '{key}' not provided, and {exc}") from None
+                if query is not None:
+                    queries[key] = query
+            answers = await asyncio.gather(
+                *(self._read(query, request, key) for key, query in queries.items())
+            )
+            at_hand.update(
+                (key, found) for key, found in zip(queries, answers, strict=True) if found
+            )
+            done.update(ready)
+            pending = [key for key in pending if key not in done]
+        return at_hand
+
+    async def _read(self, query: str, request: HookRequest, key: str) -> dict[str, Any] | None:
+        """One query run against `fhirServer` with the call's bearer token, its pages
+        followed; None for a read of something that does not exist."""
         assert request.fhir_server is not None
-        assert request.fhir_authorization is not None
         base = request.fhir_server.rstrip("/")
+        url = f"{base}/{query.lstrip('/')}"
+        found = await self._get(url, request, key, missing_is_none="?" not in query)
+        return None if found is None else await self._completed(found, request, key)
+
+    async def _completed(
+        self, found: dict[str, Any], request: HookRequest, key: str
+    ) -> dict[str, Any]:
+        """A searchset with its `next` pages added: only pages on `fhirServer` itself, at
+        most `max_pages` pages and `max_entries` entries in all (what was read is used)."""
+        pages = 1
+        link = next_page(found)
+        while link is not None:
+            assert request.fhir_server is not None
+            if not is_on_server(link, request.fhir_server):
+                raise PrefetchUnavailable(
+                    f"prefetch '{key}' has a next page that is not on fhirServer; it is not fetched"
+                )
+            if pages >= self._bounds.max_pages or entry_count(found) >= self._bounds.max_entries:
+                self._count_page("bounded")
+                logger.warning(
+                    "prefetch '%s': stopped following next pages at %d pages (bounds %d pages, "
+                    "%d entries)",
+                    key,
+                    pages,
+                    self._bounds.max_pages,
+                    self._bounds.max_entries,
+                )
+                break
+            page = await self._get(link, request, key, missing_is_none=False)
+            assert page is not None
+            self._count_page("followed")
+            found = with_page(found, page)
+            pages += 1
+            link = next_page(page)
+        return bounded(found, self._bounds.max_entries)
+
+    async def _get(
+        self, url: str, request: HookRequest, key: str, *, missing_is_none: bool
+    ) -> dict[str, Any] | None:
+        assert request.fhir_authorization is not None
         headers = {
             "Accept": FHIR_JSON,
             "Authorization": f"Bearer {request.fhir_authorization.access_token}",
         }
-        keys = list(queries)
-        answers = await asyncio.gather(
-            *(self._read(f"{base}/{queries[key].lstrip('/')}", headers, key) for key in keys)
-        )
-        return dict(zip(keys, answers, strict=True))
-
-    async def _read(self, url: str, headers: dict[str, str], key: str) -> list[dict[str, Any]]:
         try:
             response = await self._http.get(url, headers=headers)
         except httpx.TimeoutException:
@@ -172,8 +280,8 @@ class OnDemandScoring:
                 f"prefetch '{key}' not provided, and fhirServer could not be reached "
                 f"({type(exc).__name__})"
             ) from None
-        if response.status_code == 404 and "?" not in url:
-            return []  # a read of something that does not exist: no data
+        if response.status_code == 404 and missing_is_none:
+            return None  # a read of something that does not exist: no data
         try:
             body = response.json() if response.is_success else None
         except ValueError:
@@ -184,7 +292,11 @@ class OnDemandScoring:
                 + ("" if response.is_success else " to the service's fetch")
             )
         assert isinstance(body, dict)
-        return resources_of(body)
+        return body
+
+    def _count_page(self, result: str) -> None:
+        if self._next_pages is not None:
+            self._next_pages.labels(result=result).inc()
 
 
 def _may_fetch(request: HookRequest, issuer: TrustedIssuer | None) -> bool:
@@ -196,7 +308,7 @@ def _may_fetch(request: HookRequest, issuer: TrustedIssuer | None) -> bool:
     )
 
 
-def _keys(keys: Mapping[str, Any] | tuple[str, ...]) -> str:
+def _keys(keys: Mapping[str, Any] | tuple[str, ...] | list[str]) -> str:
     return ", ".join(f"'{key}'" for key in keys)
 
 

@@ -6,6 +6,7 @@ The shared fields (EHR base URL, Kafka, HTTP, readiness) come from
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -22,6 +23,12 @@ from cdsflow.writeback.domain.client_tokens import (
 # the longest that one message's write-back tries may take (Kafka's max.poll.interval.ms is
 # 300 s by default; the rest is margin)
 WRITE_RETRIES_BUDGET_S = 250.0
+_ORIGIN = re.compile(r"^https?://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$")
+
+
+def is_origin(value: str) -> bool:
+    """A browser origin as it sends it: `scheme://host[:port]`, nothing after."""
+    return _ORIGIN.match(value) is not None
 
 
 class TrustedIssuerSetting(BaseModel):
@@ -109,6 +116,11 @@ class Settings(ServiceSettings):
     # the most that scoring on demand may take, prefetch fetched from the EHR included; past
     # it the call is answered {"cards": []}
     on_demand_deadline_ms: int = Field(default=400, ge=1, le=5_000)
+    # a searchset fetched (or prefetched) with a `next` link is followed on the same
+    # fhirServer, within the deadline, for at most this many pages in all ...
+    prefetch_max_pages: int = Field(default=10, ge=1, le=100)
+    # ... and until this many entries of one prefetch key are held (what is read is used)
+    prefetch_max_entries: int = Field(default=1_000, ge=1, le=100_000)
     # each hook answer with cards is recorded as a BALP-style AuditEvent in the EHR, written
     # in batches every this many seconds (README "Disclosures to a hook caller")
     hook_audit_enabled: bool = True
@@ -132,6 +144,13 @@ class Settings(ServiceSettings):
     jwks_timeout_s: float = Field(default=5.0, gt=0)
     seen_tokens_max: int = Field(default=100_000, ge=1)
 
+    # --- CORS on the CDS Hooks routes, for EHR apps that call from a browser ---
+    # origins allowed (`https://ehr.example.org`), separated by spaces or commas; `*` for any
+    # (only without credentials); empty (the default): no CORS headers, browsers refuse
+    cors_allowed_origins: str = ""
+    # let a browser send cookies or TLS client certificates along (never with `*`)
+    cors_allow_credentials: bool = False
+
     @field_validator("hook_token_algorithms")
     @classmethod
     def _asymmetric_only(cls, value: list[str]) -> list[str]:
@@ -142,6 +161,25 @@ class Settings(ServiceSettings):
                 + ", ".join(sorted(ASYMMETRIC_ALGORITHMS))
             )
         return value
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins_only(cls, value: str) -> str:
+        for origin in value.replace(",", " ").split():
+            if origin != "*" and not is_origin(origin):
+                raise ValueError(
+                    "CORS origins are `scheme://host[:port]` (no path, no trailing slash) or `*`"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _no_credentials_with_any_origin(self) -> Settings:
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError(
+                "CDSFLOW_CORS_ALLOWED_ORIGINS='*' is allowed only without credentials: name the "
+                "origins, or set CDSFLOW_CORS_ALLOW_CREDENTIALS=false"
+            )
+        return self
 
     @model_validator(mode="after")
     def _write_retries_fit_the_poll_interval(self) -> Settings:
@@ -177,6 +215,10 @@ class Settings(ServiceSettings):
                 "service's URL as the EHR calls it (a token's aud is checked against it)"
             )
         return self
+
+    @property
+    def cors_origins(self) -> tuple[str, ...]:
+        return tuple(self.cors_allowed_origins.replace(",", " ").split())
 
     @property
     def public_base_urls(self) -> tuple[str, ...]:

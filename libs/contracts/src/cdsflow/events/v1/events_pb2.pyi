@@ -553,6 +553,7 @@ class Recommendation(_message.Message):
     EHR_BASE_URL_FIELD_NUMBER: _builtins.int
     ADAPTER_ID_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
+    SYSTEM_ACTIONS_FIELD_NUMBER: _builtins.int
     recommendation_id: _builtins.str
     """Stable: derived from event_id and model name/version."""
     event_id: _builtins.str
@@ -577,6 +578,12 @@ class Recommendation(_message.Message):
     def model(self) -> Global___ModelRef: ...
     @_builtins.property
     def produced_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def system_actions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SuggestionAction]:
+        """CDS Hooks `systemActions` the adapter declares for this result (the Action shape, as a
+        suggestion's; create or update only). Shown only with an active recommendation.
+        """
+
     def __init__(
         self,
         *,
@@ -593,10 +600,11 @@ class Recommendation(_message.Message):
         ehr_base_url: _builtins.str = ...,
         adapter_id: _builtins.str = ...,
         trace_id: _builtins.str = ...,
+        system_actions: _abc.Iterable[Global___SuggestionAction] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["basis", b"basis", "model", b"model", "produced_at", b"produced_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter_id", b"adapter_id", "basis", b"basis", "cards", b"cards", "ehr_base_url", b"ehr_base_url", "event_id", b"event_id", "mode", b"mode", "model", b"model", "patient_key", b"patient_key", "patient_reference", b"patient_reference", "produced_at", b"produced_at", "recommendation_id", b"recommendation_id", "scores", b"scores", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter_id", b"adapter_id", "basis", b"basis", "cards", b"cards", "ehr_base_url", b"ehr_base_url", "event_id", b"event_id", "mode", b"mode", "model", b"model", "patient_key", b"patient_key", "patient_reference", b"patient_reference", "produced_at", b"produced_at", "recommendation_id", b"recommendation_id", "scores", b"scores", "system_actions", b"system_actions", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

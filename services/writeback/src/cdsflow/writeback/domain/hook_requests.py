@@ -68,6 +68,8 @@ class HookRequest:
     # the draftOrders Bundle's resources (order-select, order-sign)
     draft_orders: tuple[dict[str, Any], ...] = ()
     selections: tuple[str, ...] = ()
+    # the hook's context as sent (3.0 FHIRPath prefetch tokens read it)
+    context: dict[str, Any] = field(default_factory=dict)
 
     @property
     def patient_reference(self) -> str:
@@ -163,6 +165,7 @@ def hook_request(
         prefetch=dict(prefetch or {}),
         draft_orders=draft_orders,
         selections=selections,
+        context=context,
     )
 
 
