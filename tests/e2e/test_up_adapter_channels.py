@@ -42,6 +42,8 @@ async def _clinical_event_about(bootstrap: str, resource_id: str) -> ClinicalEve
         await consumer.stop()
 
 
+# run alone, this test starts the tier's stack: its start counts against the timeout
+@pytest.mark.timeout(400)
 async def test_up_subscribes_to_what_the_adapters_need(stack: Stack) -> None:
     endpoints = stack.endpoints
     listener = endpoints["listener"].removesuffix("/fhir/notifications/rest-hook")
