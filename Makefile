@@ -60,10 +60,17 @@ test-conformance: install ## the examples of the conformance pack (needs CDSFLOW
 test-deployment: install ## the chart, docker-compose.yml and Dockerfiles, checked statically (no cluster, no Docker)
 	$(PYTEST) tests/deployment
 
+# `make test` runs `make lint` beside the tests (mypy takes a core that the tests leave idle
+# while they wait on the real parts); its output follows the tests', and either failing fails
 .PHONY: test
-test: lint ## lint, then every test tier (the CI command)
+test: install ## lint and every test tier, side by side (the CI command)
 	@$(MAKE) --no-print-directory conformance-pack-note
-	$(PYTEST) tests/unit tests/deployment tests/integration tests/e2e tests/conformance
+	@lint_log=$$(mktemp); \
+	$(MAKE) --no-print-directory lint >"$$lint_log" 2>&1 & lint_pid=$$!; \
+	$(PYTEST) tests/unit tests/deployment tests/integration tests/e2e tests/conformance; tests_rc=$$?; \
+	wait $$lint_pid; lint_rc=$$?; \
+	echo "--- make lint (ran beside the tests): exit $$lint_rc"; cat "$$lint_log"; rm -f "$$lint_log"; \
+	[ $$lint_rc -eq 0 ] && [ $$tests_rc -eq 0 ]
 
 .PHONY: charts
 charts: install ## copy adapters/ into charts/cdsflow, lint it and render it for review into .charts/ (defaults and each ci values file)

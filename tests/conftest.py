@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from cdsflow.runtime.parts import start_broker, start_ehr, start_triton
+from tests.support.risk_model import risk_model_repository
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_REPOSITORY = REPO_ROOT / "models"
@@ -64,6 +65,24 @@ def kafka(parts_log_dir: Path) -> Iterator[KafkaEndpoint]:
 @pytest.fixture(scope="session")
 def triton(parts_log_dir: Path) -> Iterator[TritonEndpoint]:
     part = start_triton(MODEL_REPOSITORY, parts_log_dir)
+    try:
+        yield TritonEndpoint(
+            grpc_url=part.endpoints["triton_grpc"], http_url=part.endpoints["triton_http"]
+        )
+    finally:
+        part.stop()
+
+
+@pytest.fixture(scope="session")
+def two_version_triton(parts_log_dir: Path) -> Iterator[TritonEndpoint]:
+    """A second Triton, serving `deterioration_risk` as versions 1 and 2 (the same model file).
+
+    `triton` serves version 1 only, as shipped (tests rely on version 2 being missing there).
+    Tests that count inferences here count their own: read the statistics before and after.
+    """
+    folder = parts_log_dir / "two-versions"
+    folder.mkdir()
+    part = start_triton(risk_model_repository(folder, ("1", "2")), folder)
     try:
         yield TritonEndpoint(
             grpc_url=part.endpoints["triton_grpc"], http_url=part.endpoints["triton_http"]

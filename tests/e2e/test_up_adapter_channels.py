@@ -1,11 +1,13 @@
 """`cdsflow up --with-ehr` given the adapters it runs: the embedded EHR gets a topic per
 criteria they need, the listener's Subscriptions on them are active before `up` returns, and
-an active metformin order written into the EHR reaches the clinical-events topic."""
+an active metformin order written into the EHR reaches the clinical-events topic.
+
+It runs on the tier's stack (`tests/e2e/conftest.py`): the shipped adapters with their versions
+promoted, whose criteria (what the channels follow) are the shipped ones."""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,8 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from cdsflow.contracts import ClinicalEvent
-from cdsflow.runtime.stack import Stack, StackOptions
-from tests.conftest import MODEL_REPOSITORY, REPO_ROOT
+from cdsflow.runtime.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -41,19 +42,13 @@ async def _clinical_event_about(bootstrap: str, resource_id: str) -> ClinicalEve
         await consumer.stop()
 
 
+# run alone, this test starts the tier's stack: its start counts against the timeout
 @pytest.mark.timeout(400)
-def test_up_subscribes_to_what_the_adapters_need(tmp_path: Path) -> None:
-    options = StackOptions(
-        work_dir=tmp_path,
-        model_repository=MODEL_REPOSITORY,
-        with_ehr=True,
-        adapters=(REPO_ROOT / "adapters",),
-    )
-    stack = Stack(options)
-    try:
-        endpoints = stack.start()
-        listener = endpoints["listener"].removesuffix("/fhir/notifications/rest-hook")
-        states: list[dict[str, Any]] = httpx.get(f"{listener}/subscriptions").json()
+async def test_up_subscribes_to_what_the_adapters_need(stack: Stack) -> None:
+    endpoints = stack.endpoints
+    listener = endpoints["listener"].removesuffix("/fhir/notifications/rest-hook")
+    async with httpx.AsyncClient(timeout=15) as http:
+        states: list[dict[str, Any]] = (await http.get(f"{listener}/subscriptions")).json()
         assert sorted(state["topic"] for state in states) == sorted(
             topic.url for topic in stack.listener_channels.ehr_topics
         )
@@ -61,7 +56,7 @@ def test_up_subscribes_to_what_the_adapters_need(tmp_path: Path) -> None:
         assert {state["status"] for state in states} == {"active"}
 
         ehr = endpoints["ehr"]
-        patient = httpx.post(f"{ehr}/Patient", json={"resourceType": "Patient"}, headers=FHIR)
+        patient = await http.post(f"{ehr}/Patient", json={"resourceType": "Patient"}, headers=FHIR)
         order = {
             "resourceType": "MedicationRequest",
             "status": "active",
@@ -73,9 +68,7 @@ def test_up_subscribes_to_what_the_adapters_need(tmp_path: Path) -> None:
             },
             "subject": {"reference": f"Patient/{patient.json()['id']}"},
         }
-        written = httpx.post(f"{ehr}/MedicationRequest", json=order, headers=FHIR)
+        written = await http.post(f"{ehr}/MedicationRequest", json=order, headers=FHIR)
         assert written.status_code == 201, written.text
-        event = asyncio.run(_clinical_event_about(endpoints["broker"], written.json()["id"]))
-        assert event.resource_type == "MedicationRequest"
-    finally:
-        stack.stop()
+    event = await _clinical_event_about(endpoints["broker"], written.json()["id"])
+    assert event.resource_type == "MedicationRequest"

@@ -1,7 +1,8 @@
 """Shadow beside active, on the real parts: an adapter listing version 1 active and version 2
 shadow of `deterioration_risk` gets two recommendations per event from a Triton serving both
 versions (one request each, the version named); a version Triton does not serve makes the
-reasoner not ready, without stopping it."""
+reasoner not ready, without stopping it. The two-version Triton is the session's
+(`two_version_triton` in tests/conftest.py), so inferences are counted from before the event."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from cdsflow.contracts import Mode, Recommendation
 from cdsflow.models import load_adapter
-from cdsflow.runtime.parts import start_triton
 from cdsflow.telemetry import Telemetry
 from tests.conftest import EhrEndpoint, KafkaEndpoint, TritonEndpoint
 from tests.integration.test_reasoner import (
@@ -33,7 +33,6 @@ from tests.integration.test_reasoner import (
     serve_reasoner,
 )
 from tests.support.polling import eventually
-from tests.support.risk_model import risk_model_repository
 from tests.support.telemetry import recording_telemetry
 
 pytestmark = pytest.mark.integration
@@ -57,17 +56,16 @@ def adapter_with_versions(folder: Path, versions: dict[str, str]) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def two_version_triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonEndpoint]:
-    """A Triton of its own, serving deterioration_risk versions 1 and 2."""
-    folder = tmp_path_factory.mktemp("two-versions")
-    part = start_triton(risk_model_repository(folder, ("1", "2")), folder)
-    try:
-        yield TritonEndpoint(
-            grpc_url=part.endpoints["triton_grpc"], http_url=part.endpoints["triton_http"]
-        )
-    finally:
-        part.stop()
+async def inference_counts(triton: TritonEndpoint) -> list[int]:
+    """How many inferences versions 1 and 2 of deterioration_risk have run, by Triton's count."""
+    counts = []
+    async with httpx.AsyncClient(timeout=10) as http:
+        for version in ("1", "2"):
+            stats = await http.get(
+                f"{triton.http_url}/v2/models/deterioration_risk/versions/{version}/stats"
+            )
+            counts.append(int(stats.json()["model_stats"][0].get("inference_count", 0)))
+    return counts
 
 
 @pytest.fixture
@@ -98,6 +96,7 @@ async def test_one_event_gets_an_active_and_a_shadow_recommendation(
     shadow_reasoner: RunningReasoner, ehr: EhrEndpoint, two_version_triton: TritonEndpoint
 ) -> None:
     reasoner = shadow_reasoner
+    inferences_before = await inference_counts(two_version_triton)
     patient = await chart(ehr, deteriorating)
     event = clinical_event(patient.trigger, patient.reference, reasoner.keyer, ehr)
     await publish(
@@ -144,16 +143,10 @@ async def test_one_event_gets_an_active_and_a_shadow_recommendation(
 
     # one request per version, each naming its version: both versions ran once
     async def inferences_per_version() -> list[int] | None:
-        counts = []
-        async with httpx.AsyncClient(timeout=10) as http:
-            for version in ("1", "2"):
-                stats = await http.get(
-                    f"{two_version_triton.http_url}/v2/models/deterioration_risk"
-                    f"/versions/{version}/stats"
-                )
-                counts.append(int(stats.json()["model_stats"][0].get("inference_count", 0)))
+        counts = await inference_counts(two_version_triton)
+        ran = [after - before for after, before in zip(counts, inferences_before, strict=True)]
         # Triton counts just after it answers
-        return counts if all(counts) else None
+        return ran if all(ran) else None
 
     assert await eventually(inferences_per_version, what="Triton's statistics") == [1, 1]
 

@@ -201,10 +201,8 @@ async def test_a_request_queued_past_its_timeout_is_rejected_not_run(
     assert outputs["deterioration_risk"].shape == (1, 1)
 
 
-async def test_two_versions_are_served_at_once(tmp_path: Path) -> None:
-    repository = risk_model_repository(tmp_path, ("1", "2"), cpu=True)
-    part = await asyncio.to_thread(start_triton, repository, tmp_path)
-    client = InferenceServerClient(part.endpoints["triton_grpc"])
+async def test_two_versions_are_served_at_once(two_version_triton: TritonEndpoint) -> None:
+    client = InferenceServerClient(two_version_triton.grpc_url)
     try:
         metadata: dict[str, Any] = await client.get_model_metadata(MODEL, as_json=True)
         assert sorted(metadata["versions"]) == ["1", "2"]
@@ -214,7 +212,6 @@ async def test_two_versions_are_served_at_once(tmp_path: Path) -> None:
         np.testing.assert_array_equal(first["contributions"], second["contributions"])
     finally:
         await client.close()
-        await asyncio.to_thread(part.stop)
 
 
 async def test_triton_2_51_reads_the_gpu_configuration_up_to_its_backend(tmp_path: Path) -> None:
