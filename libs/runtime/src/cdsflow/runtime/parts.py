@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import sysconfig
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,16 @@ from cdsflow.runtime.processes import (
     spawn,
     without_otel,
 )
+
+
+def _ready_or_stopped(part: ManagedProcess, is_ready: Callable[[], bool], timeout_s: float) -> None:
+    """Wait until the part is ready; a part that is not (or a wait cut short) is stopped before
+    the error goes up, so a failed start leaves nothing running that no one will stop."""
+    try:
+        part.wait_ready(is_ready, timeout_s)
+    except BaseException:
+        part.stop()
+        raise
 
 
 def start_broker(log_dir: Path, port: int | None = None, timeout_s: float = 30) -> ManagedProcess:
@@ -42,7 +52,7 @@ def start_broker(log_dir: Path, port: int | None = None, timeout_s: float = 30) 
         "memory://tansu/",
     ]
     part = spawn("broker", argv, log_dir, env=without_otel(os.environ))
-    part.wait_ready(lambda: port_accepts(port), timeout_s)
+    _ready_or_stopped(part, lambda: port_accepts(port), timeout_s)
     part.endpoints["broker"] = f"127.0.0.1:{port}"
     return part
 
@@ -144,7 +154,9 @@ def start_triton(
             "level=TIMESTAMPS",
         ]
     part = spawn("triton", argv, log_dir, env=triton_environment(without_otel(os.environ)))
-    part.wait_ready(lambda: http_ok(f"http://127.0.0.1:{http_port}/v2/health/ready"), timeout_s)
+    _ready_or_stopped(
+        part, lambda: http_ok(f"http://127.0.0.1:{http_port}/v2/health/ready"), timeout_s
+    )
     part.endpoints["triton_grpc"] = f"127.0.0.1:{grpc_port}"
     part.endpoints["triton_http"] = f"http://127.0.0.1:{http_port}"
     return part
@@ -191,7 +203,7 @@ def start_ehr(
     sekmet = Path(sys.executable).parent / "sekmet"
     argv = [str(sekmet), "serve", "--host", "127.0.0.1", "--port", str(port)]
     part = spawn("ehr", argv, log_dir, env=env, cwd=log_dir)
-    part.wait_ready(lambda: http_ok(f"{base_url}/metadata"), timeout_s)
+    _ready_or_stopped(part, lambda: http_ok(f"{base_url}/metadata"), timeout_s)
     part.endpoints["ehr"] = base_url
     if server_auth is not None:
         part.endpoints["ehr_token_url"] = f"{root_url}/auth/token"

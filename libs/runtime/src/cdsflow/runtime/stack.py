@@ -12,6 +12,8 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -151,28 +153,32 @@ class Stack:
         self.endpoints["jwks"] = self.sandbox_ehr_client.jwks_url
         self.endpoints["ehr_client_issuer"] = self._hook_signing_key.issuer
         self.endpoints["ehr_client_key"] = str(key_path)
-        essential: list[ManagedProcess] = []
+        # the broker, Triton and the EHR are started at once (each mostly waits on its own
+        # start-up); those given are only checked to be reachable
+        starts: dict[str, Callable[[], ManagedProcess]] = {}
         if options.kafka_bootstrap is None:
-            broker = self._add(start_broker(log_dir))
-            essential.append(broker)
-            self.endpoints.update(broker.endpoints)
+            starts["broker"] = partial(start_broker, log_dir)
+        if options.triton_grpc_url is None:
+            starts["triton"] = partial(
+                start_triton, options.model_repository, log_dir, f"{otlp}/v1/traces"
+            )
+        if options.with_ehr:
+            starts["ehr"] = partial(start_ehr, log_dir)
+        essential = self._start_parts(starts)
+        if options.kafka_bootstrap is None:
+            self.endpoints.update(essential["broker"].endpoints)
         else:
             _wait_until_reachable("Kafka", options.kafka_bootstrap, options.existing_part_timeout_s)
             self.endpoints["broker"] = options.kafka_bootstrap
         if options.triton_grpc_url is None:
-            otlp_traces = f"{otlp}/v1/traces"
-            triton = self._add(start_triton(options.model_repository, log_dir, otlp_traces))
-            essential.append(triton)
-            self.endpoints.update(triton.endpoints)
+            self.endpoints.update(essential["triton"].endpoints)
         else:
             _wait_until_reachable(
                 "Triton", options.triton_grpc_url, options.existing_part_timeout_s
             )
             self.endpoints["triton_grpc"] = options.triton_grpc_url
         if options.with_ehr:
-            ehr = self._add(start_ehr(log_dir))
-            essential.append(ehr)
-            ehr_base_url = ehr.endpoints["ehr"]
+            ehr_base_url = essential["ehr"].endpoints["ehr"]
             define_vital_signs_topic(ehr_base_url)
             for topic in self.listener_channels.ehr_topics:
                 define_topic(ehr_base_url, topic)
@@ -197,7 +203,7 @@ class Stack:
         self.endpoints["cds_services"] = by_name["writeback"] + "/cds-services"
         self.supervisor = Supervisor(options.restart_policy)
         self.supervisor.restart_when_exited(started)
-        self.supervisor.stop_all_when_exited(essential)
+        self.supervisor.stop_all_when_exited(essential.values())
         if self.listener_channels.channels:
             states = wait_until_channels_active(by_name["listener"], options.service_timeout_s)
             # one Subscription per channel; `subscription` names the first (as before)
@@ -220,6 +226,25 @@ class Stack:
         service = self._add(spawn(name, argv, self.options.work_dir, env=full_env))
         service.endpoints["http"] = f"http://127.0.0.1:{port}"
         return service
+
+    def _start_parts(
+        self, starts: Mapping[str, Callable[[], ManagedProcess]]
+    ) -> dict[str, ManagedProcess]:
+        """Run each start at once; every part that started is the stack's (so `stop()` stops
+        it) before the first failure, if any, goes up."""
+        with ThreadPoolExecutor(max_workers=max(1, len(starts)), thread_name_prefix="part") as pool:
+            futures = {name: pool.submit(start) for name, start in starts.items()}
+        started: dict[str, ManagedProcess] = {}
+        failure: BaseException | None = None
+        for name, future in futures.items():
+            error = future.exception()
+            if error is None:
+                started[name] = self._add(future.result())
+            elif failure is None:
+                failure = error
+        if failure is not None:
+            raise failure
+        return started
 
     def _add(self, part: ManagedProcess) -> ManagedProcess:
         self.parts.append(part)
