@@ -134,6 +134,7 @@ def test_password_mechanisms(mechanism: str, security_type: type, protocol: str)
     assert ("ssl_context" in options) is (protocol == "SASL_SSL")
     security = connection.broker_security()
     assert type(security) is security_type
+    assert isinstance(security, SASLPlaintext | SASLScram256 | SASLScram512)
     assert security.use_ssl is (protocol == "SASL_SSL")
     assert (security.username, security.password) == ("cdsflow", PASSWORD)
 
