@@ -35,6 +35,7 @@ from cdsflow.contracts import (
     Score,
 )
 from cdsflow.runtime.parts import start_broker
+from cdsflow.service import KafkaConnection
 from cdsflow.telemetry import PatientKeyer
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations, stored
 from cdsflow.writeback.recommendations_tail import RecommendationsTail
@@ -127,7 +128,11 @@ async def read_back_time(bootstrap: str, records: int, patients: int) -> dict[st
         await producer.stop()
     store = LatestRecommendations(max_patients=patients, max_age=timedelta(days=1))
     tail = RecommendationsTail(
-        store, bootstrap, topic, ehr_base_url=EHR_BASE_URL, max_age=timedelta(days=1)
+        store,
+        KafkaConnection(bootstrap),
+        topic,
+        ehr_base_url=EHR_BASE_URL,
+        max_age=timedelta(days=1),
     )
     started = time.perf_counter()
     tail.start()

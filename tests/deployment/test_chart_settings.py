@@ -29,6 +29,7 @@ from tests.deployment.rendered_chart import (
     rendering,
 )
 from tests.support.signing_keys import write_key_pair
+from tests.support.tls_certificates import write_ca_certificate
 
 SETTINGS: dict[str, type[BaseSettings]] = {
     "listener": ListenerSettings,
@@ -37,6 +38,12 @@ SETTINGS: dict[str, type[BaseSettings]] = {
 }
 # read only in one auth mode, from a Secret or a mounted file: shown by their own tests below
 AUTH_MODE_ONLY = {"CDSFLOW_EHR_BEARER_TOKEN", "CDSFLOW_EHR_PRIVATE_KEY_FILE"}
+# read only with SASL OAUTHBEARER (gpu-values uses SCRAM): shown by their own test below
+OAUTH_ONLY = {
+    "CDSFLOW_KAFKA_OAUTH_TOKEN_URL",
+    "CDSFLOW_KAFKA_OAUTH_CLIENT_ID",
+    "CDSFLOW_KAFKA_OAUTH_SCOPE",
+}
 SECRET_NAMES = {
     "CDSFLOW_PSEUDONYM_KEY",
     "CDSFLOW_CHANNEL_SECRET",
@@ -78,7 +85,7 @@ def test_every_setting_of_the_service_is_wired(service: str) -> None:
         "CDSFLOW_PATIENT_CONTEXT_TOPIC",
         "CDSFLOW_CORS_ALLOWED_ORIGINS",
     }
-    missing = expected - environment.keys() - AUTH_MODE_ONLY - optional_empty
+    missing = expected - environment.keys() - AUTH_MODE_ONLY - OAUTH_ONLY - optional_empty
     assert missing == set(), (
         f"{service}: settings the chart does not set: {sorted(missing)}; add each as one "
         f"line under {service}.settings in charts/cdsflow/values.yaml"
@@ -98,6 +105,11 @@ def test_the_service_accepts_what_the_chart_renders(
         environment["CDSFLOW_EHR_PRIVATE_KEY_FILE"] = str(key.private_key_file)
         environment["CDSFLOW_EHR_KEY_ID"] = key.key_id
         assert mounted.parent == Path("/etc/cdsflow/ehr-key")
+    if environment.get("CDSFLOW_KAFKA_SSL_CA_FILE") is not None:
+        # the cluster CA Secret, mounted where the chart says, stands in a test folder here
+        mounted = Path(str(environment["CDSFLOW_KAFKA_SSL_CA_FILE"]))
+        assert mounted.parent == Path("/etc/cdsflow/kafka-ca")
+        environment["CDSFLOW_KAFKA_SSL_CA_FILE"] = str(write_ca_certificate(tmp_path))
     for name in [n for n in os.environ if n.startswith(("CDSFLOW_", "OTEL_"))]:
         monkeypatch.delenv(name, raising=False)
     for name, value in environment.items():
@@ -205,3 +217,16 @@ def test_kafka_tls_and_sasl_reach_the_services_and_the_topic_job() -> None:
     job = rendered.named("Job", component_name("kafka-topics"))
     names = {e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert {"CDSFLOW_KAFKA_SECURITY_PROTOCOL", "CDSFLOW_KAFKA_SASL_PASSWORD"} <= names
+
+
+def test_kafka_oauth_reaches_the_services_without_a_username() -> None:
+    environment = service_environment(rendering("keda-on-values.yaml"), "reasoner")
+    assert environment["CDSFLOW_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert environment["CDSFLOW_KAFKA_SASL_MECHANISM"] == "OAUTHBEARER"
+    assert environment["CDSFLOW_KAFKA_OAUTH_TOKEN_URL"] == "https://idp.example.org/oauth2/token"
+    assert environment["CDSFLOW_KAFKA_OAUTH_CLIENT_ID"] == "cdsflow"
+    assert environment["CDSFLOW_KAFKA_OAUTH_SCOPE"] == "kafka"
+    # the OAuth client secret: the Secret's kafkaSaslPassword key
+    assert "CDSFLOW_KAFKA_SASL_PASSWORD" in environment
+    assert environment["CDSFLOW_KAFKA_SASL_PASSWORD"] is None
+    assert "CDSFLOW_KAFKA_SASL_USERNAME" not in environment

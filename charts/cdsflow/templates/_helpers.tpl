@@ -85,8 +85,10 @@ seccompProfile:
 {{- if $kafka.sasl.enabled }}
 - name: CDSFLOW_KAFKA_SASL_MECHANISM
   value: {{ $kafka.sasl.mechanism | quote }}
+{{- if ne $kafka.sasl.mechanism "OAUTHBEARER" }}
 - name: CDSFLOW_KAFKA_SASL_USERNAME
   value: {{ $kafka.sasl.username | quote }}
+{{- end }}
 - name: CDSFLOW_KAFKA_SASL_PASSWORD
   valueFrom:
     secretKeyRef:

@@ -91,8 +91,13 @@ def test_services_use_idempotence_only_with_an_existing_kafka(tmp_path: Path) ->
     )
     for name, environment in service_environments(embedded, ENDPOINTS).items():
         assert environment["CDSFLOW_KAFKA_IDEMPOTENCE"] == "false", name
+        # the embedded broker speaks plaintext, whatever Kafka security the shell holds
+        assert environment["CDSFLOW_KAFKA_SECURITY_PROTOCOL"] == "PLAINTEXT", name
+        assert environment["CDSFLOW_KAFKA_SASL_MECHANISM"] == "", name
     for name, environment in service_environments(existing, ENDPOINTS).items():
         assert environment["CDSFLOW_KAFKA_IDEMPOTENCE"] == "true", name
+        # an existing Kafka's security settings come from the shell, inherited
+        assert "CDSFLOW_KAFKA_SECURITY_PROTOCOL" not in environment, name
         assert environment["CDSFLOW_KAFKA_BOOTSTRAP"] == "kafka-1.internal:9092"
     reasoner = service_environments(existing, ENDPOINTS)["reasoner"]
     assert reasoner["CDSFLOW_TRITON_GRPC_URL"] == "gpu-1.internal:8001"

@@ -12,7 +12,7 @@ import pytest
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from pydantic import SecretStr
 
-from cdsflow.service import ConsumingBroker, ServiceSettings, build_broker
+from cdsflow.service import ConsumingBroker, KafkaConnection, ServiceSettings, build_broker
 from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
 
 # nothing listens here, and nothing is ever dialled in these tests
@@ -57,7 +57,7 @@ def test_unknown_producer_options_are_refused(
 async def test_not_ready_before_it_has_started(
     settings: ServiceSettings, telemetry: Telemetry
 ) -> None:
-    consuming = ConsumingBroker(build_broker(settings, telemetry, "unit"), NOWHERE)
+    consuming = ConsumingBroker(build_broker(settings, telemetry, "unit"), KafkaConnection(NOWHERE))
 
     assert consuming.running is False
     assert await consuming.is_ready(0.1) is False

@@ -90,7 +90,8 @@ def command_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT[,HOST:PORT]",
         help="use this Kafka (durable) instead of starting the embedded broker, which keeps "
         "events in memory only; the services use the idempotent producer there unless "
-        "CDSFLOW_KAFKA_IDEMPOTENCE=false",
+        "CDSFLOW_KAFKA_IDEMPOTENCE=false, and TLS or SASL as CDSFLOW_KAFKA_SECURITY_PROTOCOL "
+        "and its companions in this environment say",
     )
     up.add_argument(
         "--triton-grpc-url",

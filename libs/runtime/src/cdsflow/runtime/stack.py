@@ -270,6 +270,24 @@ class Stack:
             self.sandbox_ehr_client.stop()
 
 
+# the embedded Tansu broker does neither TLS nor SASL: whatever the shell says is overridden
+EMBEDDED_BROKER_SECURITY = {
+    "CDSFLOW_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
+    **{
+        f"CDSFLOW_KAFKA_{name}": ""
+        for name in (
+            "SSL_CA_FILE",
+            "SASL_MECHANISM",
+            "SASL_USERNAME",
+            "SASL_PASSWORD",
+            "OAUTH_TOKEN_URL",
+            "OAUTH_CLIENT_ID",
+            "OAUTH_SCOPE",
+        )
+    },
+}
+
+
 def service_environments(
     options: StackOptions, endpoints: dict[str, str]
 ) -> dict[str, dict[str, str]]:
@@ -280,7 +298,11 @@ def service_environments(
     spawned. The writeback trusts the sandbox EHR client, and the EHRs given in
     `options.trusted_ehr_issuers` (called at `options.cds_public_url`)."""
     idempotence = options.kafka_bootstrap is not None and options.kafka_idempotence
+    # an existing Kafka is reached as the CDSFLOW_KAFKA_SECURITY_* settings of this shell say
+    # (the services inherit them); the embedded broker speaks plaintext only
+    plaintext = {} if options.kafka_bootstrap is not None else EMBEDDED_BROKER_SECURITY
     common = {
+        **plaintext,
         "CDSFLOW_KAFKA_BOOTSTRAP": endpoints["broker"],
         # Tansu refuses the idempotent producer (InitProducerId); Apache Kafka supports it
         "CDSFLOW_KAFKA_IDEMPOTENCE": str(idempotence).lower(),

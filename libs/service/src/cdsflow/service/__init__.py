@@ -11,6 +11,8 @@ from cdsflow.service.http import (
     service_app,
 )
 from cdsflow.service.kafka import ConsumingBroker, build_broker, probe_bootstrap
+from cdsflow.service.kafka_oauth import ClientCredentialsTokens, KafkaTokenError
+from cdsflow.service.kafka_security import KafkaConnection, kafka_connection
 from cdsflow.service.requests import (
     RequestRefused,
     body_too_large,
@@ -24,9 +26,12 @@ from cdsflow.service.settings import HttpPort, ServiceSettings
 from cdsflow.service.topic_read_back import TopicReadBack
 
 __all__ = [
+    "ClientCredentialsTokens",
     "ConsumingBroker",
     "DeadLetters",
     "HttpPort",
+    "KafkaConnection",
+    "KafkaTokenError",
     "RequestRefused",
     "ServiceSettings",
     "TopicReadBack",
@@ -37,6 +42,7 @@ __all__ = [
     "ehr_auth",
     "instrument_app",
     "is_json_media_type",
+    "kafka_connection",
     "outcome_response",
     "probe_bootstrap",
     "read_bounded_body",

@@ -16,6 +16,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from tenacity import AsyncRetrying, wait_exponential
 
+from cdsflow.service.kafka_security import KafkaConnection, kafka_connection
 from cdsflow.service.settings import ServiceSettings
 from cdsflow.telemetry import Telemetry
 
@@ -31,10 +32,14 @@ def build_broker(
     service_name: str,
     *,
     traced: bool = True,
+    kafka: KafkaConnection | None = None,
     **producer_options: Any,
 ) -> KafkaBroker:
     """A `KafkaBroker` with `acks="all"`, the idempotence setting, trace propagation in
     headers and a quiet logger; `producer_options` (e.g. `request_timeout_ms`) pass through.
+
+    It connects as `kafka` says (TLS, SASL), the service's one `KafkaConnection`, built from
+    `settings` when not given.
 
     `traced=False` leaves out FastStream's telemetry middleware, for a service that consumes
     in batches and keeps one trace per message itself (the middleware would make one span
@@ -42,8 +47,12 @@ def build_broker(
     middlewares = (
         [KafkaTelemetryMiddleware(tracer_provider=telemetry.tracer_provider)] if traced else []
     )
+    if kafka is None:
+        kafka = kafka_connection(settings)
     return KafkaBroker(
-        settings.kafka_bootstrap,
+        kafka.bootstrap_servers,
+        security=kafka.broker_security(),
+        sasl_oauth_token_provider=kafka.token_provider,
         client_id=f"cdsflow-{service_name}",
         acks="all",
         enable_idempotence=settings.kafka_idempotence,
@@ -54,11 +63,12 @@ def build_broker(
 
 
 async def probe_bootstrap(
-    bootstrap: str, request_timeout_ms: int = DEFAULT_REQUEST_TIMEOUT_MS
+    kafka: KafkaConnection, request_timeout_ms: int = DEFAULT_REQUEST_TIMEOUT_MS
 ) -> None:
-    """Reach the bootstrap servers with a bare client, closed after; raises when unreachable."""
+    """Reach the bootstrap servers with a bare client, closed after; raises when unreachable
+    (or when TLS or SASL fails)."""
     client = aiokafka.AIOKafkaClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms
+        **kafka.client_options(), request_timeout_ms=request_timeout_ms
     )
     try:
         await client.bootstrap()
@@ -73,13 +83,13 @@ class ConsumingBroker:
     def __init__(
         self,
         broker: KafkaBroker,
-        bootstrap: str,
+        kafka: KafkaConnection,
         *,
         request_timeout_ms: int = DEFAULT_REQUEST_TIMEOUT_MS,
     ) -> None:
         self.broker = broker
         self.running = False
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._request_timeout_ms = request_timeout_ms
         self._task: asyncio.Task[None] | None = None
 
@@ -91,7 +101,7 @@ class ConsumingBroker:
         async for attempt in AsyncRetrying(wait=wait_exponential(multiplier=0.5, max=10.0)):
             with attempt:
                 try:
-                    await probe_bootstrap(self._bootstrap, self._request_timeout_ms)
+                    await probe_bootstrap(self._kafka, self._request_timeout_ms)
                     await self.broker.start()
                 except Exception as exc:
                     log.warning("Kafka unreachable", extra={"error_type": type(exc).__name__})

@@ -13,6 +13,11 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cdsflow.fhir import UnusableSigningKey, load_signing_key
+from cdsflow.service.kafka_security import (
+    KafkaSaslMechanism,
+    KafkaSecurityProtocol,
+    check_kafka_security,
+)
 
 # a TCP port a service can listen on; a subclass sets its default: `http_port: HttpPort = 8081`
 HttpPort = Annotated[int, Field(ge=1, le=65535)]
@@ -51,6 +56,22 @@ class ServiceSettings(BaseSettings):
     kafka_idempotence: bool = True
     # how long a consumer's fetch waits for data; Kafka's own 500 ms would slow every hop
     kafka_fetch_max_wait_ms: int = Field(default=5, ge=0)
+    # How every Kafka client of the service connects (`cdsflow.service.kafka_security`):
+    # PLAINTEXT (the default, and the embedded broker), SSL, SASL_PLAINTEXT or SASL_SSL.
+    kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    # PEM file of the CA that signed the brokers' certificates (SSL, SASL_SSL); unset: the
+    # system's CAs. Read at start: a missing or unreadable file stops the service.
+    kafka_ssl_ca_file: Path | None = None
+    # SASL_*: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (username and password) or OAUTHBEARER
+    # (client credentials from CDSFLOW_KAFKA_OAUTH_TOKEN_URL for CDSFLOW_KAFKA_OAUTH_CLIENT_ID,
+    # whose client secret is CDSFLOW_KAFKA_SASL_PASSWORD, with CDSFLOW_KAFKA_OAUTH_SCOPE).
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_oauth_token_url: str | None = None
+    kafka_oauth_client_id: str | None = None
+    # space-separated; empty: none asked for
+    kafka_oauth_scope: str | None = None
 
     http_host: str = "0.0.0.0"
     # no shared default: every service has its own port
@@ -75,6 +96,13 @@ class ServiceSettings(BaseSettings):
         "ehr_private_key_file",
         "ehr_key_id",
         "ehr_token_url",
+        "kafka_ssl_ca_file",
+        "kafka_sasl_mechanism",
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        "kafka_oauth_token_url",
+        "kafka_oauth_client_id",
+        "kafka_oauth_scope",
         mode="before",
     )
     @classmethod
@@ -98,6 +126,11 @@ class ServiceSettings(BaseSettings):
                 )
         if self.ehr_auth == "smart-backend":
             self._check_smart_backend()
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> ServiceSettings:
+        check_kafka_security(self)
         return self
 
     def _check_smart_backend(self) -> None:

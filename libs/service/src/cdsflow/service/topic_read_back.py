@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from cdsflow.service.kafka_security import KafkaConnection
+
 log = logging.getLogger("cdsflow.service.kafka")
 
 _FETCH_TIMEOUT_MS = 200
@@ -43,7 +45,7 @@ class TopicReadBack:
     def __init__(
         self,
         topics: Sequence[str],
-        bootstrap: str,
+        kafka: KafkaConnection,
         window_s: float,
         on_record: RecordHandler,
         *,
@@ -55,7 +57,7 @@ class TopicReadBack:
         max_record_bytes: int = 1_048_576,
     ) -> None:
         self.topics = tuple(topics)
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._window_s = window_s
         self._on_record = on_record
         self._client_id = client_id
@@ -107,7 +109,7 @@ class TopicReadBack:
     async def _follow(self) -> None:
         consumer = AIOKafkaConsumer(
             *self.topics,
-            bootstrap_servers=self._bootstrap,
+            **self._kafka.client_options(),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -32,10 +32,12 @@ from cdsflow.listener.published_events_tail import published_events_tail
 from cdsflow.listener.settings import Settings
 from cdsflow.listener.subscriptions import ChannelSubscriptions, SubscriptionMetrics
 from cdsflow.service import (
+    KafkaConnection,
     add_operational_routes,
     build_broker,
     ehr_auth,
     instrument_app,
+    kafka_connection,
     probe_bootstrap,
     readiness_response,
     service_app,
@@ -59,9 +61,10 @@ class KafkaClinicalEventPublisher:
     not-ready, and connects again on the next notification or readiness check.
     """
 
-    def __init__(self, broker: KafkaBroker, settings: Settings) -> None:
+    def __init__(self, broker: KafkaBroker, settings: Settings, kafka: KafkaConnection) -> None:
         self._broker = broker
         self._settings = settings
+        self._kafka = kafka
         self._connect_lock = asyncio.Lock()
         self._connected = False
 
@@ -73,9 +76,7 @@ class KafkaClinicalEventPublisher:
             try:
                 async with asyncio.timeout(self._settings.publish_timeout_s):
                     # probe first: a FastStream connect that fails leaves an unclosed producer
-                    await probe_bootstrap(
-                        self._settings.kafka_bootstrap, _timeout_ms(self._settings)
-                    )
+                    await probe_bootstrap(self._kafka, _timeout_ms(self._settings))
                     await self._broker.connect()
                 self._connected = True
             except _BROKER_ERRORS as exc:
@@ -130,12 +131,15 @@ class KafkaClinicalEventPublisher:
         self._connected = False
 
 
-def build_listener_broker(settings: Settings, telemetry: Telemetry) -> KafkaBroker:
+def build_listener_broker(
+    settings: Settings, telemetry: Telemetry, kafka: KafkaConnection
+) -> KafkaBroker:
     """The shared broker, with the publish timeout and room for the largest notification."""
     return build_broker(
         settings,
         telemetry,
         SERVICE_NAME,
+        kafka=kafka,
         request_timeout_ms=_timeout_ms(settings),
         max_request_size=settings.max_notification_bytes + _RECORD_OVERHEAD_BYTES,
     )
@@ -152,8 +156,9 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        kafka = kafka_connection(settings)
         publisher = KafkaClinicalEventPublisher(
-            build_listener_broker(settings, telemetry), settings
+            build_listener_broker(settings, telemetry, kafka), settings, kafka
         )
         await publisher.connect()
         published = PublishedEvents(settings.dedupe_window_s, settings.dedupe_max_events)
@@ -163,7 +168,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         )
         tail = published_events_tail(
             published,
-            settings.kafka_bootstrap,
+            kafka,
             settings.clinical_events_topic,
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             request_timeout_ms=_timeout_ms(settings),

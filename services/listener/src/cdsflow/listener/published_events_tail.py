@@ -12,14 +12,14 @@ from google.protobuf.message import DecodeError
 
 from cdsflow.contracts import ClinicalEvent
 from cdsflow.listener.published_events import PublishedEvents
-from cdsflow.service import TopicReadBack
+from cdsflow.service import KafkaConnection, TopicReadBack
 
 log = logging.getLogger("cdsflow.listener")
 
 
 def published_events_tail(
     published: PublishedEvents,
-    bootstrap: str,
+    kafka: KafkaConnection,
     topic: str,
     *,
     fetch_max_wait_ms: int,
@@ -46,7 +46,7 @@ def published_events_tail(
 
     return TopicReadBack(
         (topic,),
-        bootstrap,
+        kafka,
         published.window_s,
         remember,
         client_id="cdsflow-listener-dedupe",

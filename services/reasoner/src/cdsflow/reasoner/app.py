@@ -35,6 +35,7 @@ from cdsflow.service import (
     build_broker,
     ehr_auth,
     instrument_app,
+    kafka_connection,
     readiness_response,
     service_app,
 )
@@ -67,10 +68,11 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         # recommendations and snapshots are sent without waiting for each acknowledgement, in
         # producer batches of a whole consumer batch (aiokafka's 16 KB default holds about ten
         # recommendations, and sends one batch per partition at a time)
-        broker = build_broker(settings, telemetry, SERVICE_NAME, traced=False)
+        kafka = kafka_connection(settings)
+        broker = build_broker(settings, telemetry, SERVICE_NAME, traced=False, kafka=kafka)
         deliveries = Deliveries(
             AIOKafkaProducer(
-                bootstrap_servers=settings.kafka_bootstrap,
+                **kafka.client_options(),
                 client_id=f"cdsflow-{SERVICE_NAME}",
                 acks="all",
                 enable_idempotence=settings.kafka_idempotence,
@@ -103,7 +105,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         changelog = ContextChangelog(
             deliveries,
             contexts,
-            bootstrap=settings.kafka_bootstrap,
+            kafka=kafka,
             topic=settings.context_changelog_topic,
             events_topic=settings.clinical_events_topic,
             replication_factor=settings.patient_context_replication,
@@ -161,7 +163,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             batch_timeout_ms=settings.batch_timeout_ms,
             listener=restore,
         )(on_clinical_events)
-        consumer = ConsumingBroker(broker, settings.kafka_bootstrap)
+        consumer = ConsumingBroker(broker, kafka)
         consumer.start()
         app.state.consumer = consumer
         app.state.models = [model for versions in models.values() for model in versions]

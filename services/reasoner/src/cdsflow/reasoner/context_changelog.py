@@ -28,6 +28,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from cdsflow.reasoner.deliveries import Deliveries
 from cdsflow.reasoner.patient_contexts import ContextSnapshot, PatientContexts
+from cdsflow.service import KafkaConnection
 
 log = logging.getLogger("cdsflow.reasoner.changelog")
 
@@ -80,14 +81,14 @@ class ContextChangelog:
         deliveries: Deliveries,
         contexts: PatientContexts,
         *,
-        bootstrap: str,
+        kafka: KafkaConnection,
         topic: str,
         events_topic: str,
         replication_factor: int = 1,
     ) -> None:
         self._deliveries = deliveries
         self._contexts = contexts
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self.topic = topic
         self._events_topic = events_topic
         self._replication_factor = replication_factor
@@ -118,7 +119,7 @@ class ContextChangelog:
             return 0
         await self._ensure_topic(max(p.partition for p in wanted) + 1)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
+            **self._kafka.client_options(), enable_auto_commit=False, fetch_max_wait_ms=5
         )
         await consumer.start()
         restored = 0
@@ -150,7 +151,7 @@ class ContextChangelog:
         """Create the compacted changelog, with as many partitions as the events topic."""
         if self._topic_ready:
             return
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        admin = AIOKafkaAdminClient(**self._kafka.client_options())
         await admin.start()
         try:
             metadata = await admin.describe_topics([self._events_topic])

@@ -28,6 +28,7 @@ from cdsflow.service import (
     build_broker,
     ehr_auth,
     instrument_app,
+    kafka_connection,
     readiness_response,
     record_key,
     service_app,
@@ -87,7 +88,8 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         count_access_tokens(auth, telemetry.metrics)
         http = httpx.AsyncClient(timeout=settings.ehr_timeout_s, auth=auth)
         HTTPXClientInstrumentor.instrument_client(http, tracer_provider=telemetry.tracer_provider)
-        broker = build_broker(settings, telemetry, SERVICE_NAME)
+        kafka = kafka_connection(settings)
+        broker = build_broker(settings, telemetry, SERVICE_NAME, kafka=kafka)
         writer = EhrWriter(
             EhrClient(settings.ehr_base_url, http),
             breaker,
@@ -132,13 +134,13 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             next_pages=metrics.prefetch_next_pages,
         )
         # started in the background: the writeback comes up, not ready, while Kafka is down
-        consuming = ConsumingBroker(broker, settings.kafka_bootstrap)
+        consuming = ConsumingBroker(broker, kafka)
         app.state.consuming = consuming
         app.state.http = http
         # every replica's card state: the topic read back and followed, apart from the group
         tail = RecommendationsTail(
             store,
-            settings.kafka_bootstrap,
+            kafka,
             settings.recommendations_topic,
             ehr_base_url=settings.ehr_base_url,
             max_age=timedelta(seconds=settings.card_max_age_s),

@@ -28,7 +28,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanContext
 
 from cdsflow.contracts import Feedback, FeedbackOutcome, Recommendation
-from cdsflow.service import TopicReadBack
+from cdsflow.service import KafkaConnection, TopicReadBack
 from cdsflow.telemetry import context_from_headers
 from cdsflow.writeback.domain.card_snoozes import INDICATOR_NAMES, CardSnoozes, snooze_key
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations, stored
@@ -57,7 +57,7 @@ class RecommendationsTail:
     def __init__(
         self,
         store: LatestRecommendations,
-        bootstrap: str,
+        kafka: KafkaConnection,
         topic: str,
         *,
         ehr_base_url: str,
@@ -74,7 +74,7 @@ class RecommendationsTail:
         self.rebuild_s: float | None = None
         self._read_back = TopicReadBack(
             (topic,) if feedback is None else (topic, feedback.topic),
-            bootstrap,
+            kafka,
             max_age.total_seconds(),
             self._take,
             client_id="cdsflow-writeback-card-state",
