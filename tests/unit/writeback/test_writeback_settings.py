@@ -170,6 +170,15 @@ def test_on_demand_and_adapters_defaults() -> None:
     assert settings.triton_grpc_url is None
     assert settings.on_demand_deadline_ms == 400
     assert settings.hook_audit_enabled is True
+    assert settings.hook_audit_flush_s == 1.0
+    assert settings.hook_audit_batch_max == 500
+
+
+@pytest.mark.usefixtures("trusted_ehr")
+@pytest.mark.parametrize("batch_max", [0, 5001])
+def test_the_hook_audit_batch_is_bounded(batch_max: int) -> None:
+    with pytest.raises(ValidationError, match="hook_audit_batch_max"):
+        Settings(ehr_base_url="http://ehr.example.org/fhir", hook_audit_batch_max=batch_max)
 
 
 def test_an_issuers_fhir_servers_are_https_or_loopback_http(

@@ -161,6 +161,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
                 EhrClient(settings.ehr_base_url, http),
                 telemetry.metrics,
                 flush_s=settings.hook_audit_flush_s,
+                batch_max=settings.hook_audit_batch_max,
             )
         app.state.audits = audits
         app.state.publish_feedback = _feedback_publisher(consuming, settings.feedback_topic)

@@ -122,9 +122,12 @@ class Settings(ServiceSettings):
     # ... and until this many entries of one prefetch key are held (what is read is used)
     prefetch_max_entries: int = Field(default=1_000, ge=1, le=100_000)
     # each hook answer with cards is recorded as a BALP-style AuditEvent in the EHR, written
-    # in batches every this many seconds (README "Disclosures to a hook caller")
+    # in batches: this many seconds after the first one waiting (README "Disclosures to a
+    # hook caller") ...
     hook_audit_enabled: bool = True
     hook_audit_flush_s: float = Field(default=1.0, gt=0, le=60)
+    # ... or as soon as this many are waiting (the most AuditEvents in one transaction)
+    hook_audit_batch_max: int = Field(default=500, ge=1, le=5_000)
 
     # --- who may call the hooks (CDS Hooks JWT); see the README's "Authentication" ---
     # `off` only for a development setup: every hook call is then answered unauthenticated
