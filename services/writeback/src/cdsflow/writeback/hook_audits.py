@@ -48,6 +48,8 @@ class HookAuditTrail:
         self._queue: asyncio.Queue[tuple[HookDisclosure, int]] = asyncio.Queue(max_queued)
         # set once a whole batch is waiting: written then, without waiting for `flush_s`
         self._batch_full = asyncio.Event()
+        # the audit that the writer took from the queue and holds while the batch fills
+        self._held = 0
         self._task: asyncio.Task[None] | None = None
         self._audits: Counter = registry.counter(
             "writeback_hook_audits",
@@ -63,7 +65,7 @@ class HookAuditTrail:
         except asyncio.QueueFull:
             self._audits.labels(result="dropped").inc()
             return
-        if self._queue.qsize() >= self._batch_max:
+        if self._queue.qsize() + self._held >= self._batch_max:
             self._batch_full.set()
 
     def start(self) -> None:
@@ -82,10 +84,13 @@ class HookAuditTrail:
     async def _run(self) -> None:
         while True:
             first = await self._queue.get()
+            self._held = 1
             if self._queue.qsize() < self._batch_max - 1:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._batch_full.wait(), self._flush_s)
-            await self._write([first, *self._drain()])
+            batch = [first, *self._drain()]
+            self._held = 0
+            await self._write(batch)
 
     def _drain(self) -> list[tuple[HookDisclosure, int]]:
         taken: list[tuple[HookDisclosure, int]] = []
