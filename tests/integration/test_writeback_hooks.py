@@ -530,6 +530,50 @@ async def test_an_answer_with_cards_is_recorded_as_a_disclosure_audit_event_in_t
     assert cards == shown
 
 
+async def test_a_full_batch_of_disclosure_audits_is_written_without_waiting_for_the_interval(
+    kafka: KafkaEndpoint,
+    ehr: EhrEndpoint,
+    triton: TritonEndpoint,
+    unique: str,
+    pseudonym_key: str,
+    tmp_path: Path,
+) -> None:
+    # a flush interval far past the polling below: only the batch size can write them in time
+    async with hook_writeback(
+        kafka,
+        ehr,
+        triton.grpc_url,
+        unique,
+        pseudonym_key,
+        tmp_path,
+        hook_audit_flush_s=60,
+        hook_audit_batch_max=3,
+    ) as writeback:
+        instances = []
+        for n in range(3):
+            body = request_body("patient-view", f"p-batch-{n}", prefetch=prefetched(f"p-batch-{n}"))
+            response = await writeback.call(DETERIORATION, body)
+            assert response.json()["cards"]
+            instances.append(body["hookInstance"])
+        client = EhrClient(ehr.base_url, writeback.http)
+
+        async def all_audited() -> list[str] | None:
+            tags = []
+            for instance in instances:
+                found = await client.search(
+                    "AuditEvent", [("_tag", f"urn:cdsflow:hook-instance|{instance}")]
+                )
+                tags += [audit["meta"]["tag"][0]["code"] for audit in found]
+            return sorted(tags) if len(tags) == len(instances) else None
+
+        written = await eventually(all_audited, timeout_s=30, what="the batch of AuditEvents")
+        assert written == sorted(instances)
+        value = writeback.telemetry.metrics.registry.get_sample_value(
+            "cdsflow_writeback_hook_audits_total", {"result": "written"}
+        )
+        assert value == 3
+
+
 def metformin_draft(patient_id: str) -> dict[str, Any]:
     return {
         "resourceType": "Bundle",

@@ -140,6 +140,23 @@ async def test_a_transaction_is_posted_to_the_base_once_and_its_error_says_when_
     assert caught.value.issue_codes == ("transient",)
 
 
+async def test_a_transaction_already_serialized_is_posted_as_it_is() -> None:
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"resourceType": "Bundle", "type": "transaction-response"})
+
+    body = b'{"resourceType":"Bundle","type":"transaction","entry":[]}'
+    answer = await _client(httpx.MockTransport(handle)).transaction(body)
+
+    assert answer["type"] == "transaction-response"
+    [request] = seen
+    assert request.content == body
+    assert request.headers["content-type"] == "application/fhir+json"
+    assert request.headers["prefer"] == "return=minimal"
+
+
 async def test_a_refusal_names_its_issue_codes_but_never_its_diagnostics() -> None:
     outcome = {
         "resourceType": "OperationOutcome",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from cdsflow.writeback.domain.hook_disclosure_audit import (
     HookDisclosure,
     hook_disclosure_audit,
     hook_disclosure_search,
+    hook_disclosure_transaction,
 )
 
 DISCLOSURE = HookDisclosure(
@@ -62,3 +65,18 @@ def test_an_unauthenticated_caller_is_named_as_such() -> None:
 
     assert audit["agent"][1]["who"] == {"display": "unauthenticated caller"}
     assert len(audit["entity"]) == 4
+
+
+def test_a_batch_of_disclosures_is_one_transaction_of_plain_creates() -> None:
+    second = replace(DISCLOSURE, hook_instance="2f4c4c1e-7d0c-4f4e-9a53-0e5d1c7e9d11")
+
+    bundle = json.loads(hook_disclosure_transaction([DISCLOSURE, second]))
+
+    assert (bundle["resourceType"], bundle["type"]) == ("Bundle", "transaction")
+    assert [entry["request"] for entry in bundle["entry"]] == [
+        {"method": "POST", "url": "AuditEvent"}
+    ] * 2
+    assert [entry["resource"] for entry in bundle["entry"]] == [
+        hook_disclosure_audit(DISCLOSURE),
+        hook_disclosure_audit(second),
+    ]

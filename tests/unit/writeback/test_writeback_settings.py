@@ -35,7 +35,8 @@ def test_defaults() -> None:
     assert settings.consumer_group == "cdsflow-writeback"
     assert settings.writeback_enabled is True
     assert settings.kafka_idempotence is True
-    assert settings.kafka_fetch_max_wait_ms == 5
+    assert settings.kafka_fetch_max_wait_ms == 50
+    assert settings.gc_freeze_at_start is True
     assert settings.ehr_base_url == "http://ehr.example.org/fhir"
     assert settings.hooks_auth == "on"
     assert settings.hook_token_algorithms == ["RS384", "ES384"]
@@ -170,6 +171,32 @@ def test_on_demand_and_adapters_defaults() -> None:
     assert settings.triton_grpc_url is None
     assert settings.on_demand_deadline_ms == 400
     assert settings.hook_audit_enabled is True
+    assert settings.hook_audit_flush_s == 1.0
+    assert settings.hook_audit_batch_max == 500
+
+
+@pytest.mark.usefixtures("trusted_ehr")
+def test_the_gc_freeze_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDSFLOW_GC_FREEZE_AT_START", "false")
+    assert Settings(ehr_base_url="http://ehr.example.org/fhir").gc_freeze_at_start is False
+    monkeypatch.setenv("CDSFLOW_GC_FREEZE_AT_START", "sometimes")
+    with pytest.raises(ValidationError, match="gc_freeze_at_start"):
+        Settings(ehr_base_url="http://ehr.example.org/fhir")
+
+
+@pytest.mark.usefixtures("trusted_ehr")
+def test_the_fetch_wait_is_a_setting_and_never_negative(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDSFLOW_KAFKA_FETCH_MAX_WAIT_MS", "5")
+    assert Settings(ehr_base_url="http://ehr.example.org/fhir").kafka_fetch_max_wait_ms == 5
+    with pytest.raises(ValidationError, match="kafka_fetch_max_wait_ms"):
+        Settings(ehr_base_url="http://ehr.example.org/fhir", kafka_fetch_max_wait_ms=-1)
+
+
+@pytest.mark.usefixtures("trusted_ehr")
+@pytest.mark.parametrize("batch_max", [0, 5001])
+def test_the_hook_audit_batch_is_bounded(batch_max: int) -> None:
+    with pytest.raises(ValidationError, match="hook_audit_batch_max"):
+        Settings(ehr_base_url="http://ehr.example.org/fhir", hook_audit_batch_max=batch_max)
 
 
 def test_an_issuers_fhir_servers_are_https_or_loopback_http(

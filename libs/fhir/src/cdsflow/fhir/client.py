@@ -158,9 +158,11 @@ class EhrClient:
         )
         return self._json(response)
 
-    async def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
+    async def transaction(self, bundle: dict[str, Any] | bytes) -> dict[str, Any]:
         """POST a transaction (or batch) Bundle to the base URL, once: no retry here, since
-        the caller decides (its `EhrError` holds the status and `Retry-After`)."""
+        the caller decides (its `EhrError` holds the status and `Retry-After`). The Bundle
+        may come already serialized (JSON bytes), e.g. when a large one was built off the
+        event loop."""
         response = await self._send(
             "POST",
             self.base_url,
@@ -200,7 +202,7 @@ class EhrClient:
         url: str,
         *,
         params: Sequence[tuple[str, str]] | None = None,
-        json_body: dict[str, Any] | None = None,
+        json_body: dict[str, Any] | bytes | None = None,
         headers: dict[str, str] | None = None,
         attempts: int | None = None,
     ) -> httpx.Response:
@@ -218,7 +220,8 @@ class EhrClient:
                     method,
                     url,
                     params=list(params) if params is not None else None,
-                    json=json_body,
+                    json=json_body if not isinstance(json_body, bytes) else None,
+                    content=json_body if isinstance(json_body, bytes) else None,
                     headers=request_headers,
                 )
                 if response.status_code in _RETRYABLE_STATUS:

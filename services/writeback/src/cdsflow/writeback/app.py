@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -161,6 +162,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
                 EhrClient(settings.ehr_base_url, http),
                 telemetry.metrics,
                 flush_s=settings.hook_audit_flush_s,
+                batch_max=settings.hook_audit_batch_max,
             )
         app.state.audits = audits
         app.state.publish_feedback = _feedback_publisher(consuming, settings.feedback_topic)
@@ -169,6 +171,12 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             tail.start()
             if audits is not None:
                 audits.start()
+            if settings.gc_freeze_at_start:
+                # what the start built (modules, the app, clients) lives as long as the
+                # process: out of the collector's sight, each full collection walks only what
+                # the hook calls, the card state and the queues hold (README "Inside the budget")
+                gc.collect()
+                gc.freeze()
             yield
         finally:
             if audits is not None:

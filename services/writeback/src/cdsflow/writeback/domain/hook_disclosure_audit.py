@@ -21,6 +21,7 @@ calls twice was told twice), and a conditional create would cost the EHR a searc
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -122,3 +123,19 @@ def hook_disclosure_audit(disclosure: HookDisclosure) -> dict[str, Any]:
         "source": audit_source(),
         "entity": entities,
     }
+
+
+def hook_disclosure_transaction(disclosures: Sequence[HookDisclosure]) -> bytes:
+    """One transaction Bundle (JSON bytes) that creates each disclosure's AuditEvent."""
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": hook_disclosure_audit(disclosure),
+                "request": {"method": "POST", "url": "AuditEvent"},
+            }
+            for disclosure in disclosures
+        ],
+    }
+    return json.dumps(bundle, separators=(",", ":")).encode()
