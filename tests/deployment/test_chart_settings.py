@@ -230,3 +230,12 @@ def test_kafka_oauth_reaches_the_services_without_a_username() -> None:
     assert "CDSFLOW_KAFKA_SASL_PASSWORD" in environment
     assert environment["CDSFLOW_KAFKA_SASL_PASSWORD"] is None
     assert "CDSFLOW_KAFKA_SASL_USERNAME" not in environment
+
+
+def test_the_writeback_waits_longer_on_kafka_fetches_than_the_other_services() -> None:
+    rendered = rendering(None)
+    waits = {
+        service: service_environment(rendered, service)["CDSFLOW_KAFKA_FETCH_MAX_WAIT_MS"]
+        for service in SETTINGS
+    }
+    assert waits == {"listener": "5", "reasoner": "5", "writeback": "50"}

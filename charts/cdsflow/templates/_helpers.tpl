@@ -158,7 +158,8 @@ EHR_TOKEN_URL: {{ $v.ehr.tokenUrl | quote }}
 EHR_PRIVATE_KEY_FILE: /etc/cdsflow/ehr-key/{{ $v.secrets.keys.ehrPrivateKey }}
 {{- end }}
 KAFKA_IDEMPOTENCE: {{ $v.kafka.idempotence }}
-KAFKA_FETCH_MAX_WAIT_MS: {{ $v.kafka.fetchMaxWaitMs }}
+{{- /* a service's own settings entry wins (the writeback waits longer: it mostly idles) */}}
+KAFKA_FETCH_MAX_WAIT_MS: {{ (.service.settings | default dict).KAFKA_FETCH_MAX_WAIT_MS | default $v.kafka.fetchMaxWaitMs }}
 HTTP_HOST: 0.0.0.0
 HTTP_PORT: {{ .service.port }}
 LOG_LEVEL: {{ $v.telemetry.logLevel | quote }}
