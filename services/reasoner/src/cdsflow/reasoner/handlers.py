@@ -39,7 +39,7 @@ from cdsflow.models import (
     interpret_outputs,
 )
 from cdsflow.models.feature_extraction import Reading
-from cdsflow.models.fhir_elements import resource_reference
+from cdsflow.models.fhir_elements import charted_resource
 from cdsflow.models.recommendation_messages import RecommendationSubject, recommendation_message
 from cdsflow.reasoner.deliveries import Deliveries, Delivery
 from cdsflow.reasoner.dependency_health import DependencyHealth, DependencyUnavailable
@@ -157,7 +157,7 @@ class ClinicalEventHandler:
                 "cdsflow.patient_key": event.event.patient_key,
             }
         )
-        reference = resource_reference(event.resource)
+        reference = event.charted.reference
         own_readings: list[tuple[str, Reading]] = []
         birth_date = None
         if not event.usable:
@@ -182,7 +182,7 @@ class ClinicalEventHandler:
             reference,
             own_readings,
         )
-        if event.resource.get("resourceType") == "Patient":
+        if event.charted.resource_type == "Patient":
             patient.birth_date = birth_date
         runs = self._model_inputs(event, patient, as_of)
         if not runs:
@@ -207,13 +207,13 @@ class ClinicalEventHandler:
         refusals: list[AdapterRefusal] = []
         birth_date = None
         for reader in event.readers:
-            read = reader.readings(event.resource, fallback_time=event.occurred_at)
+            read = reader.readings(event.charted, fallback_time=event.occurred_at)
             refusals += [AdapterRefusal(reader.adapter, r) for r in read.refused]
             updates += resource_updates(reader, read.readings)
             birth_date = read.birth_date
         if refusals:
             raise ImplausibleValue(refusals)
-        if event.resource.get("resourceType") == "Observation" and not updates:
+        if event.charted.resource_type == "Observation" and not updates:
             raise UnprocessableEvent("the Observation carries no value for any model input")
         return updates, birth_date
 
@@ -240,14 +240,15 @@ class ClinicalEventHandler:
         patient = self.contexts.hold(partition, patient_key, patient_reference)
         patient.birth_date = history.birth_date
         for resource in history.resources:
+            charted = charted_resource(resource)
             updates: list[tuple[str, Reading]] = []
             for reader in self.readers:
-                read = reader.readings(resource)
+                read = reader.readings(charted)
                 self.metrics.count_refusals(reader.adapter.id, read.refused)
                 updates += resource_updates(reader, read.readings)
             if updates:
                 self.contexts.record_resource(
-                    partition, patient_key, patient_reference, resource_reference(resource), updates
+                    partition, patient_key, patient_reference, charted.reference, updates
                 )
         return patient
 
