@@ -183,8 +183,8 @@ def test_card_fields_are_every_field_a_template_may_use_each_worked_out_when_use
     assert fields["model"] == "deterioration_risk v1"
     assert fields["patient"] == "Patient/p-1"
     assert fields["output.log_odds"] == -1.5
-    assert fields["missing"].startswith("Oxygen saturation")
+    assert str(fields["missing"]).startswith("Oxygen saturation")
     assert fields["refused"] == "none"
-    assert fields["basis"].startswith("- ")
+    assert str(fields["basis"]).startswith("- ")
     for unknown in ("generated_text", "value.nothing", "observations", "output.nothing", "x.y"):
         assert unknown not in fields
