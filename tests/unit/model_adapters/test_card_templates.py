@@ -14,7 +14,8 @@ from cdsflow.models import (
     parse_adapter,
     render_cards,
 )
-from cdsflow.models.card_templates import short_summary
+from cdsflow.models.card_templates import card_field_values, short_summary
+from cdsflow.models.template_fields import card_fields
 
 from .adapter_fixtures import (
     AS_OF,
@@ -150,3 +151,40 @@ def test_a_summary_that_a_value_makes_too_long_is_cut_under_140() -> None:
 def test_short_summary_keeps_one_line() -> None:
     assert short_summary("a\n  b") == "a b"
     assert len(short_summary("x" * 500)) == 139
+
+
+def test_card_fields_are_every_field_a_template_may_use_each_worked_out_when_used() -> None:
+    adapter = deterioration_adapter()
+    resources = [
+        patient("1950-01-01"),
+        observation("rr-1", "9279-1", 18, "/min", hours_before=12),
+        observation("rr-2", "9279-1", 28, "/min", hours_before=1),
+    ]
+    inputs = build_model_inputs(adapter, resources, AS_OF)
+    outputs = {
+        "deterioration_risk": np.array([[0.15]], dtype=np.float32),
+        "log_odds": np.array([[-1.5]], dtype=np.float32),
+        "contributions": np.zeros((1, 15), dtype=np.float32),
+    }
+    result = interpret_outputs(adapter, inputs, outputs)
+    fields = card_field_values(adapter, inputs, result, RENDERING)
+    assert set(fields) == card_fields(adapter)
+    assert len(fields) == len(card_fields(adapter))
+    assert fields["value.respiratory_rate"] == 28.0
+    assert fields["value.respiratory_rate_trend"] == 10.0
+    assert fields["unit.respiratory_rate"] == "/min"
+    assert fields["label.respiratory_rate_trend"] == "Respiratory rate trend"
+    assert fields["observed_at.respiratory_rate_trend"] == (
+        "2026-11-29 06:00 UTC to 2026-11-29 17:00 UTC"
+    )
+    assert fields["value.oxygen_saturation"] == "not observed"
+    assert fields["observed_at.oxygen_saturation"] == "not observed"
+    assert (fields["band"], fields["band_label"]) == ("moderate", "Moderate")
+    assert fields["model"] == "deterioration_risk v1"
+    assert fields["patient"] == "Patient/p-1"
+    assert fields["output.log_odds"] == -1.5
+    assert str(fields["missing"]).startswith("Oxygen saturation")
+    assert fields["refused"] == "none"
+    assert str(fields["basis"]).startswith("- ")
+    for unknown in ("generated_text", "value.nothing", "observations", "output.nothing", "x.y"):
+        assert unknown not in fields

@@ -3,19 +3,23 @@ the basis with contributions, and cards whose JSON is the same as the rendered c
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 
 import onnxruntime
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from cdsflow.contracts import Card, Mode, Recommendation
 from cdsflow.models import ModelInputs, ModelResult, build_model_inputs, interpret_outputs
 from cdsflow.models.card_templates import CardRendering, RenderedCard, render_cards
 from cdsflow.models.recommendation_messages import (
     RecommendationSubject,
+    basis_message,
     card_json,
     card_message,
     recommendation_id,
     recommendation_message,
+    timestamp_message,
 )
 from cdsflow.models.tensor_specs import declared_outputs
 
@@ -135,3 +139,34 @@ def test_a_delete_suggestion_keeps_every_resource_it_names() -> None:
         "MedicationRequest/b",
     ]
     assert card_json(Card.FromString(message.SerializeToString())) == card.as_cds_hooks()
+
+
+def test_timestamps_are_the_ones_protobuf_makes_from_the_datetime() -> None:
+    east = timezone(timedelta(hours=5, minutes=30))
+    for when in (
+        datetime(2026, 11, 29, 18, 1, 2, 345678, tzinfo=UTC),
+        datetime(2026, 11, 29, 18, 1, 2, 345678, tzinfo=east),
+        datetime(2026, 11, 29, 18, 1, 2, 345678),  # naive: taken as UTC
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(1900, 2, 28, 0, 0, 0, 1, tzinfo=east),
+    ):
+        expected = Timestamp()
+        expected.FromDatetime(when)
+        assert timestamp_message(when) == expected
+
+
+def test_the_basis_carries_each_input_time_and_contribution_only_when_there_is_one() -> None:
+    inputs, result = _sick_patient_result()
+    basis = basis_message(result)
+    by_name = {i.name: i for i in basis.inputs}
+    assert not by_name["age"].HasField("observed_at")  # from the birth date: no time
+    heart_rate = by_name["heart_rate"]
+    assert (
+        heart_rate.observed_at.ToDatetime(tzinfo=UTC)
+        == inputs.extracted.column("heart_rate").readings[-1].observed_at
+    )
+    assert all(i.HasField("contribution") for i in basis.inputs)
+    without_contributions = replace(
+        result, basis=tuple(replace(b, contribution=None) for b in result.basis)
+    )
+    assert not any(i.HasField("contribution") for i in basis_message(without_contributions).inputs)

@@ -18,7 +18,7 @@ from cdsflow.models import (
     inputs_from_readings,
 )
 from cdsflow.models.feature_extraction import Reading
-from cdsflow.models.fhir_elements import parse_fhir_date
+from cdsflow.models.fhir_elements import charted_resource, parse_fhir_date, resource_reference
 
 from .adapter_fixtures import (
     AS_OF,
@@ -131,3 +131,27 @@ def test_a_patient_gives_its_birth_date_and_an_age_column() -> None:
     )
     assert built.tensors["features"][0, 14] == 76.0
     assert built.tensors["present"][0].tolist() == [False] * 14 + [True]
+
+
+def test_a_charted_resource_reads_as_the_resource_itself() -> None:
+    untimed = observation("o-3", "8867-4", 80, "/min")
+    del untimed["effectiveDateTime"]
+    fallback = AS_OF - timedelta(minutes=5)
+    resources: list[Mapping[str, Any]] = [
+        observation("o-1", "8867-4", 80, "/min"),
+        observation("o-2", "59408-5", 140, "%"),
+        observation("o-4", "8867-4", 80, "/min", status="entered-in-error"),
+        observation("w", "29463-7", 70, "kg"),
+        untimed,
+        medication_request("m-1"),
+        medication_request("m-2", status="stopped"),
+        patient("1950-06-15"),
+        {"resourceType": "Encounter", "id": "e-1"},
+    ]
+    for resource in resources:
+        charted = charted_resource(resource)
+        assert charted.reference == resource_reference(resource)
+        for reader in (DETERIORATION, MEDICATION):
+            assert reader.reads(charted) == reader.reads(resource)
+            assert reader.usable_status(charted) == reader.usable_status(resource)
+            assert reader.readings(charted, fallback) == reader.readings(resource, fallback)

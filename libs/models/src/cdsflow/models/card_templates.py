@@ -9,14 +9,17 @@ for suggestion resources, which go to the EHR that already knows the patient.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from cdsflow.models.adapter_schema import ModelAdapter
-from cdsflow.models.basis_text import observation_line, time_text
+from cdsflow.models.basis_text import NOT_OBSERVED, measured_text, observation_line, time_text
 from cdsflow.models.card_schema import CardTemplate, SuggestionAction
+from cdsflow.models.feature_extraction import ColumnValue
 from cdsflow.models.outputs import InputBasis, ModelResult
-from cdsflow.models.prompts import column_fields, missing_text
+from cdsflow.models.prompts import missing_text
+from cdsflow.models.template_fields import PER_COLUMN_FAMILIES, card_fields
 from cdsflow.models.template_text import TemplateValue, render_template
 from cdsflow.models.tensors import ModelInputs
 
@@ -86,24 +89,88 @@ def render_cards(
 
 def card_field_values(
     adapter: ModelAdapter, inputs: ModelInputs, result: ModelResult, rendering: CardRendering
-) -> dict[str, TemplateValue]:
+) -> CardFields:
     """The value of every field a card template may use (`template_fields.card_fields`)."""
-    fields: dict[str, TemplateValue] = column_fields(inputs.extracted)
-    fields |= {
-        "score": result.score if result.score is not None else "no score",
-        "band": result.band.name if result.band is not None else "",
-        "band_label": result.band.label if result.band is not None else "",
-        "as_of": time_text(inputs.extracted.as_of),
-        "model": f"{adapter.model.triton_name} v{rendering.model_version}",
-        "basis": basis_markdown(result.basis),
-        "missing": missing_text(inputs.extracted),
-        "refused": _refused_text(adapter, inputs),
-        "patient": rendering.patient_reference,
-    }
-    fields |= {f"output.{name}": value for name, value in result.values.items()}
-    if adapter.is_generative:
-        fields["generated_text"] = result.generated_text or ""
-    return fields
+    return CardFields(adapter, inputs, result, rendering)
+
+
+class CardFields(Mapping[str, TemplateValue]):
+    """Every field a card template may use (`template_fields.card_fields`), each worked out
+    the first time a template uses it: a card uses a few of the many per-column fields."""
+
+    def __init__(
+        self,
+        adapter: ModelAdapter,
+        inputs: ModelInputs,
+        result: ModelResult,
+        rendering: CardRendering,
+    ) -> None:
+        self._adapter = adapter
+        self._inputs = inputs
+        self._result = result
+        self._rendering = rendering
+        self._values: dict[str, TemplateValue] = {}
+        self._columns: dict[str, ColumnValue] | None = None
+
+    def __getitem__(self, name: str) -> TemplateValue:
+        value = self._values.get(name)
+        if value is None:
+            value = self._values[name] = self._value(name)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(card_fields(self._adapter)))
+
+    def __len__(self) -> int:
+        return len(card_fields(self._adapter))
+
+    def _value(self, name: str) -> TemplateValue:
+        """The field's value; `KeyError` for a field that cards do not have."""
+        family, _, member = name.partition(".")
+        if member:
+            if family == "output":
+                return self._result.values[member]
+            if family not in PER_COLUMN_FAMILIES:
+                raise KeyError(name)
+            return _column_field(family, self._column(member))
+        result, extracted = self._result, self._inputs.extracted
+        if name == "score":
+            return result.score if result.score is not None else "no score"
+        if name in ("band", "band_label"):
+            if result.band is None:
+                return ""
+            return result.band.name if name == "band" else result.band.label
+        if name == "as_of":
+            return time_text(extracted.as_of)
+        if name == "model":
+            return f"{self._adapter.model.triton_name} v{self._rendering.model_version}"
+        if name == "basis":
+            return basis_markdown(result.basis)
+        if name == "missing":
+            return missing_text(extracted)
+        if name == "refused":
+            return _refused_text(self._adapter, self._inputs)
+        if name == "patient":
+            return self._rendering.patient_reference
+        if name == "generated_text" and self._adapter.is_generative:
+            return result.generated_text or ""
+        raise KeyError(name)
+
+    def _column(self, name: str) -> ColumnValue:
+        if self._columns is None:
+            self._columns = {c.column.name: c for c in self._inputs.extracted.columns}
+        return self._columns[name]
+
+
+def _column_field(family: str, column: ColumnValue) -> TemplateValue:
+    """`value.<column>` (a number, or "not observed"), `unit.`, `label.`, `observed_at.`."""
+    if family == "value":
+        return column.value if column.value is not None else NOT_OBSERVED
+    if family == "unit":
+        return column.display_unit
+    if family == "label":
+        return column.label
+    return measured_text(column) or NOT_OBSERVED
 
 
 def basis_markdown(basis: tuple[InputBasis, ...]) -> str:
@@ -144,7 +211,7 @@ def _rendered(
     inputs: ModelInputs,
     result: ModelResult,
     rendering: CardRendering,
-    fields: dict[str, TemplateValue],
+    fields: Mapping[str, TemplateValue],
 ) -> RenderedCard:
     source = {"label": template.source.label}
     if template.source.url:
@@ -169,7 +236,7 @@ def _rendered(
 
 
 def _suggestions(
-    template: CardTemplate, seed: str, inputs: ModelInputs, fields: dict[str, TemplateValue]
+    template: CardTemplate, seed: str, inputs: ModelInputs, fields: Mapping[str, TemplateValue]
 ) -> list[dict[str, Any]]:
     """The template's suggestions; one left with no action (nothing to delete) is dropped."""
     rendered = []
@@ -190,7 +257,7 @@ def _suggestions(
 
 
 def _action(
-    action: SuggestionAction, inputs: ModelInputs, fields: dict[str, TemplateValue]
+    action: SuggestionAction, inputs: ModelInputs, fields: Mapping[str, TemplateValue]
 ) -> dict[str, Any] | None:
     """The CDS Hooks action; None for a delete with nothing to delete (a resource in the
     context without an id, such as a draft order that has none, cannot be named)."""
@@ -216,7 +283,7 @@ def _action(
     return rendered
 
 
-def rendered_resource(value: Any, fields: dict[str, TemplateValue]) -> Any:
+def rendered_resource(value: Any, fields: Mapping[str, TemplateValue]) -> Any:
     """A resource template with each of its strings rendered."""
     if isinstance(value, str):
         return render_template(value, fields)

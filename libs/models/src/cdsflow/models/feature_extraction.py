@@ -22,7 +22,6 @@ from typing import Any
 from cdsflow.models.adapter_schema import ModelAdapter
 from cdsflow.models.data_schema import (
     Aggregation,
-    DataFeed,
     MedicationRequestData,
     ObservationData,
     PatientAgeData,
@@ -116,13 +115,11 @@ def extract_inputs(
             usable, left_out = _medication_readings(name, feed, context, as_of), []
         else:
             usable, left_out = _age_readings(name, feed, context, as_of)
-        readings[name] = usable
+        readings[name] = _time_ordered(usable)
         refused += left_out
-    columns = tuple(
-        _column_value(column, adapter.data[column.data], readings[column.data])
-        for column in adapter.columns()
+    return ExtractedInputs(
+        as_of=as_of, columns=_column_values(adapter, readings), refused=tuple(refused)
     )
-    return ExtractedInputs(as_of=as_of, columns=columns, refused=tuple(refused))
 
 
 def extract_from_readings(
@@ -154,16 +151,17 @@ def extract_from_readings(
                 usable[name] = [Reading(name, age, feed.unit, "birthDate", patient_reference, None)]
             continue
         # an order without a time counts whenever it was authored, as in `extract_inputs`
-        usable[name] = [
-            reading
-            for reading in readings.get(name, ())
-            if reading.observed_at is None or _in_window(reading.observed_at, as_of, feed.window)
-        ]
-    columns = tuple(
-        _column_value(column, adapter.data[column.data], usable[column.data])
-        for column in adapter.columns()
+        usable[name] = _time_ordered(
+            [
+                reading
+                for reading in readings.get(name, ())
+                if reading.observed_at is None
+                or _in_window(reading.observed_at, as_of, feed.window)
+            ]
+        )
+    return ExtractedInputs(
+        as_of=as_of, columns=_column_values(adapter, usable), refused=tuple(refused)
     )
-    return ExtractedInputs(as_of=as_of, columns=columns, refused=tuple(refused))
 
 
 @dataclass(frozen=True)
@@ -254,15 +252,59 @@ def _age_readings(
     return [Reading(name, age, feed.unit, "birthDate", reference, None)], []
 
 
-def _column_value(column: TensorColumn, feed: DataFeed, readings: list[Reading]) -> ColumnValue:
-    # oldest first; a stable sort keeps the context's order between equal times
-    ordered = sorted(readings, key=_time_order) if len(readings) > 1 else readings
-    value, basis = _aggregate(column, ordered)
-    if isinstance(feed, MedicationRequestData):
-        unit, display, label = _column_text(column, feed.label, "1", None, True)
-    else:
-        unit, display, label = _column_text(column, feed.label, feed.unit, feed.display_unit, False)
-    return ColumnValue(column, label, unit, display, value, basis)
+@dataclass(frozen=True)
+class _ColumnPlan:
+    """What a column is, whatever the patient: its feed, unit, how the unit is shown, label."""
+
+    column: TensorColumn
+    data: str
+    unit: str
+    display_unit: str
+    label: str
+
+
+# per adapter (by identity; the adapter is kept so that its id is not reused): its columns'
+# plans, worked out once rather than for every patient
+_PLANS: dict[int, tuple[ModelAdapter, tuple[_ColumnPlan, ...]]] = {}
+_MAX_PLANS = 256
+
+
+def _column_plans(adapter: ModelAdapter) -> tuple[_ColumnPlan, ...]:
+    cached = _PLANS.get(id(adapter))
+    if cached is not None and cached[0] is adapter:
+        return cached[1]
+    plans = []
+    for column in adapter.columns():
+        feed = adapter.data[column.data]
+        if isinstance(feed, MedicationRequestData):
+            unit, display, label = _column_text(column, feed.label, "1", None, True)
+        else:
+            unit, display, label = _column_text(
+                column, feed.label, feed.unit, feed.display_unit, False
+            )
+        plans.append(_ColumnPlan(column, column.data, unit, display, label))
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[id(adapter)] = (adapter, tuple(plans))
+    return tuple(plans)
+
+
+def _column_values(
+    adapter: ModelAdapter, ordered_by_feed: Mapping[str, list[Reading]]
+) -> tuple[ColumnValue, ...]:
+    """Every column's value, from its feed's readings (oldest first)."""
+    values = []
+    for plan in _column_plans(adapter):
+        value, basis = _aggregate(plan.column, ordered_by_feed[plan.data])
+        values.append(
+            ColumnValue(plan.column, plan.label, plan.unit, plan.display_unit, value, basis)
+        )
+    return tuple(values)
+
+
+def _time_ordered(readings: list[Reading]) -> list[Reading]:
+    """Oldest first; a stable sort keeps the context's order between equal times."""
+    return sorted(readings, key=_time_order) if len(readings) > 1 else readings
 
 
 @lru_cache(maxsize=1024)

@@ -21,6 +21,46 @@ class CodedValue:
     quantity: tuple[float, str] | None
 
 
+@dataclass(frozen=True)
+class ChartedResource:
+    """A resource with what the adapters read of it parsed once (its coded elements, when it
+    was observed, its reference), however many adapters and feeds then read it."""
+
+    resource: Mapping[str, Any]
+    resource_type: str | None
+    reference: str
+    status: object
+    # an Observation's elements (itself, then its components); () for other resources
+    elements: tuple[CodedValue, ...]
+    # a MedicationRequest's `system|code`s; empty for other resources
+    medications: frozenset[str]
+    # an Observation's `observed_at`; a MedicationRequest's `authoredOn`; else None
+    observed_at: datetime | None
+
+
+def charted_resource(resource: Mapping[str, Any]) -> ChartedResource:
+    """Read the resource's elements once, for every adapter and feed that reads it."""
+    resource_type = resource.get("resourceType")
+    elements: tuple[CodedValue, ...] = ()
+    medications: frozenset[str] = frozenset()
+    when = None
+    if resource_type == "Observation":
+        elements = tuple(coded_values(resource))
+        when = observed_at(resource)
+    elif resource_type == "MedicationRequest":
+        medications = frozenset(medication_codes(resource))
+        when = authored_on(resource)
+    return ChartedResource(
+        resource,
+        resource_type if isinstance(resource_type, str) else None,
+        resource_reference(resource),
+        resource.get("status"),
+        elements,
+        medications,
+        when,
+    )
+
+
 def resource_reference(resource: Mapping[str, Any]) -> str:
     """`Type/id`, or `Type/` when the resource has no id (a draft order may have none)."""
     resource_id = resource.get("id")

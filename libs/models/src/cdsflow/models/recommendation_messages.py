@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -85,8 +85,6 @@ def recommendation_message(
     )
     rendered = render_cards(adapter, inputs, result, rendering)
     system_actions = render_system_actions(adapter, inputs, result, rendering)
-    produced_at = Timestamp()
-    produced_at.FromDatetime(subject.produced_at)
     scores = []
     if result.score is not None and adapter.outputs.score is not None:
         band = result.band.name if result.band is not None else ""
@@ -102,7 +100,7 @@ def recommendation_message(
         basis=basis_message(result),
         model=ModelRef(name=adapter.model.triton_name, version=model_version),
         mode=MODES[mode],
-        produced_at=produced_at,
+        produced_at=timestamp_message(subject.produced_at),
         ehr_base_url=subject.ehr_base_url,
         adapter_id=adapter.id,
         trace_id=subject.trace_id,
@@ -111,22 +109,34 @@ def recommendation_message(
 
 
 def basis_message(result: ModelResult) -> Basis:
-    inputs = []
-    for entry in basis_entries(result):
-        basis_input = BasisInput(
+    inputs = [
+        BasisInput(
             name=entry.name,
             code=entry.code,
             value=entry.value,
             unit=entry.unit,
             resource_reference=entry.resource_reference,
             label=entry.label,
+            observed_at=(
+                timestamp_message(entry.observed_at) if entry.observed_at is not None else None
+            ),
+            contribution=entry.contribution,
         )
-        if entry.observed_at is not None:
-            basis_input.observed_at.FromDatetime(entry.observed_at)
-        if entry.contribution is not None:
-            basis_input.contribution = entry.contribution
-        inputs.append(basis_input)
+        for entry in basis_entries(result)
+    ]
     return Basis(inputs=inputs, resource_references=resource_references(result))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+
+
+def timestamp_message(when: datetime) -> Timestamp:
+    """`when` as a protobuf `Timestamp` (a naive datetime taken as UTC), exactly as
+    `Timestamp.FromDatetime` makes it, in a few integer operations instead of its calendar
+    arithmetic (a recommendation carries one per basis input)."""
+    since = when - (_EPOCH if when.tzinfo is not None else _NAIVE_EPOCH)
+    return Timestamp(seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1_000)
 
 
 def card_message(card: RenderedCard) -> Card:

@@ -6,6 +6,10 @@ the model's inputs from the readings it kept (`inputs_from_readings`), as of any
 window of a feed is applied then, not here; every other rule of `extract_inputs` is the same:
 the codes, the statuses, the unit conversion, the plausible range (a value refused here is
 never kept, so never fed), and the time of a value.
+
+Each method takes the resource itself or its `ChartedResource` (`charted_resource`): a
+service that asks several adapters about the same resource charts it once and passes that,
+so its codes, values and times are parsed once per resource, not once per adapter and call.
 """
 
 from __future__ import annotations
@@ -18,14 +22,7 @@ from typing import Any
 from cdsflow.models.adapter_schema import ModelAdapter
 from cdsflow.models.data_schema import MedicationRequestData, ObservationData
 from cdsflow.models.feature_extraction import Reading, RefusedValue
-from cdsflow.models.fhir_elements import (
-    authored_on,
-    coded_values,
-    medication_codes,
-    observed_at,
-    parse_fhir_date,
-    resource_reference,
-)
+from cdsflow.models.fhir_elements import ChartedResource, charted_resource, parse_fhir_date
 from cdsflow.models.plausible_ranges import RefusalReason
 from cdsflow.models.units import canonical_unit, convert
 
@@ -70,63 +67,64 @@ class ResourceReader:
             else:
                 self.patient_feeds += (name,)
 
-    def reads(self, resource: Mapping[str, Any]) -> bool:
+    def reads(self, resource: Mapping[str, Any] | ChartedResource) -> bool:
         """True when the resource is of a type and code that one of the feeds reads, whatever
         its status (a stopped order, an Observation entered in error, still change what the
         context holds)."""
-        resource_type = resource.get("resourceType")
-        if resource_type == "Observation":
+        charted = _charted(resource)
+        if charted.resource_type == "Observation":
             return any(
                 not element.codes.isdisjoint(self._observation_feeds)
-                for element in coded_values(resource)
+                for element in charted.elements
             )
-        if resource_type == "MedicationRequest":
-            return not medication_codes(resource).isdisjoint(self._medication_feeds)
-        return resource_type == "Patient" and bool(self.patient_feeds)
+        if charted.resource_type == "MedicationRequest":
+            return not charted.medications.isdisjoint(self._medication_feeds)
+        return charted.resource_type == "Patient" and bool(self.patient_feeds)
 
-    def usable_status(self, resource: Mapping[str, Any]) -> bool:
+    def usable_status(self, resource: Mapping[str, Any] | ChartedResource) -> bool:
         """True when a feed that reads the resource takes it in its status."""
-        status = resource.get("status")
-        if resource.get("resourceType") == "Observation":
+        charted = _charted(resource)
+        status = charted.status
+        if charted.resource_type == "Observation":
             return any(
                 status in entry.feed.statuses
-                for element in coded_values(resource)
+                for element in charted.elements
                 for code in element.codes
                 for entry in self._observation_feeds.get(code, ())
             )
-        if resource.get("resourceType") == "MedicationRequest":
+        if charted.resource_type == "MedicationRequest":
             return any(
                 status in feed.statuses
-                for code in medication_codes(resource)
+                for code in charted.medications
                 for _, feed in self._medication_feeds.get(code, ())
             )
         return True
 
     def readings(
-        self, resource: Mapping[str, Any], fallback_time: datetime | None = None
+        self, resource: Mapping[str, Any] | ChartedResource, fallback_time: datetime | None = None
     ) -> ResourceReadings:
         """The resource's usable values for each feed; a value without a time of its own takes
         `fallback_time` (e.g. when the event happened), else it is refused (`no-time`)."""
-        reference = resource_reference(resource)
-        resource_type = resource.get("resourceType")
-        if resource_type == "Observation":
-            return self._observation_readings(resource, reference, fallback_time)
-        if resource_type == "MedicationRequest":
-            return self._medication_readings(resource, reference)
-        if resource_type == "Patient":
-            birth = resource.get("birthDate")
+        charted = _charted(resource)
+        if charted.resource_type == "Observation":
+            return self._observation_readings(charted, fallback_time)
+        if charted.resource_type == "MedicationRequest":
+            return self._medication_readings(charted)
+        if charted.resource_type == "Patient":
+            birth = charted.resource.get("birthDate")
             born = parse_fhir_date(birth) if isinstance(birth, str) else None
-            return ResourceReadings(reference, birth_date=born)
-        return ResourceReadings(reference)
+            return ResourceReadings(charted.reference, birth_date=born)
+        return ResourceReadings(charted.reference)
 
     def _observation_readings(
-        self, resource: Mapping[str, Any], reference: str, fallback_time: datetime | None
+        self, charted: ChartedResource, fallback_time: datetime | None
     ) -> ResourceReadings:
-        status = resource.get("status")
-        when = observed_at(resource) or fallback_time
+        status = charted.status
+        reference = charted.reference
+        when = charted.observed_at or fallback_time
         readings: dict[str, list[Reading]] = {}
         refused: list[RefusedValue] = []
-        for element in coded_values(resource):
+        for element in charted.elements:
             if element.quantity is None:
                 continue
             value_as_sent, unit = element.quantity
@@ -146,15 +144,19 @@ class ResourceReader:
             reference, {name: tuple(rs) for name, rs in readings.items()}, tuple(refused)
         )
 
-    def _medication_readings(self, resource: Mapping[str, Any], reference: str) -> ResourceReadings:
-        status = resource.get("status")
-        when = authored_on(resource)
+    def _medication_readings(self, charted: ChartedResource) -> ResourceReadings:
+        status = charted.status
+        when = charted.observed_at
         readings: dict[str, tuple[Reading, ...]] = {}
-        for code in sorted(medication_codes(resource)):
+        for code in sorted(charted.medications):
             for name, feed in self._medication_feeds.get(code, ()):
                 if name not in readings and status in feed.statuses:
-                    readings[name] = (Reading(name, 1.0, "1", code, reference, when),)
-        return ResourceReadings(reference, readings)
+                    readings[name] = (Reading(name, 1.0, "1", code, charted.reference, when),)
+        return ResourceReadings(charted.reference, readings)
+
+
+def _charted(resource: Mapping[str, Any] | ChartedResource) -> ChartedResource:
+    return resource if isinstance(resource, ChartedResource) else charted_resource(resource)
 
 
 def _value_of(

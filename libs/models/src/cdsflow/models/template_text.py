@@ -12,6 +12,7 @@ import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?")
 # fixed-point, general or percentage with an optional precision; or nothing
@@ -67,10 +68,15 @@ def literal_text(text: str) -> str:
     return "".join(literal for literal, _, _, _ in string.Formatter().parse(text))
 
 
+@lru_cache(maxsize=1024)  # an adapter's few templates, rendered for many patients
+def _parsed(text: str) -> tuple[tuple[str, str | None, str | None], ...]:
+    return tuple((literal, name, spec) for literal, name, spec, _ in string.Formatter().parse(text))
+
+
 def render_template(text: str, values: Mapping[str, TemplateValue]) -> str:
     """`text` with every field replaced; a field with no value raises `TemplateError`."""
     parts = []
-    for literal, name, spec, _ in string.Formatter().parse(text):
+    for literal, name, spec in _parsed(text):
         parts.append(literal)
         if name is None:
             continue

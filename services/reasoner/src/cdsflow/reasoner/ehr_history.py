@@ -76,7 +76,7 @@ class EhrPatientHistory:
         """Raises `UnknownPatient` when the EHR does not know the patient (asked only when its
         last confirmation is older than `KnownPatients`' time to live)."""
         if self.known_patients.is_known(patient_reference):
-            self.metrics.patient_checks.labels(outcome="known").inc()
+            self.metrics.labelled(self.metrics.patient_checks, "known").inc()
             return
         patient = await self._read_patient(patient_reference)
         self._confirmed(patient_reference, confirms_patient(patient, patient_reference))

@@ -9,7 +9,7 @@ the published message's headers, so the next service continues the same trace.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from aiokafka import ConsumerRecord
@@ -49,8 +49,11 @@ def event_consumer_span(
 
 
 @contextmanager
-def publish_span(tracer: trace.Tracer, topic: str) -> Iterator[dict[str, str]]:
-    """A PRODUCER span for one publish; yields the headers that carry its trace context."""
+def publish_span(
+    tracer: trace.Tracer, topic: str, attributes: Mapping[str, str] | None = None
+) -> Iterator[dict[str, str]]:
+    """A PRODUCER span for one publish, with the messaging attributes and `attributes` (set
+    when it starts, in one go); yields the headers that carry its trace context."""
     with tracer.start_as_current_span(
         f"{topic} publish",
         kind=SpanKind.PRODUCER,
@@ -58,6 +61,7 @@ def publish_span(tracer: trace.Tracer, topic: str) -> Iterator[dict[str, str]]:
             "messaging.system": MESSAGING_SYSTEM,
             "messaging.operation": "publish",
             "messaging.destination.name": topic,
+            **(attributes or {}),
         },
         record_exception=False,
     ):

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import Enum
+from typing import Any
 
+import numpy.typing as npt
 from opentelemetry import trace
 
 from cdsflow.contracts import Mode, Recommendation
@@ -39,7 +41,7 @@ from cdsflow.models import (
     interpret_outputs,
 )
 from cdsflow.models.feature_extraction import Reading
-from cdsflow.models.fhir_elements import resource_reference
+from cdsflow.models.fhir_elements import charted_resource
 from cdsflow.models.recommendation_messages import RecommendationSubject, recommendation_message
 from cdsflow.reasoner.deliveries import Deliveries, Delivery
 from cdsflow.reasoner.dependency_health import DependencyHealth, DependencyUnavailable
@@ -129,7 +131,7 @@ class ClinicalEventHandler:
             break
         if isinstance(outcome, IgnoreReason):
             span.set_attributes({"cdsflow.outcome": "ignored", "cdsflow.reason": outcome.value})
-            self.metrics.ignored.labels(reason=outcome.value).inc()
+            self.metrics.labelled(self.metrics.ignored, outcome.value).inc()
             return EventOutcome.FINISHED
         if outcome is None:
             span.set_attributes(
@@ -157,7 +159,7 @@ class ClinicalEventHandler:
                 "cdsflow.patient_key": event.event.patient_key,
             }
         )
-        reference = resource_reference(event.resource)
+        reference = event.charted.reference
         own_readings: list[tuple[str, Reading]] = []
         birth_date = None
         if not event.usable:
@@ -182,7 +184,7 @@ class ClinicalEventHandler:
             reference,
             own_readings,
         )
-        if event.resource.get("resourceType") == "Patient":
+        if event.charted.resource_type == "Patient":
             patient.birth_date = birth_date
         runs = self._model_inputs(event, patient, as_of)
         if not runs:
@@ -191,13 +193,15 @@ class ClinicalEventHandler:
         deliveries = [await self._publish(recommendation) for recommendation in recommendations]
         for recommendation in recommendations:
             band = recommendation.scores[0].band if recommendation.scores else ""
-            self.metrics.recommendations.labels(
-                adapter=recommendation.adapter_id,
-                version=recommendation.model.version,
-                mode=_mode_label(recommendation),
-                band=band,
+            self.metrics.labelled(
+                self.metrics.recommendations,
+                recommendation.adapter_id,
+                recommendation.model.version,
+                _mode_label(recommendation),
+                band,
             ).inc()
-        return asyncio.gather(*deliveries)
+        # one recommendation (one adapter, one version) needs no gathering future of its own
+        return deliveries[0] if len(deliveries) == 1 else asyncio.gather(*deliveries)
 
     def _own_readings(self, event: ResourceEvent) -> tuple[list[tuple[str, Reading]], date | None]:
         """Every fed adapter's values of the event's own resource (by feed key) and, for a
@@ -207,13 +211,13 @@ class ClinicalEventHandler:
         refusals: list[AdapterRefusal] = []
         birth_date = None
         for reader in event.readers:
-            read = reader.readings(event.resource, fallback_time=event.occurred_at)
+            read = reader.readings(event.charted, fallback_time=event.occurred_at)
             refusals += [AdapterRefusal(reader.adapter, r) for r in read.refused]
             updates += resource_updates(reader, read.readings)
             birth_date = read.birth_date
         if refusals:
             raise ImplausibleValue(refusals)
-        if event.resource.get("resourceType") == "Observation" and not updates:
+        if event.charted.resource_type == "Observation" and not updates:
             raise UnprocessableEvent("the Observation carries no value for any model input")
         return updates, birth_date
 
@@ -226,7 +230,7 @@ class ClinicalEventHandler:
         held = self.contexts.held(partition, patient_reference)
         if held is not None:
             await self.ehr_history.confirm_patient(patient_reference)
-            self.metrics.patient_contexts.labels(source="events").inc()
+            self.metrics.labelled(self.metrics.patient_contexts, "events").inc()
             return held
         history = await self.ehr_history.history(patient_reference, as_of)
         self.metrics.patient_contexts.labels(source="ehr").inc()
@@ -240,14 +244,15 @@ class ClinicalEventHandler:
         patient = self.contexts.hold(partition, patient_key, patient_reference)
         patient.birth_date = history.birth_date
         for resource in history.resources:
+            charted = charted_resource(resource)
             updates: list[tuple[str, Reading]] = []
             for reader in self.readers:
-                read = reader.readings(resource)
+                read = reader.readings(charted)
                 self.metrics.count_refusals(reader.adapter.id, read.refused)
                 updates += resource_updates(reader, read.readings)
             if updates:
                 self.contexts.record_resource(
-                    partition, patient_key, patient_reference, resource_reference(resource), updates
+                    partition, patient_key, patient_reference, charted.reference, updates
                 )
         return patient
 
@@ -288,9 +293,7 @@ class ClinicalEventHandler:
             for reader, inputs in runs
             for model in self.models[reader.adapter.id]
         ]
-        answers = await asyncio.gather(
-            *(model.infer(inputs.tensors) for _, inputs, model in calls), return_exceptions=True
-        )
+        answers = await _all_answers([model.infer(inputs.tensors) for _, inputs, model in calls])
         failures = [answer for answer in answers if isinstance(answer, BaseException)]
         outputs = [answer for answer in answers if not isinstance(answer, BaseException)]
         outage = next((f for f in failures if isinstance(f, ModelUnavailable)), None)
@@ -325,15 +328,13 @@ class ClinicalEventHandler:
 
     async def _publish(self, recommendation: Recommendation) -> Delivery:
         topic = self.settings.recommendations_topic
-        with publish_span(self.tracer, topic) as headers:
-            trace.get_current_span().set_attributes(
-                {
-                    "cdsflow.recommendation_id": recommendation.recommendation_id,
-                    "cdsflow.model.name": recommendation.model.name,
-                    "cdsflow.model.version": recommendation.model.version,
-                    "cdsflow.mode": _mode_label(recommendation),
-                }
-            )
+        attributes = {
+            "cdsflow.recommendation_id": recommendation.recommendation_id,
+            "cdsflow.model.name": recommendation.model.name,
+            "cdsflow.model.version": recommendation.model.version,
+            "cdsflow.mode": _mode_label(recommendation),
+        }
+        with publish_span(self.tracer, topic, attributes) as headers:
             return await self.deliveries.send(
                 topic,
                 recommendation.SerializeToString(),
@@ -375,6 +376,19 @@ def dlq_error(exc: Exception) -> str:
     if isinstance(exc, ModelRequestFailed):
         return f"Triton refused the inference request ({exc})"[:_MAX_DLQ_ERROR_CHARS]
     return f"unexpected {type(exc).__name__} while processing the event"
+
+
+async def _all_answers(
+    requests: list[Coroutine[Any, Any, dict[str, npt.NDArray[Any]]]],
+) -> list[dict[str, npt.NDArray[Any]] | BaseException]:
+    """Every request's answer or exception, all at the same time; one request (one adapter,
+    one version: the usual event) is awaited as it is, without a task of its own."""
+    if len(requests) != 1:
+        return await asyncio.gather(*requests, return_exceptions=True)
+    try:
+        return [await requests[0]]
+    except Exception as exc:
+        return [exc]
 
 
 def _mode_label(recommendation: Recommendation) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -23,6 +23,18 @@ class ReasonerMetrics:
     restored_snapshots: Counter
     dependency_failures: Counter
     inference_seconds: Histogram
+    # each counter's children by label values, looked up once rather than for every event
+    _children: dict[tuple[int, tuple[str, ...]], Counter] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def labelled(self, counter: Counter, *values: str) -> Counter:
+        """`counter.labels(*values)` (values in the order of its label names), remembered."""
+        key = (id(counter), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(*values)
+        return child
 
     @classmethod
     def register(cls, registry: MetricsRegistry) -> ReasonerMetrics:

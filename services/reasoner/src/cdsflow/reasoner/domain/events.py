@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 from cdsflow.contracts import ClinicalEvent
 from cdsflow.fhir import local_patient_reference
 from cdsflow.models import ResourceReader
-from cdsflow.models.fhir_elements import observed_at
+from cdsflow.models.fhir_elements import ChartedResource, charted_resource
 from cdsflow.models.resource_readings import READ_RESOURCE_TYPES
 from cdsflow.reasoner.domain.errors import ForeignPatient, PatientKeyMismatch, UnprocessableEvent
 from cdsflow.reasoner.domain.references import names_another_resource_type, subject_reference
@@ -44,6 +44,8 @@ class ResourceEvent:
 
     event: ClinicalEvent
     resource: dict[str, Any]
+    # the resource's elements, parsed once for every adapter that reads it
+    charted: ChartedResource
     # `Patient/<id>` on the configured EHR, checked by `cdsflow.fhir.local_patient_reference`
     patient_reference: str
     occurred_at: datetime | None
@@ -53,15 +55,13 @@ class ResourceEvent:
     @property
     def usable(self) -> bool:
         """False when no feed that reads the resource takes its status."""
-        return any(reader.usable_status(self.resource) for reader in self.readers)
+        return any(reader.usable_status(self.charted) for reader in self.readers)
 
     def as_of(self, now: datetime) -> datetime:
         """The time the models are asked about: an Observation's own time (so a late one is
         scored as of itself), else when the event happened, else now."""
-        if self.resource.get("resourceType") == "Observation":
-            when = observed_at(self.resource)
-            if when is not None:
-                return when
+        if self.charted.resource_type == "Observation" and self.charted.observed_at is not None:
+            return self.charted.observed_at
         return self.occurred_at or now
 
 
@@ -87,7 +87,8 @@ def resource_event(
     if event.resource_type not in READ_RESOURCE_TYPES:
         return IgnoreReason.NOT_READ
     resource = _resource(event)
-    fed = tuple(reader for reader in readers if reader.reads(resource))
+    charted = charted_resource(resource)
+    fed = tuple(reader for reader in readers if reader.reads(charted))
     if not fed:
         return IgnoreReason.NO_MODEL_INPUT
     patient_reference = _patient_of(event, resource, ehr_base_url)
@@ -96,7 +97,7 @@ def resource_event(
     occurred_at = (
         event.occurred_at.ToDatetime(tzinfo=UTC) if event.HasField("occurred_at") else None
     )
-    return ResourceEvent(event, resource, patient_reference, occurred_at, fed)
+    return ResourceEvent(event, resource, charted, patient_reference, occurred_at, fed)
 
 
 def checked_patient_key(event_patient_key: str, patient_key: str) -> str:
