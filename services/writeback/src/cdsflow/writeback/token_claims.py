@@ -133,13 +133,18 @@ class TokenClaims:
 
     @property
     def ready(self) -> bool:
-        """The topic exists, the follower has read it back, and no claim went unconfirmed
-        lately (without one confirmed since)."""
+        """The producer is connected, the topic exists, the follower has read it back, and no
+        claim went unconfirmed lately (without one confirmed since)."""
         recently_unconfirmed = (
             self._unconfirmed_at is not None
             and time.monotonic() - self._unconfirmed_at < UNCONFIRMED_NOT_READY_S
         )
-        return self._topic_ready and self._read_back.caught_up and not recently_unconfirmed
+        return (
+            self._consuming.running
+            and self._topic_ready
+            and self._read_back.caught_up
+            and not recently_unconfirmed
+        )
 
     def start(self) -> None:
         """Create the topic when missing (retried while Kafka is down), then follow it."""
@@ -163,13 +168,14 @@ class TokenClaims:
             async with asyncio.timeout(self._deadline_s):
                 first = await self._claim(claim_key(self._keyed_digest, iss, jti), expires_at)
         except (TimeoutError, KafkaError, ClaimUnconfirmed) as exc:
+            reason = exc.reason if isinstance(exc, ClaimUnconfirmed) else type(exc).__name__
             self._unconfirmed_at = time.monotonic()
             self._metrics.claims.labels(outcome="unconfirmed").inc()
             log.warning(
                 "a hook token's claim was not confirmed; the call is refused (503)",
-                extra={"error_type": type(exc).__name__},
+                extra={"reason": reason},
             )
-            raise ClaimUnconfirmed(type(exc).__name__) from None
+            raise ClaimUnconfirmed(reason) from None
         self._unconfirmed_at = None
         self._metrics.claim_seconds.observe(time.perf_counter() - started)
         self._metrics.claims.labels(outcome="first" if first else "replayed").inc()
