@@ -196,10 +196,13 @@ async def hook_writeback(
             ):
 
                 async def rebuilt() -> bool:
-                    value = telemetry.metrics.registry.get_sample_value(
-                        "cdsflow_writeback_card_state_rebuilt"
+                    registry = telemetry.metrics.registry
+                    # the card state read back, and hook tokens can be claimed across replicas
+                    return (
+                        registry.get_sample_value("cdsflow_writeback_card_state_rebuilt") == 1
+                        and registry.get_sample_value("cdsflow_writeback_hook_token_claims_ready")
+                        == 1
                     )
-                    return value == 1
 
                 await eventually(rebuilt, timeout_s=60, what="the card state read back")
                 yield HookWriteback(base, settings, telemetry, http)

@@ -340,8 +340,9 @@ def _logged_opening(opened: Counter, open_s: float) -> Callable[[], None]:
 def _token_claims(
     settings: Settings, consuming: ConsumingBroker, kafka: KafkaConnection, telemetry: Telemetry
 ) -> TokenClaims:
-    """Each accepted hook token claimed on the claims topic, read back by every replica."""
-    return TokenClaims(
+    """Each accepted hook token claimed on the claims topic, read back by every replica;
+    whether that works now in `cdsflow_writeback_hook_token_claims_ready`."""
+    claims = TokenClaims(
         consuming,
         kafka,
         ClaimsTopic(
@@ -357,6 +358,11 @@ def _token_claims(
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         request_timeout_ms=round(settings.readiness_timeout_s * 1000) + 3_000,
     )
+    telemetry.metrics.gauge(
+        "writeback_hook_token_claims_ready",
+        "1 while hook tokens can be claimed across replicas (else calls are refused 503)",
+    ).set_function(lambda: 1 if claims.ready else 0)
+    return claims
 
 
 def _client_authenticator(
