@@ -179,7 +179,7 @@ class Settings(ServiceSettings):
     hook_token_claim_deadline_ms: int = Field(default=500, ge=10, le=5_000)
     # claims held in memory (every replica's, until they expire); past it, the one that
     # expires soonest is forgotten first
-    hook_token_claims_max: int = Field(default=1_000_000, ge=1)
+    hook_token_claims_max: int = Field(default=250_000, ge=1)
 
     # --- CORS on the CDS Hooks routes, for EHR apps that call from a browser ---
     # origins allowed (`https://ehr.example.org`), separated by spaces or commas; `*` for any

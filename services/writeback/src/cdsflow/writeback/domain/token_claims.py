@@ -62,7 +62,7 @@ def claim_expiry(value: bytes | None) -> float | None:
     return claim.expires_at.ToDatetime(tzinfo=UTC).timestamp()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClaimPosition:
     partition: int
     offset: int
