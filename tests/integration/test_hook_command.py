@@ -84,6 +84,7 @@ async def test_order_sign_with_a_draft_metformin_order_gets_the_card_to_stop_it(
         trusted_issuers=[{"iss": key.issuer, "jwks_url": sandbox_ehr.jwks_url}],
         cds_public_base_url=base_url,
         allow_loopback_http_fhir_server=True,
+        hook_token_claim_deadline_ms=5_000,
     )
     async with httpx.AsyncClient(timeout=30) as http:
         client = EhrClient(ehr.base_url, http)

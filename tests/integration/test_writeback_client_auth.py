@@ -123,6 +123,8 @@ async def trusting_writeback(
                 trusted_issuers=[{**issuer, "jwks_url": f"{keys_url}/jwks.json"}],
                 cds_public_base_url=PUBLIC_BASE_URL,
                 jwks_refetch_interval_s=0.5,
+                # generous on a loaded test machine: not about the claim's deadline
+                hook_token_claim_deadline_ms=5_000,
             )
             app = create_app(settings, telemetry=telemetry)
             async with serve_app(app, settings=settings) as base_url:

@@ -187,6 +187,8 @@ async def hook_writeback(
             "cds_public_base_url": PUBLIC_BASE_URL,
             "allow_loopback_http_fhir_server": True,
             "hook_audit_flush_s": 0.1,
+            # generous on a loaded test machine: these tests are not about the claim's deadline
+            "hook_token_claim_deadline_ms": 5_000,
         }
         settings = Settings(**{**fields, **overrides})
         with recording_telemetry("writeback", pseudonym_key) as (telemetry, _):

@@ -114,6 +114,8 @@ async def replica(
         "cds_public_base_url": PUBLIC_BASE_URL,
         "hook_token_claims_topic": f"test.hook-token-claims.{unique}",
         "hook_token_claims_partitions": 4,
+        # generous on a loaded test machine; the paused-broker test sets a short one
+        "hook_token_claim_deadline_ms": 5_000,
         **overrides,
     }
     settings = Settings(**fields)
@@ -220,7 +222,7 @@ async def test_with_the_broker_paused_a_token_is_refused_503_never_accepted(
     async with (
         own_broker(tmp_path) as broker,
         two_replicas(
-            broker.endpoints["broker"], unique, pseudonym_key, hook_token_claim_deadline_ms=300
+            broker.endpoints["broker"], unique, pseudonym_key, hook_token_claim_deadline_ms=1_000
         ) as (first, second),
     ):
         assert (await first.call(token())).status_code == 200
