@@ -30,7 +30,7 @@ from pydantic import SecretStr
 
 from bench.measures import latency_summary, percentile
 from cdsflow.runtime.parts import start_broker
-from cdsflow.service import ConsumingBroker, build_broker
+from cdsflow.service import ConsumingBroker, build_broker, kafka_connection
 from cdsflow.telemetry import TelemetrySettings, setup_telemetry
 from cdsflow.writeback.domain.token_claims import (
     ClaimLedger,
@@ -61,10 +61,11 @@ async def replica(bootstrap: str, name: str) -> AsyncIterator[tuple[TokenClaims,
     telemetry = setup_telemetry(
         f"bench-{name}", TelemetrySettings(pseudonym_key=SecretStr(PSEUDONYM_KEY))
     )
-    consuming = ConsumingBroker(build_broker(settings, telemetry, name), bootstrap)
+    kafka = kafka_connection(settings)
+    consuming = ConsumingBroker(build_broker(settings, telemetry, name, kafka=kafka), kafka)
     claims = TokenClaims(
         consuming,
-        bootstrap,
+        kafka,
         ClaimsTopic(
             TOPIC, partitions=6, replication=1, window_s=settings.hook_token_claims_window_s
         ),
