@@ -17,3 +17,7 @@ done
 /opt/kafka/bin/kafka-topics.sh --bootstrap-server "$bootstrap" --create --if-not-exists \
   --topic cdsflow-reasoner.patient-context.v1 --partitions "$partitions" --replication-factor 1 \
   --config cleanup.policy=compact
+# the writeback's hook token claims: each replica reads back only the tokens' lifetime (+ skew)
+/opt/kafka/bin/kafka-topics.sh --bootstrap-server "$bootstrap" --create --if-not-exists \
+  --topic cdsflow.hook-token-claims.v1 --partitions "$partitions" --replication-factor 1 \
+  --config retention.ms=3600000

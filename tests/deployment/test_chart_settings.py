@@ -12,7 +12,13 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
-from cdsflow.contracts import CLINICAL_EVENTS, FEEDBACK, RECOMMENDATIONS, dead_letter_topic
+from cdsflow.contracts import (
+    CLINICAL_EVENTS,
+    FEEDBACK,
+    HOOK_TOKEN_CLAIMS,
+    RECOMMENDATIONS,
+    dead_letter_topic,
+)
 from cdsflow.listener.settings import Settings as ListenerSettings
 from cdsflow.models import load_adapter_set
 from cdsflow.reasoner.settings import Settings as ReasonerSettings
@@ -184,6 +190,11 @@ def test_the_topic_job_creates_every_topic() -> None:
     for topic in values["kafka"]["topics"]["names"]:
         assert f'create "{topic}"\n' in script
     assert f'create "{reasoner.context_changelog_topic}" --config cleanup.policy=compact' in script
+    # the writeback's claims, kept for twice (at least) the window each replica reads back
+    writeback = WritebackSettings(ehr_base_url="https://ehr.example.org", hooks_auth="off")
+    retention_ms = values["kafka"]["topics"]["hookTokenClaimsRetentionMs"]
+    assert retention_ms >= 2 * writeback.hook_token_claims_window_s * 1000
+    assert f'create "{HOOK_TOKEN_CLAIMS}" --config retention.ms={retention_ms}' in script
 
 
 @pytest.mark.parametrize(

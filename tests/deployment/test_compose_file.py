@@ -18,7 +18,13 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
-from cdsflow.contracts import CLINICAL_EVENTS, FEEDBACK, RECOMMENDATIONS, dead_letter_topic
+from cdsflow.contracts import (
+    CLINICAL_EVENTS,
+    FEEDBACK,
+    HOOK_TOKEN_CLAIMS,
+    RECOMMENDATIONS,
+    dead_letter_topic,
+)
 from cdsflow.listener.settings import Settings as ListenerSettings
 from cdsflow.models import load_adapter_set
 from cdsflow.reasoner.settings import Settings as ReasonerSettings
@@ -139,6 +145,7 @@ def test_the_topic_script_creates_every_topic() -> None:
         assert topic in script
         assert dead_letter_topic(topic) in script
     assert "cdsflow-reasoner.patient-context.v1" in script
+    assert HOOK_TOKEN_CLAIMS in script
     assert "cleanup.policy=compact" in script
 
 

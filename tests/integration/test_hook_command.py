@@ -84,6 +84,7 @@ async def test_order_sign_with_a_draft_metformin_order_gets_the_card_to_stop_it(
         trusted_issuers=[{"iss": key.issuer, "jwks_url": sandbox_ehr.jwks_url}],
         cds_public_base_url=base_url,
         allow_loopback_http_fhir_server=True,
+        hook_token_claim_deadline_ms=5_000,
     )
     async with httpx.AsyncClient(timeout=30) as http:
         client = EhrClient(ehr.base_url, http)
@@ -124,10 +125,12 @@ async def test_order_sign_with_a_draft_metformin_order_gets_the_card_to_stop_it(
         ):
 
             async def rebuilt() -> bool:
-                value = telemetry.metrics.registry.get_sample_value(
-                    "cdsflow_writeback_card_state_rebuilt"
+                registry = telemetry.metrics.registry
+                # the card state read back, and hook tokens can be claimed across replicas
+                return (
+                    registry.get_sample_value("cdsflow_writeback_card_state_rebuilt") == 1
+                    and registry.get_sample_value("cdsflow_writeback_hook_token_claims_ready") == 1
                 )
-                return value == 1
 
             await eventually(rebuilt, timeout_s=60, what="the card state read back")
             command = await asyncio.create_subprocess_exec(

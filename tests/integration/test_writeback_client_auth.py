@@ -28,11 +28,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from cdsflow.runtime.processes import free_port
 from cdsflow.telemetry import Telemetry
 from cdsflow.writeback.app import create_app
 from cdsflow.writeback.settings import Settings
+from tests.conftest import KafkaEndpoint
 from tests.support.asgi import serve_app
+from tests.support.polling import eventually
 from tests.support.telemetry import recording_telemetry
 from tests.unit.writeback.client_keys import (
     SERVICE_PATH,
@@ -97,31 +98,52 @@ def patient_view() -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def trusting_writeback(pseudonym_key: str, unique: str) -> AsyncIterator[TrustingWriteback]:
+async def trusting_writeback(
+    kafka: KafkaEndpoint, pseudonym_key: str, unique: str, *, tenants: list[str] | None = None
+) -> AsyncIterator[TrustingWriteback]:
     """The writeback as deployed behind a proxy: the EHR calls PUBLIC_BASE_URL (so that is
-    each token's `aud`), and the proxy forwards to the loopback port."""
+    each token's `aud`), and the proxy forwards to the loopback port. On the real broker: an
+    accepted token is claimed on this test's claims topic (replays across replicas:
+    test_writeback_token_replays.py)."""
     key_server = KeyServer()
+    issuer: dict[str, Any] = {"iss": ISSUER, "jwks_url": ""}
+    if tenants is not None:
+        issuer["tenants"] = tenants
     async with serve_app(key_server.app()) as keys_url:
         with recording_telemetry("writeback", pseudonym_key) as (telemetry, _):
             settings = Settings(
-                # no broker: hook calls are answered from the store, and stopping is quick
-                kafka_bootstrap=f"127.0.0.1:{free_port()}",
+                kafka_bootstrap=kafka.bootstrap,
                 kafka_idempotence=False,
                 ehr_base_url=EHR,
                 recommendations_topic=f"test.recommendations.{unique}",
+                feedback_topic=f"test.feedback.{unique}",
                 consumer_group=f"test-writeback-auth-{unique}",
-                trusted_issuers=[{"iss": ISSUER, "jwks_url": f"{keys_url}/jwks.json"}],
+                hook_token_claims_topic=f"test.hook-token-claims.{unique}",
+                hook_audit_enabled=False,
+                trusted_issuers=[{**issuer, "jwks_url": f"{keys_url}/jwks.json"}],
                 cds_public_base_url=PUBLIC_BASE_URL,
                 jwks_refetch_interval_s=0.5,
+                # generous on a loaded test machine: not about the claim's deadline
+                hook_token_claim_deadline_ms=5_000,
             )
             app = create_app(settings, telemetry=telemetry)
             async with serve_app(app, settings=settings) as base_url:
+
+                async def claims_ready() -> bool:
+                    ready = telemetry.metrics.registry.get_sample_value(
+                        "cdsflow_writeback_hook_token_claims_ready"
+                    )
+                    return ready == 1
+
+                await eventually(claims_ready, timeout_s=60, what="hook token claims ready")
                 yield TrustingWriteback(base_url, telemetry, key_server)
 
 
 @pytest.fixture
-async def writeback(pseudonym_key: str, unique: str) -> AsyncIterator[TrustingWriteback]:
-    async with trusting_writeback(pseudonym_key, unique) as running:
+async def writeback(
+    kafka: KafkaEndpoint, pseudonym_key: str, unique: str
+) -> AsyncIterator[TrustingWriteback]:
+    async with trusting_writeback(kafka, pseudonym_key, unique) as running:
         yield running
 
 
@@ -292,11 +314,11 @@ authorization_values = st.one_of(
 
 
 def test_a_hostile_authorization_header_is_a_4xx_never_a_5xx(
-    pseudonym_key: str, unique: str
+    kafka: KafkaEndpoint, pseudonym_key: str, unique: str
 ) -> None:
     async def scenario() -> None:
         async with (
-            trusting_writeback(pseudonym_key, unique) as running,
+            trusting_writeback(kafka, pseudonym_key, unique) as running,
             httpx.AsyncClient(base_url=running.base_url, timeout=30) as client,
         ):
             signed = running.token(es384_key()).split(".")
@@ -350,3 +372,29 @@ async def test_feedback_is_authenticated_like_the_hooks_for_its_own_url(
     # past authentication, the body is judged: 400 naming the member, never a 5xx
     assert accepted.status_code == 400, accepted.text
     assert "'feedback[0].outcome'" in accepted.json()["issue"][0]["diagnostics"]
+
+
+async def test_an_issuer_listing_tenants_is_trusted_only_for_them(
+    kafka: KafkaEndpoint, pseudonym_key: str, unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with (
+        trusting_writeback(
+            kafka, pseudonym_key, unique, tenants=["north-hospital", "south-clinic"]
+        ) as running,
+        httpx.AsyncClient(base_url=running.base_url, timeout=30) as client,
+    ):
+        key = es384_key()
+        for tenant in ("north-hospital", "south-clinic"):
+            accepted = await call(client, bearer(running.token(key, claims={"tenant": tenant})))
+            assert accepted.status_code == 200, accepted.text
+
+        assert_bare_401(await call(client, bearer(running.token(key))))
+        assert running.rejections("tenant-missing") == 1
+        refused = running.token(key, claims={"tenant": "east-hospital-7f3a"})
+        assert_bare_401(await call(client, bearer(refused)))
+        assert running.rejections("tenant-not-allowed") == 1
+    # counted by reason; no tenant, allowed or not, is ever logged
+    logged = " ".join(record.getMessage() + str(record.__dict__) for record in caplog.records)
+    for tenant in ("north-hospital", "south-clinic", "east-hospital-7f3a"):
+        assert tenant not in logged

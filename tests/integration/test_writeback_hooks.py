@@ -187,6 +187,8 @@ async def hook_writeback(
             "cds_public_base_url": PUBLIC_BASE_URL,
             "allow_loopback_http_fhir_server": True,
             "hook_audit_flush_s": 0.1,
+            # generous on a loaded test machine: these tests are not about the claim's deadline
+            "hook_token_claim_deadline_ms": 5_000,
         }
         settings = Settings(**{**fields, **overrides})
         with recording_telemetry("writeback", pseudonym_key) as (telemetry, _):
@@ -196,10 +198,13 @@ async def hook_writeback(
             ):
 
                 async def rebuilt() -> bool:
-                    value = telemetry.metrics.registry.get_sample_value(
-                        "cdsflow_writeback_card_state_rebuilt"
+                    registry = telemetry.metrics.registry
+                    # the card state read back, and hook tokens can be claimed across replicas
+                    return (
+                        registry.get_sample_value("cdsflow_writeback_card_state_rebuilt") == 1
+                        and registry.get_sample_value("cdsflow_writeback_hook_token_claims_ready")
+                        == 1
                     )
-                    return value == 1
 
                 await eventually(rebuilt, timeout_s=60, what="the card state read back")
                 yield HookWriteback(base, settings, telemetry, http)

@@ -46,3 +46,17 @@ def test_rejects_what_is_not_a_local_patient_reference(bad: str) -> None:
 def test_short_secret_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 16"):
         PatientKeyer("short")
+
+
+def test_a_keyed_digest_is_stable_keyed_and_apart_per_purpose() -> None:
+    keyer = PatientKeyer("a-long-enough-test-secret")
+    digest = keyer.keyed_digest("hook-token-claim", '["https://ehr.example.org/", "j-1"]')
+    assert digest == keyer.keyed_digest("hook-token-claim", '["https://ehr.example.org/", "j-1"]')
+    assert len(digest) == 32
+    assert "j-1" not in digest
+    assert digest != keyer.keyed_digest("another-purpose", '["https://ehr.example.org/", "j-1"]')
+    assert digest != PatientKeyer("another-long-test-secret").keyed_digest(
+        "hook-token-claim", '["https://ehr.example.org/", "j-1"]'
+    )
+    with pytest.raises(ValueError, match="purpose"):
+        keyer.keyed_digest("", "x")

@@ -7,6 +7,7 @@ real loopback server in tests/integration/test_writeback_client_auth.py.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import time
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from cdsflow.writeback.client_auth import ClientAuthenticator, ClientTokenPolicy, JwksCache
 from cdsflow.writeback.domain.client_tokens import SeenTokens, TokenRejected, TrustedIssuer
+from cdsflow.writeback.domain.token_claims import ClaimUnconfirmed
 
 from .client_keys import (
     AUDIENCE,
@@ -365,3 +367,92 @@ async def test_the_token_is_never_logged(
     await verifier.reason(bearer(token))
     assert caplog.records  # the failed fetch is logged ...
     assert not [r for r in caplog.records if token.split(".")[1] in r.getMessage()]
+
+
+# ---- the tenant claim ------------------------------------------------------------------------
+
+
+@dataclass
+class ClaimsTopic:
+    """Stands in for the claims topic: the keys claimed by every replica, in order."""
+
+    claimed: list[tuple[str, str]] = field(default_factory=list)
+    unconfirmed: bool = False
+
+    async def first_use(self, iss: str, jti: str, expires_at: float) -> bool:
+        if self.unconfirmed:
+            raise ClaimUnconfirmed("TimeoutError")
+        first = (iss, jti) not in self.claimed
+        self.claimed.append((iss, jti))
+        return first
+
+
+@contextlib.asynccontextmanager
+async def replica(
+    claims: ClaimsTopic, tenants: frozenset[str] = frozenset()
+) -> AsyncIterator[ClientAuthenticator]:
+    keys = KeyServer(sets={JWKS_URL: jwks(es384_key(), rs384_key())})
+    policy = ClientTokenPolicy(
+        issuers={ISSUER: TrustedIssuer(ISSUER, JWKS_URL, tenants=tenants)},
+        algorithms=frozenset({"ES384", "RS384"}),
+        public_base_urls=(PUBLIC_BASE_URL,),
+        skew_s=SKEW_S,
+        max_lifetime_s=600,
+    )
+    async with httpx.AsyncClient(transport=httpx.MockTransport(keys.handle)) as http:
+        cache = JwksCache(http, ttl_s=300, refetch_interval_s=10)
+        yield ClientAuthenticator(policy, cache, SeenTokens(1000), claims=claims)
+
+
+async def reason_of(authenticator: ClientAuthenticator, token: str) -> str:
+    with pytest.raises(TokenRejected) as rejected:
+        await authenticator.authenticate(bearer(token), SERVICE_PATH)
+    return rejected.value.reason
+
+
+async def test_an_issuer_listing_tenants_accepts_only_their_tokens() -> None:
+    claims = ClaimsTopic()
+    async with replica(claims, frozenset({"north-hospital", "south-clinic"})) as authenticator:
+        for tenant in ("north-hospital", "south-clinic"):
+            token = hook_token(es384_key(), claims={"tenant": tenant})
+            assert await authenticator.authenticate(bearer(token), SERVICE_PATH) == ISSUER
+
+        assert await reason_of(authenticator, hook_token(es384_key())) == "tenant-missing"
+        for other in ("east-hospital", "North-Hospital", "", ["north-hospital"], 7):
+            token = hook_token(es384_key(), claims={"tenant": other})
+            assert await reason_of(authenticator, token) == "tenant-not-allowed"
+    # a refused token is never claimed: only the two accepted ones are on the topic
+    assert len(claims.claimed) == 2
+
+
+async def test_an_issuer_without_tenants_does_not_look_at_the_claim() -> None:
+    async with replica(ClaimsTopic()) as authenticator:
+        for token in (hook_token(es384_key()), hook_token(es384_key(), claims={"tenant": "x"})):
+            assert await authenticator.authenticate(bearer(token), SERVICE_PATH) == ISSUER
+
+
+# ---- the replay check across replicas ----------------------------------------------------------
+
+
+async def test_a_token_claimed_by_another_replica_is_a_replay() -> None:
+    claims = ClaimsTopic()  # shared, as the topic is
+    token = hook_token(es384_key())
+    async with replica(claims) as first, replica(claims) as second:
+        assert await first.authenticate(bearer(token), SERVICE_PATH) == ISSUER
+        assert await reason_of(second, token) == "replayed"
+        assert await second.authenticate(bearer(hook_token(es384_key())), SERVICE_PATH) == ISSUER
+
+
+async def test_a_replay_to_the_same_replica_is_refused_before_any_claim() -> None:
+    claims = ClaimsTopic()
+    token = hook_token(es384_key())
+    async with replica(claims) as authenticator:
+        await authenticator.authenticate(bearer(token), SERVICE_PATH)
+        assert await reason_of(authenticator, token) == "replayed"
+    assert len(claims.claimed) == 1
+
+
+async def test_an_unconfirmed_claim_is_never_an_accepted_token() -> None:
+    async with replica(ClaimsTopic(unconfirmed=True)) as authenticator:
+        with pytest.raises(ClaimUnconfirmed):
+            await authenticator.authenticate(bearer(hook_token(es384_key())), SERVICE_PATH)

@@ -278,3 +278,60 @@ def test_any_origin_only_without_credentials() -> None:
             cors_allowed_origins="*",
             cors_allow_credentials=True,
         )
+
+
+@pytest.mark.usefixtures("trusted_ehr")
+def test_replay_claims_across_replicas_defaults() -> None:
+    settings = Settings(ehr_base_url="http://ehr.example.org/fhir")
+    assert settings.hook_token_claims_topic == "cdsflow.hook-token-claims.v1"
+    assert settings.hook_token_claims_partitions == 6
+    assert settings.hook_token_claims_replication == 1
+    assert settings.hook_token_claim_deadline_ms == 500
+    assert settings.hook_token_claims_max == 250_000
+    # a claim of any token still alive: the longest lifetime and the skew on both ends
+    assert settings.hook_token_claims_window_s == 600 + 2 * 30
+
+
+@pytest.mark.usefixtures("trusted_ehr")
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("hook_token_claim_deadline_ms", 9),
+        ("hook_token_claim_deadline_ms", 5001),
+        ("hook_token_claims_partitions", 0),
+        ("hook_token_claims_replication", 0),
+        ("hook_token_claims_max", 0),
+        ("hook_token_claims_topic", ""),
+    ],
+)
+def test_replay_claim_settings_out_of_range_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: object
+) -> None:
+    monkeypatch.setenv(f"CDSFLOW_{name.upper()}", str(value))
+    with pytest.raises(ValidationError, match=name):
+        Settings(ehr_base_url="http://ehr.example.org/fhir")
+
+
+def test_an_issuer_may_list_the_tenants_it_speaks_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDSFLOW_CDS_PUBLIC_BASE_URL", "https://cds.example.org/")
+    monkeypatch.setenv(
+        "CDSFLOW_TRUSTED_ISSUERS",
+        '[{"iss": "https://ehr.example.org/", "jwks_url": "https://ehr.example.org/jwks",'
+        ' "tenants": ["north-hospital", "south-clinic"]}]',
+    )
+    [issuer] = Settings(ehr_base_url="http://ehr.example.org/fhir").trusted_issuers
+    assert issuer.trusted().tenants == frozenset({"north-hospital", "south-clinic"})
+
+
+@pytest.mark.parametrize("tenant", ['""', '" north"', '"  "', "7"])
+def test_a_tenant_must_be_a_plain_non_empty_string(
+    monkeypatch: pytest.MonkeyPatch, tenant: str
+) -> None:
+    monkeypatch.setenv("CDSFLOW_CDS_PUBLIC_BASE_URL", "https://cds.example.org/")
+    monkeypatch.setenv(
+        "CDSFLOW_TRUSTED_ISSUERS",
+        '[{"iss": "https://ehr.example.org/", "jwks_url": "https://ehr.example.org/jwks",'
+        f' "tenants": [{tenant}]}}]',
+    )
+    with pytest.raises(ValidationError, match="tenants"):
+        Settings(ehr_base_url="http://ehr.example.org/fhir")

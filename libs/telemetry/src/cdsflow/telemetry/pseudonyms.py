@@ -32,3 +32,12 @@ class PatientKeyer:
             raise ValueError("not a Patient reference of the form Patient/<id>")
         digest = hmac.new(self._secret, patient_reference.encode(), hashlib.sha256).hexdigest()
         return digest[:_KEY_HEX_CHARS]
+
+    def keyed_digest(self, purpose: str, value: str) -> str:
+        """A keyed pseudonym of something other than a patient (e.g. a hook token's issuer and
+        `jti`), 32 hex characters; `purpose` keeps it apart from every patient key and from
+        other purposes' digests of the same value."""
+        if not purpose or "\x00" in purpose:
+            raise ValueError("a digest's purpose is a non-empty label without NUL")
+        message = purpose.encode() + b"\x00" + value.encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:_KEY_HEX_CHARS]

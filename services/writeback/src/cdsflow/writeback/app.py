@@ -25,6 +25,7 @@ from cdsflow.models import ModelAdapter
 from cdsflow.service import (
     ConsumingBroker,
     DeadLetters,
+    KafkaConnection,
     add_operational_routes,
     build_broker,
     ehr_auth,
@@ -44,6 +45,7 @@ from cdsflow.writeback.domain.ehr_circuit_breaker import CircuitBreaker, Circuit
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations
 from cdsflow.writeback.domain.recorded_feedback import RecordedFeedback
 from cdsflow.writeback.domain.retry_schedule import RetrySchedule
+from cdsflow.writeback.domain.token_claims import ClaimLedger
 from cdsflow.writeback.domain.writeback_bundle import BundleWording
 from cdsflow.writeback.ehr_writes import EhrWriter
 from cdsflow.writeback.feedback_api import FeedbackCounter, FeedbackPublisher, feedback_router
@@ -60,6 +62,7 @@ from cdsflow.writeback.model_scoring import TritonScorer
 from cdsflow.writeback.on_demand import OnDemandScoring, PageBounds
 from cdsflow.writeback.recommendations_tail import FeedbackSnoozing, RecommendationsTail
 from cdsflow.writeback.settings import Settings
+from cdsflow.writeback.token_claims import ClaimMetrics, ClaimsTopic, TokenClaims
 
 SERVICE_NAME = "writeback"
 logger = logging.getLogger(__name__)
@@ -112,8 +115,15 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             retry_pause_s=settings.writeback_retry_pause_s,
         )
         _subscribe(broker, settings, consumer)
+        # started in the background: the writeback comes up, not ready, while Kafka is down
+        consuming = ConsumingBroker(broker, kafka)
+        app.state.consuming = consuming
+        token_claims = None
+        if settings.hooks_auth == "on":
+            token_claims = _token_claims(settings, consuming, kafka, telemetry)
+        app.state.token_claims = token_claims
         jwks_http = httpx.AsyncClient(timeout=settings.jwks_timeout_s)
-        app.state.client_auth = _client_authenticator(settings, jwks_http)
+        app.state.client_auth = _client_authenticator(settings, jwks_http, token_claims)
         # on-demand scoring: Triton, and a client for the EHR's fhirServer that carries only
         # the hook call's own bearer token (never ours) and follows no redirect
         scorer = None
@@ -134,9 +144,6 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             page_bounds=PageBounds(settings.prefetch_max_pages, settings.prefetch_max_entries),
             next_pages=metrics.prefetch_next_pages,
         )
-        # started in the background: the writeback comes up, not ready, while Kafka is down
-        consuming = ConsumingBroker(broker, kafka)
-        app.state.consuming = consuming
         app.state.http = http
         # every replica's card state: the topic read back and followed, apart from the group
         tail = RecommendationsTail(
@@ -169,6 +176,8 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         try:
             consuming.start()
             tail.start()
+            if token_claims is not None:
+                token_claims.start()
             if audits is not None:
                 audits.start()
             if settings.gc_freeze_at_start:
@@ -182,6 +191,8 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             if audits is not None:
                 await audits.stop()
             await tail.stop()
+            if token_claims is not None:
+                await token_claims.stop()
             await consuming.stop()
             await http.aclose()
             await jwks_http.aclose()
@@ -244,14 +255,17 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         tail: RecommendationsTail = request.app.state.tail
         broker_ready = await consuming.is_ready(timeout)
         ehr_ready = await _ehr_answers(request.app.state.http, settings.ehr_base_url, timeout)
-        return readiness_response(
-            {
-                "broker": broker_ready,
-                "ehr": ehr_ready,
-                "ehr_circuit_closed": breaker.state is CircuitState.CLOSED,
-                "recommendations_read_back": store.rebuilt and tail.caught_up,
-            }
-        )
+        checks = {
+            "broker": broker_ready,
+            "ehr": ehr_ready,
+            "ehr_circuit_closed": breaker.state is CircuitState.CLOSED,
+            "recommendations_read_back": store.rebuilt and tail.caught_up,
+        }
+        token_claims: TokenClaims | None = request.app.state.token_claims
+        if token_claims is not None:
+            # false while hook tokens cannot be checked for replays across replicas
+            checks["hook_token_claims"] = token_claims.ready
+        return readiness_response(checks)
 
     instrument_app(app, telemetry)
     return app
@@ -323,7 +337,37 @@ def _logged_opening(opened: Counter, open_s: float) -> Callable[[], None]:
     return on_open
 
 
-def _client_authenticator(settings: Settings, http: httpx.AsyncClient) -> ClientAuthenticator:
+def _token_claims(
+    settings: Settings, consuming: ConsumingBroker, kafka: KafkaConnection, telemetry: Telemetry
+) -> TokenClaims:
+    """Each accepted hook token claimed on the claims topic, read back by every replica;
+    whether that works now in `cdsflow_writeback_hook_token_claims_ready`."""
+    claims = TokenClaims(
+        consuming,
+        kafka,
+        ClaimsTopic(
+            name=settings.hook_token_claims_topic,
+            partitions=settings.hook_token_claims_partitions,
+            replication=settings.hook_token_claims_replication,
+            window_s=settings.hook_token_claims_window_s,
+        ),
+        keyed_digest=telemetry.patient_keyer.keyed_digest,
+        deadline_s=settings.hook_token_claim_deadline_ms / 1000,
+        ledger=ClaimLedger(settings.hook_token_claims_max),
+        metrics=ClaimMetrics.on(telemetry.metrics),
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        request_timeout_ms=round(settings.readiness_timeout_s * 1000) + 3_000,
+    )
+    telemetry.metrics.gauge(
+        "writeback_hook_token_claims_ready",
+        "1 while hook tokens can be claimed across replicas (else calls are refused 503)",
+    ).set_function(lambda: 1 if claims.ready else 0)
+    return claims
+
+
+def _client_authenticator(
+    settings: Settings, http: httpx.AsyncClient, claims: TokenClaims | None
+) -> ClientAuthenticator:
     policy = ClientTokenPolicy(
         issuers={issuer.iss: issuer.trusted() for issuer in settings.trusted_issuers},
         algorithms=frozenset(settings.hook_token_algorithms),
@@ -336,7 +380,7 @@ def _client_authenticator(settings: Settings, http: httpx.AsyncClient) -> Client
         ttl_s=settings.jwks_cache_ttl_s,
         refetch_interval_s=settings.jwks_refetch_interval_s,
     )
-    return ClientAuthenticator(policy, keys, SeenTokens(settings.seen_tokens_max))
+    return ClientAuthenticator(policy, keys, SeenTokens(settings.seen_tokens_max), claims=claims)
 
 
 def _subscribe(broker: KafkaBroker, settings: Settings, consumer: RecommendationConsumer) -> None:

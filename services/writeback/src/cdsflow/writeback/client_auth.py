@@ -2,7 +2,9 @@
 
 The rules themselves are pure (`domain/client_tokens.py`); here are the parts with I/O and
 state: the JWKS of each trusted issuer, fetched over HTTP and cached, and the tokens already
-seen. The token is never logged, and no refusal says which rule failed to the caller.
+seen: first in this process, then, across replicas, claimed on the claims topic
+(`token_claims.py`). The token is never logged, and no refusal says which rule failed to the
+caller.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import jwt
@@ -27,6 +29,7 @@ from cdsflow.writeback.domain.client_tokens import (
     bearer_token,
     check_header,
     check_lifetime,
+    check_tenant,
     jwks_url_for,
     trusted_issuer,
 )
@@ -130,6 +133,12 @@ class JwksCache:
         }
 
 
+class ReplicaClaims(Protocol):
+    """The tokens' first use across replicas (`token_claims.TokenClaims`)."""
+
+    async def first_use(self, iss: str, jti: str, expires_at: float) -> bool: ...
+
+
 @dataclass(frozen=True)
 class ClientTokenPolicy:
     """What a hook call's JWT must be (see `Settings` for each value's meaning)."""
@@ -150,10 +159,13 @@ class ClientAuthenticator:
         keys: JwksCache,
         seen: SeenTokens,
         clock: Callable[[], float] = time.time,
+        *,
+        claims: ReplicaClaims | None = None,
     ) -> None:
         self._policy = policy
         self._keys = keys
         self._seen = seen
+        self._claims = claims
         self._clock = clock
         self._public_keys: dict[tuple[str, str], jwt.PyJWK] = {}
 
@@ -162,7 +174,8 @@ class ClientAuthenticator:
         return self._policy.issuers.get(iss)
 
     async def authenticate(self, authorization: str | None, service_path: str) -> str:
-        """The caller's `iss` when the token is good; else `TokenRejected(reason)`."""
+        """The caller's `iss` when the token is good; else `TokenRejected(reason)`, or
+        `ClaimUnconfirmed` when whether it is a replay cannot be known in time (503)."""
         policy = self._policy
         token = bearer_token(authorization)
         try:
@@ -176,11 +189,17 @@ class ClientAuthenticator:
         issuer = trusted_issuer(unverified, policy.issuers)
         jwk = await self._keys.signing_key(jwks_url_for(header, issuer), kid)
         claims = self._verified_claims(token, str(header["alg"]), jwk, issuer, service_path)
-        expires_at = check_lifetime(claims, policy.max_lifetime_s)
+        expires_at = check_lifetime(claims, policy.max_lifetime_s) + policy.skew_s
+        check_tenant(claims, issuer)
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise TokenRejected("malformed")
-        if not self._seen.first_use(issuer.iss, jti, expires_at + policy.skew_s, self._clock()):
+        # this process first (no round trip), then every replica through the claims topic
+        if not self._seen.first_use(issuer.iss, jti, expires_at, self._clock()):
+            raise TokenRejected("replayed")
+        if self._claims is not None and not await self._claims.first_use(
+            issuer.iss, jti, expires_at
+        ):
             raise TokenRejected("replayed")
         return issuer.iss
 

@@ -34,10 +34,12 @@ from cdsflow.writeback.domain.feedback_requests import parse_feedback_request
 from cdsflow.writeback.domain.hook_requests import InvalidHookRequest
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations
 from cdsflow.writeback.domain.recorded_feedback import RecordedFeedback
+from cdsflow.writeback.domain.token_claims import ClaimUnconfirmed
 from cdsflow.writeback.handlers import (
     HookLimits,
     WritebackMetrics,
     problem_response,
+    replay_check_unavailable_response,
     unauthenticated_response,
 )
 
@@ -115,6 +117,8 @@ def feedback_router(
         except TokenRejected as rejected:
             metrics.token_rejections.labels(reason=rejected.reason).inc()
             return unauthenticated_response()
+        except ClaimUnconfirmed:
+            return replay_check_unavailable_response()
         except RequestRefused as refused:
             metrics.hook_refusals.labels(reason=refused.reason).inc()
             return problem_response(refused.status_code, refused.issue_code, refused.description)

@@ -283,6 +283,17 @@ def unauthenticated_response() -> JSONResponse:
     )
 
 
+def replay_check_unavailable_response() -> JSONResponse:
+    """503 when a token's claim across replicas could not be confirmed in time (the broker is
+    down): the call is not answered unverified; the EHR may call again with a new token."""
+    return outcome_response(
+        503,
+        "transient",
+        "the call could not be authenticated now; try again",
+        headers={"Retry-After": "1"},
+    )
+
+
 def problem_response(status_code: int, code: str, diagnostics: str) -> JSONResponse:
     """An OperationOutcome naming what was wrong; never a value from the request."""
     return outcome_response(status_code, code, diagnostics)

@@ -47,10 +47,12 @@ from cdsflow.writeback.domain.hook_requests import (
     parse_hook_request,
 )
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations, stored
+from cdsflow.writeback.domain.token_claims import ClaimUnconfirmed
 from cdsflow.writeback.handlers import (
     HookLimits,
     WritebackMetrics,
     problem_response,
+    replay_check_unavailable_response,
     unauthenticated_response,
 )
 from cdsflow.writeback.hook_audits import HookAuditTrail
@@ -114,6 +116,8 @@ def cds_hooks_router(
         except TokenRejected as rejected:
             metrics.token_rejections.labels(reason=rejected.reason).inc()
             return unauthenticated_response()
+        except ClaimUnconfirmed:
+            return replay_check_unavailable_response()
         except RequestRefused as refused:
             metrics.hook_refusals.labels(reason=refused.reason).inc()
             return problem_response(refused.status_code, refused.issue_code, refused.description)

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from cdsflow.contracts import FEEDBACK, RECOMMENDATIONS
+from cdsflow.contracts import FEEDBACK, HOOK_TOKEN_CLAIMS, RECOMMENDATIONS
 from cdsflow.service import HttpPort, ServiceSettings
 from cdsflow.writeback.domain.client_tokens import (
     ASYMMETRIC_ALGORITHMS,
@@ -43,6 +43,16 @@ class TrustedIssuerSetting(BaseModel):
     # may name as `fhirServer` for the writeback to fetch missing prefetch from, with the
     # call's `fhirAuthorization`; empty: never fetch for this issuer
     fhir_servers: list[str] = Field(default_factory=list)
+    # the organisations it may speak for (the token's `tenant` claim, CDS Hooks 2.0); empty:
+    # `tenant` is not checked; listed: a token without `tenant`, or with another, is a 401
+    tenants: list[str] = Field(default_factory=list)
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenants_named(cls, value: list[str]) -> list[str]:
+        if any(not tenant.strip() or tenant != tenant.strip() for tenant in value):
+            raise ValueError("a tenant is a non-empty string without surrounding spaces")
+        return value
 
     @model_validator(mode="after")
     def _keys_from_somewhere_safe(self) -> TrustedIssuerSetting:
@@ -61,7 +71,11 @@ class TrustedIssuerSetting(BaseModel):
 
     def trusted(self) -> TrustedIssuer:
         return TrustedIssuer(
-            self.iss, self.jwks_url, tuple(self.jku_allowed), tuple(self.fhir_servers)
+            self.iss,
+            self.jwks_url,
+            tuple(self.jku_allowed),
+            tuple(self.fhir_servers),
+            frozenset(self.tenants),
         )
 
 
@@ -154,6 +168,18 @@ class Settings(ServiceSettings):
     jwks_refetch_interval_s: float = Field(default=10.0, ge=0)
     jwks_timeout_s: float = Field(default=5.0, gt=0)
     seen_tokens_max: int = Field(default=100_000, ge=1)
+    # --- a replayed token refused on every replica (README "Replays across replicas") ---
+    # each accepted token is claimed here (key: a keyed hash of iss and jti); every replica
+    # reads the topic back from now - (max lifetime + 2 x skew)
+    hook_token_claims_topic: str = Field(default=HOOK_TOKEN_CLAIMS, min_length=1)
+    # partitions and replicas of the claims topic, when the writeback creates it
+    hook_token_claims_partitions: int = Field(default=6, ge=1, le=1_000)
+    hook_token_claims_replication: int = Field(default=1, ge=1, le=10)
+    # the longest a hook call waits for its token's claim to be confirmed; past it: 503
+    hook_token_claim_deadline_ms: int = Field(default=500, ge=10, le=5_000)
+    # claims held in memory (every replica's, until they expire); past it, the one that
+    # expires soonest is forgotten first
+    hook_token_claims_max: int = Field(default=250_000, ge=1)
 
     # --- CORS on the CDS Hooks routes, for EHR apps that call from a browser ---
     # origins allowed (`https://ehr.example.org`), separated by spaces or commas; `*` for any
@@ -230,6 +256,11 @@ class Settings(ServiceSettings):
     @property
     def cors_origins(self) -> tuple[str, ...]:
         return tuple(self.cors_allowed_origins.replace(",", " ").split())
+
+    @property
+    def hook_token_claims_window_s(self) -> float:
+        """How far back each replica reads the claims: a claim of any token still alive."""
+        return self.hook_token_max_lifetime_s + 2 * self.hook_token_skew_s
 
     @property
     def public_base_urls(self) -> tuple[str, ...]:

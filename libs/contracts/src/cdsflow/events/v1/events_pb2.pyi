@@ -683,3 +683,32 @@ class Feedback(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Feedback: _TypeAlias = Feedback  # noqa: Y015
+
+@_typing.final
+class HookTokenClaim(_message.Message):
+    """One accepted CDS Hooks JWT, claimed by the writeback replica that accepted it, published on
+    cdsflow.hook-token-claims.v1. The key is a keyed hash of the token's (iss, jti), never the
+    token or its claims; the partition is chosen by the key, so every claim of one token lands
+    on one partition, and the claim with the lowest offset is the one accepted: a later one is a
+    replay, on whichever replica it arrived.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """The token's exp plus the allowed clock skew: past it, the claim is forgotten."""
+
+    def __init__(
+        self,
+        *,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HookTokenClaim: _TypeAlias = HookTokenClaim  # noqa: Y015

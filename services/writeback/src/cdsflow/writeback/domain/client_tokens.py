@@ -41,6 +41,9 @@ class TrustedIssuer:
     jku_allowed: tuple[str, ...] = ()
     # the FHIR servers its calls may have the writeback fetch prefetch from (URL prefixes)
     fhir_servers: tuple[str, ...] = ()
+    # the organisations (the `tenant` claim, CDS Hooks 2.0) it may speak for; empty: the
+    # claim is not checked
+    tenants: frozenset[str] = frozenset()
 
     def may_fetch_from(self, fhir_server: str) -> bool:
         """Whether `fhir_server` is at or below one of this issuer's allowed FHIR servers."""
@@ -125,6 +128,18 @@ def check_lifetime(claims: dict[str, Any], max_lifetime_s: float) -> float:
     return exp
 
 
+def check_tenant(claims: dict[str, Any], issuer: TrustedIssuer) -> None:
+    """When the issuer lists tenants, the token's `tenant` must be one of them (a token
+    without one is refused too)."""
+    if not issuer.tenants:
+        return
+    tenant = claims.get("tenant")
+    if tenant is None:
+        raise TokenRejected("tenant-missing")
+    if not isinstance(tenant, str) or tenant not in issuer.tenants:
+        raise TokenRejected("tenant-not-allowed")
+
+
 def _number(value: object) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise TokenRejected("malformed")
@@ -148,7 +163,8 @@ def is_https_or_loopback_http(url: str) -> bool:
 class SeenTokens:
     """The `(iss, jti)` of each accepted token until it expires, so that a replay within the
     token's lifetime is refused. Bounded: past `max_tokens`, the entry that expires soonest
-    is forgotten first. In this process only (not shared across replicas)."""
+    is forgotten first. In this process only: in front of the claims topic
+    (`domain/token_claims.py`), so that a replay to the same replica costs no round trip."""
 
     max_tokens: int
     _expiries: dict[tuple[str, str], float] = field(default_factory=dict)
