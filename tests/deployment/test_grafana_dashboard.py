@@ -42,6 +42,8 @@ def test_the_dashboard_shows_what_an_sre_watches() -> None:
     for needed in (
         "cdsflow_listener_notifications_total",  # notifications accepted / rejected
         "kafka_consumergroup_lag",  # consumer lag per group
+        "cdsflow_writeback_event_to_card_seconds_bucket",  # end-to-end latency
+        "cdsflow_writeback_event_to_ehr_write_seconds_bucket",  # ... to the EHR write
         "nv_inference_queue_duration_us",  # Triton queue time
         "nv_inference_compute_infer_duration_us",  # Triton compute time
         "nv_inference_exec_count",  # Triton batch size

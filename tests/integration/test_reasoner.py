@@ -138,6 +138,7 @@ def clinical_event(
         source=EventSource(ehr_base_url=ehr.base_url),
     )
     event.occurred_at.FromDatetime(datetime.now(UTC))
+    event.received_at.FromDatetime(datetime.now(UTC))
     return event
 
 
@@ -355,6 +356,8 @@ async def test_a_deteriorating_patient_gets_a_high_risk_recommendation(
     assert recommendation.adapter_id == "deterioration-risk"
     assert recommendation.mode == Mode.MODE_ACTIVE
     assert recommendation.trace_id == TRACE_ID
+    # the writeback measures the end-to-end latency from when the listener received it
+    assert recommendation.event_received_at == event.received_at
     score, log_odds = recommendation.scores
     assert (score.name, score.band) == ("deterioration_risk", "high")
     assert score.value >= 0.3

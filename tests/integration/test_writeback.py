@@ -13,7 +13,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -276,6 +276,40 @@ async def test_an_active_recommendation_becomes_a_card_and_one_risk_assessment(
     ]
     for span in writeback.spans.get_finished_spans():
         assert patient_id not in f"{span.name} {dict(span.attributes or {})}"
+
+
+async def test_the_end_to_end_latency_is_measured_from_when_the_listener_received_the_change(
+    writeback: RunningWriteback, ehr: EhrEndpoint, http: httpx.AsyncClient
+) -> None:
+    registry = writeback.telemetry.metrics.registry
+    adapter = {"adapter": "deterioration-risk"}  # a message without adapter_id: the legacy one
+
+    def observed(name: str) -> tuple[float, float]:
+        count = registry.get_sample_value(f"{name}_count", adapter) or 0.0
+        return count, registry.get_sample_value(f"{name}_sum", adapter) or 0.0
+
+    to_write = "cdsflow_writeback_event_to_ehr_write_seconds"
+    to_card = "cdsflow_writeback_event_to_card_seconds"
+    before = {name: observed(name) for name in (to_write, to_card)}
+    patient_id = await create_patient(http, ehr)
+    recommendation = recommendation_for(writeback, ehr.base_url, patient_id)
+    received = datetime.now(UTC) - timedelta(seconds=3)
+    recommendation.event_received_at.FromDatetime(received)
+    written_before = writeback.writebacks("written")
+
+    await writeback.publish(recommendation)
+    await writeback.publish(recommendation)  # a redelivery is no second first write
+    await writeback.wait_for_writebacks("written", int(written_before) + 2)
+
+    async def card_seen() -> bool:
+        return observed(to_card)[0] > before[to_card][0]
+
+    await eventually(card_seen, timeout_s=30, what="the card's end-to-end latency")
+    count, total = observed(to_write)
+    assert count == before[to_write][0] + 1
+    assert total - before[to_write][1] >= 3.0  # at least the 3 s since it was received
+    card_count, card_total = observed(to_card)
+    assert card_total - before[to_card][1] >= 3.0 * (card_count - before[to_card][0])
 
 
 async def test_a_shadow_recommendation_is_neither_shown_nor_written_back(

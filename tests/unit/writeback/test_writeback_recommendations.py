@@ -13,6 +13,7 @@ from cdsflow.writeback.domain.recommendations import (
     may_be_kept,
     mode_name,
     recommendation_problems,
+    seconds_since_received,
 )
 
 from .sample_recommendations import EHR_BASE_URL, recommendation
@@ -93,3 +94,13 @@ def test_only_valid_recommendations_from_our_ehr_may_enter_the_card_state() -> N
     foreign = recommendation()
     foreign.ehr_base_url = "http://other-ehr.example.org/fhir"
     assert not may_be_kept(foreign, EHR_BASE_URL)
+
+
+def test_seconds_since_received_counts_from_the_listener_receiving_the_change() -> None:
+    message = Recommendation()
+    assert seconds_since_received(message, 1_000.0) is None  # from before the field existed
+    message.event_received_at.seconds = 990
+    message.event_received_at.nanos = 500_000_000
+    assert seconds_since_received(message, 1_000.0) == pytest.approx(9.5)
+    # a clock behind the listener's is no negative latency
+    assert seconds_since_received(message, 980.0) == 0.0

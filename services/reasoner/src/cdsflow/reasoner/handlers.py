@@ -314,16 +314,18 @@ class ClinicalEventHandler:
         recommendations = []
         for (reader, inputs, model), tensors in zip(calls, outputs, strict=True):
             result = interpret_outputs(reader.adapter, inputs, tensors)
-            recommendations.append(
-                recommendation_message(
-                    reader.adapter,
-                    inputs,
-                    result,
-                    model_version=model.version,
-                    mode=model.mode,
-                    subject=subject,
-                )
+            message = recommendation_message(
+                reader.adapter,
+                inputs,
+                result,
+                model_version=model.version,
+                mode=model.mode,
+                subject=subject,
             )
+            if event.event.HasField("received_at"):
+                # where the writeback's end-to-end latency starts
+                message.event_received_at.CopyFrom(event.event.received_at)
+            recommendations.append(message)
         return recommendations
 
     async def _publish(self, recommendation: Recommendation) -> Delivery:

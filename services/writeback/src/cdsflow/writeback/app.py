@@ -161,6 +161,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             ),
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             request_timeout_ms=round(settings.readiness_timeout_s * 1000) + 3_000,
+            card_latency=metrics.event_to_card,
         )
         app.state.tail = tail
         audits = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,12 +40,17 @@ from cdsflow.writeback.domain.recommendations import (
     is_active,
     mode_name,
     recommendation_problems,
+    seconds_since_received,
 )
 from cdsflow.writeback.domain.retry_schedule import CircuitOpen
 from cdsflow.writeback.domain.writeback_bundle import BundleWording, writeback_bundle
 from cdsflow.writeback.ehr_writes import EhrWriter, WriteFailed
 
 logger = logging.getLogger(__name__)
+
+
+# seconds: the pipeline's end-to-end latencies (tens of ms at ease, seconds under outages)
+END_TO_END_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,8 @@ class WritebackMetrics:
     on_demand: Counter
     prefetch_next_pages: Counter
     system_actions_served: Counter
+    event_to_ehr_write: Histogram
+    event_to_card: Histogram
 
     @classmethod
     def on(cls, registry: MetricsRegistry) -> WritebackMetrics:
@@ -117,6 +125,21 @@ class WritebackMetrics:
             system_actions_served=registry.counter(
                 "writeback_system_actions_served",
                 "CDS Hooks systemActions returned to the EHR (active recommendations only)",
+            ),
+            event_to_ehr_write=registry.histogram(
+                "writeback_event_to_ehr_write_seconds",
+                "End to end: from the listener receiving a change to its active "
+                "recommendation written into the EHR (first writes only), by adapter",
+                ("adapter",),
+                buckets=END_TO_END_BUCKETS,
+            ),
+            event_to_card=registry.histogram(
+                "writeback_event_to_card_seconds",
+                "End to end: from the listener receiving a change to its active "
+                "recommendation's cards ready on this replica (live, not read back at start), "
+                "by adapter",
+                ("adapter",),
+                buckets=END_TO_END_BUCKETS,
             ),
         )
 
@@ -206,6 +229,9 @@ class RecommendationConsumer:
         trace.get_current_span().set_attributes(
             {"cdsflow.ehr.attempts": done.attempts, "cdsflow.ehr.created": done.created}
         )
+        latency = seconds_since_received(recommendation, time.time())
+        if done.created and latency is not None:
+            self._metrics.event_to_ehr_write.labels(adapter_of(recommendation)).observe(latency)
         return self._done("written")
 
     def _done(self, outcome: str) -> Delivery:

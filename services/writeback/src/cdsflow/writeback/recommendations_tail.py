@@ -26,13 +26,20 @@ from aiokafka import ConsumerRecord
 from google.protobuf.message import DecodeError
 from opentelemetry import trace
 from opentelemetry.trace import SpanContext
+from prometheus_client import Histogram
 
 from cdsflow.contracts import Feedback, FeedbackOutcome, Recommendation
 from cdsflow.service import KafkaConnection, TopicReadBack
 from cdsflow.telemetry import context_from_headers
 from cdsflow.writeback.domain.card_snoozes import INDICATOR_NAMES, CardSnoozes, snooze_key
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations, stored
-from cdsflow.writeback.domain.recommendations import LEGACY_ADAPTER_ID, may_be_kept
+from cdsflow.writeback.domain.recommendations import (
+    LEGACY_ADAPTER_ID,
+    adapter_of,
+    is_active,
+    may_be_kept,
+    seconds_since_received,
+)
 from cdsflow.writeback.domain.recorded_feedback import RecordedFeedback
 
 log = logging.getLogger("cdsflow.writeback")
@@ -65,8 +72,12 @@ class RecommendationsTail:
         feedback: FeedbackSnoozing | None = None,
         fetch_max_wait_ms: int = 5,
         request_timeout_ms: int = 5_000,
+        card_latency: Histogram | None = None,
     ) -> None:
         self._store = store
+        # end to end, observed for live active recommendations (not those read back, at start
+        # or after a reconnect)
+        self._card_latency = card_latency
         self._feedback = feedback
         self._ehr_base_url = ehr_base_url
         self._started = time.monotonic()
@@ -117,6 +128,10 @@ class RecommendationsTail:
         if not may_be_kept(recommendation, self._ehr_base_url):
             return  # likewise: invalid or another EHR's, never shown
         self._store.keep(stored(recommendation, _producing_span(record)))
+        if self._card_latency is not None and self.caught_up and is_active(recommendation):
+            latency = seconds_since_received(recommendation, time.time())
+            if latency is not None:
+                self._card_latency.labels(adapter_of(recommendation)).observe(latency)
 
     def _snooze(self, value: bytes, feedback: FeedbackSnoozing) -> None:
         """A card overridden with a reason hides that patient's cards of the same adapter up to

@@ -554,6 +554,7 @@ class Recommendation(_message.Message):
     ADAPTER_ID_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
     SYSTEM_ACTIONS_FIELD_NUMBER: _builtins.int
+    EVENT_RECEIVED_AT_FIELD_NUMBER: _builtins.int
     recommendation_id: _builtins.str
     """Stable: derived from event_id and model name/version."""
     event_id: _builtins.str
@@ -584,6 +585,12 @@ class Recommendation(_message.Message):
         suggestion's; create or update only). Shown only with an active recommendation.
         """
 
+    @_builtins.property
+    def event_received_at(self) -> _timestamp_pb2.Timestamp:
+        """When the listener received the change this answers (its ClinicalEvent.received_at): where
+        the end-to-end latency that the writeback measures starts.
+        """
+
     def __init__(
         self,
         *,
@@ -601,10 +608,11 @@ class Recommendation(_message.Message):
         adapter_id: _builtins.str = ...,
         trace_id: _builtins.str = ...,
         system_actions: _abc.Iterable[Global___SuggestionAction] | None = ...,
+        event_received_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["basis", b"basis", "model", b"model", "produced_at", b"produced_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["basis", b"basis", "event_received_at", b"event_received_at", "model", b"model", "produced_at", b"produced_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter_id", b"adapter_id", "basis", b"basis", "cards", b"cards", "ehr_base_url", b"ehr_base_url", "event_id", b"event_id", "mode", b"mode", "model", b"model", "patient_key", b"patient_key", "patient_reference", b"patient_reference", "produced_at", b"produced_at", "recommendation_id", b"recommendation_id", "scores", b"scores", "system_actions", b"system_actions", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adapter_id", b"adapter_id", "basis", b"basis", "cards", b"cards", "ehr_base_url", b"ehr_base_url", "event_id", b"event_id", "event_received_at", b"event_received_at", "mode", b"mode", "model", b"model", "patient_key", b"patient_key", "patient_reference", b"patient_reference", "produced_at", b"produced_at", "recommendation_id", b"recommendation_id", "scores", b"scores", "system_actions", b"system_actions", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -41,6 +41,15 @@ def adapter_of(recommendation: Recommendation) -> str:
     return recommendation.adapter_id or LEGACY_ADAPTER_ID
 
 
+def seconds_since_received(recommendation: Recommendation, now: float) -> float | None:
+    """Seconds from the listener receiving the change to `now` (epoch seconds); None when the
+    recommendation does not say when (one from before the field existed)."""
+    if not recommendation.HasField("event_received_at"):
+        return None
+    received = recommendation.event_received_at
+    return max(0.0, now - (received.seconds + received.nanos / 1e9))
+
+
 def banded_score(recommendation: Recommendation) -> Score | None:
     """The adapter's score, whatever its name: the reasoner puts it first, with its band
     (`recommendation_message`); the other named values have none. The first score with a
