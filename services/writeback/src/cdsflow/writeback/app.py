@@ -356,7 +356,7 @@ def _token_claims(
         deadline_s=settings.hook_token_claim_deadline_ms / 1000,
         ledger=ClaimLedger(settings.hook_token_claims_max),
         metrics=ClaimMetrics.on(telemetry.metrics),
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        fetch_max_wait_ms=settings.hook_token_claims_fetch_max_wait_ms,
         request_timeout_ms=round(settings.readiness_timeout_s * 1000) + 3_000,
     )
     telemetry.metrics.gauge(
