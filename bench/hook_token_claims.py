@@ -5,7 +5,8 @@ Two writeback replicas' claimers (`cdsflow.writeback.token_claims.TokenClaims`, 
 own producer and its own follower of the claims topic) run in this process on one embedded
 Tansu broker. Each claim step (publish with acks=all, then read the partition back up to its
 own offset) is timed, side by side in alternating rounds with the bare part of it: the same
-publish through the same producer, acked, with no read-back. Two loads: one claim at a time,
+publish through a producer like the claims' own (acks=all, no linger), acked, with no
+read-back. Two loads: one claim at a time,
 and an open loop at the CDS Hooks bench's rate (200 claims/s, alternating replicas). Figures
 go to `bench/results.json` under `hook_token_claims`, keeping every other key.
 """
@@ -26,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from pydantic import SecretStr
 
 from bench.measures import latency_summary, percentile
@@ -73,15 +75,19 @@ async def replica(bootstrap: str, name: str) -> AsyncIterator[tuple[TokenClaims,
         deadline_s=settings.hook_token_claim_deadline_ms / 1000,
         ledger=ClaimLedger(settings.hook_token_claims_max),
         metrics=ClaimMetrics.on(telemetry.metrics),
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        fetch_max_wait_ms=settings.hook_token_claims_fetch_max_wait_ms,
     )
+
+    # the same kind of producer as the claims' own (acks=all, no linger), no read-back
+    bare = AIOKafkaProducer(**kafka.client_options(), acks="all", linger_ms=0)
 
     async def bare_publish() -> object:
         key = claim_key(telemetry.patient_keyer.keyed_digest, ISSUER, uuid.uuid4().hex)
-        return await consuming.broker.publish(
-            claim_value(time.time() + 300), topic=f"{TOPIC}.bare", key=key
+        return await bare.send_and_wait(
+            f"{TOPIC}.bare", value=claim_value(time.time() + 300), key=key
         )
 
+    await bare.start()
     consuming.start()
     claims.start()
     try:
@@ -94,6 +100,7 @@ async def replica(bootstrap: str, name: str) -> AsyncIterator[tuple[TokenClaims,
     finally:
         await claims.stop()
         await consuming.stop()
+        await bare.stop()
         telemetry.shutdown()
 
 
