@@ -206,9 +206,9 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
             "publish acks=all, then this replica's follower reads the partition up to the "
             "claim's offset), two replicas' claimers in one process on one Tansu broker "
             "(memory storage), claims alternating between them, each replica following every "
-            "claim; bare_publish: the same publish through the same producer, acked, no "
-            "read-back. p50/p99 are the medians of the alternating rounds; everything shares "
-            "the machine's 2 cores with other work"
+            "claim; bare_publish: the same publish through a producer like the claims' own "
+            "(acks=all, no linger), acked, no read-back. p50/p99 are the medians of the "
+            "alternating rounds; everything shares the machine's 2 cores with other work"
         ),
     }
 
