@@ -75,9 +75,10 @@ class RecommendationsTail:
         card_latency: Histogram | None = None,
     ) -> None:
         self._store = store
-        # end to end, observed for live active recommendations (not those read back, at start
-        # or after a reconnect)
+        # end to end, observed for active recommendations produced since this tail started
+        # (not those read back at start; a reconnect's re-read may observe one again)
         self._card_latency = card_latency
+        self._started_at = time.time()
         self._feedback = feedback
         self._ehr_base_url = ehr_base_url
         self._started = time.monotonic()
@@ -101,6 +102,7 @@ class RecommendationsTail:
 
     def start(self) -> None:
         self._started = time.monotonic()
+        self._started_at = time.time()
         self._read_back.start()
 
     async def stop(self) -> None:
@@ -128,10 +130,12 @@ class RecommendationsTail:
         if not may_be_kept(recommendation, self._ehr_base_url):
             return  # likewise: invalid or another EHR's, never shown
         self._store.keep(stored(recommendation, _producing_span(record)))
-        if self._card_latency is not None and self.caught_up and is_active(recommendation):
-            latency = seconds_since_received(recommendation, time.time())
-            if latency is not None:
-                self._card_latency.labels(adapter_of(recommendation)).observe(latency)
+        if self._card_latency is not None and is_active(recommendation):
+            produced = recommendation.produced_at
+            if produced.seconds + produced.nanos / 1e9 >= self._started_at:
+                latency = seconds_since_received(recommendation, time.time())
+                if latency is not None:
+                    self._card_latency.labels(adapter_of(recommendation)).observe(latency)
 
     def _snooze(self, value: bytes, feedback: FeedbackSnoozing) -> None:
         """A card overridden with a reason hides that patient's cards of the same adapter up to
