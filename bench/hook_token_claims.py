@@ -32,7 +32,7 @@ from pydantic import SecretStr
 
 from bench.measures import latency_summary, percentile
 from cdsflow.runtime.parts import start_broker
-from cdsflow.service import ConsumingBroker, build_broker, kafka_connection
+from cdsflow.service import kafka_connection
 from cdsflow.telemetry import TelemetrySettings, setup_telemetry
 from cdsflow.writeback.domain.token_claims import (
     ClaimLedger,
@@ -64,9 +64,7 @@ async def replica(bootstrap: str, name: str) -> AsyncIterator[tuple[TokenClaims,
         f"bench-{name}", TelemetrySettings(pseudonym_key=SecretStr(PSEUDONYM_KEY))
     )
     kafka = kafka_connection(settings)
-    consuming = ConsumingBroker(build_broker(settings, telemetry, name, kafka=kafka), kafka)
     claims = TokenClaims(
-        consuming,
         kafka,
         ClaimsTopic(
             TOPIC, partitions=6, replication=1, window_s=settings.hook_token_claims_window_s
@@ -88,7 +86,6 @@ async def replica(bootstrap: str, name: str) -> AsyncIterator[tuple[TokenClaims,
         )
 
     await bare.start()
-    consuming.start()
     claims.start()
     try:
         deadline = time.monotonic() + 60
@@ -99,7 +96,6 @@ async def replica(bootstrap: str, name: str) -> AsyncIterator[tuple[TokenClaims,
         yield claims, bare_publish
     finally:
         await claims.stop()
-        await consuming.stop()
         await bare.stop()
         telemetry.shutdown()
 

@@ -120,7 +120,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         app.state.consuming = consuming
         token_claims = None
         if settings.hooks_auth == "on":
-            token_claims = _token_claims(settings, consuming, kafka, telemetry)
+            token_claims = _token_claims(settings, kafka, telemetry)
         app.state.token_claims = token_claims
         jwks_http = httpx.AsyncClient(timeout=settings.jwks_timeout_s)
         app.state.client_auth = _client_authenticator(settings, jwks_http, token_claims)
@@ -338,13 +338,10 @@ def _logged_opening(opened: Counter, open_s: float) -> Callable[[], None]:
     return on_open
 
 
-def _token_claims(
-    settings: Settings, consuming: ConsumingBroker, kafka: KafkaConnection, telemetry: Telemetry
-) -> TokenClaims:
+def _token_claims(settings: Settings, kafka: KafkaConnection, telemetry: Telemetry) -> TokenClaims:
     """Each accepted hook token claimed on the claims topic, read back by every replica;
     whether that works now in `cdsflow_writeback_hook_token_claims_ready`."""
     claims = TokenClaims(
-        consuming,
         kafka,
         ClaimsTopic(
             name=settings.hook_token_claims_topic,

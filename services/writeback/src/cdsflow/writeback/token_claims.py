@@ -29,7 +29,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from prometheus_client import Counter, Histogram
 from tenacity import AsyncRetrying, wait_exponential
 
-from cdsflow.service import ConsumingBroker, KafkaConnection, TopicReadBack
+from cdsflow.service import KafkaConnection, TopicReadBack
 from cdsflow.telemetry import MetricsRegistry
 from cdsflow.writeback.domain.token_claims import (
     ClaimLedger,
@@ -97,7 +97,6 @@ class TokenClaims:
 
     def __init__(
         self,
-        consuming: ConsumingBroker,
         kafka: KafkaConnection,
         topic: ClaimsTopic,
         *,
@@ -109,7 +108,6 @@ class TokenClaims:
         request_timeout_ms: int = 5_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._consuming = consuming
         self._kafka = kafka
         self._topic = topic
         self._keyed_digest = keyed_digest
@@ -137,14 +135,14 @@ class TokenClaims:
 
     @property
     def ready(self) -> bool:
-        """The producer is connected, the topic exists, the follower has read it back, and no
-        claim went unconfirmed lately (without one confirmed since)."""
+        """The claims' producer is connected, the topic exists, the follower has read it back,
+        and no claim went unconfirmed lately (without one confirmed since)."""
         recently_unconfirmed = (
             self._unconfirmed_at is not None
             and time.monotonic() - self._unconfirmed_at < UNCONFIRMED_NOT_READY_S
         )
         return (
-            self._consuming.running
+            self._producer is not None
             and self._topic_ready
             and self._read_back.caught_up
             and not recently_unconfirmed
@@ -190,7 +188,7 @@ class TokenClaims:
 
     async def _claim(self, key: bytes, expires_at: float) -> bool:
         producer = self._producer
-        if producer is None or not (self._consuming.running and self._topic_ready):
+        if producer is None or not self._topic_ready:
             raise ClaimUnconfirmed("broker-not-connected")
         metadata = await producer.send_and_wait(
             self._topic.name, value=claim_value(expires_at), key=key
