@@ -4,8 +4,10 @@ nothing running that the stack would not stop. The starts here are stand-ins (an
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
+import time
 from functools import partial
 from pathlib import Path
 from typing import cast
@@ -82,3 +84,21 @@ def test_a_part_that_is_not_ready_in_time_is_stopped(tmp_path: Path) -> None:
         assert not part.alive()
     finally:
         part.stop()
+
+
+def test_an_interrupted_start_still_leaves_every_started_part_to_the_stack() -> None:
+    # Ctrl-C (SIGINT, handled in the main thread) while the parts start: the parts that become
+    # ready after it must still be the stack's to stop
+    def interrupted_while_starting(name: str) -> ManagedProcess:
+        if name == "ehr":
+            signal.raise_signal(signal.SIGINT)
+        time.sleep(0.3)
+        return cast(ManagedProcess, StartedPart(name))
+
+    the_stack = stack()
+    with pytest.raises(KeyboardInterrupt):
+        the_stack._start_parts(
+            {name: partial(interrupted_while_starting, name) for name in ("triton", "ehr")}
+        )
+
+    assert sorted(cast(StartedPart, part).name for part in the_stack.parts) == ["ehr", "triton"]

@@ -13,7 +13,7 @@ import secrets
 import sys
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -231,17 +231,19 @@ class Stack:
         self, starts: Mapping[str, Callable[[], ManagedProcess]]
     ) -> dict[str, ManagedProcess]:
         """Run each start at once; every part that started is the stack's (so `stop()` stops
-        it) before the first failure, if any, goes up."""
-        with ThreadPoolExecutor(max_workers=max(1, len(starts)), thread_name_prefix="part") as pool:
-            futures = {name: pool.submit(start) for name, start in starts.items()}
+        it) before the first failure, if any, goes up — also when the wait is interrupted
+        (Ctrl-C): the starts still under way are waited for and their parts kept."""
+        pool = ThreadPoolExecutor(max_workers=max(1, len(starts)), thread_name_prefix="part")
+        futures = {name: pool.submit(start) for name, start in starts.items()}
         started: dict[str, ManagedProcess] = {}
-        failure: BaseException | None = None
-        for name, future in futures.items():
-            error = future.exception()
-            if error is None:
-                started[name] = self._add(future.result())
-            elif failure is None:
-                failure = error
+        try:
+            wait(futures.values())
+        finally:
+            pool.shutdown(wait=True)
+            for name, future in futures.items():
+                if future.exception() is None:
+                    started[name] = self._add(future.result())
+        failure = next((f.exception() for f in futures.values() if f.exception()), None)
         if failure is not None:
             raise failure
         return started
