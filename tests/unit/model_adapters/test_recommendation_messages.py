@@ -82,6 +82,20 @@ def test_a_high_risk_result_becomes_a_recommendation_with_its_cards_and_basis() 
     assert Recommendation.FromString(message.SerializeToString()) == message
 
 
+def test_the_event_received_time_is_carried_only_when_there_is_one() -> None:
+    inputs, result = _sick_patient_result()
+    received = Timestamp(seconds=1_790_000_000, nanos=250_000_000)
+
+    def message_for(subject: RecommendationSubject) -> Recommendation:
+        return recommendation_message(
+            ADAPTER, inputs, result, model_version="1", mode="active", subject=subject
+        )
+
+    assert message_for(replace(SUBJECT, received_at=received)).event_received_at == received
+    # on demand there is no event: no start for the end-to-end latency
+    assert not message_for(SUBJECT).HasField("event_received_at")
+
+
 def test_cards_come_back_as_the_same_cds_hooks_json() -> None:
     inputs, result = _sick_patient_result()
     rec_id = recommendation_id("event-1", "deterioration-risk", "1")

@@ -58,6 +58,9 @@ class RecommendationSubject:
     produced_at: datetime
     # the W3C trace id (32 hex) of the trace that produced it, "" when there is none
     trace_id: str = ""
+    # when the listener received the change (the event's `received_at`): where the
+    # writeback's end-to-end latency starts; None for on-demand scoring (no event)
+    received_at: Timestamp | None = None
 
 
 def recommendation_id(event_id: str, adapter_id: str, model_version: str) -> str:
@@ -90,7 +93,7 @@ def recommendation_message(
         band = result.band.name if result.band is not None else ""
         scores.append(Score(name=adapter.outputs.score.tensor, value=result.score, band=band))
     scores += [Score(name=name, value=value) for name, value in result.values.items()]
-    return Recommendation(
+    message = Recommendation(
         recommendation_id=rec_id,
         event_id=subject.event_id,
         patient_key=subject.patient_key,
@@ -106,6 +109,9 @@ def recommendation_message(
         trace_id=subject.trace_id,
         system_actions=[_action_message(action) for action in system_actions],
     )
+    if subject.received_at is not None:
+        message.event_received_at.CopyFrom(subject.received_at)
+    return message
 
 
 def basis_message(result: ModelResult) -> Basis:

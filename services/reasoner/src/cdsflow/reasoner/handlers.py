@@ -310,22 +310,21 @@ class ClinicalEventHandler:
             ehr_base_url=event.event.source.ehr_base_url,
             produced_at=now,
             trace_id=format(span_context.trace_id, "032x") if span_context.is_valid else "",
+            received_at=event.event.received_at if event.event.HasField("received_at") else None,
         )
         recommendations = []
         for (reader, inputs, model), tensors in zip(calls, outputs, strict=True):
             result = interpret_outputs(reader.adapter, inputs, tensors)
-            message = recommendation_message(
-                reader.adapter,
-                inputs,
-                result,
-                model_version=model.version,
-                mode=model.mode,
-                subject=subject,
+            recommendations.append(
+                recommendation_message(
+                    reader.adapter,
+                    inputs,
+                    result,
+                    model_version=model.version,
+                    mode=model.mode,
+                    subject=subject,
+                )
             )
-            if event.event.HasField("received_at"):
-                # where the writeback's end-to-end latency starts
-                message.event_received_at.CopyFrom(event.event.received_at)
-            recommendations.append(message)
         return recommendations
 
     async def _publish(self, recommendation: Recommendation) -> Delivery:
