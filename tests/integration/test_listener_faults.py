@@ -8,8 +8,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from tests.integration.test_listener_subscriptions import (
     switch_off,
     tagged_encounter,
 )
+from tests.support.own_parts import own_part, paused
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
@@ -52,25 +52,6 @@ pytestmark = pytest.mark.integration
 UNAVAILABLE = (
     'cdsflow_listener_notifications_total{kind="topic-event-notification",outcome="unavailable"}'
 )
-
-
-@asynccontextmanager
-async def own_part(start: Any, log_dir: Path) -> AsyncIterator[ManagedProcess]:
-    part: ManagedProcess = await asyncio.to_thread(start, log_dir)
-    try:
-        yield part
-    finally:
-        await asyncio.to_thread(part.stop)
-
-
-@contextmanager
-def paused(part: ManagedProcess) -> Iterator[None]:
-    """The part's process stopped (SIGSTOP) for the block: alive, its sockets open, silent."""
-    os.kill(part.process.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(part.process.pid, signal.SIGCONT)
 
 
 def metric(metrics: str, line_start: str) -> float:

@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +26,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from cdsflow.runtime.parts import start_broker
-from cdsflow.runtime.processes import ManagedProcess
 from cdsflow.telemetry import Telemetry
 from cdsflow.writeback.app import create_app
 from cdsflow.writeback.settings import Settings
 from tests.conftest import KafkaEndpoint
 from tests.support.asgi import serve_app
+from tests.support.own_parts import own_part, paused
 from tests.support.polling import eventually
 from tests.support.telemetry import recording_telemetry
 from tests.unit.writeback.client_keys import SERVICE_PATH, bearer, es384_key, hook_token, jwks
@@ -197,30 +195,11 @@ async def test_fresh_tokens_are_accepted_by_both(replicas: tuple[Replica, Replic
     assert second.claims("first") == 5
 
 
-@contextlib.contextmanager
-def paused(part: ManagedProcess) -> Iterator[None]:
-    """The broker's process stopped (SIGSTOP) for the block: alive, its sockets open, silent."""
-    os.kill(part.process.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(part.process.pid, signal.SIGCONT)
-
-
-@contextlib.asynccontextmanager
-async def own_broker(log_dir: Path) -> AsyncIterator[ManagedProcess]:
-    part = await asyncio.to_thread(start_broker, log_dir)
-    try:
-        yield part
-    finally:
-        await asyncio.to_thread(part.stop)
-
-
 async def test_with_the_broker_paused_a_token_is_refused_503_never_accepted(
     tmp_path: Path, unique: str, pseudonym_key: str
 ) -> None:
     async with (
-        own_broker(tmp_path) as broker,
+        own_part(start_broker, tmp_path) as broker,
         two_replicas(
             broker.endpoints["broker"], unique, pseudonym_key, hook_token_claim_deadline_ms=1_000
         ) as (first, second),
