@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import httpx
 import numpy as np
@@ -210,18 +210,32 @@ async def hook_writeback(
                 yield HookWriteback(base, settings, telemetry, http)
 
 
+WritebackWith: TypeAlias = Callable[..., contextlib.AbstractAsyncContextManager[HookWriteback]]
+
+
 @pytest.fixture
-async def writeback(
+def writeback_with(
     kafka: KafkaEndpoint,
     ehr: EhrEndpoint,
     triton: TritonEndpoint,
     unique: str,
     pseudonym_key: str,
     tmp_path: Path,
-) -> AsyncIterator[HookWriteback]:
-    async with hook_writeback(
-        kafka, ehr, triton.grpc_url, unique, pseudonym_key, tmp_path
-    ) as running:
+) -> WritebackWith:
+    """A writeback on this test's parts, with settings of its own (`hook_writeback`'s
+    overrides); `triton_url` may name another Triton."""
+
+    def started(
+        triton_url: str = triton.grpc_url, **overrides: Any
+    ) -> contextlib.AbstractAsyncContextManager[HookWriteback]:
+        return hook_writeback(kafka, ehr, triton_url, unique, pseudonym_key, tmp_path, **overrides)
+
+    return started
+
+
+@pytest.fixture
+async def writeback(writeback_with: WritebackWith) -> AsyncIterator[HookWriteback]:
+    async with writeback_with() as running:
         yield running
 
 
@@ -464,17 +478,8 @@ async def test_a_fhir_server_off_the_issuers_allowlist_is_never_fetched_from(
     assert "fhirServer not allowed" in response.json()["issue"][0]["diagnostics"]
 
 
-async def test_past_the_deadline_the_answer_is_no_cards(
-    kafka: KafkaEndpoint,
-    ehr: EhrEndpoint,
-    triton: TritonEndpoint,
-    unique: str,
-    pseudonym_key: str,
-    tmp_path: Path,
-) -> None:
-    async with hook_writeback(
-        kafka, ehr, triton.grpc_url, unique, pseudonym_key, tmp_path, on_demand_deadline_ms=1
-    ) as writeback:
+async def test_past_the_deadline_the_answer_is_no_cards(writeback_with: WritebackWith) -> None:
+    async with writeback_with(on_demand_deadline_ms=1) as writeback:
         response = await writeback.call(
             DETERIORATION, request_body("patient-view", "p-6", prefetch=prefetched("p-6"))
         )
@@ -485,18 +490,10 @@ async def test_past_the_deadline_the_answer_is_no_cards(
 
 
 async def test_with_triton_down_the_answer_is_no_cards_within_the_deadline(
-    kafka: KafkaEndpoint, ehr: EhrEndpoint, unique: str, pseudonym_key: str, tmp_path: Path
+    writeback_with: WritebackWith,
 ) -> None:
     nothing_there = f"127.0.0.1:{free_port()}"
-    async with hook_writeback(
-        kafka,
-        ehr,
-        nothing_there,
-        unique,
-        pseudonym_key,
-        tmp_path,
-        on_demand_deadline_ms=400,
-    ) as writeback:
+    async with writeback_with(nothing_there, on_demand_deadline_ms=400) as writeback:
         response = await writeback.call(
             DETERIORATION, request_body("patient-view", "p-7", prefetch=prefetched("p-7"))
         )
@@ -536,24 +533,10 @@ async def test_an_answer_with_cards_is_recorded_as_a_disclosure_audit_event_in_t
 
 
 async def test_a_full_batch_of_disclosure_audits_is_written_without_waiting_for_the_interval(
-    kafka: KafkaEndpoint,
-    ehr: EhrEndpoint,
-    triton: TritonEndpoint,
-    unique: str,
-    pseudonym_key: str,
-    tmp_path: Path,
+    writeback_with: WritebackWith, ehr: EhrEndpoint
 ) -> None:
     # a flush interval far past the polling below: only the batch size can write them in time
-    async with hook_writeback(
-        kafka,
-        ehr,
-        triton.grpc_url,
-        unique,
-        pseudonym_key,
-        tmp_path,
-        hook_audit_flush_s=60,
-        hook_audit_batch_max=3,
-    ) as writeback:
+    async with writeback_with(hook_audit_flush_s=60, hook_audit_batch_max=3) as writeback:
         instances = []
         for n in range(3):
             body = request_body("patient-view", f"p-batch-{n}", prefetch=prefetched(f"p-batch-{n}"))
@@ -654,23 +637,8 @@ EHR_APP_ORIGIN = "https://ehr-app.hooks.test"
 
 
 @pytest.fixture
-async def cors_writeback(
-    kafka: KafkaEndpoint,
-    ehr: EhrEndpoint,
-    triton: TritonEndpoint,
-    unique: str,
-    pseudonym_key: str,
-    tmp_path: Path,
-) -> AsyncIterator[HookWriteback]:
-    async with hook_writeback(
-        kafka,
-        ehr,
-        triton.grpc_url,
-        unique,
-        pseudonym_key,
-        tmp_path,
-        cors_allowed_origins=EHR_APP_ORIGIN,
-    ) as running:
+async def cors_writeback(writeback_with: WritebackWith) -> AsyncIterator[HookWriteback]:
+    async with writeback_with(cors_allowed_origins=EHR_APP_ORIGIN) as running:
         yield running
 
 
@@ -776,27 +744,10 @@ hooks:
     return path
 
 
-@contextlib.asynccontextmanager
-async def paged_writeback(
-    kafka: KafkaEndpoint,
-    ehr: EhrEndpoint,
-    triton: TritonEndpoint,
-    unique: str,
-    pseudonym_key: str,
-    tmp_path: Path,
-    **overrides: Any,
-) -> AsyncIterator[HookWriteback]:
-    async with hook_writeback(
-        kafka,
-        ehr,
-        triton.grpc_url,
-        unique,
-        pseudonym_key,
-        tmp_path,
-        adapters=str(paged_adapter(tmp_path)),
-        **overrides,
-    ) as running:
-        yield running
+def paged_writeback(
+    writeback_with: WritebackWith, tmp_path: Path, **overrides: Any
+) -> contextlib.AbstractAsyncContextManager[HookWriteback]:
+    return writeback_with(adapters=str(paged_adapter(tmp_path)), **overrides)
 
 
 async def sick_patient_in_the_ehr(ehr: EhrEndpoint) -> str:
@@ -820,12 +771,7 @@ def next_pages(writeback: HookWriteback, result: str) -> float:
 
 
 async def test_a_fetched_search_that_pages_is_followed_to_its_end(
-    kafka: KafkaEndpoint,
-    ehr: EhrEndpoint,
-    triton: TritonEndpoint,
-    unique: str,
-    pseudonym_key: str,
-    tmp_path: Path,
+    writeback_with: WritebackWith, ehr: EhrEndpoint, tmp_path: Path
 ) -> None:
     patient_id = await sick_patient_in_the_ehr(ehr)
     body = request_body(
@@ -841,7 +787,7 @@ async def test_a_fetched_search_that_pages_is_followed_to_its_end(
     assert len(first["entry"]) == 2
     assert any(link["relation"] == "next" for link in first["link"])
 
-    async with paged_writeback(kafka, ehr, triton, unique, pseudonym_key, tmp_path) as writeback:
+    async with paged_writeback(writeback_with, tmp_path) as writeback:
         response = await writeback.call(PAGED, body)
 
         assert response.status_code == 200, response.text
@@ -855,21 +801,14 @@ async def test_a_fetched_search_that_pages_is_followed_to_its_end(
 
 
 async def test_past_the_page_bound_what_was_read_is_used(
-    kafka: KafkaEndpoint,
-    ehr: EhrEndpoint,
-    triton: TritonEndpoint,
-    unique: str,
-    pseudonym_key: str,
-    tmp_path: Path,
+    writeback_with: WritebackWith, ehr: EhrEndpoint, tmp_path: Path
 ) -> None:
     patient_id = await sick_patient_in_the_ehr(ehr)
     body = request_body(
         "patient-view", patient_id, fhirServer=ehr.base_url, fhirAuthorization=lent_token()
     )
 
-    async with paged_writeback(
-        kafka, ehr, triton, unique, pseudonym_key, tmp_path, prefetch_max_pages=2
-    ) as writeback:
+    async with paged_writeback(writeback_with, tmp_path, prefetch_max_pages=2) as writeback:
         response = await writeback.call(PAGED, body)
 
         assert response.status_code == 200, response.text
@@ -879,12 +818,7 @@ async def test_past_the_page_bound_what_was_read_is_used(
 
 
 async def test_a_prefetched_page_is_completed_from_the_fhir_server_or_refused(
-    kafka: KafkaEndpoint,
-    ehr: EhrEndpoint,
-    triton: TritonEndpoint,
-    unique: str,
-    pseudonym_key: str,
-    tmp_path: Path,
+    writeback_with: WritebackWith, ehr: EhrEndpoint, tmp_path: Path
 ) -> None:
     patient_id = await sick_patient_in_the_ehr(ehr)
     async with httpx.AsyncClient(timeout=30) as http:  # the first page, as the EHR prefetched it
@@ -902,7 +836,7 @@ async def test_a_prefetched_page_is_completed_from_the_fhir_server_or_refused(
         ],
     }
 
-    async with paged_writeback(kafka, ehr, triton, unique, pseudonym_key, tmp_path) as writeback:
+    async with paged_writeback(writeback_with, tmp_path) as writeback:
         completed = await writeback.call(
             PAGED,
             request_body(
