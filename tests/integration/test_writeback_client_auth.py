@@ -99,12 +99,17 @@ def patient_view() -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def trusting_writeback(
-    kafka: KafkaEndpoint, pseudonym_key: str, unique: str, *, tenants: list[str] | None = None
+    kafka: KafkaEndpoint,
+    pseudonym_key: str,
+    unique: str,
+    *,
+    tenants: list[str] | None = None,
+    other_issuers: tuple[dict[str, Any], ...] = (),
 ) -> AsyncIterator[TrustingWriteback]:
     """The writeback as deployed behind a proxy: the EHR calls PUBLIC_BASE_URL (so that is
     each token's `aud`), and the proxy forwards to the loopback port. On the real broker: an
     accepted token is claimed on this test's claims topic (replays across replicas:
-    test_writeback_token_replays.py)."""
+    test_writeback_token_replays.py). `other_issuers`: more `CDSFLOW_TRUSTED_ISSUERS` entries."""
     key_server = KeyServer()
     issuer: dict[str, Any] = {"iss": ISSUER, "jwks_url": ""}
     if tenants is not None:
@@ -120,7 +125,10 @@ async def trusting_writeback(
                 consumer_group=f"test-writeback-auth-{unique}",
                 hook_token_claims_topic=f"test.hook-token-claims.{unique}",
                 hook_audit_enabled=False,
-                trusted_issuers=[{**issuer, "jwks_url": f"{keys_url}/jwks.json"}],
+                trusted_issuers=[
+                    {**issuer, "jwks_url": f"{keys_url}/jwks.json"},
+                    *other_issuers,
+                ],
                 cds_public_base_url=PUBLIC_BASE_URL,
                 jwks_refetch_interval_s=0.5,
                 # generous on a loaded test machine: not about the claim's deadline
