@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -23,6 +23,14 @@ from cdsflow.runtime.loopback_server import LoopbackServer
 
 
 @dataclass(frozen=True)
+class CollectedEvent:
+    """A span event (an exception recorded, a Triton timestamp): its name and attributes."""
+
+    name: str
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class CollectedSpan:
     trace_id: str
     span_id: str
@@ -32,6 +40,10 @@ class CollectedSpan:
     attributes: dict[str, Any]
     start_unix_nano: int = 0
     end_unix_nano: int = 0
+    # the rest of what was exported, so that all of it can be checked for patient data
+    events: tuple[CollectedEvent, ...] = ()
+    status_message: str = ""
+    resource: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
@@ -52,19 +64,17 @@ def _json_value(value: dict[str, Any]) -> Any:
     return None
 
 
+def _json_attributes(attributes: list[dict[str, Any]]) -> dict[str, Any]:
+    return {a["key"]: _json_value(a.get("value", {})) for a in attributes}
+
+
 def spans_from_protobuf(body: bytes) -> list[CollectedSpan]:
     request = ExportTraceServiceRequest()
     request.ParseFromString(body)
     spans = []
     for resource_spans in request.resource_spans:
-        service = next(
-            (
-                _any_value(a.value)
-                for a in resource_spans.resource.attributes
-                if a.key == "service.name"
-            ),
-            "",
-        )
+        resource = {a.key: _any_value(a.value) for a in resource_spans.resource.attributes}
+        service = resource.get("service.name", "")
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 spans.append(
@@ -77,6 +87,14 @@ def spans_from_protobuf(body: bytes) -> list[CollectedSpan]:
                         attributes={a.key: _any_value(a.value) for a in span.attributes},
                         start_unix_nano=span.start_time_unix_nano,
                         end_unix_nano=span.end_time_unix_nano,
+                        events=tuple(
+                            CollectedEvent(
+                                event.name, {a.key: _any_value(a.value) for a in event.attributes}
+                            )
+                            for event in span.events
+                        ),
+                        status_message=span.status.message,
+                        resource=resource,
                     )
                 )
     return spans
@@ -86,10 +104,8 @@ def spans_from_json(body: bytes) -> list[CollectedSpan]:
     document = json.loads(body)
     spans = []
     for resource_spans in document.get("resourceSpans", []):
-        attributes = resource_spans.get("resource", {}).get("attributes", [])
-        service = next(
-            (_json_value(a["value"]) for a in attributes if a.get("key") == "service.name"), ""
-        )
+        resource = _json_attributes(resource_spans.get("resource", {}).get("attributes", []))
+        service = resource.get("service.name", "")
         for scope_spans in resource_spans.get("scopeSpans", []):
             for span in scope_spans.get("spans", []):
                 spans.append(
@@ -99,12 +115,18 @@ def spans_from_json(body: bytes) -> list[CollectedSpan]:
                         parent_span_id=str(span.get("parentSpanId", "")).lower(),
                         name=str(span.get("name", "")),
                         service=str(service),
-                        attributes={
-                            a["key"]: _json_value(a.get("value", {}))
-                            for a in span.get("attributes", [])
-                        },
+                        attributes=_json_attributes(span.get("attributes", [])),
                         start_unix_nano=int(span.get("startTimeUnixNano", 0)),
                         end_unix_nano=int(span.get("endTimeUnixNano", 0)),
+                        events=tuple(
+                            CollectedEvent(
+                                str(event.get("name", "")),
+                                _json_attributes(event.get("attributes", [])),
+                            )
+                            for event in span.get("events", [])
+                        ),
+                        status_message=str(span.get("status", {}).get("message", "")),
+                        resource=resource,
                     )
                 )
     return spans
