@@ -6,7 +6,10 @@ Properties, checked on a few hundred generated requests each (`CDSFLOW_PROPERTY_
 raises the count):
 - every answer is a 2xx or a 4xx, never a 5xx, and its body is the API's documented one;
 - the listener publishes exactly one record for each notification it acknowledged, and
-  nothing for one it refused.
+  nothing for one it refused;
+- the writeback publishes feedback only from a feedback call that it acknowledged: every
+  card named in an acknowledged call is on the feedback topic, and none named only in
+  refused calls is.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import os
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,7 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from cdsflow.contracts import ClinicalEvent
+from cdsflow.contracts import ClinicalEvent, Feedback
 from cdsflow.fhir import FHIR_JSON
 from cdsflow.listener.app import create_app as create_listener
 from cdsflow.listener.settings import Settings as ListenerSettings
@@ -182,7 +186,28 @@ def notifications(draw: st.DrawFn) -> tuple[str, str, list[tuple[str, str]], byt
 
 
 @st.composite
+def feedback_bodies(draw: st.DrawFn) -> bytes:
+    """A CDS Hooks feedback body (spec 2.0.1), often valid, each card a fresh uuid; a member
+    may be replaced by anything."""
+    entries: list[dict[str, Any]] = []
+    for _ in range(draw(st.integers(1, 3))):
+        entry: dict[str, Any] = {
+            "card": str(draw(st.uuids())),
+            "outcome": draw(st.sampled_from(["accepted", "overridden", "sideways"])),
+            "outcomeTimestamp": "2025-01-02T03:04:05Z",
+        }
+        if entry["outcome"] == "accepted" and draw(st.integers(0, 3)) > 0:
+            entry["acceptedSuggestions"] = [{"id": str(draw(st.uuids()))}]
+        if draw(st.integers(0, 3)) == 0:
+            entry[draw(st.sampled_from([*entry, "overrideReason"]))] = draw(json_values)
+        entries.append(entry)
+    return json.dumps({"feedback": entries}).encode()
+
+
+@st.composite
 def hook_calls(draw: st.DrawFn) -> tuple[str, str, list[tuple[str, str]], bytes]:
+    if draw(st.integers(0, 3)) == 0:
+        return "POST", FEEDBACK, [("Content-Type", "application/json")], draw(feedback_bodies())
     request: dict[str, Any] = {
         "hook": "patient-view",
         "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
@@ -266,7 +291,7 @@ def listener(kafka: KafkaEndpoint, pseudonym_key: str) -> Iterator[tuple[str, Li
 
 
 @pytest.fixture(scope="module")
-def writeback(kafka: KafkaEndpoint, pseudonym_key: str) -> Iterator[str]:
+def writeback(kafka: KafkaEndpoint, pseudonym_key: str) -> Iterator[tuple[str, WritebackSettings]]:
     settings = WritebackSettings(
         ehr_base_url=EHR,
         kafka_bootstrap=kafka.bootstrap,
@@ -288,7 +313,7 @@ def writeback(kafka: KafkaEndpoint, pseudonym_key: str) -> Iterator[str]:
             error_media_type="application/json",
         ) as base_url,
     ):
-        yield base_url
+        yield base_url, settings
 
 
 def assert_outcome(response: httpx.Response, media_type: str) -> dict[str, Any]:
@@ -347,12 +372,18 @@ def test_every_notification_gets_a_2xx_or_a_4xx_and_only_acknowledged_ones_are_p
     assert len(recorded) == answers.recorded_unusable
 
 
-def test_every_hook_call_gets_a_2xx_or_a_4xx_with_the_documented_body(writeback: str) -> None:
+def test_every_hook_call_gets_a_2xx_or_a_4xx_and_only_acknowledged_feedback_is_published(
+    writeback: tuple[str, WritebackSettings], kafka: KafkaEndpoint
+) -> None:
+    base_url, writeback_settings = writeback
+    acknowledged: set[str] = set()
+    refused: set[str] = set()
+
     @PROPERTY_SETTINGS
     @given(hook_calls())
     def answered_as_documented(request: tuple[str, str, list[tuple[str, str]], bytes]) -> None:
         method, path, headers, body = request
-        with httpx.Client(base_url=writeback, timeout=30) as client:
+        with httpx.Client(base_url=base_url, timeout=30) as client:
             response = client.request(method, path, headers=headers, content=body)
         assert response.status_code < 500, (response.status_code, response.text)
         assert response.status_code not in (301, 302, 307, 308)
@@ -362,8 +393,40 @@ def test_every_hook_call_gets_a_2xx_or_a_4xx_with_the_documented_body(writeback:
             assert isinstance(response.json()["cards"], list)
         else:
             assert_outcome(response, "application/json")
+        if path == FEEDBACK and method == "POST":
+            cards = feedback_cards(body)
+            (acknowledged if response.status_code == 200 else refused).update(cards)
 
     answered_as_documented()
+    # and one acknowledged and one refused call, so that neither comparison compares nothing
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        for outcome, status in (("accepted", 200), ("sideways", 400)):
+            card = str(uuid.uuid4())
+            entry = {
+                "card": card,
+                "outcome": outcome,
+                "outcomeTimestamp": "2025-01-02T03:04:05Z",
+                "acceptedSuggestions": [{"id": str(uuid.uuid4())}],
+            }
+            answer = client.post(FEEDBACK, json={"feedback": [entry]})
+            assert answer.status_code == status, answer.text
+            (acknowledged if status == 200 else refused).add(card)
+
+    published = {
+        Feedback.FromString(record).card_uuid
+        for record in asyncio.run(all_records(kafka.bootstrap, writeback_settings.feedback_topic))
+    }
+    assert acknowledged <= published
+    assert not (refused - acknowledged) & published
+
+
+def feedback_cards(body: bytes) -> set[str]:
+    """The card uuids a feedback body names (none when it is not one)."""
+    try:
+        entries = json.loads(body)["feedback"]
+        return {entry["card"] for entry in entries if isinstance(entry["card"], str)}
+    except (ValueError, KeyError, TypeError):
+        return set()
 
 
 async def all_records(bootstrap: str, topic: str) -> list[bytes]:
@@ -413,9 +476,9 @@ def raw_exchange(base_url: str, request: bytes) -> tuple[int, dict[str, str], by
 
 @pytest.mark.parametrize("service", ["listener", "writeback"])
 def test_a_huge_header_is_cut_off_at_the_limit_and_answered_431(
-    service: str, listener: tuple[str, ListenerSettings], writeback: str
+    service: str, listener: tuple[str, ListenerSettings], writeback: tuple[str, WritebackSettings]
 ) -> None:
-    base_url = listener[0] if service == "listener" else writeback
+    base_url = listener[0] if service == "listener" else writeback[0]
     huge = b"Bearer " + b"x" * (4 * 1024 * 1024)
     request = b"PUT " + REST_HOOK.encode() + b"/Observation/obs-1 HTTP/1.1\r\nHost: t\r\n"
     request += b"Authorization: " + huge + b"\r\nContent-Length: 0\r\n\r\n"
@@ -431,9 +494,9 @@ def test_a_huge_header_is_cut_off_at_the_limit_and_answered_431(
 
 @pytest.mark.parametrize("service", ["listener", "writeback"])
 def test_malformed_http_is_a_400_in_the_apis_format(
-    service: str, listener: tuple[str, ListenerSettings], writeback: str
+    service: str, listener: tuple[str, ListenerSettings], writeback: tuple[str, WritebackSettings]
 ) -> None:
-    base_url = listener[0] if service == "listener" else writeback
+    base_url = listener[0] if service == "listener" else writeback[0]
 
     status, headers, body = raw_exchange(base_url, b"NOT HTTP AT ALL\r\n\r\n")
 
