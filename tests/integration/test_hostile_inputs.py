@@ -42,6 +42,7 @@ from cdsflow.runtime.story import vital_sign_observation
 from cdsflow.writeback.app import create_app as create_writeback
 from cdsflow.writeback.settings import Settings as WritebackSettings
 from tests.conftest import KafkaEndpoint
+from tests.support.polling import eventually
 from tests.support.telemetry import recording_telemetry
 from tests.support.threaded_server import serving_in_thread
 
@@ -313,7 +314,15 @@ def writeback(kafka: KafkaEndpoint, pseudonym_key: str) -> Iterator[tuple[str, W
             error_media_type="application/json",
         ) as base_url,
     ):
+        # its broker connected (else feedback is rightly a 503 "send it again"; the fake EHR
+        # keeps /readyz itself at 503)
+        asyncio.run(eventually(lambda: broker_connected(base_url), 60, what="the broker"))
         yield base_url, settings
+
+
+async def broker_connected(base_url: str) -> bool:
+    async with httpx.AsyncClient(timeout=30) as client:
+        return bool((await client.get(f"{base_url}/readyz")).json().get("broker"))
 
 
 def assert_outcome(response: httpx.Response, media_type: str) -> dict[str, Any]:
