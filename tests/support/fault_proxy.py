@@ -5,7 +5,8 @@ It forwards every request to the upstream server unchanged, except that:
   each either answers instead of the server (`forward=False`: nothing reaches it) or after
   it (`forward=True`: the server did the write, but the client sees the fault, as when an
   answer is lost on the way back);
-- while `outage` is set, every request is answered 503.
+- while `outage` is set, every request is answered from `outage_answers`, in turn (by default
+  503 without `Retry-After`).
 
 It records when each transaction arrived, so a test can check the waits between tries.
 """
@@ -44,6 +45,8 @@ class FaultInjectingProxy:
     fhir_path: str = "/fhir"
     planned: collections.deque[Fault] = field(default_factory=collections.deque)
     outage: bool = False
+    outage_answers: tuple[Fault, ...] = (Fault(503),)
+    outage_answered: int = 0
     transaction_arrivals: list[float] = field(default_factory=list)
     base_url: str = ""  # set once serving: the FHIR base as seen through the proxy
 
@@ -58,7 +61,9 @@ class FaultInjectingProxy:
             if is_transaction:
                 self.transaction_arrivals.append(time.monotonic())
             if self.outage:
-                return _fault_answer(Fault(503, retry_after=None))
+                answer = self.outage_answers[self.outage_answered % len(self.outage_answers)]
+                self.outage_answered += 1
+                return _fault_answer(answer)
             fault = self.planned.popleft() if is_transaction and self.planned else None
             if fault is not None and not fault.forward:
                 return _fault_answer(fault)

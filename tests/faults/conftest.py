@@ -1,0 +1,61 @@
+"""The fault matrix's pipeline, started once for the module, and its record of each run.
+
+`CDSFLOW_FAULT_EVENTS` sets how many changes each fault case drives (default 200, what
+`make test` runs; `make faults` runs 10,000). Each case's ledger is written to
+`.faults/<case>.json` (`CDSFLOW_FAULT_RESULTS_DIR` to put them elsewhere); `make faults`
+turns them into docs/reliability.md's tables (`scripts/reliability_report.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MODEL_REPOSITORY, REPO_ROOT
+from tests.support.fault_pipeline import FaultPipeline, fault_pipeline
+
+DEFAULT_EVENTS = 200
+
+
+def fault_events() -> int:
+    """Changes driven per fault case (`CDSFLOW_FAULT_EVENTS`, at least 20)."""
+    value = int(os.environ.get("CDSFLOW_FAULT_EVENTS", DEFAULT_EVENTS))
+    if value < 20:
+        raise ValueError("CDSFLOW_FAULT_EVENTS must be at least 20 (a fault needs a mid-stream)")
+    return value
+
+
+def results_dir() -> Path:
+    return Path(os.environ.get("CDSFLOW_FAULT_RESULTS_DIR", REPO_ROOT / ".faults"))
+
+
+@pytest.fixture(scope="session")
+def events_per_case() -> int:
+    return fault_events()
+
+
+@pytest.fixture(scope="module")
+async def pipeline(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FaultPipeline]:
+    work_dir = tmp_path_factory.mktemp("fault-pipeline")
+    async with fault_pipeline(work_dir, MODEL_REPOSITORY) as running:
+        yield running
+
+
+class ResultRecorder:
+    """Writes one case's figures to `<results dir>/<case>.json`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def write(self, case: str, figures: dict[str, object]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / f"{case}.json").write_text(json.dumps(figures, indent=2) + "\n")
+
+
+@pytest.fixture(scope="session")
+def fault_results() -> ResultRecorder:
+    return ResultRecorder(results_dir())

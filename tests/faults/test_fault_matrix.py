@@ -1,0 +1,233 @@
+"""The fault matrix (issue 10, item 2): one fault mid-stream per case, on the real parts.
+
+Each case drives `CDSFLOW_FAULT_EVENTS` vital-sign changes (default 200; `make faults`:
+10,000) of fresh patients into the listener as the EHR's rest-hook would (retrying until
+acknowledged), applies its fault once a third of them are acknowledged, and waits until the
+pipeline settles. Then, counted by idempotency key at every hop:
+
+- every change acknowledged is exactly one event on the clinical-events topic;
+- every event has exactly one Recommendation per model version;
+- every active recommendation is exactly one RiskAssessment in the EHR (SEKMET);
+- the `.dlq` twins hold exactly the messages the case poisoned (none for the others).
+
+Message copies (a consumer killed before its commit hands its input on again) are counted
+and reported, not failed: the effects above are what must be exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from cdsflow.contracts import CLINICAL_EVENTS, RECOMMENDATIONS, dead_letter_topic
+from tests.conftest import MODEL_REPOSITORY
+from tests.faults.conftest import ResultRecorder, fault_events
+from tests.integration.test_reasoner_shedding import shedding_cpu_config
+from tests.support.fault_pipeline import PARTITIONS, FaultPipeline, shedding_repository
+from tests.support.fault_proxy import Fault
+from tests.support.notification_driver import (
+    Driver,
+    Notification,
+    create_patients,
+    duplicated_and_reordered,
+    next_version,
+    notifications,
+)
+from tests.support.own_parts import paused
+
+pytestmark = pytest.mark.faults
+
+Poisoned = dict[str, list[bytes]]
+
+
+@dataclass(frozen=True)
+class FaultCase:
+    name: str
+    what: str  # one line for docs/reliability.md
+    apply: Callable[[FaultPipeline, Poisoned], Awaitable[None]]
+    # the notifications sent for the changes driven (default: each once, in order)
+    sent: Callable[[list[Notification]], list[Notification]] = list
+
+
+async def no_fault(pipeline: FaultPipeline, poisoned: Poisoned) -> None:
+    return None
+
+
+async def broker_paused(pipeline: FaultPipeline, poisoned: Poisoned) -> None:
+    with paused(pipeline.broker):
+        await asyncio.sleep(10)  # the fault's length, not a wait for a condition
+
+
+def service_killed(name: str) -> Callable[[FaultPipeline, Poisoned], Awaitable[None]]:
+    async def kill(pipeline: FaultPipeline, poisoned: Poisoned) -> None:
+        await pipeline.kill_service(name)
+
+    return kill
+
+
+async def triton_killed(pipeline: FaultPipeline, poisoned: Poisoned) -> None:
+    await pipeline.kill_triton()
+
+
+async def triton_shedding(pipeline: FaultPipeline, poisoned: Poisoned) -> None:
+    """Triton restarted with a queue of one request (concurrent requests beyond it are
+    refused) for 15 s, then restarted as shipped."""
+    shipped = (MODEL_REPOSITORY / "deterioration_risk" / "configs" / "cpu.pbtxt").read_text()
+    folder = pipeline.work_dir / f"shedding-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    await pipeline.kill_triton(
+        shedding_repository(folder, MODEL_REPOSITORY, shedding_cpu_config(shipped))
+    )
+    await asyncio.sleep(15)  # the fault's length
+    await pipeline.kill_triton(MODEL_REPOSITORY)
+
+
+async def ehr_unavailable(pipeline: FaultPipeline, poisoned: Poisoned) -> None:
+    """Every EHR request answered 503 or 429 (in turn), each with `Retry-After: 5`, for 30 s."""
+    proxy = pipeline.proxy
+    proxy.outage_answers = (Fault(503, retry_after="5"), Fault(429, retry_after="5"))
+    proxy.outage = True
+    try:
+        await asyncio.sleep(30)  # the fault's length
+    finally:
+        proxy.outage = False
+
+
+async def poison_each_topic(pipeline: FaultPipeline, poisoned: Poisoned) -> None:
+    """A message that is no protobuf of its topic, on every partition of each consumed topic."""
+    producer = AIOKafkaProducer(bootstrap_servers=pipeline.bootstrap, acks="all")
+    await producer.start()
+    try:
+        for topic in (CLINICAL_EVENTS, RECOMMENDATIONS):
+            for partition in range(PARTITIONS):
+                value = f"not a protobuf: poison {uuid.uuid4().hex}".encode()
+                await producer.send_and_wait(topic, value, partition=partition)
+                poisoned.setdefault(dead_letter_topic(topic), []).append(value)
+    finally:
+        await producer.stop()
+
+
+def with_later_versions_duplicated_and_reordered(driven: list[Notification]) -> list[Notification]:
+    """Every other change followed by a later version of the same Observation; all of them
+    sent twice, shuffled."""
+    changes = [*driven, *(next_version(n) for n in driven[::2])]
+    return duplicated_and_reordered(changes, seed=len(driven))
+
+
+CASES = (
+    FaultCase("no-fault", "none (the load the pipeline holds)", no_fault),
+    FaultCase("broker-paused", "broker paused (SIGSTOP) for 10 s, then resumed", broker_paused),
+    FaultCase(
+        "listener-killed",
+        "listener SIGKILLed, restarted by supervision",
+        service_killed("listener"),
+    ),
+    FaultCase(
+        "reasoner-killed",
+        "reasoner SIGKILLed, restarted by supervision",
+        service_killed("reasoner"),
+    ),
+    FaultCase(
+        "writeback-killed",
+        "writeback SIGKILLed, restarted by supervision",
+        service_killed("writeback"),
+    ),
+    FaultCase("triton-killed", "Triton SIGKILLed, started again on its ports", triton_killed),
+    FaultCase(
+        "triton-shedding",
+        "Triton shedding (queue of one: RESOURCE_EXHAUSTED) for 15 s",
+        triton_shedding,
+    ),
+    FaultCase(
+        "ehr-503-429",
+        "EHR answering 503/429 with Retry-After: 5 to every request for 30 s",
+        ehr_unavailable,
+    ),
+    FaultCase(
+        "duplicated-reordered",
+        "every notification sent twice, shuffled; later versions before earlier ones",
+        no_fault,
+        sent=with_later_versions_duplicated_and_reordered,
+    ),
+    FaultCase(
+        "poison-per-topic",
+        "a non-protobuf message on every partition of clinical-events and recommendations",
+        poison_each_topic,
+    ),
+)
+
+
+def patient_count(events: int) -> int:
+    return max(4, min(40, events // 25))
+
+
+def settle_timeout_s(events: int) -> float:
+    return 180 + events * 0.25
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+@pytest.mark.timeout(600 + fault_events() * 0.6)
+async def test_every_change_comes_out_once_at_every_hop(
+    case: FaultCase,
+    pipeline: FaultPipeline,
+    events_per_case: int,
+    fault_results: ResultRecorder,
+) -> None:
+    patients = await create_patients(pipeline.ehr_direct, patient_count(events_per_case))
+    sent = case.sent(notifications(patients, events_per_case, case.name))
+    changes = [notification.change for notification in sent]
+    dead_before = pipeline.tally.dead_letter_count()
+    poisoned: Poisoned = {}
+    driver = Driver(pipeline.http, pipeline.listener_url, pipeline.channel_secret)
+
+    began = time.monotonic()
+    await driver.send_all(sent, at_fraction=1 / 3, fault=lambda: case.apply(pipeline, poisoned))
+    acknowledged_at = time.monotonic()
+    ledger = await pipeline.settle(changes, patients, settle_timeout_s(events_per_case))
+    settled_at = time.monotonic()
+
+    dead_letters = {
+        topic: count - dead_before.get(topic, 0)
+        for topic, count in ledger.dead_letters.items()
+        if count - dead_before.get(topic, 0)
+    }
+    fault_results.write(
+        case.name,
+        {
+            "case": case.name,
+            "fault": case.what,
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "changes": ledger.changes,
+            "patients": len(patients),
+            "notifications_sent": len(sent),
+            "not_acknowledged": driver.not_acknowledged,
+            "answers": driver.answers,
+            "acknowledged_s": round(acknowledged_at - began, 1),
+            "settled_s": round(settled_at - began, 1),
+            "changes_per_s": round(ledger.changes / (settled_at - began), 1),
+            "ledger": {**asdict(ledger), "lost": ledger.lost, "duplicated": ledger.duplicated},
+            "dead_letters": dead_letters,
+            "poisoned": {topic: len(values) for topic, values in poisoned.items()},
+        },
+    )
+
+    assert ledger.lost == 0, ledger
+    assert ledger.duplicated == 0, ledger
+    assert ledger.events == ledger.changes
+    assert ledger.ehr_writes == ledger.active_recommendations > 0
+    new_dead_letters = {
+        topic: collections.Counter(values[dead_before.get(topic, 0) :])
+        for topic, values in pipeline.tally.dead_letters.items()
+        if values[dead_before.get(topic, 0) :]
+    }
+    assert new_dead_letters == {
+        topic: collections.Counter(values) for topic, values in poisoned.items()
+    }

@@ -1,0 +1,300 @@
+"""The whole pipeline on parts that a fault test owns, so that it may pause or kill any of them.
+
+A broker (Tansu), Triton and an EHR (SEKMET) of its own, SEKMET reached through a
+fault-injecting proxy, and the three services as `cdsflow up` runs them (`Stack`, given those
+parts): supervised, so that a service SIGKILLed is started again. A `TopicTally` follows the
+topics from their start. `settle` waits until everything driven has gone through and returns
+the `Ledger`: what went in, what came out at each hop, and what was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from cdsflow.contracts import CLINICAL_EVENTS, RECOMMENDATIONS
+from cdsflow.fhir import EhrClient
+from cdsflow.runtime.parts import start_broker, start_ehr, start_triton
+from cdsflow.runtime.processes import Command, ManagedProcess, http_ok
+from cdsflow.runtime.stack import Stack, StackOptions
+from tests.support.fault_proxy import FaultInjectingProxy, fault_injecting_proxy
+from tests.support.own_parts import own_part
+from tests.support.polling import eventually
+from tests.support.topic_tally import TopicTally, create_topics, group_caught_up, tallying
+
+# the services' consumer groups (their settings' defaults)
+REASONER_GROUP = "cdsflow-reasoner"
+WRITEBACK_GROUP = "cdsflow-writeback"
+# what a vital-sign Observation is scored by: the shipped deterioration adapter, version 1
+EXPECTED_MODELS = frozenset({("deterioration-risk", "1")})
+RECOMMENDATION_TAG = "urn:cdsflow:recommendation"
+PARTITIONS = 3
+
+
+@dataclass
+class FaultPipeline:
+    broker: ManagedProcess
+    triton: ManagedProcess
+    ehr: ManagedProcess  # SEKMET itself (the services reach it through `proxy`)
+    proxy: FaultInjectingProxy
+    stack: Stack
+    tally: TopicTally
+    http: httpx.AsyncClient
+    work_dir: Path
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.endpoints["broker"]
+
+    @property
+    def listener_url(self) -> str:
+        return self.stack.endpoints["listener"]
+
+    @property
+    def channel_secret(self) -> str:
+        return self.stack.options.channel_secret
+
+    @property
+    def ehr_direct(self) -> EhrClient:
+        """SEKMET without the proxy (the test's own reads and setup never meet a fault)."""
+        return EhrClient(self.ehr.endpoints["ehr"], self.http)
+
+    def service(self, name: str) -> ManagedProcess:
+        return next(part for part in self.stack.parts if part.name == name)
+
+    async def kill_service(self, name: str) -> None:
+        """SIGKILL the service; return once supervision started it again and it is ready."""
+        part = self.service(name)
+        old_pid = part.process.pid
+        os.kill(old_pid, signal.SIGKILL)
+        readyz = f"{part.endpoints['http']}/readyz"
+
+        async def back() -> bool:
+            return part.process.pid != old_pid and await _answers_200(self.http, readyz)
+
+        await eventually(back, timeout_s=120, interval_s=0.2, what=f"the {name} to come back")
+
+    async def kill_triton(self, model_repository: Path | None = None) -> None:
+        """SIGKILL Triton and start it again on the same ports (with `model_repository`
+        instead, when given); return once it is ready."""
+        os.kill(self.triton.process.pid, signal.SIGKILL)
+        await asyncio.to_thread(self.triton.process.wait)
+        if model_repository is not None:
+            self.triton.command = _with_model_repository(self.triton.command, model_repository)
+        await asyncio.to_thread(self.triton.restart)
+        ready = f"{self.triton.endpoints['triton_http']}/v2/health/ready"
+        await eventually(
+            partial(asyncio.to_thread, http_ok, ready),
+            timeout_s=180,
+            interval_s=0.5,
+            what="Triton ready again",
+        )
+
+    async def settle(
+        self, changes: Sequence[str], patients: Sequence[str], timeout_s: float
+    ) -> Ledger:
+        """Wait (bounded) until every change has its event, every event its recommendations,
+        both consumer groups have committed all they were given, and the EHR holds a write
+        for every active recommendation; then the ledger of what went through."""
+
+        async def settled() -> Ledger | None:
+            ledger = ledger_of(self.tally, changes)
+            if ledger.missing_events or ledger.events_without_recommendation:
+                return None
+            caught_up = await group_caught_up(
+                self.bootstrap, REASONER_GROUP, CLINICAL_EVENTS, PARTITIONS
+            ) and await group_caught_up(
+                self.bootstrap, WRITEBACK_GROUP, RECOMMENDATIONS, PARTITIONS
+            )
+            if not caught_up:
+                return None
+            writes = await recommendation_writes(self.ehr_direct, patients)
+            ledger = ledger_of(self.tally, changes, writes)
+            return ledger if not ledger.active_without_write else None
+
+        return await eventually(
+            settled, timeout_s=timeout_s, interval_s=1.0, what="the pipeline to settle"
+        )
+
+
+def _with_model_repository(command: Command, model_repository: Path) -> Command:
+    argv = tuple(
+        f"--model-repository={model_repository}" if arg.startswith("--model-repository=") else arg
+        for arg in command.argv
+    )
+    return replace(command, argv=argv)
+
+
+async def _answers_200(http: httpx.AsyncClient, url: str) -> bool:
+    try:
+        return (await http.get(url)).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@dataclass
+class Ledger:
+    """What went through, counted by idempotency key at each hop."""
+
+    changes: int  # distinct resource changes driven (each notified at least once)
+    events: int = 0  # distinct event ids on the clinical-events topic for those changes
+    missing_events: int = 0  # changes with no event
+    changes_with_several_events: int = 0
+    event_copies: int = 0  # messages beyond the first per event id (redeliveries)
+    recommendations: int = 0  # distinct recommendation ids for those events
+    events_without_recommendation: int = 0  # events missing an expected model version's
+    extra_recommendations: int = 0  # beyond one per event per model version
+    recommendation_copies: int = 0
+    active_recommendations: int = 0
+    ehr_writes: int = 0  # RiskAssessments in SEKMET for those active recommendations
+    active_without_write: int = 0
+    active_with_several_writes: int = 0
+    dead_letters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def lost(self) -> int:
+        return self.missing_events + self.events_without_recommendation + self.active_without_write
+
+    @property
+    def duplicated(self) -> int:
+        """Effects beyond exactly one: events per change, recommendations per event and model
+        version, EHR writes per active recommendation (message copies are not effects)."""
+        return (
+            self.changes_with_several_events
+            + self.extra_recommendations
+            + self.active_with_several_writes
+        )
+
+
+def ledger_of(
+    tally: TopicTally, changes: Sequence[str], writes: dict[str, int] | None = None
+) -> Ledger:
+    """The ledger of `changes` (change keys) from the tally, and from the EHR's `writes`
+    (recommendation id -> RiskAssessments holding it) when given."""
+    ledger = Ledger(changes=len(set(changes)))
+    active: list[str] = []
+    for change in set(changes):
+        event_ids = tally.event_ids_of_change.get(change, set())
+        if not event_ids:
+            ledger.missing_events += 1
+        ledger.changes_with_several_events += len(event_ids) > 1
+        for event_id in event_ids:
+            ledger.events += 1
+            ledger.event_copies += tally.event_copies[event_id] - 1
+            made = tally.recommendations_of_event.get(event_id, set())
+            ledger.recommendations += len(made)
+            models = [(seen.adapter_id, seen.model_version) for seen in made]
+            ledger.events_without_recommendation += not set(models) >= EXPECTED_MODELS
+            ledger.extra_recommendations += len(models) - len(set(models))
+            for seen in made:
+                ledger.recommendation_copies += (
+                    tally.recommendation_copies[seen.recommendation_id] - 1
+                )
+                if seen.active:
+                    active.append(seen.recommendation_id)
+    ledger.active_recommendations = len(active)
+    if writes is not None:
+        for recommendation_id in active:
+            written = writes.get(recommendation_id, 0)
+            ledger.ehr_writes += written
+            ledger.active_without_write += written == 0
+            ledger.active_with_several_writes += written > 1
+    else:
+        ledger.active_without_write = len(active)
+    ledger.dead_letters = tally.dead_letter_count()
+    return ledger
+
+
+async def recommendation_writes(ehr: EhrClient, patients: Sequence[str]) -> dict[str, int]:
+    """Recommendation id -> how many RiskAssessments in the EHR carry it, for `patients`."""
+    counts: dict[str, int] = {}
+    for patient in patients:
+        found = await ehr.search(
+            "RiskAssessment", [("subject", patient), ("_count", "1000")], max_pages=1000
+        )
+        for assessment in found:
+            for tag in assessment.get("meta", {}).get("tag", []):
+                if tag.get("system") == RECOMMENDATION_TAG:
+                    counts[tag["code"]] = counts.get(tag["code"], 0) + 1
+    return counts
+
+
+async def _supervise(stack: Stack) -> None:
+    """What `cdsflow up` does between its checks: restart the services that exited."""
+    while True:
+        await asyncio.to_thread(stack.supervise)
+        await asyncio.sleep(0.2)
+
+
+@contextlib.asynccontextmanager
+async def fault_pipeline(
+    work_dir: Path, model_repository: Path, service_env: dict[str, str] | None = None
+) -> AsyncIterator[FaultPipeline]:
+    """The parts, the proxy, the supervised services and the tally, for the block.
+
+    `service_env`: settings given to the three services (the stack passes this process's
+    environment on to them)."""
+    async with (
+        own_part(start_broker, work_dir / "broker") as broker,
+        own_part(partial(start_triton, model_repository), work_dir / "triton") as triton,
+        own_part(start_ehr, work_dir / "ehr") as ehr,
+    ):
+        await create_topics(broker.endpoints["broker"], PARTITIONS)
+        async with (
+            fault_injecting_proxy(ehr.endpoints["ehr"]) as proxy,
+            httpx.AsyncClient(timeout=30) as http,
+            tallying(broker.endpoints["broker"], PARTITIONS) as tally,
+        ):
+            options = StackOptions(
+                work_dir=work_dir / "stack",
+                model_repository=model_repository,
+                ehr_base_url=proxy.base_url,
+                kafka_bootstrap=broker.endpoints["broker"],
+                triton_grpc_url=triton.endpoints["triton_grpc"],
+                kafka_idempotence=False,  # Tansu refuses the idempotent producer
+                channels=(),  # the test notifies the listener itself, as the EHR would
+            )
+            stack = Stack(options)
+            with _environment(service_env or {}):
+                await asyncio.to_thread(stack.start)
+            supervision = asyncio.create_task(_supervise(stack))
+            try:
+                yield FaultPipeline(broker, triton, ehr, proxy, stack, tally, http, work_dir)
+            finally:
+                supervision.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await supervision
+                await asyncio.to_thread(stack.stop)
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Any:
+    """`values` in os.environ while the services are spawned (they inherit it)."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def shedding_repository(folder: Path, model_repository: Path, config: str) -> Path:
+    """A copy of `model_repository` whose deterioration_risk CPU configuration is `config`."""
+    copy = folder / "models"
+    shutil.copytree(model_repository, copy)
+    (copy / "deterioration_risk" / "configs" / "cpu.pbtxt").write_text(config, encoding="utf-8")
+    return copy

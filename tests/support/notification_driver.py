@@ -1,0 +1,142 @@
+"""Drive clinical changes into the listener as an EHR's rest-hook would, retrying until acked.
+
+Each change is one vital-sign Observation (its own id, `meta.versionId`) of a patient that
+exists in the EHR; it is PUT, full resource, to the listener's rest-hook endpoint with the
+channel's secret. Like an EHR that retries, the driver sends a notification again after any
+answer other than 2xx (or no answer) until it is acknowledged, so that "acknowledged" is what
+the pipeline owes: every acknowledged change must come out once at every hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from cdsflow.fhir import EhrClient
+from cdsflow.runtime.story import DETERIORATING, STABLE, patient_resource, round_observations
+from tests.support.topic_tally import change_key
+
+
+@dataclass(frozen=True)
+class Notification:
+    patient_reference: str
+    observation: dict[str, Any]
+
+    @property
+    def change(self) -> str:
+        observation = self.observation
+        return change_key("Observation", observation["id"], observation["meta"]["versionId"])
+
+
+async def create_patients(ehr: EhrClient, count: int) -> list[str]:
+    """`count` patients in the EHR (half deteriorating, half stable): their references."""
+    references = []
+    for index in range(count):
+        story = DETERIORATING if index % 2 == 0 else STABLE
+        created = await ehr.create(patient_resource(story))
+        references.append(f"Patient/{created['id']}")
+    return references
+
+
+def notifications(patients: Sequence[str], count: int, label: str) -> list[Notification]:
+    """`count` changes spread over `patients`: one vital sign each, from the story rounds."""
+    driven = []
+    for index in range(count):
+        patient = patients[index % len(patients)]
+        story = DETERIORATING if patients.index(patient) % 2 == 0 else STABLE
+        vitals = story.rounds[index % len(story.rounds)]
+        observation = round_observations(patient, vitals, datetime.now(UTC))[index % 5]
+        observation["id"] = f"fault-{label}-{index}-{uuid.uuid4().hex[:8]}"
+        observation["meta"] = {"versionId": "1"}
+        driven.append(Notification(patient, observation))
+    return driven
+
+
+def next_version(notification: Notification) -> Notification:
+    """The same Observation changed again (its value and `meta.versionId` moved on)."""
+    observation = json.loads(json.dumps(notification.observation))
+    observation["meta"]["versionId"] = str(int(observation["meta"]["versionId"]) + 1)
+    if "valueQuantity" in observation:
+        observation["valueQuantity"]["value"] = observation["valueQuantity"]["value"] + 1
+    return Notification(notification.patient_reference, observation)
+
+
+def duplicated_and_reordered(driven: Sequence[Notification], seed: int) -> list[Notification]:
+    """Each notification twice, the whole in a shuffled order (a later version may come
+    before an earlier one, a copy long after the first)."""
+    doubled = [*driven, *driven]
+    random.Random(seed).shuffle(doubled)  # noqa: S311 (an order, not a secret)
+    return doubled
+
+
+@dataclass
+class Driver:
+    """Sends notifications with bounded concurrency; counts what the listener answered."""
+
+    http: httpx.AsyncClient
+    listener_url: str
+    channel_secret: str
+    concurrency: int = 16
+    acknowledged: int = 0
+    not_acknowledged: int = 0  # answers other than 2xx, and no answer: each retried
+    answers: dict[str, int] = field(default_factory=dict)
+
+    async def send_all(
+        self,
+        driven: Sequence[Notification],
+        at_fraction: float = 0.0,
+        fault: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Every notification, acknowledged; `fault` starts once `at_fraction` of them are
+        (mid-stream), while the rest keep going, and is awaited before this returns."""
+        gate = asyncio.Semaphore(self.concurrency)
+        threshold = max(1, int(len(driven) * at_fraction))
+        reached = asyncio.Event()
+
+        async def one(notification: Notification) -> None:
+            async with gate:
+                await self._until_acknowledged(notification)
+                if self.acknowledged >= threshold:
+                    reached.set()
+
+        async def faulted() -> None:
+            if fault is not None:
+                await reached.wait()
+                await fault()
+
+        await asyncio.gather(faulted(), *(one(n) for n in driven))
+
+    async def _until_acknowledged(self, notification: Notification) -> None:
+        observation = notification.observation
+        url = f"{self.listener_url}/Observation/{observation['id']}"
+        headers = {
+            "Authorization": f"Bearer {self.channel_secret}",
+            "Content-Type": "application/fhir+json",
+        }
+        body = json.dumps(observation)
+        delay = 0.1
+        while True:
+            try:
+                response = await self.http.put(url, content=body, headers=headers)
+                outcome = str(response.status_code)
+                if response.is_success:
+                    self.acknowledged += 1
+                    self._count(outcome)
+                    return
+            except httpx.HTTPError as error:
+                outcome = type(error).__name__
+            self._count(outcome)
+            self.not_acknowledged += 1
+            await asyncio.sleep(delay)  # the EHR's retry backoff, not a wait for a condition
+            delay = min(2.0, delay * 2)
+
+    def _count(self, outcome: str) -> None:
+        self.answers[outcome] = self.answers.get(outcome, 0) + 1
