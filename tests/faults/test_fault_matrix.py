@@ -191,7 +191,7 @@ async def test_every_change_comes_out_once_at_every_hop(
     began = time.monotonic()
     await driver.send_all(sent, at_fraction=1 / 3, fault=lambda: case.apply(pipeline, poisoned))
     acknowledged_at = time.monotonic()
-    ledger = await pipeline.settle(changes, patients, settle_timeout_s(events_per_case))
+    ledger = await pipeline.settle(changes, settle_timeout_s(events_per_case))
     settled_at = time.monotonic()
 
     dead_letters = {

@@ -100,31 +100,28 @@ class FaultPipeline:
             what="Triton ready again",
         )
 
-    async def settle(
-        self, changes: Sequence[str], patients: Sequence[str], timeout_s: float
-    ) -> Ledger:
+    async def settle(self, changes: Sequence[str], timeout_s: float) -> Ledger:
         """Wait (bounded) until every change has its event, every event its recommendations,
-        both consumer groups have committed all they were given, and the EHR holds a write
-        for every active recommendation; then the ledger of what went through."""
+        and both consumer groups have committed all they were given (a message is committed
+        once handled: the writeback's write is done or dead-lettered); then the ledger of what
+        went through, with the EHR's writes counted."""
 
-        async def settled() -> Ledger | None:
+        async def settled() -> bool:
             ledger = ledger_of(self.tally, changes)
             if ledger.missing_events or ledger.events_without_recommendation:
-                return None
-            caught_up = await group_caught_up(
+                return False
+            return await group_caught_up(
                 self.bootstrap, REASONER_GROUP, CLINICAL_EVENTS, PARTITIONS
             ) and await group_caught_up(
                 self.bootstrap, WRITEBACK_GROUP, RECOMMENDATIONS, PARTITIONS
             )
-            if not caught_up:
-                return None
-            writes = await recommendation_writes(self.ehr_direct, patients)
-            ledger = ledger_of(self.tally, changes, writes)
-            return ledger if not ledger.active_without_write else None
 
-        return await eventually(
+        await eventually(
             settled, timeout_s=timeout_s, interval_s=1.0, what="the pipeline to settle"
         )
+        active = active_recommendation_ids(self.tally, changes)
+        writes = await recommendation_writes(self.ehr_direct, active)
+        return ledger_of(self.tally, changes, writes)
 
 
 def _with_model_repository(command: Command, model_repository: Path) -> Command:
@@ -176,6 +173,16 @@ class Ledger:
         )
 
 
+def active_recommendation_ids(tally: TopicTally, changes: Sequence[str]) -> list[str]:
+    return [
+        seen.recommendation_id
+        for change in set(changes)
+        for event_id in tally.event_ids_of_change.get(change, set())
+        for seen in tally.recommendations_of_event.get(event_id, set())
+        if seen.active
+    ]
+
+
 def ledger_of(
     tally: TopicTally, changes: Sequence[str], writes: dict[str, int] | None = None
 ) -> Ledger:
@@ -215,18 +222,19 @@ def ledger_of(
     return ledger
 
 
-async def recommendation_writes(ehr: EhrClient, patients: Sequence[str]) -> dict[str, int]:
-    """Recommendation id -> how many RiskAssessments in the EHR carry it, for `patients`."""
-    counts: dict[str, int] = {}
-    for patient in patients:
-        found = await ehr.search(
-            "RiskAssessment", [("subject", patient), ("_count", "1000")], max_pages=1000
-        )
-        for assessment in found:
-            for tag in assessment.get("meta", {}).get("tag", []):
-                if tag.get("system") == RECOMMENDATION_TAG:
-                    counts[tag["code"]] = counts.get(tag["code"], 0) + 1
-    return counts
+async def recommendation_writes(
+    ehr: EhrClient, recommendation_ids: Sequence[str], concurrency: int = 8
+) -> dict[str, int]:
+    """Recommendation id -> how many RiskAssessments in the EHR carry its tag (SEKMET
+    searches RiskAssessment by `_tag`, not by subject)."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def count(recommendation_id: str) -> tuple[str, int]:
+        async with gate:
+            criteria = [("_tag", f"{RECOMMENDATION_TAG}|{recommendation_id}")]
+            return recommendation_id, await ehr.search_count("RiskAssessment", criteria)
+
+    return dict(await asyncio.gather(*(count(rid) for rid in recommendation_ids)))
 
 
 async def _supervise(stack: Stack) -> None:
