@@ -80,10 +80,15 @@ charts: install ## copy adapters/ into charts/cdsflow, lint it and render it for
 conformance-pack-note:
 	@[ -d "$(CONFORMANCE_DIR)" ] || echo "conformance pack not found at $(CONFORMANCE_DIR): tests/conformance are skipped (set CDSFLOW_CONFORMANCE_DIR; CDSFLOW_REQUIRE_CONFORMANCE=1 makes this an error)"
 
+# the fault matrix writes one JSON per case under .faults/ (gitignored); the report turns the
+# run's results into docs/reliability.md's "Fault matrix" and "Load held" tables
 .PHONY: faults
-faults: install ## hostile-input properties at 10,000 generated requests per endpoint (long)
+faults: install ## hostile-input properties at 10,000 requests per endpoint, then the fault matrix at 10,000 changes per fault, and docs/reliability.md's tables (long)
 	CDSFLOW_PROPERTY_EXAMPLES=$${CDSFLOW_PROPERTY_EXAMPLES:-10000} $(PYTEST) --timeout=3600 \
 		tests/integration/test_hostile_inputs.py -k "every_"
+	rm -rf .faults
+	CDSFLOW_FAULT_EVENTS=$${CDSFLOW_FAULT_EVENTS:-10000} $(PYTEST) tests/faults
+	$(UV) run --frozen python scripts/reliability_report.py --results .faults --doc docs/reliability.md
 
 .PHONY: model
 model: install ## retrain the reference model (models/deterioration_risk, datasets/) and rebuild models/medication_safety

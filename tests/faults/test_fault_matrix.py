@@ -20,9 +20,11 @@ import asyncio
 import collections
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import partial
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -52,56 +54,73 @@ Poisoned = dict[str, list[bytes]]
 class FaultCase:
     name: str
     what: str  # one line for docs/reliability.md
-    apply: Callable[[FaultPipeline, Poisoned], Awaitable[None]]
+    # applies the fault; sets the event once it is in effect (the rest of the stream is sent
+    # from then on, while it lasts)
+    apply: Callable[[FaultPipeline, Poisoned, asyncio.Event], Coroutine[Any, Any, None]]
     # the notifications sent for the changes driven (default: each once, in order)
     sent: Callable[[list[Notification]], list[Notification]] = list
 
 
-async def no_fault(pipeline: FaultPipeline, poisoned: Poisoned) -> None:
-    return None
+async def no_fault(pipeline: FaultPipeline, poisoned: Poisoned, in_effect: asyncio.Event) -> None:
+    in_effect.set()
 
 
-async def broker_paused(pipeline: FaultPipeline, poisoned: Poisoned) -> None:
+async def broker_paused(
+    pipeline: FaultPipeline, poisoned: Poisoned, in_effect: asyncio.Event
+) -> None:
     with paused(pipeline.broker):
+        in_effect.set()
         await asyncio.sleep(10)  # the fault's length, not a wait for a condition
 
 
-def service_killed(name: str) -> Callable[[FaultPipeline, Poisoned], Awaitable[None]]:
-    async def kill(pipeline: FaultPipeline, poisoned: Poisoned) -> None:
-        await pipeline.kill_service(name)
+def service_killed(
+    name: str,
+) -> Callable[[FaultPipeline, Poisoned, asyncio.Event], Coroutine[Any, Any, None]]:
+    async def kill(pipeline: FaultPipeline, poisoned: Poisoned, in_effect: asyncio.Event) -> None:
+        await pipeline.kill_service(name, in_effect)
 
     return kill
 
 
-async def triton_killed(pipeline: FaultPipeline, poisoned: Poisoned) -> None:
-    await pipeline.kill_triton()
+async def triton_killed(
+    pipeline: FaultPipeline, poisoned: Poisoned, in_effect: asyncio.Event
+) -> None:
+    await pipeline.kill_triton(in_effect=in_effect)
 
 
-async def triton_shedding(pipeline: FaultPipeline, poisoned: Poisoned) -> None:
+async def triton_shedding(
+    pipeline: FaultPipeline, poisoned: Poisoned, in_effect: asyncio.Event
+) -> None:
     """Triton restarted with a queue of one request (concurrent requests beyond it are
     refused) for 15 s, then restarted as shipped."""
     shipped = (MODEL_REPOSITORY / "deterioration_risk" / "configs" / "cpu.pbtxt").read_text()
     folder = pipeline.work_dir / f"shedding-{uuid.uuid4().hex[:6]}"
     folder.mkdir()
     await pipeline.kill_triton(
-        shedding_repository(folder, MODEL_REPOSITORY, shedding_cpu_config(shipped))
+        model_repository=shedding_repository(folder, MODEL_REPOSITORY, shedding_cpu_config(shipped))
     )
+    in_effect.set()
     await asyncio.sleep(15)  # the fault's length
-    await pipeline.kill_triton(MODEL_REPOSITORY)
+    await pipeline.kill_triton(model_repository=MODEL_REPOSITORY)
 
 
-async def ehr_unavailable(pipeline: FaultPipeline, poisoned: Poisoned) -> None:
+async def ehr_unavailable(
+    pipeline: FaultPipeline, poisoned: Poisoned, in_effect: asyncio.Event
+) -> None:
     """Every EHR request answered 503 or 429 (in turn), each with `Retry-After: 5`, for 30 s."""
     proxy = pipeline.proxy
     proxy.outage_answers = (Fault(503, retry_after="5"), Fault(429, retry_after="5"))
     proxy.outage = True
+    in_effect.set()
     try:
         await asyncio.sleep(30)  # the fault's length
     finally:
         proxy.outage = False
 
 
-async def poison_each_topic(pipeline: FaultPipeline, poisoned: Poisoned) -> None:
+async def poison_each_topic(
+    pipeline: FaultPipeline, poisoned: Poisoned, in_effect: asyncio.Event
+) -> None:
     """A message that is no protobuf of its topic, on every partition of each consumed topic."""
     producer = AIOKafkaProducer(bootstrap_servers=pipeline.bootstrap, acks="all")
     await producer.start()
@@ -113,6 +132,7 @@ async def poison_each_topic(pipeline: FaultPipeline, poisoned: Poisoned) -> None
                 poisoned.setdefault(dead_letter_topic(topic), []).append(value)
     finally:
         await producer.stop()
+    in_effect.set()
 
 
 def with_later_versions_duplicated_and_reordered(driven: list[Notification]) -> list[Notification]:
@@ -189,10 +209,12 @@ async def test_every_change_comes_out_once_at_every_hop(
     driver = Driver(pipeline.http, pipeline.listener_url, pipeline.channel_secret)
 
     began = time.monotonic()
-    await driver.send_all(sent, at_fraction=1 / 3, fault=lambda: case.apply(pipeline, poisoned))
-    acknowledged_at = time.monotonic()
+    await driver.send_all(sent, at_fraction=1 / 3, fault=partial(case.apply, pipeline, poisoned))
+    acknowledged_at = driver.last_acknowledged_at
     ledger = await pipeline.settle(changes, settle_timeout_s(events_per_case))
     settled_at = time.monotonic()
+    if pipeline.stack.collector is not None:
+        pipeline.stack.collector.clear()  # the case's spans are not looked at: memory back
 
     dead_letters = {
         topic: count - dead_before.get(topic, 0)

@@ -72,11 +72,14 @@ class FaultPipeline:
     def service(self, name: str) -> ManagedProcess:
         return next(part for part in self.stack.parts if part.name == name)
 
-    async def kill_service(self, name: str) -> None:
-        """SIGKILL the service; return once supervision started it again and it is ready."""
+    async def kill_service(self, name: str, killed: asyncio.Event | None = None) -> None:
+        """SIGKILL the service (then set `killed`); return once supervision started it again
+        and it is ready."""
         part = self.service(name)
         old_pid = part.process.pid
         os.kill(old_pid, signal.SIGKILL)
+        if killed is not None:
+            killed.set()
         readyz = f"{part.endpoints['http']}/readyz"
 
         async def back() -> bool:
@@ -84,11 +87,15 @@ class FaultPipeline:
 
         await eventually(back, timeout_s=120, interval_s=0.2, what=f"the {name} to come back")
 
-    async def kill_triton(self, model_repository: Path | None = None) -> None:
-        """SIGKILL Triton and start it again on the same ports (with `model_repository`
-        instead, when given); return once it is ready."""
+    async def kill_triton(
+        self, in_effect: asyncio.Event | None = None, model_repository: Path | None = None
+    ) -> None:
+        """SIGKILL Triton (then set `in_effect`) and start it again on the same ports (with
+        `model_repository` instead, when given); return once it is ready."""
         os.kill(self.triton.process.pid, signal.SIGKILL)
         await asyncio.to_thread(self.triton.process.wait)
+        if in_effect is not None:
+            in_effect.set()
         if model_repository is not None:
             self.triton.command = _with_model_repository(self.triton.command, model_repository)
         await asyncio.to_thread(self.triton.restart)

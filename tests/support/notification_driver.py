@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -88,31 +89,40 @@ class Driver:
     acknowledged: int = 0
     not_acknowledged: int = 0  # answers other than 2xx, and no answer: each retried
     answers: dict[str, int] = field(default_factory=dict)
+    # time.monotonic() when the last notification was acknowledged
+    last_acknowledged_at: float = 0.0
 
     async def send_all(
         self,
         driven: Sequence[Notification],
         at_fraction: float = 0.0,
-        fault: Callable[[], Awaitable[None]] | None = None,
+        fault: Callable[[asyncio.Event], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
-        """Every notification, acknowledged; `fault` starts once `at_fraction` of them are
-        (mid-stream), while the rest keep going, and is awaited before this returns."""
+        """Every notification, acknowledged. With `fault`: the first `at_fraction` of them,
+        then the fault starts, and once it says it is in effect (sets the event it is given)
+        the rest are sent while it lasts; it is awaited before this returns."""
+        split = int(len(driven) * at_fraction) if fault is not None else len(driven)
+        await self._send(driven[:split])
+        if fault is None:
+            return
+        in_effect = asyncio.Event()
+        faulting = asyncio.create_task(fault(in_effect))
+        effect = asyncio.create_task(in_effect.wait())
+        await asyncio.wait({faulting, effect}, return_when=asyncio.FIRST_COMPLETED)
+        effect.cancel()
+        if faulting.done():
+            faulting.result()  # a fault that failed before it took effect fails here
+        await self._send(driven[split:])
+        await faulting
+
+    async def _send(self, driven: Sequence[Notification]) -> None:
         gate = asyncio.Semaphore(self.concurrency)
-        threshold = max(1, int(len(driven) * at_fraction))
-        reached = asyncio.Event()
 
         async def one(notification: Notification) -> None:
             async with gate:
                 await self._until_acknowledged(notification)
-                if self.acknowledged >= threshold:
-                    reached.set()
 
-        async def faulted() -> None:
-            if fault is not None:
-                await reached.wait()
-                await fault()
-
-        await asyncio.gather(faulted(), *(one(n) for n in driven))
+        await asyncio.gather(*(one(n) for n in driven))
 
     async def _until_acknowledged(self, notification: Notification) -> None:
         observation = notification.observation
@@ -129,6 +139,7 @@ class Driver:
                 outcome = str(response.status_code)
                 if response.is_success:
                     self.acknowledged += 1
+                    self.last_acknowledged_at = time.monotonic()
                     self._count(outcome)
                     return
             except httpx.HTTPError as error:
