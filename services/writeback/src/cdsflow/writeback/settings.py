@@ -98,8 +98,10 @@ class Settings(ServiceSettings):
     consumer_group: str = "cdsflow-writeback"
     writeback_enabled: bool = True
     # --- the write into the EHR (README "Write-back": retries, breaker, DLQ) ---
-    # tries of one recommendation's transaction in all, then it goes to the .dlq topic
-    writeback_max_attempts: int = Field(default=5, ge=1, le=20)
+    # tries of one recommendation's transaction in all, then it goes to the .dlq topic; one
+    # more than the breaker's threshold, so that the write which opens the breaker is tried
+    # again after it (an outage shorter than the breaker's open time loses no write)
+    writeback_max_attempts: int = Field(default=6, ge=1, le=20)
     # jittered exponential backoff: before try n+1, uniform(0, min(max, initial * 2**(n-1)))
     writeback_backoff_initial_s: float = Field(default=0.5, gt=0)
     writeback_backoff_max_s: float = Field(default=20.0, gt=0)
