@@ -130,8 +130,8 @@ def load_table(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def generated_section(results: list[dict[str, Any]]) -> str:
-    sizes = sorted({r["ledger"]["changes"] for r in results})
+def generated_section(results: list[dict[str, Any]], command: str = "make faults") -> str:
+    sizes = sorted({r.get("events_per_case", r["ledger"]["changes"]) for r in results})
     dates = sorted(r["measured_at"] for r in results)
     machine = f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()}"
     lost = sum(r["ledger"]["lost"] for r in results)
@@ -140,8 +140,9 @@ def generated_section(results: list[dict[str, Any]]) -> str:
         BEGIN,
         "## Fault matrix",
         "",
-        f"Run by `make faults` (tests/faults/test_fault_matrix.py) from {dates[0]} to "
-        f"{dates[-1]}, at {', '.join(str(s) for s in sizes)} changes per fault case, on "
+        f"Last run: `{command}` (tests/faults/test_fault_matrix.py), from {dates[0]} to "
+        f"{dates[-1]}, at {' and '.join(str(s) for s in sizes)} changes per fault case (the "
+        "duplicated-reordered case adds a later version of every other one), on "
         f"{machine}, the machine shared with other work (the times below are not benchmarks). "
         "Each case drives that many vital-sign changes of its own patients into the listener "
         "as the EHR's rest-hook would (retrying until acknowledged), through a real broker "
@@ -185,8 +186,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--results", type=Path, default=REPO / ".faults")
     parser.add_argument("--doc", type=Path, default=REPO / "docs" / "reliability.md")
+    parser.add_argument("--command", default="make faults", help="how the results were made")
     args = parser.parse_args()
-    rewrite(args.doc, generated_section(load_results(args.results)))
+    rewrite(args.doc, generated_section(load_results(args.results), args.command))
     print(f"wrote the fault matrix and load tables into {args.doc}")
 
 

@@ -227,6 +227,7 @@ async def test_every_change_comes_out_once_at_every_hop(
             "case": case.name,
             "fault": case.what,
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "events_per_case": events_per_case,
             "changes": ledger.changes,
             "patients": len(patients),
             "notifications_sent": len(sent),

@@ -26,6 +26,7 @@ def result(
         "case": case,
         "fault": f"the {case} fault",
         "measured_at": "2026-11-30T05:00:00+00:00",
+        "events_per_case": 200,
         "changes": 200,
         "patients": 8,
         "notifications_sent": 210,
@@ -68,6 +69,7 @@ def test_the_tables_replace_only_the_generated_section(tmp_path: Path) -> None:
     assert first.count("## Fault matrix") == 1
     assert "## Hostile inputs and PHI canaries\n\nkept\n" in first
     assert "at 200 changes per fault case" in first
+    assert "Last run: `make faults`" in first
     assert "Lost in all cases: **0**" in first
     # no-fault first (the order of the matrix), the poison's dead letters beside what was poisoned
     assert first.index("the no-fault fault") < first.index("the poison-per-topic fault")
