@@ -59,15 +59,18 @@ def test_the_tables_replace_only_the_generated_section(tmp_path: Path) -> None:
     )
     (results / "b.json").write_text(json.dumps(result("no-fault")))
     doc = tmp_path / "reliability.md"
-    doc.write_text("# cdsflow — reliability\n\n## Hostile inputs and PHI canaries\n\nkept\n")
+    doc.write_text(
+        "# Reliability\n\n## Hostile inputs and PHI canaries\n\nkept\n\n## Fault matrix\n\nhow\n"
+    )
 
     report.rewrite(doc, report.generated_section(report.load_results(results)))
     first = doc.read_text()
     report.rewrite(doc, report.generated_section(report.load_results(results)))
 
     assert doc.read_text() == first  # regenerated in place, not appended again
-    assert first.count("## Fault matrix") == 1
-    assert "## Hostile inputs and PHI canaries\n\nkept\n" in first
+    assert first.count("## Load held") == 1
+    assert first.count("### The last run") == 1
+    assert "## Hostile inputs and PHI canaries\n\nkept\n\n## Fault matrix\n\nhow\n" in first
     assert "at 200 changes per fault case" in first
     assert "Last run: `make faults`" in first
     assert "Lost in all cases: **0**" in first
