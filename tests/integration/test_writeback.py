@@ -466,6 +466,11 @@ ALL_READY = {
 async def test_an_idle_caught_up_writeback_is_ready_and_again_once_new_records_are_read(
     writeback: RunningWriteback, ehr: EhrEndpoint, http: httpx.AsyncClient
 ) -> None:
+    """Readiness does not misreport: `broker` is false only until the write-back consumer
+    group has joined (after start), and `recommendations_read_back` only until the read-back
+    has reached the ends it saw when it connected; neither goes false again while idle or as
+    records arrive and are read."""
+
     async def readiness() -> tuple[int, dict[str, bool]]:
         ready = await http.get(f"{writeback.base_url}/readyz")
         return ready.status_code, ready.json()
