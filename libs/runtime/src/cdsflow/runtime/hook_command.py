@@ -40,7 +40,6 @@ from typing import Any
 import httpx
 
 from cdsflow.fhir import FHIR_JSON, is_fhir_id
-from cdsflow.fhir.prefetch_tokens import UnresolvableToken, resolved_template
 from cdsflow.runtime.ehr_setup import EhrAuthMisconfigured, ehr_http_client
 from cdsflow.runtime.sandbox_ehr_client import HookSigningKey, call_service
 
@@ -248,6 +247,10 @@ async def prefetched(
     `prefetch`: null where the EHR has no answer or a FHIRPath token yields nothing, left out
     where a token cannot be resolved from the context or from the keys filled before it (the
     service then fetches it itself, or answers 412)."""
+    # here, not at the top: FHIRPath (fhirpathpy) is loaded by `hook` only, not by every
+    # command of the CLI
+    from cdsflow.fhir.prefetch_tokens import UnresolvableToken, resolved_template
+
     found: dict[str, Any] = {}
     for name, template in templates.items():
         at_hand = {key: value for key, value in found.items() if value is not None}
