@@ -3,7 +3,9 @@ sandbox EHR's key (its JWK Set served over HTTP), the medication-safety adapter 
 and scored on the real Triton binary, the patient and eGFR in a real SEKMET read by the
 command's own prefetch (it lends no `fhirAuthorization`, so the writeback cannot fetch what
 is missing: without the command's prefetch the call would be answered 412). The command runs
-as a process of its own, as a user runs it.
+as a process of its own, as a user runs it. The same call with the adapter's prefetch written
+in CDS Hooks 3.0 FHIRPath tokens (a `%patient` chain and a relative date) shows the command
+filling those from SEKMET too.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import httpx
 import pytest
 
 from cdsflow.fhir import EhrClient
+from cdsflow.models import load_adapter
 from cdsflow.runtime.processes import free_port
 from cdsflow.runtime.sandbox_ehr_client import SandboxEhrClient
 from cdsflow.runtime.story import vital_sign_observation
@@ -50,6 +53,26 @@ DRAFT = {
 }
 
 
+EGFR_CODES = "code=http://loinc.org|33914-3,"
+
+
+def fhirpath_medication_adapter(folder: Path) -> Path:
+    """The active medication-safety adapter with its order-sign eGFR template in CDS Hooks
+    3.0 FHIRPath tokens: the patient's id read from the `patient` key the command filled
+    before it, and eGFRs of the last 90 days only."""
+    path = active_medication_adapter(folder)
+    text = path.read_text()
+    sign = text.index("  - hook: order-sign")
+    template = "      egfr: Observation?patient={{context.patientId}}&" + EGFR_CODES
+    at = text.index(template, sign)
+    fhirpath = (
+        "      egfr: Observation?patient={{%patient.id}}&date=gt{{today() - 90 days}}&" + EGFR_CODES
+    )
+    path.write_text(text[:at] + fhirpath + text[at + len(template) :])
+    load_adapter(path)
+    return path
+
+
 @pytest.fixture
 def sandbox_ehr() -> Iterator[SandboxEhrClient]:
     client = SandboxEhrClient()
@@ -57,7 +80,13 @@ def sandbox_ehr() -> Iterator[SandboxEhrClient]:
     client.stop()
 
 
+@pytest.mark.parametrize(
+    "adapter",
+    [active_medication_adapter, fhirpath_medication_adapter],
+    ids=["cds-hooks-2.0-tokens", "cds-hooks-3.0-fhirpath-tokens"],
+)
 async def test_order_sign_with_a_draft_metformin_order_gets_the_card_to_stop_it(
+    adapter: Callable[[Path], Path],
     kafka: KafkaEndpoint,
     ehr: EhrEndpoint,
     triton: TritonEndpoint,
@@ -78,7 +107,7 @@ async def test_order_sign_with_a_draft_metformin_order_gets_the_card_to_stop_it(
         feedback_topic=f"test.feedback.{unique}",
         consumer_group=f"test-hook-command-{unique}",
         writeback_enabled=False,
-        adapters=str(active_medication_adapter(tmp_path)),
+        adapters=str(adapter(tmp_path)),
         triton_grpc_url=triton.grpc_url,
         on_demand_deadline_ms=5_000,
         trusted_issuers=[{"iss": key.issuer, "jwks_url": sandbox_ehr.jwks_url}],
@@ -133,6 +162,10 @@ async def test_order_sign_with_a_draft_metformin_order_gets_the_card_to_stop_it(
                 )
 
             await eventually(rebuilt, timeout_s=60, what="the card state read back")
+            async with httpx.AsyncClient(timeout=30) as http:
+                discovered = (await http.get(f"{base_url}/cds-services")).json()["services"]
+            [egfr] = [s["prefetch"]["egfr"] for s in discovered if s["hook"] == "order-sign"]
+            assert ("{{%patient.id}}" in egfr) is (adapter is fhirpath_medication_adapter)
             command = await asyncio.create_subprocess_exec(
                 sys.executable,
                 *arguments,

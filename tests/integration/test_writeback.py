@@ -453,3 +453,48 @@ async def test_the_writeback_starts_before_kafka_and_consumes_once_it_is_up(
                 await writeback.producer.stop()
                 writeback.producer = None
             await asyncio.to_thread(broker.stop)
+
+
+ALL_READY = {
+    "broker": True,
+    "ehr": True,
+    "ehr_circuit_closed": True,
+    "recommendations_read_back": True,
+}
+
+
+async def test_an_idle_caught_up_writeback_is_ready_and_again_once_new_records_are_read(
+    writeback: RunningWriteback, ehr: EhrEndpoint, http: httpx.AsyncClient
+) -> None:
+    """Readiness does not misreport: `broker` is false only until the write-back consumer
+    group has joined (after start), and `recommendations_read_back` only until the read-back
+    has reached the ends it saw when it connected; neither goes false again while idle or as
+    records arrive and are read."""
+
+    async def readiness() -> tuple[int, dict[str, bool]]:
+        ready = await http.get(f"{writeback.base_url}/readyz")
+        return ready.status_code, ready.json()
+
+    async def ready() -> dict[str, bool] | None:
+        status, checks = await readiness()
+        return checks if status == 200 else None
+
+    assert await eventually(ready, timeout_s=60, what="/readyz 200") == ALL_READY
+    # idle and caught up: every probe says so, not one of them by chance
+    for _ in range(5):
+        assert await readiness() == (200, ALL_READY)
+
+    patients = [await create_patient(http, ehr) for _ in range(3)]
+    for patient_id in patients:
+        await writeback.publish(recommendation_for(writeback, ehr.base_url, patient_id))
+
+    async def read_and_ready() -> dict[str, bool] | None:
+        held = writeback.telemetry.metrics.registry.get_sample_value(
+            "cdsflow_writeback_card_state_patients"
+        )
+        return await ready() if held == len(patients) else None
+
+    assert await eventually(read_and_ready, timeout_s=30, what="read, then ready") == ALL_READY
+    await writeback.wait_for_writebacks("written", len(patients))
+    for _ in range(5):
+        assert await readiness() == (200, ALL_READY)

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from cdsflow.contracts import Recommendation
 from cdsflow.fhir import EhrClient
-from cdsflow.models import build_model_inputs, interpret_outputs, load_adapter
+from cdsflow.models import build_model_inputs, interpret_outputs, load_adapter, parse_adapter
 from cdsflow.models.recommendation_messages import (
     RecommendationSubject,
     card_json,
@@ -530,6 +530,82 @@ async def test_an_answer_with_cards_is_recorded_as_a_disclosure_audit_event_in_t
     assert {"reference": "Patient/p-8"} in entities
     cards = [e["identifier"]["value"] for e in entities if "urn:cdsflow:card" in str(e)]
     assert cards == shown
+
+
+# a system action for the band that has no card: its answers carry systemActions only
+LOW_RISK_FLAG = """system_actions:
+  - bands: [low]
+    type: create
+    description: "Flag the chart: low deterioration risk ({score:.0%})"
+    resource:
+      resourceType: Flag
+      status: active
+      code:
+        text: "Low deterioration risk ({model}, AI-generated)"
+      subject:
+        reference: "{patient}"
+
+"""
+
+
+async def test_an_answer_with_system_actions_only_is_recorded_as_a_disclosure_audit_event(
+    writeback: HookWriteback, ehr: EhrEndpoint, pseudonym_key: str
+) -> None:
+    text = ADAPTER_FILE.read_text().replace("\nhooks:", "\n" + LOW_RISK_FLAG + "hooks:", 1)
+    adapter = parse_adapter(text, ADAPTER_FILE)
+    reference = "Patient/actions-1"
+    inputs = build_model_inputs(adapter, [*vitals(reference)], datetime.now(UTC))
+    outputs = {
+        "deterioration_risk": np.array([[0.02]], dtype=np.float32),
+        "log_odds": np.array([[-3.9]], dtype=np.float32),
+        "contributions": np.zeros((1, 15), dtype=np.float32),
+    }
+    low = recommendation_message(
+        adapter,
+        inputs,
+        interpret_outputs(adapter, inputs, outputs),
+        model_version="1",
+        mode="active",
+        subject=RecommendationSubject(
+            event_id=f"event-{uuid.uuid4()}",
+            patient_key=PatientKeyer(pseudonym_key).patient_key(reference),
+            patient_reference=reference,
+            ehr_base_url=writeback.settings.ehr_base_url,
+            produced_at=datetime.now(UTC),
+        ),
+    )
+    assert not low.cards
+    assert low.system_actions
+    await writeback.publish(low)
+    body = request_body("patient-view", "actions-1")
+
+    async def given() -> dict[str, Any] | None:
+        body["hookInstance"] = str(uuid.uuid4())
+        answer: dict[str, Any] = (await writeback.call(DETERIORATION, body)).json()
+        return answer if "systemActions" in answer else None
+
+    answer = await eventually(given, timeout_s=30, what="the stored system action")
+    assert answer["cards"] == []
+    [action] = answer["systemActions"]
+    assert (action["type"], action["resource"]["resourceType"]) == ("create", "Flag")
+    client = EhrClient(ehr.base_url, writeback.http)
+
+    async def audited() -> list[dict[str, Any]] | None:
+        found = await client.search(
+            "AuditEvent", [("_tag", f"urn:cdsflow:hook-instance|{body['hookInstance']}")]
+        )
+        return found or None
+
+    [audit] = await eventually(audited, timeout_s=30, what="the disclosure AuditEvent")
+    assert (audit["action"], audit["type"]["code"]) == ("R", "110106")
+    whats = [entity["what"] for entity in audit["entity"]]
+    assert {"reference": "Patient/actions-1"} in whats
+    assert {"display": "CDS Hooks system action create Flag", "type": "Flag"} in whats
+    assert not [what for what in whats if "urn:cdsflow:card" in str(what)]
+    disclosures = writeback.telemetry.metrics.registry.get_sample_value(
+        "cdsflow_writeback_hook_disclosures_total", {"disclosed": "system-actions"}
+    )
+    assert disclosures == 1
 
 
 async def test_a_full_batch_of_disclosure_audits_is_written_without_waiting_for_the_interval(

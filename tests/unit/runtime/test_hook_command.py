@@ -6,6 +6,7 @@ an order-sign against a writeback scoring on Triton: tests/integration/test_hook
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -269,3 +270,67 @@ async def test_the_order_hooks_prefetch_resolves_each_context_token_and_leaves_o
     async with httpx.AsyncClient(transport=httpx.MockTransport(ehr)) as http:
         assert "encounter" in await prefetched(http, EHR, templates, context)
     assert f"{EHR}/Encounter/e-1" in asked
+
+
+async def test_three_point_zero_fhirpath_tokens_are_filled_in_order_from_what_came_before() -> None:
+    asked: list[str] = []
+    patient = {
+        "resourceType": "Patient",
+        "id": "p-1",
+        "generalPractitioner": [{"reference": "Practitioner/gp-1"}],
+    }
+
+    def ehr(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        if request.url.path.endswith("/Patient/p-1"):
+            return httpx.Response(200, json=patient)
+        return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset"})
+
+    templates = {
+        "labs": "Observation?patient={{context.patientId}}&date=gt{{today() - 90 days}}",
+        "drafts": "MedicationRequest?_id={{context.draftOrders.entry.resource"
+        ".ofType(MedicationRequest).id | context.patientId}}",
+        "patient": "Patient/{{context.patientId}}",
+        "gp": "Practitioner?_id={{%patient.generalPractitioner.resolve().ofType(Practitioner).id}}",
+    }
+    context = hook_request("order-sign", "p-1", EHR, drafts=[METFORMIN])["context"]
+    before = datetime.now(UTC).date()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(ehr)) as http:
+        found = await prefetched(http, EHR, templates, context)
+    after = datetime.now(UTC).date()
+
+    assert list(found) == ["labs", "drafts", "patient", "gp"]
+    assert asked[0] in {
+        f"{EHR}/Observation?patient=p-1&date=gt{day - timedelta(days=90)}"
+        for day in (before, after)
+    }
+    assert asked[1:] == [
+        f"{EHR}/MedicationRequest?_id=draft-metformin-1,p-1",
+        f"{EHR}/Patient/p-1",
+        f"{EHR}/Practitioner?_id=gp-1",
+    ]
+    assert found["patient"] == patient
+
+
+async def test_a_fhirpath_token_yielding_nothing_is_null_and_an_unresolvable_one_left_out() -> None:
+    asked: list[str] = []
+
+    def ehr(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset"})
+
+    templates = {
+        # the draft is a MedicationRequest: no ServiceRequest, so it would match nothing
+        "services": "ServiceRequest?_id={{context.draftOrders.entry.resource"
+        ".ofType(ServiceRequest).id}}",
+        # reads a key that is not before it
+        "roles": "PractitionerRole?_id={{%later.entry.resource.id}}",
+        "later": "Condition?patient={{context.patientId}}",
+        "broken": "Condition?_id={{context.draftOrders.entry.resource.id.foo(}}",
+    }
+    context = hook_request("order-sign", "p-1", EHR, drafts=[METFORMIN])["context"]
+    async with httpx.AsyncClient(transport=httpx.MockTransport(ehr)) as http:
+        found = await prefetched(http, EHR, templates, context)
+
+    assert found == {"services": None, "later": {"resourceType": "Bundle", "type": "searchset"}}
+    assert asked == [f"{EHR}/Condition?patient=p-1"]

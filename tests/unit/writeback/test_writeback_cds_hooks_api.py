@@ -22,11 +22,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
 from cdsflow.contracts import Mode, SuggestionAction
+from cdsflow.fhir import EhrClient
 from cdsflow.service import add_error_answers
 from cdsflow.telemetry import AllowlistSpanExporter, MetricsRegistry, PatientKeyer
 from cdsflow.writeback.domain.discovery import DETERIORATION_SERVICE
 from cdsflow.writeback.domain.latest_recommendations import LatestRecommendations, stored
 from cdsflow.writeback.handlers import HookLimits, WritebackMetrics
+from cdsflow.writeback.hook_audits import HookAuditTrail
 from cdsflow.writeback.hooks_api import cds_hooks_router
 
 from .sample_recommendations import PSEUDONYM_KEY, recommendation
@@ -51,6 +53,12 @@ class HookApi:
     def server_spans(self) -> list[ReadableSpan]:
         return [s for s in self.spans.get_finished_spans() if s.kind is SpanKind.SERVER]
 
+    def disclosures(self, disclosed: str) -> float:
+        value = self.metrics.registry.get_sample_value(
+            "cdsflow_writeback_hook_disclosures_total", {"disclosed": disclosed}
+        )
+        return value or 0.0
+
     def refusals(self, reason: str) -> float:
         value = self.metrics.registry.get_sample_value(
             "cdsflow_writeback_hook_refusals_total", {"reason": reason}
@@ -72,6 +80,10 @@ async def api(exporter: InMemorySpanExporter) -> AsyncIterator[HookApi]:
     registry = MetricsRegistry("writeback")
     store = LatestRecommendations(rebuilt=True)
     app = FastAPI(redirect_slashes=False)
+    transport = httpx.ASGITransport(app=app)
+    http = httpx.AsyncClient(transport=transport, base_url="http://writeback")
+    # queues only (never started here); writing them into an EHR: test_writeback_hooks.py
+    audits = HookAuditTrail(EhrClient("https://ehr.example.org/fhir", http), registry)
     app.include_router(
         cds_hooks_router(
             services=(DETERIORATION_SERVICE,),
@@ -80,12 +92,12 @@ async def api(exporter: InMemorySpanExporter) -> AsyncIterator[HookApi]:
             metrics=WritebackMetrics.on(registry),
             limits=HookLimits(max_body_bytes=HOOK_LIMIT_BYTES),
             client_auth=None,  # authenticated calls: test_writeback_client_auth.py
+            audits=lambda: audits,
         )
     )
     add_error_answers(app, media_type="application/json")
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://writeback") as http:
+    async with http:
         yield HookApi(http, store, registry, exporter)
     provider.shutdown()
 
@@ -158,6 +170,26 @@ async def test_an_active_recommendations_system_actions_are_answered(api: HookAp
     ]
     served = api.metrics.registry.get_sample_value("cdsflow_writeback_system_actions_served_total")
     assert served == 1
+    assert api.disclosures("cards-and-system-actions") == 1
+
+
+async def test_an_answer_with_system_actions_and_no_cards_is_recorded_as_a_disclosure(
+    api: HookApi,
+) -> None:
+    low = recommendation(patient_id="pat-20", value=0.04, band="low", recommendation_id="rec-20")
+    low.system_actions.append(FLAG_ACTION)
+    api.store.keep(stored(low))
+    nothing = recommendation(patient_id="pat-21", value=0.04, band="low", recommendation_id="r21")
+    api.store.keep(stored(nothing))
+
+    given = (await api.http.post(SERVICE_URL, json=patient_view("pat-20"))).json()
+    silent = (await api.http.post(SERVICE_URL, json=patient_view("pat-21"))).json()
+
+    assert given["cards"] == []
+    assert [action["type"] for action in given["systemActions"]] == ["create"]
+    assert silent == {"cards": []}  # discloses nothing: not recorded
+    assert api.disclosures("system-actions") == 1
+    assert api.disclosures("cards") == api.disclosures("cards-and-system-actions") == 0
 
 
 async def test_a_shadow_recommendations_system_actions_are_never_answered(api: HookApi) -> None:

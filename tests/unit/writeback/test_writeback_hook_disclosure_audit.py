@@ -1,4 +1,5 @@
-"""The AuditEvent of a hook answer with cards: a BALP-style export to the caller."""
+"""The AuditEvent of a hook answer with cards or system actions: a BALP-style export to the
+caller."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import UTC, datetime
 
 from cdsflow.writeback.domain.hook_disclosure_audit import (
     HookDisclosure,
+    disclosed,
     hook_disclosure_audit,
     hook_disclosure_search,
     hook_disclosure_transaction,
@@ -80,3 +82,59 @@ def test_a_batch_of_disclosures_is_one_transaction_of_plain_creates() -> None:
         hook_disclosure_audit(DISCLOSURE),
         hook_disclosure_audit(second),
     ]
+
+
+FLAG_CREATE = {
+    "type": "create",
+    "description": "Flag the chart: deterioration risk 83% within 24 h",
+    "resource": {"resourceType": "Flag", "status": "active", "subject": {"reference": "x"}},
+}
+ASSESSMENT_UPDATE = {
+    "type": "update",
+    "description": "Record the latest risk",
+    "resource": {"resourceType": "RiskAssessment", "id": "ra-1", "status": "final"},
+}
+ORDER_DELETE = {
+    "type": "delete",
+    "description": "Withdraw the draft order",
+    "resourceId": ["ServiceRequest/sr-1"],
+}
+
+
+def test_each_system_action_given_is_an_entity_that_says_so_without_its_content() -> None:
+    actions_only = replace(
+        DISCLOSURE, card_uuids=[], system_actions=[FLAG_CREATE, ASSESSMENT_UPDATE, ORDER_DELETE]
+    )
+
+    audit = hook_disclosure_audit(actions_only)
+
+    given = [e for e in audit["entity"] if "CDS Hooks system action" in str(e["what"])]
+    assert [entity["what"] for entity in given] == [
+        {"display": "CDS Hooks system action create Flag", "type": "Flag"},
+        {
+            "display": "CDS Hooks system action update RiskAssessment",
+            "type": "RiskAssessment",
+            "reference": "RiskAssessment/ra-1",
+        },
+        {
+            "display": "CDS Hooks system action delete ServiceRequest",
+            "type": "ServiceRequest",
+            "reference": "ServiceRequest/sr-1",
+        },
+    ]
+    assert [entity["detail"] for entity in given] == [
+        [{"type": "action", "valueString": kind}] for kind in ("create", "update", "delete")
+    ]
+    assert {(e["type"]["code"], e["role"]["code"]) for e in given} == {("2", "4")}
+    assert "deterioration risk" not in json.dumps(audit)  # what it said stays in the answer
+    assert len(audit["entity"]) == 1 + 3 + 2  # the patient, the actions, the call, the trace
+
+
+def test_what_an_answer_disclosed_is_counted_by_kind() -> None:
+    assert disclosed(DISCLOSURE) == "cards"
+    assert disclosed(replace(DISCLOSURE, card_uuids=[], system_actions=[FLAG_CREATE])) == (
+        "system-actions"
+    )
+    assert disclosed(replace(DISCLOSURE, system_actions=[FLAG_CREATE])) == (
+        "cards-and-system-actions"
+    )

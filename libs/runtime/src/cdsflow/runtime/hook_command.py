@@ -6,12 +6,17 @@ Hooks: `patient-view`, `order-select`, `order-sign`, `encounter-start` (the Hook
 that hook in the discovery document (`GET /cds-services`). The request is what an EHR sends:
 a fresh `hookInstance`, `fhirServer` (the EHR), and the hook's context: `userId`,
 `patientId`, `encounterId` (`--encounter`: required for `encounter-start`, optional
-elsewhere), and for the order hooks `draftOrders`, a collection Bundle of the `--draft-order`
-files (each a FHIR resource; one without an `id` is given one), with `selections` naming
-every one of them for `order-select`. The service's declared `prefetch` is read from the EHR
-(with the services' EHR auth, `CDSFLOW_EHR_AUTH`: see `ehr_setup`), each template's tokens
-resolved from the context; a template that cannot be resolved is left out, as an EHR leaves
-out what it cannot fill. The request is signed with the sandbox EHR's key (its path is in the
+elsewhere), and for the order hooks `draftOrders`, a collection Bundle of the
+`--draft-order` files (each a FHIR resource; one without an `id` is given one), with `selections`
+naming every one of them for `order-select`. The service's declared `prefetch` is read from
+the EHR (with the services' EHR auth, `CDSFLOW_EHR_AUTH`: see `ehr_setup`), each template's
+tokens resolved from the context by the writeback's own rules
+(`cdsflow.fhir.prefetch_tokens`): CDS Hooks 2.0 tokens (`{{context.patientId}}`,
+`{{userPractitionerId}}`, ...) and 3.0 FHIRPath ones (`{{today() - 90 days}}`,
+`{{context.draftOrders...resolve().id}}`, and `{{%key...}}` reading what an earlier template
+of the service was filled with). A template that cannot be resolved is left out, as an EHR
+leaves out what it cannot fill; one whose FHIRPath yields nothing (it would match nothing)
+is sent as null. The request is signed with the sandbox EHR's key (its path is in the
 endpoints file that `up --endpoints-file` wrote).
 
 Exit codes: 0 answered (2xx), 1 the call failed or was refused (a message on stderr), 2 bad
@@ -26,7 +31,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
@@ -47,14 +51,6 @@ HOOKS = (PATIENT_VIEW, ORDER_SELECT, ORDER_SIGN, ENCOUNTER_START)
 ORDER_HOOKS = frozenset({ORDER_SELECT, ORDER_SIGN})
 USER_ID = "Practitioner/demo-clinician"
 NEEDED = ("cds_services", "ehr", "ehr_client_issuer", "ehr_client_key")
-_TOKEN = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
-# the user tokens of CDS Hooks 2.0 prefetch, each from `context.userId` of that type
-_USER_TOKENS = {
-    "userPractitionerId": "Practitioner",
-    "userPractitionerRoleId": "PractitionerRole",
-    "userPatientId": "Patient",
-    "userRelatedPersonId": "RelatedPerson",
-}
 
 
 def add_hook_command(commands: Any) -> None:
@@ -244,36 +240,26 @@ async def _call(
         raise HookCallFailed("the service's answer is not JSON") from None
 
 
-def token_values(context: Mapping[str, Any]) -> dict[str, str]:
-    """Each prefetch token's value from a hook context: `context.<member>` for its string
-    members, the user tokens from `userId` of their resource type."""
-    values = {f"context.{name}": value for name, value in context.items() if isinstance(value, str)}
-    kind, _, user_id = str(context.get("userId", "")).partition("/")
-    for token, resource_type in _USER_TOKENS.items():
-        if kind == resource_type and user_id:
-            values[token] = user_id
-    return values
-
-
-def resolved_query(template: str, values: Mapping[str, str]) -> str | None:
-    """The template with each token replaced; None when one has no value."""
-    names = _TOKEN.findall(template)
-    if any(name not in values for name in names):
-        return None
-    return _TOKEN.sub(lambda token: values[token.group(1)], template)
-
-
 async def prefetched(
     http: httpx.AsyncClient, ehr: str, templates: Mapping[str, str], context: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Each template's query run against the EHR, as an EHR fills `prefetch`: null where the
-    EHR has no answer, left out where a token cannot be resolved from the context (the
+    """Each template's query run against the EHR, in the templates' order, as an EHR fills
+    `prefetch`: null where the EHR has no answer or a FHIRPath token yields nothing, left out
+    where a token cannot be resolved from the context or from the keys filled before it (the
     service then fetches it itself, or answers 412)."""
-    values = token_values(context)
+    # here, not at the top: FHIRPath (fhirpathpy) is loaded by `hook` only, not by every
+    # command of the CLI
+    from cdsflow.fhir.prefetch_tokens import UnresolvableToken, resolved_template
+
     found: dict[str, Any] = {}
     for name, template in templates.items():
-        query = resolved_query(template, values)
+        at_hand = {key: value for key, value in found.items() if value is not None}
+        try:
+            query = resolved_template(template, context, at_hand)
+        except UnresolvableToken:
+            continue
         if query is None:
+            found[name] = None
             continue
         response = await http.get(f"{ehr}/{query}", headers={"Accept": FHIR_JSON})
         found[name] = response.json() if response.is_success else None

@@ -1,15 +1,15 @@
 """Hook disclosures written into the EHR as AuditEvents, off the hook's path.
 
-A hook answer with cards queues its AuditEvent (`domain/hook_disclosure_audit.py`) and
-returns at once; a background task writes what is queued as one transaction Bundle of
-creates `flush_s` after the first of them was queued, or as soon as `batch_max` are waiting,
-so a busy hook adds one EHR request a second (200 AuditEvents in it at 200 answers a
-second), not one per call or per 50. The Bundle is built and serialized in a worker thread,
-so that the hook answers on the event loop do not wait behind it. The queue is bounded:
-past `max_queued`, an audit is dropped and counted (the hook answer never waits for the
-EHR). A batch the EHR does not take is tried again with the next one, up to three times,
-then dropped and counted (a batch whose answer was lost after the EHR took it is then
-recorded twice).
+A hook answer with cards or system actions queues its AuditEvent
+(`domain/hook_disclosure_audit.py`) and returns at once; a background task writes what is
+queued as one transaction Bundle of creates `flush_s` after the first of them was queued, or
+as soon as `batch_max` are waiting, so a busy hook adds one EHR request a second (200
+AuditEvents in it at 200 answers a second), not one per call or per 50. The Bundle is built
+and serialized in a worker thread, so that the hook answers on the event loop do not wait
+behind it. The queue is bounded: past `max_queued`, an audit is dropped and counted (the
+hook answer never waits for the EHR). A batch the EHR does not take is tried again with the
+next one, up to three times, then dropped and counted (a batch whose answer was lost after
+the EHR took it is then recorded twice).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from cdsflow.fhir import EhrClient
 from cdsflow.telemetry import MetricsRegistry
 from cdsflow.writeback.domain.hook_disclosure_audit import (
     HookDisclosure,
+    disclosed,
     hook_disclosure_transaction,
 )
 
@@ -57,9 +58,16 @@ class HookAuditTrail:
             "failed: the EHR did not take them)",
             ("result",),
         )
+        self._disclosures: Counter = registry.counter(
+            "writeback_hook_disclosures",
+            "Hook answers recorded as disclosures, by what they disclosed (cards, "
+            "system-actions, cards-and-system-actions)",
+            ("disclosed",),
+        )
 
     def record(self, disclosure: HookDisclosure) -> None:
         """Queue the disclosure's AuditEvent; never waits."""
+        self._disclosures.labels(disclosed=disclosed(disclosure)).inc()
         try:
             self._queue.put_nowait((disclosure, 1))
         except asyncio.QueueFull:

@@ -11,8 +11,8 @@ adapter for one patient, inside the hook's budget.
 - An active recommendation whose adapter declares system actions for its result carries them
   as `systemActions` (create or update, for the EHR to apply if it agrees to); a shadow one
   never does.
-- An answer with cards is a disclosure: its AuditEvent is queued for the EHR
-  (`hook_audits.py`), off the answer's path.
+- An answer with cards or system actions is a disclosure: its AuditEvent is queued for the
+  EHR (`hook_audits.py`), off the answer's path.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def cds_hooks_router(
             cards = [card for card in cards if not snoozes.hides(key, card["indicator"], now)]
         span.set_attribute("cdsflow.card_count", len(cards))
         trail = audits()
-        if cards and trail is not None:
+        if (cards or system_actions) and trail is not None:
             trail.record(
                 HookDisclosure(
                     patient_reference=hook_request.patient_reference,
@@ -148,6 +148,7 @@ def cds_hooks_router(
                     caller=issuer.iss if issuer is not None else None,
                     trace_id=_trace_id(span),
                     recorded=datetime.now(UTC),
+                    system_actions=system_actions,
                 )
             )
         for card in cards:

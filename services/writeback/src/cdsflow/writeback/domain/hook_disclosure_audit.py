@@ -1,8 +1,10 @@
-"""The `AuditEvent` that records cards shown to a CDS Hooks caller as a disclosure, IHE BALP
-style (the write-back's own disclosure is `disclosure_audit.py`).
+"""The `AuditEvent` that records cards and system actions given to a CDS Hooks caller as a
+disclosure, IHE BALP style (the write-back's own disclosure is `disclosure_audit.py`).
 
-Cards tell the caller something about a patient, so each hook answer with cards is an export
-of patient information to that caller, recorded by the writeback (the server):
+Cards tell the caller something about a patient, and so do `systemActions` (a Flag to create
+says what the model found as plainly as a card), so each hook answer with cards or system
+actions is an export of patient information to that caller, recorded by the writeback (the
+server):
 
 - `type` DICOM `110106` Export, `action` `R` (the caller read it), `outcome` `0`;
 - agents: the writeback as the source (DICOM `110153` Source Role ID), the caller as the
@@ -11,8 +13,11 @@ of patient information to that caller, recorded by the writeback (the server):
 - `source.observer`: the writeback;
 - entities: the patient (type 1 Person, role 1 Patient), each card shown (type 2 System
   Object, role 4 Domain Resource, identified by its uuid as the write-back's DetectedIssue
-  is), the hook call (`hookInstance`, role 24 Query, with the service id as its name), and the
-  trace id (BALP `XrequestId`).
+  is), each system action given (type 2 System Object, role 4 Domain Resource, `what` naming
+  it as a CDS Hooks system action with its resource type, and the resource when the action
+  names one by id; `detail` `action` = create, update or delete), the hook call
+  (`hookInstance`, role 24 Query, with the service id as its name), and the trace id (BALP
+  `XrequestId`).
 
 Tagged with the hook instance (`urn:cdsflow:hook-instance`), so that the EHR finds it by the
 call. It is a plain create, not a conditional one: each answer is a disclosure (an EHR that
@@ -22,7 +27,7 @@ calls twice was told twice), and a conditional create would cost the EHR a searc
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,6 +47,7 @@ from cdsflow.writeback.domain.provenance import fhir_instant, writeback_agent
 
 HOOK_INSTANCE_SYSTEM = "urn:cdsflow:hook-instance"
 CALLER_SYSTEM = "urn:cdsflow:cds-hooks-client"
+SYSTEM_ACTION_DISPLAY = "CDS Hooks system action"
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,8 @@ class HookDisclosure:
     caller: str | None
     trace_id: str | None
     recorded: datetime
+    # the answer's CDS Hooks `systemActions` (type, description, resource or resourceId)
+    system_actions: Sequence[Mapping[str, Any]] = ()
 
 
 def hook_disclosure_search(hook_instance: str) -> str:
@@ -83,6 +91,7 @@ def hook_disclosure_audit(disclosure: HookDisclosure) -> dict[str, Any]:
             }
             for card_uuid in disclosure.card_uuids
         ),
+        *(system_action_entity(action) for action in disclosure.system_actions),
         {
             "what": {
                 "identifier": {"system": HOOK_INSTANCE_SYSTEM, "value": disclosure.hook_instance}
@@ -123,6 +132,43 @@ def hook_disclosure_audit(disclosure: HookDisclosure) -> dict[str, Any]:
         "source": audit_source(),
         "entity": entities,
     }
+
+
+def system_action_entity(action: Mapping[str, Any]) -> dict[str, Any]:
+    """A system action given, as an entity: the kind of resource it creates, updates or
+    deletes, and which one where it names a single one (`resource.id`, or one `resourceId`);
+    never the resource's content."""
+    resource = action.get("resource")
+    resource = resource if isinstance(resource, Mapping) else {}
+    resource_type = resource.get("resourceType")
+    resource_type = resource_type if isinstance(resource_type, str) else None
+    resource_id = resource.get("id")
+    named = (
+        [f"{resource_type}/{resource_id}"] if resource_type and isinstance(resource_id, str) else []
+    )
+    named += [item for item in action.get("resourceId", []) if isinstance(item, str)]
+    if resource_type is None and named:
+        resource_type = named[0].partition("/")[0]
+    what: dict[str, Any] = {
+        "display": " ".join(filter(None, (SYSTEM_ACTION_DISPLAY, action["type"], resource_type)))
+    }
+    if resource_type:
+        what["type"] = resource_type
+    if len(named) == 1:
+        what["reference"] = named[0]
+    return {
+        "what": what,
+        "type": coding(ENTITY_TYPE_SYSTEM, "2", "System Object"),
+        "role": coding(OBJECT_ROLE_SYSTEM, "4", "Domain Resource"),
+        "detail": [{"type": "action", "valueString": action["type"]}],
+    }
+
+
+def disclosed(disclosure: HookDisclosure) -> str:
+    """What the answer disclosed, as counted: `cards`, `system-actions`, or both."""
+    if disclosure.card_uuids and disclosure.system_actions:
+        return "cards-and-system-actions"
+    return "cards" if disclosure.card_uuids else "system-actions"
 
 
 def hook_disclosure_transaction(disclosures: Sequence[HookDisclosure]) -> bytes:

@@ -1,5 +1,6 @@
-"""3.0 prefetch tokens with FHIRPath: evaluated on the request's context and on the prefetch
-at hand, each item checked before it goes into a query."""
+"""Prefetch tokens: 2.0 tokens from the hook's context, and 3.0 tokens with FHIRPath evaluated
+on the context and on the prefetch at hand, each item checked before it goes into a query.
+(The writeback's use of them with a parsed request: test_writeback_prefetch.py.)"""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from cdsflow.writeback.domain.hook_requests import HookRequest
-from cdsflow.writeback.domain.prefetch_tokens import (
+from cdsflow.fhir.prefetch_tokens import (
     UnresolvableToken,
     is_fhirpath_token,
     prefetch_keys_used,
     resolved_template,
+    simple_token_values,
 )
 
 DRAFT_ORDERS = {
@@ -44,11 +45,14 @@ DRAFT_ORDERS = {
 }
 
 
-def order_sign(**fields: Any) -> HookRequest:
-    context = {"patientId": "pat-1", "draftOrders": DRAFT_ORDERS}
-    return HookRequest(
-        hook_instance="h-1", patient_id="pat-1", hook="order-sign", context=context, **fields
-    )
+def order_sign(**members: Any) -> dict[str, Any]:
+    """An order-sign hook's context."""
+    return {
+        "userId": "Practitioner/pr-9",
+        "patientId": "pat-1",
+        "draftOrders": DRAFT_ORDERS,
+        **members,
+    }
 
 
 def today_utc() -> str:
@@ -134,9 +138,7 @@ def test_a_fhirpath_token_yielding_nothing_matches_nothing() -> None:
         ".medication.resolve().id}}"
     )
     call = order_sign()
-    without_orders = HookRequest(
-        hook_instance="h-2", patient_id="pat-1", context={"patientId": "pat-1"}
-    )
+    without_orders = {"patientId": "pat-1"}
 
     assert resolved_template(template, call) is not None
     assert resolved_template(template, without_orders) is None
@@ -172,3 +174,19 @@ def test_two_point_zero_tokens_are_not_fhirpath() -> None:
     assert not is_fhirpath_token("userPractitionerId")
     assert is_fhirpath_token("today()")
     assert is_fhirpath_token("context.draftOrders.entry.resource.id")
+
+
+def test_two_point_zero_tokens_take_only_ids_from_the_context() -> None:
+    values = simple_token_values(
+        order_sign(encounterId="enc-3", userId="PractitionerRole/role-2", other="x")
+    )
+
+    assert values == {
+        "context.patientId": "pat-1",
+        "context.encounterId": "enc-3",
+        "context.userId": "PractitionerRole/role-2",
+        "userPractitionerRoleId": "role-2",
+    }
+    assert simple_token_values({"patientId": "pat-1&_id=x", "encounterId": 7}) == {}
+    with pytest.raises(UnresolvableToken, match=r"context\.encounterId"):
+        resolved_template("Encounter/{{context.encounterId}}", order_sign())
