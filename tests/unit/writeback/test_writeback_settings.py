@@ -292,7 +292,7 @@ def test_replay_claims_across_replicas_defaults() -> None:
     assert settings.hook_token_claim_deadline_ms == 500
     assert settings.hook_token_claims_max == 250_000
     # on every hook call's path: the short wait, not the writeback's other consumers' 50 ms
-    assert settings.hook_token_claims_fetch_max_wait_ms == 5
+    assert settings.hook_token_claims_fetch_max_wait_ms == 100
     assert settings.kafka_fetch_max_wait_ms == 50
     # a claim of any token still alive: the longest lifetime and the skew on both ends
     assert settings.hook_token_claims_window_s == 600 + 2 * 30
@@ -308,7 +308,7 @@ def test_replay_claims_across_replicas_defaults() -> None:
         ("hook_token_claims_replication", 0),
         ("hook_token_claims_max", 0),
         ("hook_token_claims_topic", ""),
-        ("hook_token_claims_fetch_max_wait_ms", -1),
+        ("hook_token_claims_fetch_max_wait_ms", 0),
         ("hook_token_claims_fetch_max_wait_ms", 501),
     ],
 )

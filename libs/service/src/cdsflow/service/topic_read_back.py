@@ -10,6 +10,15 @@ does not exist yet counts as read, one whose partitions are not assigned yet doe
 
 The listener's dedupe memory (the events already published) and the writeback's cards (the
 latest recommendations) are built this way.
+
+On demand (`on_demand=True`): once caught up, every partition is paused, and a partition is
+read only while someone `demand`s it, until `release`. The writeback's hook token claims read
+this way: a claim needs its partition read up to its own offset, which is on the broker by the
+time the claim is acknowledged, so the fetch returns at once, whatever the fetch wait, and an
+idle replica sends no fetches at all (a broker that holds a fetch for its whole wait, as the
+embedded Tansu does, would otherwise need a short wait, and so a fetch every few
+milliseconds, to answer a claim quickly). `release` from the record handler takes effect
+before the next fetch is sent: the records of one fetch are handed over without a pause.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ class TopicReadBack:
         fetch_max_wait_ms: int = 5,
         request_timeout_ms: int = 5_000,
         max_record_bytes: int = 1_048_576,
+        on_demand: bool = False,
     ) -> None:
         self.topics = tuple(topics)
         self._kafka = kafka
@@ -66,6 +76,9 @@ class TopicReadBack:
         self._fetch_max_wait_ms = fetch_max_wait_ms
         self._request_timeout_ms = request_timeout_ms
         self._max_record_bytes = max_record_bytes
+        self._on_demand = on_demand
+        self._demanded: set[TopicPartition] = set()
+        self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._caught_up = asyncio.Event()
 
@@ -85,6 +98,22 @@ class TopicReadBack:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._follow_while_running())
+
+    def demand(self, topic: str, partition: int) -> None:
+        """On demand: read this partition (from where it was left) until `release`."""
+        tp = TopicPartition(topic, partition)
+        self._demanded.add(tp)
+        consumer = self._consumer
+        if consumer is not None and self.caught_up and tp in consumer.assignment():
+            consumer.resume(tp)
+
+    def release(self, topic: str, partition: int) -> None:
+        """On demand: stop reading this partition (until the next `demand`)."""
+        tp = TopicPartition(topic, partition)
+        self._demanded.discard(tp)
+        consumer = self._consumer
+        if consumer is not None and self.caught_up and tp in consumer.assignment():
+            consumer.pause(tp)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -121,6 +150,7 @@ class TopicReadBack:
         )
         try:
             await consumer.start()
+            self._consumer = consumer
             followed: set[TopicPartition] = set()
             ends: dict[TopicPartition, int] = {}
             while True:
@@ -128,6 +158,8 @@ class TopicReadBack:
                 if added:
                     followed |= added
                     ends.update(await self._seek_to_window(consumer, added))
+                    if self._on_demand and self.caught_up:
+                        consumer.pause(*(added - self._demanded))
                 if followed:
                     batches = await consumer.getmany(timeout_ms=_FETCH_TIMEOUT_MS)
                     for records in batches.values():
@@ -140,11 +172,14 @@ class TopicReadBack:
                         continue
                     if await _reached(consumer, ends):
                         self._caught_up.set()
+                        if self._on_demand:
+                            consumer.pause(*(followed - self._demanded))
                         if self._on_caught_up is not None:
                             self._on_caught_up()
                 if not followed:  # no topic yet: its partitions come with a metadata refresh
                     await asyncio.sleep(_NO_TOPIC_WAIT_S)
         finally:
+            self._consumer = None
             await consumer.stop()
 
     async def _unassigned_topics(

@@ -179,10 +179,11 @@ class Settings(ServiceSettings):
     hook_token_claims_replication: int = Field(default=1, ge=1, le=10)
     # the longest a hook call waits for its token's claim to be confirmed; past it: 503
     hook_token_claim_deadline_ms: int = Field(default=500, ge=10, le=5_000)
-    # the claims follower is on every hook call's path (a call waits until its claim is read
-    # back), so it keeps the short fetch wait that the other consumers gave up: on a broker
-    # that holds a fetch for its full wait (the embedded Tansu) a claim takes up to this long
-    hook_token_claims_fetch_max_wait_ms: int = Field(default=5, ge=0, le=500)
+    # the claims are read on demand: a partition is fetched only while a claim on it waits,
+    # and that claim is on the broker already, so the fetch returns at once; this wait bounds
+    # only a fetch that finds nothing (the read-back at start reaching the end). Not 0: the
+    # embedded Tansu answers a fetch with no wait with no records
+    hook_token_claims_fetch_max_wait_ms: int = Field(default=100, ge=1, le=500)
     # claims held in memory (every replica's, until they expire); past it, the one that
     # expires soonest is forgotten first
     hook_token_claims_max: int = Field(default=250_000, ge=1)

@@ -2,11 +2,14 @@
 claims topic, and the claim that the broker took first wins (`domain/token_claims.py`).
 
 The replica publishes its claim (acks=all), takes the partition and offset from the ack, and
-waits until its own follower of the topic has read that partition up to that offset: an
-earlier claim with the same key is a replay (401). The follower is a group-less
-`cdsflow.service.TopicReadBack`, like the card state's, reading every partition from "now
-minus the longest token lifetime (+ twice the skew)", so any claim of a token still alive is
-read. The topic is created at start with the configured partitions when it is missing.
+waits until its own reader of the topic has read that partition up to that offset: an
+earlier claim with the same key is a replay (401). The reader is a group-less
+`cdsflow.service.TopicReadBack`, like the card state's, that reads every partition back from
+"now minus the longest token lifetime (+ twice the skew)" at start, so any claim of a token
+still alive is read, and then reads on demand: a partition is fetched only while a claim on
+it waits. The claim is on the broker once acknowledged, so that fetch returns at once, and a
+replica without hook calls sends no fetches. The topic is created at start with the
+configured partitions when it is missing.
 
 The wait is bounded: when the claim is not confirmed within the deadline (the broker down or
 stalled), the call is refused with a 503, never accepted unverified; `/readyz` says so
@@ -104,7 +107,7 @@ class TokenClaims:
         deadline_s: float,
         ledger: ClaimLedger,
         metrics: ClaimMetrics,
-        fetch_max_wait_ms: int = 5,
+        fetch_max_wait_ms: int = 100,
         request_timeout_ms: int = 5_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -131,6 +134,7 @@ class TokenClaims:
             client_id="cdsflow-writeback-token-claims",
             fetch_max_wait_ms=fetch_max_wait_ms,
             request_timeout_ms=request_timeout_ms,
+            on_demand=True,
         )
 
     @property
@@ -198,12 +202,15 @@ class TokenClaims:
             return self._ledger.first_use(key, position)
         waiting = _Waiting(position, key)
         self._waiting.setdefault(position.partition, []).append(waiting)
+        self._read_back.demand(self._topic.name, position.partition)
         try:
             return await waiting.decided
         finally:
             still = self._waiting.get(position.partition, [])
             if waiting in still:
                 still.remove(waiting)
+            if not still:
+                self._read_back.release(self._topic.name, position.partition)
 
     def _take(self, record: ConsumerRecord[bytes, bytes]) -> None:
         position = ClaimPosition(record.partition, record.offset)
@@ -223,6 +230,8 @@ class TokenClaims:
                 claim.decided.set_result(self._ledger.first_use(claim.key, claim.position))
             except ClaimUnconfirmed as exc:
                 claim.decided.set_exception(exc)
+        if not waiting:  # read far enough for every claim on it: no more fetches for now
+            self._read_back.release(self._topic.name, record.partition)
 
     async def _start_when_reachable(self) -> None:
         async for attempt in AsyncRetrying(wait=wait_exponential(multiplier=0.5, max=10.0)):
