@@ -413,11 +413,16 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
 
 
 def renice(part: ManagedProcess, value: int) -> None:
-    """Every thread of the part's process to niceness `value` (per thread on Linux)."""
+    """The part's process to niceness `value`: each of its threads (niceness is per thread on
+    Linux) and, where the kernel groups processes by session (autogroup; each part runs in a
+    session of its own), its session's group, which is what the scheduler weighs then."""
+    pid = part.process.pid
     with contextlib.suppress(FileNotFoundError):
-        for task in Path(f"/proc/{part.process.pid}/task").iterdir():
+        for task in Path(f"/proc/{pid}/task").iterdir():
             with contextlib.suppress(ProcessLookupError):
                 os.setpriority(os.PRIO_PROCESS, int(task.name), value)
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/autogroup").write_text(str(value))
 
 
 def _median(rounds: list[dict[str, Any]], figure: str) -> float | None:
