@@ -1,6 +1,8 @@
-"""The listener's bare baseline: an HTTP endpoint that publishes each request body to the same
-broker with the same producer settings (`acks="all"`) and answers once it is acked — no
-authentication, no FHIR parsing or validation, no dedupe, no tracing, no product code.
+"""The listener's bare baseline: an HTTP endpoint that parses each request body with orjson
+(the resource's `id` becomes the message key) and publishes the body to the same broker with the
+same producer settings (`acks="all"`), answering once it is acked — no authentication, no FHIR
+validation, no dedupe, no tracing, no product code. It is also the first hop of the chained
+ceiling (`bench.ceiling`).
 
 Run as `python -m bench.bare_listener PORT BOOTSTRAP TOPIC`.
 """
@@ -11,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import orjson
 import uvicorn
 from aiokafka import AIOKafkaProducer
 from starlette.applications import Starlette
@@ -24,7 +27,8 @@ def bare_app(bootstrap: str, topic: str) -> Starlette:
 
     async def publish(request: Request) -> Response:
         body = await request.body()
-        key = request.path_params["resource_id"].encode()
+        resource = orjson.loads(body)
+        key = str(resource.get("id") or request.path_params["resource_id"]).encode()
         await producers[0].send_and_wait(topic, body, key=key)
         return Response(b"{}", media_type="application/json")
 

@@ -1,10 +1,14 @@
-"""`make bench`: the skeleton's end-to-end events/s when saturated and its latency at a fixed
-offered rate, beside bare baselines (broker alone, Triton alone), all in one run.
+"""`make bench`: the pipeline's events/s when saturated and its latency at fixed offered rates,
+side by side in the same run with the chained bare ceiling of the same hops on the same broker
+and Triton (`bench.ceiling`), and bare baselines (broker alone, Triton alone).
 
 End to end means: the EHR's rest-hook notification (PUT to the listener) until the
 Recommendation for that change is on `cdsflow.recommendations.v1` — listener, Kafka, reasoner
-(EHR history fetch + Triton) and Kafka again. The writeback's completion is reported for the
-saturated run too (RiskAssessments visible in the EHR).
+(EHR history fetch + Triton) and Kafka again; for the ceiling: the PUT to the bare endpoint
+until the bare loop's answer is on its sink topic. Both are saturated in alternating rounds,
+then driven open loop at 25/50/75 % of each one's own measured capacity, alternating, and at
+500/s where the capacity allows it (the ceiling always, as the reference). The writeback's
+completion is reported for the first saturated round (RiskAssessments visible in the EHR).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import asyncio
 import json
 import os
 import platform
+import statistics
 import tempfile
 import time
 import uuid
@@ -25,15 +30,23 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 from bench.baselines import kafka_round_trip, triton_direct
+from bench.ceiling import Ceiling, peak_rss_mb
 from bench.consumers import wait_for_assignment
-from bench.measures import latency_summary, rate
+from bench.measures import rate
+from bench.pipeline_load import Arrivals, Notifier, fixed_rate, saturated
+from bench.ratios import ratios
+from bench.reasoner import triton_counts
 from bench.stages import settled_spans, stage_durations
 from cdsflow.contracts import CLINICAL_EVENTS, RECOMMENDATIONS, ClinicalEvent, Recommendation
 from cdsflow.fhir import EhrClient
 from cdsflow.runtime.stack import Stack, StackOptions
 from cdsflow.runtime.story import DETERIORATING, patient_resource, round_observations
+from cdsflow.runtime.trace_collector import CollectedSpan
 
 REPO = Path(__file__).resolve().parent.parent
+MODEL = "deterioration_risk"
+FRACTIONS = (0.25, 0.5, 0.75)
+HIGH_RATE = 500.0
 
 
 class RecommendationWatch:
@@ -66,6 +79,10 @@ class RecommendationWatch:
             recommendation = Recommendation.FromString(record.value or b"")
             self.arrived.setdefault(recommendation.event_id, time.perf_counter())
 
+    def arrival(self, resource_id: str) -> float | None:
+        event_id = self.event_ids.get(resource_id)
+        return self.arrived.get(event_id) if event_id is not None else None
+
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
@@ -85,120 +102,6 @@ async def _prepare_patients(ehr: EhrClient, count: int) -> list[str]:
     return references
 
 
-def _notification(patient_reference: str, index: int) -> dict[str, Any]:
-    vitals = DETERIORATING.rounds[index % len(DETERIORATING.rounds)]
-    observation = round_observations(patient_reference, vitals, datetime.now(UTC))[0]
-    observation["id"] = f"bench-{uuid.uuid4().hex}"
-    observation["meta"] = {"versionId": "1"}
-    return observation
-
-
-class Notifier:
-    """PUTs rest-hook notifications to the listener as the EHR would; returns event ids."""
-
-    def __init__(self, http: httpx.AsyncClient, listener: str, secret: str) -> None:
-        self._http = http
-        self._listener = listener
-        self._headers = {
-            "Authorization": f"Bearer {secret}",
-            "Content-Type": "application/fhir+json",
-        }
-        self.failures = 0
-
-    async def send(self, observation: dict[str, Any]) -> tuple[str, float] | None:
-        started = time.perf_counter()
-        response = await self._http.put(
-            f"{self._listener}/Observation/{observation['id']}",
-            content=json.dumps(observation),
-            headers=self._headers,
-        )
-        if not response.is_success:
-            self.failures += 1
-            return None
-        return observation["id"], started
-
-
-async def _await_all(watch: RecommendationWatch, ids: list[str], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while any(event_id not in watch.arrived for event_id in ids):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{sum(i not in watch.arrived for i in ids)} never arrived")
-        await asyncio.sleep(0.05)
-
-
-async def saturated(
-    notifier: Notifier,
-    watch: RecommendationWatch,
-    patients: list[str],
-    events: int,
-    concurrency: int,
-) -> dict[str, Any]:
-    gate = asyncio.Semaphore(concurrency)
-    sent: list[tuple[str, float]] = []
-
-    async def one(index: int) -> None:
-        async with gate:
-            result = await notifier.send(_notification(patients[index % len(patients)], index))
-            if result:
-                sent.append(result)
-
-    began = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(events)))
-    accepted = time.perf_counter() - began
-    await _await_matched(watch, [rid for rid, _ in sent], timeout_s=300)
-    finished = max(watch.arrived[watch.event_ids[rid]] for rid, _ in sent)
-    return {
-        "events": len(sent),
-        "rejected": notifier.failures,
-        "concurrency": concurrency,
-        "accepted_per_s": rate(len(sent), accepted),
-        "events_per_s": rate(len(sent), finished - began),
-    }
-
-
-async def fixed_rate(
-    notifier: Notifier,
-    watch: RecommendationWatch,
-    patients: list[str],
-    per_s: float,
-    seconds: float,
-) -> dict[str, Any]:
-    total = int(per_s * seconds)
-    sent: list[tuple[str, float]] = []
-    tasks = []
-    began = time.perf_counter()
-
-    async def one(index: int) -> None:
-        result = await notifier.send(_notification(patients[index % len(patients)], index))
-        if result:
-            sent.append(result)
-
-    for index in range(total):
-        due = began + index / per_s
-        await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        tasks.append(asyncio.create_task(one(index)))
-    await asyncio.gather(*tasks)
-    await _await_matched(watch, [rid for rid, _ in sent], timeout_s=120)
-    latencies = [watch.arrived[watch.event_ids[rid]] - started for rid, started in sent]
-    return {
-        "offered_per_s": per_s,
-        "events": len(sent),
-        "latency": latency_summary(latencies),
-    }
-
-
-async def _await_matched(
-    watch: RecommendationWatch, resource_ids: list[str], timeout_s: float
-) -> None:
-    """Wait until every notified Observation has its event and that event its recommendation."""
-    deadline = time.monotonic() + timeout_s
-    while any(rid not in watch.event_ids for rid in resource_ids):
-        if time.monotonic() > deadline:
-            raise TimeoutError("clinical events missing for some notifications")
-        await asyncio.sleep(0.05)
-    await _await_all(watch, [watch.event_ids[rid] for rid in resource_ids], timeout_s)
-
-
 async def _writebacks_done(ehr: EhrClient, expected: int, timeout_s: float) -> float | None:
     """Seconds until the EHR holds `expected` RiskAssessments, or None at the deadline."""
     began = time.perf_counter()
@@ -210,6 +113,28 @@ async def _writebacks_done(ehr: EhrClient, expected: int, timeout_s: float) -> f
     return None
 
 
+class Side:
+    """One side of the comparison: where the notifications go and where the answers show."""
+
+    def __init__(self, notifier: Notifier, arrivals: Arrivals) -> None:
+        self.notifier = notifier
+        self.arrivals = arrivals
+        self.saturated_rounds: list[dict[str, Any]] = []
+        self.fixed_rate: list[dict[str, Any]] = []
+        self.at_high_rate: dict[str, Any] | None = None
+
+
+def _median(values: list[float]) -> float:
+    return round(float(statistics.median(values)), 1)
+
+
+def _pipeline_spans(spans: list[CollectedSpan]) -> list[CollectedSpan]:
+    """The spans of the pipeline's traces (Triton also traces the ceiling's requests, as root
+    spans of traces of their own: those are left out)."""
+    traces = {span.trace_id for span in spans if span.service == "listener"}
+    return [span for span in spans if span.trace_id in traces]
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     work_dir = Path(tempfile.mkdtemp(prefix="cdsflow-bench-"))
     # no Subscription: the bench notifies the listener itself, and its setup writes to the
@@ -217,47 +142,91 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     options = StackOptions(
         work_dir=work_dir, model_repository=REPO / "models", with_ehr=True, channels=()
     )
+    load_before = os.getloadavg()[0]
     stack = Stack(options)
     endpoints = stack.start()
+    ceiling = Ceiling(work_dir, endpoints["broker"], endpoints["triton_grpc"], MODEL)
     try:
         baseline_kafka = await kafka_round_trip(endpoints["broker"], args.events, args.concurrency)
         baseline_triton = await triton_direct(
-            endpoints["triton_grpc"], "deterioration_risk", args.events, args.concurrency
+            endpoints["triton_grpc"], MODEL, args.events, args.concurrency
         )
-        async with httpx.AsyncClient(timeout=30) as http:
+        await ceiling.start()
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        async with httpx.AsyncClient(timeout=120, limits=limits) as http:
             ehr = EhrClient(endpoints["ehr"], http)
             patients = await _prepare_patients(ehr, args.patients)
             watch = RecommendationWatch(endpoints["broker"])
             await watch.start()
-            notifier = Notifier(http, endpoints["listener"], stack.options.channel_secret)
+            secret = stack.options.channel_secret
+            paths = {
+                "pipeline": Side(Notifier(http, endpoints["listener"], secret), watch),
+                "ceiling": Side(Notifier(http, ceiling.url, secret), ceiling.watch),
+            }
+            triton_batches: dict[str, list[float]] = {name: [] for name in paths}
+            written_back_per_s: float | None = None
             try:
                 # warm-up: connections, consumer groups, the model's first inference
-                await fixed_rate(notifier, watch, patients, per_s=10, seconds=1)
-                written_before = await ehr.search_count("RiskAssessment")
-                began = time.perf_counter()
-                pipeline_saturated = await saturated(
-                    notifier, watch, patients, args.events, args.concurrency
-                )
-                done = await _writebacks_done(
-                    ehr, written_before + pipeline_saturated["events"], timeout_s=300
-                )
-                pipeline_saturated["written_back_per_s"] = (
-                    rate(pipeline_saturated["events"], done - began) if done else None
-                )
+                for path in paths.values():
+                    await fixed_rate(path.notifier, path.arrivals, patients, 10, 1)
+                # saturated, alternating rounds: the machine's noise hits both alike
+                for round_index in range(args.rounds):
+                    for name, path in paths.items():
+                        written_before = await ehr.search_count("RiskAssessment")
+                        inferences, executions = await triton_counts(endpoints["triton_http"])
+                        began = time.perf_counter()
+                        one = await saturated(
+                            path.notifier, path.arrivals, patients, args.events, args.concurrency
+                        )
+                        inferences_after, executions_after = await triton_counts(
+                            endpoints["triton_http"]
+                        )
+                        if executions_after > executions:
+                            one["triton_mean_batch"] = round(
+                                (inferences_after - inferences) / (executions_after - executions),
+                                2,
+                            )
+                            triton_batches[name].append(one["triton_mean_batch"])
+                        path.saturated_rounds.append(one)
+                        if name == "pipeline" and round_index == 0:
+                            done = await _writebacks_done(
+                                ehr, written_before + one["events"], timeout_s=300
+                            )
+                            written_back_per_s = rate(one["events"], done - began) if done else None
+                capacity = {
+                    name: _median([r["events_per_s"] for r in path.saturated_rounds])
+                    for name, path in paths.items()
+                }
                 assert stack.collector is not None  # the bench runs with the built-in collector
                 stack.collector.clear()
-                pipeline_latency = [
-                    await fixed_rate(notifier, watch, patients, per_s=offered, seconds=args.seconds)
-                    for offered in args.rates
-                ]
-                stages = stage_durations(await settled_spans(stack.collector))
+                for fraction in FRACTIONS:
+                    for name, path in paths.items():
+                        offered = round(capacity[name] * fraction, 1)
+                        figures = await fixed_rate(
+                            path.notifier, path.arrivals, patients, offered, args.seconds
+                        )
+                        path.fixed_rate.append({"fraction_of_capacity": fraction, **figures})
+                stages = stage_durations(_pipeline_spans(await settled_spans(stack.collector)))
+                for name, path in paths.items():
+                    if capacity[name] >= HIGH_RATE or name == "ceiling":
+                        path.at_high_rate = await fixed_rate(
+                            path.notifier, path.arrivals, patients, HIGH_RATE, args.high_seconds
+                        )
+                        path.at_high_rate["within_capacity"] = capacity[name] >= HIGH_RATE
             finally:
                 await watch.stop()
+        pids = {part.name: part.process.pid for part in stack.parts}
+        pids.update({name: part.process.pid for name, part in ceiling.processes().items()})
+        peak_rss = {name: peak_rss_mb(pid) for name, pid in pids.items()}
     finally:
+        await ceiling.stop()
         stack.stop()
+    pipeline, bare = paths["pipeline"], paths["ceiling"]
+    pipeline_high = pipeline.at_high_rate
     return {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "make bench",
+        "command": "make bench (python -m bench.pipeline)",
+        "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -269,12 +238,60 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "rest-hook PUT to the listener -> Recommendation on Kafka "
                 "(listener, broker, reasoner with its stream context and Triton, broker)"
             ),
-            "saturated": pipeline_saturated,
-            "fixed_rate": pipeline_latency,  # one entry per offered rate
+            "saturated": {
+                **pipeline.saturated_rounds[len(pipeline.saturated_rounds) // 2],
+                "events_per_s": capacity["pipeline"],
+                "written_back_per_s": written_back_per_s,
+                "how": "events_per_s: median of the alternating saturated rounds",
+            },
+            "saturated_rounds": pipeline.saturated_rounds,
+            "fixed_rate": pipeline.fixed_rate,  # one entry per fraction of its capacity
+            "at_500_per_s": pipeline_high
+            or {
+                "offered_per_s": HIGH_RATE,
+                "latency": None,
+                "reason": (
+                    f"not offered: the pipeline's measured capacity ({capacity['pipeline']}/s) "
+                    "is below 500/s, so an open loop at 500/s only grows its queue"
+                ),
+            },
+            "triton_mean_batch": _median(triton_batches["pipeline"])
+            if triton_batches["pipeline"]
+            else None,
+            "peak_rss_mb": {
+                name: peak_rss[name]
+                for name in ("listener", "reasoner", "writeback", "broker", "triton", "ehr")
+                if name in peak_rss
+            },
             "stages": {
                 "what": "span durations during the fixed-rate runs, from the exported traces",
                 "spans": stages,
             },
+            "settings": {
+                "rounds": args.rounds,
+                "events_per_saturated_round": args.events,
+                "concurrency": args.concurrency,
+                "seconds_per_fixed_rate": args.seconds,
+                "seconds_at_500_per_s": args.high_seconds,
+                "patients": args.patients,
+            },
+        },
+        "ceiling": {
+            "what": (
+                "the same hops bare, chained, same broker and Triton: an ASGI endpoint that "
+                "parses the PUT with orjson and produces it (acks=all) -> a consume -> Triton "
+                "-> produce loop (the reasoner's batch and in-flight sizes); no FHIR, tracing "
+                "or product code; each a process of its own"
+            ),
+            "events_per_s": capacity["ceiling"],
+            "p99_ms_at_500_per_s": (bare.at_high_rate or {}).get("latency", {}).get("p99_ms"),
+            "saturated_rounds": bare.saturated_rounds,
+            "fixed_rate": bare.fixed_rate,
+            "at_500_per_s": bare.at_high_rate,
+            "triton_mean_batch": _median(triton_batches["ceiling"])
+            if triton_batches["ceiling"]
+            else None,
+            "peak_rss_mb": {name: peak_rss[name] for name in ("bare_ingest", "bare_loop")},
         },
         "baseline": {"kafka": baseline_kafka, "triton": baseline_triton},
     }
@@ -283,22 +300,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results.json")
-    parser.add_argument("--events", type=int, default=500, help="events in the saturated run")
+    parser.add_argument("--events", type=int, default=500, help="events per saturated round")
+    parser.add_argument("--rounds", type=int, default=3, help="saturated rounds of each")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--patients", type=int, default=20)
-    parser.add_argument(
-        "--rates",
-        type=lambda text: [float(part) for part in text.split(",")],
-        default=[5.0, 10.0, 20.0],
-        help="offered events/s for the latency runs, comma-separated",
-    )
-    parser.add_argument("--seconds", type=float, default=15, help="length of the fixed-rate run")
+    parser.add_argument("--seconds", type=float, default=10, help="length of each fixed rate")
+    parser.add_argument("--high-seconds", type=float, default=4, help="length at 500/s")
     args = parser.parse_args()
-    results = asyncio.run(run(args))
-    # other benchmarks' figures in the same file (e.g. `reasoner`) are kept
+    figures = asyncio.run(run(args))
+    # other benchmarks' figures in the same file (`listener`, `reasoner`, ...) are kept
     previous = json.loads(args.output.read_text()) if args.output.exists() else {}
-    args.output.write_text(json.dumps({**previous, **results}, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    results = {**previous, **figures}
+    results["ratios"] = ratios(results)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps({"ratios": results["ratios"], "ceiling": figures["ceiling"]}, indent=2))
 
 
 if __name__ == "__main__":

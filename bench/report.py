@@ -1,0 +1,240 @@
+"""`make bench`'s report: `bench/report.md` and its plots from `bench/results.json` — cdsflow
+beside its bare ceiling (`bench.ceiling`), the ratios and the goals they are held to.
+
+Run as `python -m bench.report [--results bench/results.json] [--out-dir bench]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.ratios import Goal, goals, ratios
+
+REPO = Path(__file__).resolve().parent.parent
+LATENCY_PLOT = "report-latency.png"
+THROUGHPUT_PLOT = "report-throughput.png"
+SIDES = (("pipeline", "cdsflow"), ("ceiling", "ceiling"))
+
+
+def _number(value: Any, unit: str = "") -> str:
+    if not isinstance(value, int | float):
+        return "—"
+    return f"{value:g}{unit}"
+
+
+def _p50_p99(run: dict[str, Any] | None) -> str:
+    run = run or {}
+    latency = run.get("latency") or {}
+    if "p99_ms" not in latency:
+        return "—"
+    return f"{latency['p50_ms']:g} / {latency['p99_ms']:g} ms at {run['offered_per_s']:g}/s"
+
+
+def _runs(results: dict[str, Any], side: str) -> list[dict[str, Any]]:
+    """A side's open-loop runs: one per fraction of its capacity, then 500/s if measured."""
+    section = results.get(side) or {}
+    runs = list(section.get("fixed_rate") or [])
+    high = section.get("at_500_per_s")
+    if high and high.get("latency"):
+        runs.append({**high, "fraction_of_capacity": None})
+    return runs
+
+
+def _label(run: dict[str, Any]) -> str:
+    fraction = run.get("fraction_of_capacity")
+    prefix = f"{fraction:.0%} of capacity, " if isinstance(fraction, float) else ""
+    return f"{prefix}{run['offered_per_s']:g}/s"
+
+
+def comparison_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(figure, cdsflow, ceiling, ratio) rows of the report's table."""
+    pipeline = results.get("pipeline") or {}
+    ceiling = results.get("ceiling") or {}
+    computed = ratios(results)
+    rows = [
+        (
+            "events/s, saturated (median of rounds)",
+            _number((pipeline.get("saturated") or {}).get("events_per_s")),
+            _number(ceiling.get("events_per_s")),
+            _number(computed["pipeline_events_per_s"]),
+        )
+    ]
+    fixed = zip(pipeline.get("fixed_rate") or [], ceiling.get("fixed_rate") or [], strict=False)
+    for ours, bare in fixed:
+        rows.append(
+            (
+                f"p50 / p99 at {ours['fraction_of_capacity']:.0%} of own capacity",
+                _p50_p99(ours),
+                _p50_p99(bare),
+                "",
+            )
+        )
+    pipeline_high = pipeline.get("at_500_per_s") or {}
+    rows.append(
+        (
+            "p50 / p99 at 500/s",
+            _p50_p99(pipeline_high) if pipeline_high.get("latency") else "not offered",
+            _p50_p99(ceiling.get("at_500_per_s")),
+            _number(computed["pipeline_p99_at_500_per_s"]),
+        )
+    )
+    rows.append(
+        (
+            "Triton mean batch (saturated)",
+            _number(pipeline.get("triton_mean_batch")),
+            _number(ceiling.get("triton_mean_batch")),
+            "",
+        )
+    )
+    ours_rss = pipeline.get("peak_rss_mb") or {}
+    bare_rss = ceiling.get("peak_rss_mb") or {}
+    for ours_name, bare_name in (("listener", "bare_ingest"), ("reasoner", "bare_loop")):
+        rows.append(
+            (
+                f"peak RSS: {ours_name} / {bare_name.replace('_', ' ')}",
+                _number(ours_rss.get(ours_name), " MiB"),
+                _number(bare_rss.get(bare_name), " MiB"),
+                "",
+            )
+        )
+    rows.append(("peak RSS: writeback", _number(ours_rss.get("writeback"), " MiB"), "—", ""))
+    for section, what in (("listener", "listener alone"), ("reasoner", "reasoner alone")):
+        figures = results.get(section) or {}
+        rows.append(
+            (
+                f"events/s, {what} (its own bench)",
+                _number(figures.get("events_per_s")),
+                _number(figures.get("bare_events_per_s")),
+                _number(computed[f"{section}_events_per_s"]),
+            )
+        )
+    hooks = results.get("cds_hooks") or {}
+    rows.append(
+        (
+            "CDS Hooks p99 at 200 req/s",
+            _number(hooks.get("p99_ms"), " ms"),
+            _number(hooks.get("bare_p99_ms"), " ms"),
+            "",
+        )
+    )
+    return rows
+
+
+def _goal_line(goal: Goal) -> str:
+    bound = f"{'≥' if goal.at_least else '≤'} {goal.bound:g}"
+    verdict = {True: "met", False: "not met", None: "not measured"}[goal.met]
+    return f"| {goal.what} | {_number(goal.figure)} | {bound} | {verdict} |"
+
+
+def report_markdown(results: dict[str, Any]) -> str:
+    pipeline = results.get("pipeline") or {}
+    load = results.get("load_average_1m") or {}
+    lines = [
+        "# cdsflow beside its bare ceiling",
+        "",
+        f"Measured {results.get('measured_at', '?')} by `{results.get('command', 'make bench')}`"
+        f" on {(results.get('machine') or {}).get('cpus', '?')} CPUs, load average (1 min) "
+        f"{load.get('before', '?')} before and {load.get('after', '?')} after; generated by "
+        "`python -m bench.report` from `bench/results.json`.",
+        "",
+        "cdsflow: " + str(pipeline.get("what", "")) + ".",
+        "",
+        "Ceiling: " + str((results.get("ceiling") or {}).get("what", "")) + ".",
+        "",
+        "## Side by side",
+        "",
+        "| figure | cdsflow | ceiling | ratio |",
+        "|---|---|---|---|",
+        *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in comparison_rows(results)),
+        "",
+        "## Goals",
+        "",
+        "| goal | figure | bound | |",
+        "|---|---|---|---|",
+        *(_goal_line(goal) for goal in goals(results)),
+        "",
+    ]
+    pipeline_high = pipeline.get("at_500_per_s") or {}
+    if pipeline_high.get("reason"):
+        lines += [f"At 500/s, cdsflow: {pipeline_high['reason']}.", ""]
+    lines += [
+        "## Latency distribution",
+        "",
+        "PUT of the notification until its answer is on Kafka, per offered rate.",
+        "",
+        f"![latency distribution]({LATENCY_PLOT})",
+        "",
+        "## Throughput against offered load",
+        "",
+        f"![throughput vs offered load]({THROUGHPUT_PLOT})",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_plots(results: dict[str, Any], out_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for axis, (side, title) in zip(axes, SIDES, strict=True):
+        for run in _runs(results, side):
+            points = run.get("distribution_ms") or {}
+            percentiles = [float(p) for p in points]
+            axis.plot(list(points.values()), percentiles, marker=".", label=_label(run))
+        axis.set_xscale("log")
+        axis.set_xlabel("latency, ms (log)")
+        axis.set_title(title)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    axes[0].set_ylabel("percentile")
+    figure.tight_layout()
+    figure.savefig(out_dir / LATENCY_PLOT, dpi=90)
+    plt.close(figure)
+
+    figure, axis = plt.subplots(figsize=(6.5, 4.2))
+    top = 0.0
+    for side, title in SIDES:
+        runs = sorted(_runs(results, side), key=lambda run: float(run["offered_per_s"]))
+        offered = [float(run["offered_per_s"]) for run in runs]
+        answered = [float(run["answered_per_s"]) for run in runs]
+        (line,) = axis.plot(offered, answered, marker="o", label=f"{title}, open loop")
+        capacity = (
+            ((results.get(side) or {}).get("saturated") or {}).get("events_per_s")
+            if side == "pipeline"
+            else (results.get(side) or {}).get("events_per_s")
+        )
+        if isinstance(capacity, int | float):
+            axis.axhline(
+                capacity, linestyle="--", color=line.get_color(), label=f"{title}, saturated"
+            )
+            top = max(top, float(capacity))
+        top = max(top, *offered, *answered)
+    axis.plot([0, top], [0, top], color="grey", linewidth=0.8, label="answered = offered")
+    axis.set_xlabel("offered, events/s")
+    axis.set_ylabel("answered, events/s")
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out_dir / THROUGHPUT_PLOT, dpi=90)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--results", type=Path, default=REPO / "bench" / "results.json")
+    parser.add_argument("--out-dir", type=Path, default=REPO / "bench")
+    args = parser.parse_args()
+    results = json.loads(args.results.read_text())
+    write_plots(results, args.out_dir)
+    (args.out_dir / "report.md").write_text(report_markdown(results))
+    print(f"wrote {args.out_dir / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main()
