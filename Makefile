@@ -102,12 +102,18 @@ evaluate: install ## evaluate every shipped adapter on its labelled dataset, on 
 		--report bench/deterioration-risk-evaluation.html --json bench/deterioration-risk-evaluation.json
 
 .PHONY: bench
-bench: install ## end-to-end throughput and latency, the listener, the reasoner, the CDS Hooks answers and the hook token claims each beside a bare baseline, written to bench/results.json
+bench: install ## end-to-end throughput and latency beside the chained bare ceiling (bench/report.md), the listener, the reasoner, the CDS Hooks answers and the hook token claims each beside a bare baseline, written to bench/results.json
 	$(UV) run --frozen python -m bench.pipeline --output bench/results.json
 	$(UV) run --frozen python -m bench.reasoner --output bench/results.json
 	$(UV) run --frozen python -m bench.listener --output bench/results.json
 	$(UV) run --frozen python -m bench.cds_hooks --output bench/results.json
 	$(UV) run --frozen python -m bench.hook_token_claims --output bench/results.json
+	$(UV) run --frozen python -m bench.report
+
+.PHONY: bench-ceiling
+bench-ceiling: install ## the pipeline beside its chained bare ceiling only (bench/results.json: pipeline, ceiling, ratios), and bench/report.md
+	$(UV) run --frozen python -m bench.pipeline --output bench/results.json
+	$(UV) run --frozen python -m bench.report
 
 .PHONY: bench-card-state
 bench-card-state: install ## writeback card state: memory per patient, start-up read-back time (bench/card_state.json)

@@ -34,6 +34,7 @@ from bench.ceiling import Ceiling, peak_rss_mb
 from bench.consumers import wait_for_assignment
 from bench.measures import rate
 from bench.pipeline_load import Arrivals, Notifier, fixed_rate, saturated
+from bench.profiles import SampledProfile
 from bench.ratios import ratios
 from bench.reasoner import triton_counts
 from bench.stages import settled_spans, stage_durations
@@ -153,15 +154,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         await ceiling.start()
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-        async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+        async with (
+            httpx.AsyncClient(timeout=120, limits=limits) as http,
+            httpx.AsyncClient(timeout=120, limits=limits) as ceiling_http,
+        ):
             ehr = EhrClient(endpoints["ehr"], http)
             patients = await _prepare_patients(ehr, args.patients)
             watch = RecommendationWatch(endpoints["broker"])
             await watch.start()
             secret = stack.options.channel_secret
+            # a client (connection pool) of its own for each side
             paths = {
                 "pipeline": Side(Notifier(http, endpoints["listener"], secret), watch),
-                "ceiling": Side(Notifier(http, ceiling.url, secret), ceiling.watch),
+                "ceiling": Side(Notifier(ceiling_http, ceiling.url, secret), ceiling.watch),
             }
             triton_batches: dict[str, list[float]] = {name: [] for name in paths}
             written_back_per_s: float | None = None
@@ -172,6 +177,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 # saturated, alternating rounds: the machine's noise hits both alike
                 for round_index in range(args.rounds):
                     for name, path in paths.items():
+                        profile = None
+                        if args.profile_listener and name == "pipeline":
+                            pid = next(p.process.pid for p in stack.parts if p.name == "listener")
+                            output = args.profile_listener.with_suffix(f".{round_index}.txt")
+                            profile = SampledProfile(pid, output)
+                            profile.start()
                         written_before = await ehr.search_count("RiskAssessment")
                         inferences, executions = await triton_counts(endpoints["triton_http"])
                         began = time.perf_counter()
@@ -188,6 +199,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             )
                             triton_batches[name].append(one["triton_mean_batch"])
                         path.saturated_rounds.append(one)
+                        if profile is not None:
+                            profile.stop()
                         if name == "pipeline" and round_index == 0:
                             done = await _writebacks_done(
                                 ehr, written_before + one["events"], timeout_s=300
@@ -255,6 +268,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "is below 500/s, so an open loop at 500/s only grows its queue"
                 ),
             },
+            "failures_by_kind": pipeline.notifier.failure_kinds,
             "triton_mean_batch": _median(triton_batches["pipeline"])
             if triton_batches["pipeline"]
             else None,
@@ -288,6 +302,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "saturated_rounds": bare.saturated_rounds,
             "fixed_rate": bare.fixed_rate,
             "at_500_per_s": bare.at_high_rate,
+            "failures_by_kind": bare.notifier.failure_kinds,
             "triton_mean_batch": _median(triton_batches["ceiling"])
             if triton_batches["ceiling"]
             else None,
@@ -306,6 +321,11 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10, help="length of each fixed rate")
     parser.add_argument("--high-seconds", type=float, default=4, help="length at 500/s")
+    parser.add_argument(
+        "--profile-listener",
+        type=Path,
+        help="record the listener with py-spy during each saturated round (PATH.N.txt)",
+    )
     args = parser.parse_args()
     figures = asyncio.run(run(args))
     # other benchmarks' figures in the same file (`listener`, `reasoner`, ...) are kept

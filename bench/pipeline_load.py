@@ -45,18 +45,28 @@ class Notifier:
             "Content-Type": "application/fhir+json",
         }
         self.failures = 0
+        # what went wrong, by kind (an HTTP status, or the transport error's name)
+        self.failure_kinds: dict[str, int] = {}
 
     async def send(self, observation: dict[str, Any]) -> tuple[str, float] | None:
         started = time.perf_counter()
-        response = await self._http.put(
-            f"{self._endpoint}/Observation/{observation['id']}",
-            content=json.dumps(observation),
-            headers=self._headers,
-        )
+        try:
+            response = await self._http.put(
+                f"{self._endpoint}/Observation/{observation['id']}",
+                content=json.dumps(observation),
+                headers=self._headers,
+            )
+        except httpx.TransportError as error:
+            self._failed(type(error).__name__)
+            return None
         if not response.is_success:
-            self.failures += 1
+            self._failed(str(response.status_code))
             return None
         return observation["id"], started
+
+    def _failed(self, kind: str) -> None:
+        self.failures += 1
+        self.failure_kinds[kind] = self.failure_kinds.get(kind, 0) + 1
 
 
 async def all_arrived(arrivals: Arrivals, resource_ids: list[str], timeout_s: float) -> float:

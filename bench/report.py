@@ -1,7 +1,8 @@
 """`make bench`'s report: `bench/report.md` and its plots from `bench/results.json` — cdsflow
 beside its bare ceiling (`bench.ceiling`), the ratios and the goals they are held to.
 
-Run as `python -m bench.report [--results bench/results.json] [--out-dir bench]`.
+Run as `python -m bench.report [--results bench/results.json] [--out-dir bench]`; it also
+brings `ratios` in the results file up to date with the sections in it (every key kept).
 """
 
 from __future__ import annotations
@@ -231,6 +232,9 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, default=REPO / "bench")
     args = parser.parse_args()
     results = json.loads(args.results.read_text())
+    # the ratios follow the sections as they are now (each bench rewrites only its own)
+    results["ratios"] = ratios(results)
+    args.results.write_text(json.dumps(results, indent=2) + "\n")
     write_plots(results, args.out_dir)
     (args.out_dir / "report.md").write_text(report_markdown(results))
     print(f"wrote {args.out_dir / 'report.md'}")
