@@ -31,7 +31,12 @@ def _p50_p99(run: dict[str, Any] | None) -> str:
     latency = run.get("latency") or {}
     if "p99_ms" not in latency:
         return "—"
-    return f"{latency['p50_ms']:g} / {latency['p99_ms']:g} ms at {run['offered_per_s']:g}/s"
+    text = f"{latency['p50_ms']:g} / {latency['p99_ms']:g} ms at {run['offered_per_s']:g}/s"
+    sent = run.get("sent_per_s")
+    if isinstance(sent, int | float) and sent < 0.9 * float(run["offered_per_s"]):
+        # the load generator could not keep the offered pace: say so next to the figure
+        text += f" (sent only {sent:g}/s)"
+    return text
 
 
 def _runs(results: dict[str, Any], side: str) -> list[dict[str, Any]]:
@@ -216,10 +221,12 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> None:
             )
             top = max(top, float(capacity))
         top = max(top, *offered, *answered)
-    axis.plot([0, top], [0, top], color="grey", linewidth=0.8, label="answered = offered")
-    axis.set_xlabel("offered, events/s")
-    axis.set_ylabel("answered, events/s")
-    axis.grid(True, alpha=0.3)
+    axis.plot([1, top], [1, top], color="grey", linewidth=0.8, label="answered = offered")
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel("offered, events/s (log)")
+    axis.set_ylabel("answered, events/s (log)")
+    axis.grid(True, which="both", alpha=0.3)
     axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(out_dir / THROUGHPUT_PLOT, dpi=90)
@@ -232,6 +239,7 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, default=REPO / "bench")
     args = parser.parse_args()
     results = json.loads(args.results.read_text())
+    args.out_dir.mkdir(parents=True, exist_ok=True)
     # the ratios follow the sections as they are now (each bench rewrites only its own)
     results["ratios"] = ratios(results)
     args.results.write_text(json.dumps(results, indent=2) + "\n")
