@@ -170,7 +170,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             published,
             kafka,
             settings.clinical_events_topic,
-            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            fetch_max_wait_ms=settings.published_events_fetch_max_wait_ms,
             request_timeout_ms=_timeout_ms(settings),
             max_record_bytes=settings.max_notification_bytes + _RECORD_OVERHEAD_BYTES,
         )

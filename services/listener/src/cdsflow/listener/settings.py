@@ -47,6 +47,13 @@ class Settings(ServiceSettings):
     # at most `dedupe_max_events` ids (about 220 bytes each).
     dedupe_window_s: float = Field(default=24 * 3600.0, gt=0)
     dedupe_max_events: int = Field(default=500_000, gt=0)
+    # How long each fetch of the dedupe memory's follower of the clinical-events topic waits
+    # for data. Not on a notification's path (this replica's own acks go into the memory at
+    # once; the follower learns what other replicas published), so it need not be short: on a
+    # broker that holds a fetch for its whole wait (the embedded Tansu) 5 ms meant 200 fetches
+    # a second, answered, parsed and traced, even when idle. A redelivery to another replica
+    # is caught once read back: on such a broker up to about this much later.
+    published_events_fetch_max_wait_ms: int = Field(default=50, ge=0, le=1_000)
     # The Subscriptions the listener keeps on the EHR (JSON list of channels; see the README),
     # the public URL the EHR notifies (this service's `/fhir/notifications/rest-hook`, as the
     # EHR reaches it), and how often each Subscription's status is checked.
