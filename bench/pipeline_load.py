@@ -112,9 +112,10 @@ async def saturated(
 async def fixed_rate(
     notifier: Notifier, arrivals: Arrivals, patients: list[str], per_s: float, seconds: float
 ) -> dict[str, Any]:
-    """Open loop: one notification every 1/per_s s, whatever the answers take; latency from
-    each PUT to its answer, and the rate the answers came at (below the offered one when the
-    path cannot carry it)."""
+    """Open loop: one notification every 1/per_s s for `seconds`, whatever the answers take;
+    latency from each PUT to its answer, the rate the answers came at (below the offered one
+    when the path cannot carry it), and the rate the generator kept (`sent_per_s`; what it
+    could not send within `seconds` is `not_sent`)."""
     total = max(1, int(per_s * seconds))
     sent: list[tuple[str, float]] = []
     tasks = []
@@ -129,14 +130,17 @@ async def fixed_rate(
     for index in range(total):
         due = began + index / per_s
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        if time.perf_counter() - began > seconds:
+            break  # the run's time is up: what the generator could not send is not sent late
         tasks.append(asyncio.create_task(one(index)))
-    sent_in = time.perf_counter() - began
+    sent_in = max(time.perf_counter() - began, 1 / per_s)
     await asyncio.gather(*tasks)
     finished = await all_arrived(arrivals, [rid for rid, _ in sent], timeout_s=300)
     latencies = [(arrivals.arrival(rid) or started) - started for rid, started in sent]
     return {
         "offered_per_s": per_s,
-        "sent_per_s": rate(total, sent_in),
+        "sent_per_s": rate(len(tasks), sent_in),
+        "not_sent": total - len(tasks),
         "events": len(sent),
         "rejected": notifier.failures - failures_before,
         "answered_per_s": rate(len(sent), finished - began),
