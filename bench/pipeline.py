@@ -36,7 +36,7 @@ from bench.measures import rate
 from bench.pipeline_load import Arrivals, Notifier, fixed_rate, saturated
 from bench.profiles import SampledProfile
 from bench.ratios import ratios
-from bench.reasoner import triton_counts
+from bench.reasoner import process_cpu_s, triton_counts
 from bench.stages import settled_spans, stage_durations
 from cdsflow.contracts import CLINICAL_EVENTS, RECOMMENDATIONS, ClinicalEvent, Recommendation
 from cdsflow.fhir import EhrClient
@@ -169,6 +169,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "ceiling": Side(Notifier(ceiling_http, ceiling.url, secret), ceiling.watch),
             }
             triton_batches: dict[str, list[float]] = {name: [] for name in paths}
+            # CPU per event of each process (user + system, from /proc), per saturated round
+            # (each round's figure covers every process, the other side's idling included)
+            cpu_pids = {
+                part.name: part.process.pid
+                for part in stack.parts
+                if part.name in ("listener", "reasoner", "writeback", "broker", "triton", "ehr")
+            }
+            cpu_pids.update({n: part.process.pid for n, part in ceiling.processes().items()})
             written_back_per_s: float | None = None
             try:
                 # warm-up: connections, consumer groups, the model's first inference
@@ -185,6 +193,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             profile.start()
                         written_before = await ehr.search_count("RiskAssessment")
                         inferences, executions = await triton_counts(endpoints["triton_http"])
+                        cpu_before = {n: process_cpu_s(pid) for n, pid in cpu_pids.items()}
                         began = time.perf_counter()
                         one = await saturated(
                             path.notifier, path.arrivals, patients, args.events, args.concurrency
@@ -198,6 +207,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                 2,
                             )
                             triton_batches[name].append(one["triton_mean_batch"])
+                        one["cpu_ms_per_event"] = {
+                            n: round(
+                                (process_cpu_s(pid) - cpu_before[n]) * 1000 / max(1, one["events"]),
+                                3,
+                            )
+                            for n, pid in cpu_pids.items()
+                        }
                         path.saturated_rounds.append(one)
                         if profile is not None:
                             profile.stop()
