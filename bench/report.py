@@ -55,6 +55,26 @@ def _label(run: dict[str, Any]) -> str:
     return f"{prefix}{run['offered_per_s']:g}/s"
 
 
+def cpu_ms_per_event(section: dict[str, Any], process: str) -> float | None:
+    """The median over a side's saturated rounds of one process's CPU ms per event."""
+    figures = sorted(
+        float(one["cpu_ms_per_event"][process])
+        for one in section.get("saturated_rounds") or []
+        if isinstance((one.get("cpu_ms_per_event") or {}).get(process), int | float)
+    )
+    if not figures:
+        return None
+    middle = len(figures) // 2
+    median = figures[middle] if len(figures) % 2 else (figures[middle - 1] + figures[middle]) / 2
+    return round(median, 3)
+
+
+def _quotient(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return round(numerator / denominator, 2)
+
+
 def comparison_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(figure, cdsflow, ceiling, ratio) rows of the report's table."""
     pipeline = results.get("pipeline") or {}
@@ -107,6 +127,28 @@ def comparison_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             )
         )
     rows.append(("peak RSS: writeback", _number(ours_rss.get("writeback"), " MiB"), "—", ""))
+    for ours_name, bare_name in (("listener", "bare_ingest"), ("reasoner", "bare_loop")):
+        rows.append(
+            (
+                f"CPU per event, saturated: {ours_name} / {bare_name.replace('_', ' ')}",
+                _number(cpu_ms_per_event(pipeline, ours_name), " ms"),
+                _number(cpu_ms_per_event(ceiling, bare_name), " ms"),
+                _number(
+                    _quotient(
+                        cpu_ms_per_event(pipeline, ours_name), cpu_ms_per_event(ceiling, bare_name)
+                    )
+                ),
+            )
+        )
+    for shared in ("broker", "triton"):
+        rows.append(
+            (
+                f"CPU per event, saturated: {shared}",
+                _number(cpu_ms_per_event(pipeline, shared), " ms"),
+                _number(cpu_ms_per_event(ceiling, shared), " ms"),
+                "",
+            )
+        )
     for section, what in (("listener", "listener alone"), ("reasoner", "reasoner alone")):
         figures = results.get(section) or {}
         rows.append(

@@ -38,6 +38,11 @@ def results() -> dict[str, Any]:
         "pipeline": {
             "what": "PUT -> Recommendation",
             "saturated": {"events_per_s": 40.0},
+            "saturated_rounds": [
+                {"cpu_ms_per_event": {"listener": 3.0, "reasoner": 2.0, "broker": 1.0}},
+                {"cpu_ms_per_event": {"listener": 5.0, "reasoner": 2.5, "broker": 1.5}},
+                {"cpu_ms_per_event": {"listener": 4.0, "reasoner": 3.0, "broker": 2.0}},
+            ],
             "fixed_rate": [
                 _run(10.0, 10.0, 20.0, 40.0, fraction_of_capacity=0.25),
                 _run(20.0, 19.8, 25.0, 60.0, fraction_of_capacity=0.5),
@@ -49,6 +54,10 @@ def results() -> dict[str, Any]:
         "ceiling": {
             "what": "bare hops",
             "events_per_s": 160.0,
+            "saturated_rounds": [
+                {"cpu_ms_per_event": {"bare_ingest": 1.0, "bare_loop": 0.5}},
+                {"cpu_ms_per_event": {"bare_ingest": 2.0, "bare_loop": 0.5}},
+            ],
             "p99_ms_at_500_per_s": 800.0,
             "fixed_rate": [
                 _run(40.0, 40.0, 8.0, 20.0, fraction_of_capacity=0.25),
@@ -115,6 +124,9 @@ def test_report_table_and_goals(results: dict[str, Any]) -> None:
     )
     assert rows["peak RSS: reasoner / bare loop"] == ("300 MiB", "120 MiB", "")
     assert rows["events/s, reasoner alone (its own bench)"] == ("300", "750", "0.4")
+    # medians of each side's rounds: 4 of (3, 5, 4); 1.5 of (1, 2)
+    assert rows["CPU per event, saturated: listener / bare ingest"] == ("4 ms", "1.5 ms", "2.67")
+    assert rows["CPU per event, saturated: broker"] == ("1.5 ms", "—", "")
     markdown = report_markdown(results)
     assert "| pipeline events/s ÷ chained ceiling's | 0.25 | ≥ 0.5 | not met |" in markdown
     assert "| pipeline p99 at 500/s ÷ chained ceiling's | — | ≤ 1.5 | not measured |" in markdown
