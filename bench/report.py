@@ -205,6 +205,19 @@ def report_markdown(results: dict[str, Any]) -> str:
         *(_goal_line(goal) for goal in goals(results)),
         "",
     ]
+    measured = [
+        f"`{name}` {(results.get(name) or {}).get('measured_at', '?')}"
+        for name in ("listener", "reasoner", "cds_hooks")
+        if results.get(name)
+    ]
+    if measured:
+        lines += [
+            "The listener, reasoner and CDS Hooks rows are those sections' own side-by-side "
+            "runs (measured " + ", ".join(measured) + "); CPU per event is user + system "
+            "time of each process during a side's saturated rounds ÷ its events (medians), "
+            "the other side's processes idling meanwhile.",
+            "",
+        ]
     pipeline_high = pipeline.get("at_500_per_s") or {}
     if pipeline_high.get("reason"):
         lines += [f"At 500/s, cdsflow: {pipeline_high['reason']}.", ""]
