@@ -1,7 +1,7 @@
 """The fault matrix's pipeline, started once for the module, and its record of each run.
 
-`CDSFLOW_FAULT_EVENTS` sets how many changes each fault case drives (default 200, what
-`make test` runs; `make faults` runs 10,000). Each case's ledger is written to
+`CDSFLOW_FAULT_EVENTS` sets how many changes each fault case drives (default 200; `make test`
+runs 20, `make faults` 10,000). Each case's ledger is written to
 `.faults/<case>.json` (`CDSFLOW_FAULT_RESULTS_DIR` to put them elsewhere); `make faults`
 turns them into docs/reliability.md's tables (`scripts/reliability_report.py`).
 """
