@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from opentelemetry import context as otel_context
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 
 
-def trace_headers() -> dict[str, str]:
-    """`traceparent`/`tracestate` for the current span, ready to send."""
+def trace_headers(span: trace.Span | None = None) -> dict[str, str]:
+    """`traceparent`/`tracestate` for `span`, else for the current span, ready to send.
+
+    A client or producer span that nothing runs inside need not be made current (attached to
+    the context and detached again) only so that its headers can be made: pass it here."""
     carrier: dict[str, str] = {}
-    propagate.inject(carrier)
+    propagate.inject(carrier, context=trace.set_span_in_context(span) if span is not None else None)
     return carrier
 
 

@@ -5,27 +5,32 @@ every record gets its own CONSUMER span (`<topic> process`), continuing the `tra
 its Kafka headers, and everything done for it (the EHR, the Triton call, the publish) happens
 inside that span. A publish is a PRODUCER span (`<topic> publish`) whose context goes on in
 the published message's headers, so the next service continues the same trace.
+
+Spans cost CPU on every event, so each is made the cheap way: started with all of its
+attributes in one call, and only the CONSUMER span is made current (the EHR's and Triton's
+client spans are its children); the PRODUCER span and the Triton CLIENT span are never
+current, their headers are made from the span itself (`trace_headers(span)`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 
 from aiokafka import ConsumerRecord
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
-from cdsflow.telemetry import context_from_headers, trace_headers
+from cdsflow.telemetry import context_from_headers
 
 MESSAGING_SYSTEM = "kafka"
 
 
-@contextmanager
 def event_consumer_span(
     tracer: trace.Tracer, record: ConsumerRecord[bytes, bytes]
-) -> Iterator[Span]:
-    """The record's CONSUMER span, current for the block, child of the producer's span."""
+) -> AbstractContextManager[Span]:
+    """The record's CONSUMER span, current for the block (and ended after it), child of the
+    producer's span."""
     headers = {key: value for key, value in record.headers or () if value is not None}
     attributes: dict[str, str | int] = {
         "messaging.system": MESSAGING_SYSTEM,
@@ -37,24 +42,27 @@ def event_consumer_span(
     }
     if record.key is not None:  # the patient key (a keyed hash)
         attributes["messaging.kafka.message.key"] = record.key.decode(errors="replace")
-    with tracer.start_as_current_span(
+    span = tracer.start_span(
         f"{record.topic} process",
         context=context_from_headers(headers),
         kind=SpanKind.CONSUMER,
         attributes=attributes,
         record_exception=False,
         set_status_on_exception=False,
-    ) as span:
-        yield span
+    )
+    return trace.use_span(
+        span, end_on_exit=True, record_exception=False, set_status_on_exception=False
+    )
 
 
-@contextmanager
 def publish_span(
     tracer: trace.Tracer, topic: str, attributes: Mapping[str, str] | None = None
-) -> Iterator[dict[str, str]]:
-    """A PRODUCER span for one publish, with the messaging attributes and `attributes` (set
-    when it starts, in one go); yields the headers that carry its trace context."""
-    with tracer.start_as_current_span(
+) -> Span:
+    """A PRODUCER span for one publish, child of the current span, with the messaging
+    attributes and `attributes` (set when it starts, in one go). Not made current: use it as
+    `with publish_span(...) as span:` (ended after the block, its status ERROR when the block
+    raises) and send `trace_headers(span)` with the message."""
+    return tracer.start_span(
         f"{topic} publish",
         kind=SpanKind.PRODUCER,
         attributes={
@@ -64,5 +72,4 @@ def publish_span(
             **(attributes or {}),
         },
         record_exception=False,
-    ):
-        yield trace_headers()
+    )

@@ -335,12 +335,12 @@ class ClinicalEventHandler:
             "cdsflow.model.version": recommendation.model.version,
             "cdsflow.mode": _mode_label(recommendation),
         }
-        with publish_span(self.tracer, topic, attributes) as headers:
+        with publish_span(self.tracer, topic, attributes) as span:
             return await self.deliveries.send(
                 topic,
                 recommendation.SerializeToString(),
                 key=recommendation.patient_key.encode(),
-                headers=headers,
+                headers=trace_headers(span),
             )
 
     async def _dead_letter(self, record: Record, exc: Exception, span: trace.Span) -> EventOutcome:

@@ -115,7 +115,8 @@ class ModelVersionClient:
         """The output tensors for one row. Raises `ModelUnavailable` when Triton cannot answer
         now (an outage, or the version is not served), `ModelRequestFailed` when it refused
         this request."""
-        with self._tracer.start_as_current_span(
+        # not made current (nothing runs inside it): Triton joins it through its headers
+        with self._tracer.start_span(
             f"{RPC_SERVICE}/{RPC_METHOD}",
             kind=SpanKind.CLIENT,
             attributes=self._attributes,
@@ -128,7 +129,7 @@ class ModelVersionClient:
                     inputs=_infer_inputs(tensors),
                     model_version=self.version,
                     outputs=self._requested_outputs,
-                    headers=trace_headers(),
+                    headers=trace_headers(span),
                     client_timeout=self._timeout_s,
                     parameters=self._parameters,
                 )
