@@ -10,11 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from cdsflow.models import build_model_inputs, interpret_outputs, load_adapter
-from cdsflow.models.recommendation_messages import RecommendationSubject, recommendation_message
+from cdsflow.models import build_model_inputs, load_adapter
+from cdsflow.models.recommendation_messages import RecommendationSubject
 from cdsflow.runtime.story import vital_sign_observation
 from cdsflow.writeback.adapter_files import configured_adapters
 from cdsflow.writeback.domain.cards import cards_for
@@ -22,6 +21,7 @@ from cdsflow.writeback.domain.discovery import adapter_services, discovery_docum
 from cdsflow.writeback.domain.hook_requests import HOOKS, InvalidHookRequest, hook_request
 from cdsflow.writeback.handlers import problem_response
 from tests.conftest import REPO_ROOT
+from tests.support.risk_model import scored_recommendation
 
 pytestmark = pytest.mark.conformance
 
@@ -154,18 +154,12 @@ def high_risk_cards() -> list[dict[str, Any]]:
     as_of = datetime.now(UTC)
     resources = [vital_sign_observation("Patient/p-1", as_of, "9279-1", value=30, ucum="/min")]
     inputs = build_model_inputs(adapter, resources, as_of)
-    outputs = {
-        "deterioration_risk": np.array([[0.6]], dtype=np.float32),
-        "log_odds": np.array([[0.4]], dtype=np.float32),
-        "contributions": np.zeros((1, 15), dtype=np.float32),
-    }
-    recommendation = recommendation_message(
+    recommendation = scored_recommendation(
         adapter,
         inputs,
-        interpret_outputs(adapter, inputs, outputs),
-        model_version="1",
-        mode="active",
-        subject=RecommendationSubject(
+        0.6,
+        0.4,
+        RecommendationSubject(
             event_id="hook-instance-1",
             patient_key="k",
             patient_reference="Patient/p-1",

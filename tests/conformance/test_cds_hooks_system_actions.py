@@ -8,13 +8,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from cdsflow.models import build_model_inputs, interpret_outputs
+from cdsflow.models import build_model_inputs
 from cdsflow.models.recommendation_messages import (
     RecommendationSubject,
-    recommendation_message,
     system_actions_json,
 )
 from cdsflow.writeback.domain.cards import cards_for
@@ -24,6 +22,7 @@ from tests.conformance.test_cds_hooks_hook_examples import (
     logical_model,
     missing_required,
 )
+from tests.support.risk_model import scored_recommendation
 from tests.unit.model_adapters.adapter_fixtures import (
     AS_OF,
     flagging_deterioration_adapter,
@@ -39,18 +38,12 @@ def flagged_response() -> dict[str, Any]:
     """The answer for a high-risk result of the test adapter that declares a system action."""
     adapter = flagging_deterioration_adapter()
     inputs = build_model_inputs(adapter, [observation("rr", "9279-1", 30, "/min")], AS_OF)
-    outputs = {
-        "deterioration_risk": np.array([[0.6]], dtype=np.float32),
-        "log_odds": np.array([[0.4]], dtype=np.float32),
-        "contributions": np.zeros((1, 15), dtype=np.float32),
-    }
-    recommendation = recommendation_message(
+    recommendation = scored_recommendation(
         adapter,
         inputs,
-        interpret_outputs(adapter, inputs, outputs),
-        model_version="1",
-        mode="active",
-        subject=RecommendationSubject(
+        0.6,
+        0.4,
+        RecommendationSubject(
             event_id="hook-instance-1",
             patient_key="k",
             patient_reference="Patient/p-1",

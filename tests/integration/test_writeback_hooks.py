@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 import httpx
-import numpy as np
 import pytest
 from aiokafka import AIOKafkaProducer
 from starlette.applications import Starlette
@@ -24,11 +23,10 @@ from starlette.routing import Route
 
 from cdsflow.contracts import Recommendation
 from cdsflow.fhir import EhrClient
-from cdsflow.models import build_model_inputs, interpret_outputs, load_adapter, parse_adapter
+from cdsflow.models import build_model_inputs, load_adapter, parse_adapter
 from cdsflow.models.recommendation_messages import (
     RecommendationSubject,
     card_json,
-    recommendation_message,
 )
 from cdsflow.runtime.processes import free_port
 from cdsflow.runtime.story import vital_sign_observation
@@ -38,6 +36,7 @@ from cdsflow.writeback.settings import Settings
 from tests.conftest import REPO_ROOT, EhrEndpoint, KafkaEndpoint, TritonEndpoint
 from tests.support.asgi import serve_app
 from tests.support.polling import eventually
+from tests.support.risk_model import scored_recommendation
 from tests.support.telemetry import recording_telemetry
 from tests.unit.writeback.client_keys import bearer, es384_key, hook_token, jwks
 
@@ -326,19 +325,13 @@ async def test_a_stored_recommendation_is_served_as_rendered_with_its_trace_and_
     adapter = load_adapter(ADAPTER_FILE)
     reference = "Patient/stored-1"
     inputs = build_model_inputs(adapter, [*vitals(reference)], datetime.now(UTC))
-    outputs = {
-        "deterioration_risk": np.array([[0.2]], dtype=np.float32),
-        "log_odds": np.array([[-1.4]], dtype=np.float32),
-        "contributions": np.zeros((1, 15), dtype=np.float32),
-    }
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
-    stored = recommendation_message(
+    stored = scored_recommendation(
         adapter,
         inputs,
-        interpret_outputs(adapter, inputs, outputs),
-        model_version="1",
-        mode="active",
-        subject=RecommendationSubject(
+        0.2,
+        -1.4,
+        RecommendationSubject(
             event_id=f"event-{uuid.uuid4()}",
             patient_key=PatientKeyer(pseudonym_key).patient_key(reference),
             patient_reference=reference,
@@ -555,18 +548,12 @@ async def test_an_answer_with_system_actions_only_is_recorded_as_a_disclosure_au
     adapter = parse_adapter(text, ADAPTER_FILE)
     reference = "Patient/actions-1"
     inputs = build_model_inputs(adapter, [*vitals(reference)], datetime.now(UTC))
-    outputs = {
-        "deterioration_risk": np.array([[0.02]], dtype=np.float32),
-        "log_odds": np.array([[-3.9]], dtype=np.float32),
-        "contributions": np.zeros((1, 15), dtype=np.float32),
-    }
-    low = recommendation_message(
+    low = scored_recommendation(
         adapter,
         inputs,
-        interpret_outputs(adapter, inputs, outputs),
-        model_version="1",
-        mode="active",
-        subject=RecommendationSubject(
+        0.02,
+        -3.9,
+        RecommendationSubject(
             event_id=f"event-{uuid.uuid4()}",
             patient_key=PatientKeyer(pseudonym_key).patient_key(reference),
             patient_reference=reference,

@@ -1,11 +1,18 @@
-"""The files of the `deterioration_risk` model and its held-out set, for the tests."""
+"""The files of the `deterioration_risk` model and its held-out set, and Recommendations
+as it would score them, for the tests."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import onnx
+
+from cdsflow.contracts import Recommendation
+from cdsflow.models import ModelAdapter, ModelInputs, interpret_outputs
+from cdsflow.models.recommendation_messages import RecommendationSubject, recommendation_message
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RISK_MODEL_DIR = REPO_ROOT / "models" / "deterioration_risk"
@@ -33,3 +40,33 @@ def risk_model_repository(tmp_path: Path, versions: tuple[str, ...], cpu: bool =
         for name in ("model.onnx", "model.py"):
             shutil.copy(RISK_MODEL_DIR / "1" / name, model / version / name)
     return tmp_path / "models"
+
+
+def risk_outputs(risk: float, log_odds: float) -> dict[str, npt.NDArray[np.float32]]:
+    """`deterioration_risk`'s three outputs for one row scored `risk` (no input contributing)."""
+    return {
+        "deterioration_risk": np.array([[risk]], dtype=np.float32),
+        "log_odds": np.array([[log_odds]], dtype=np.float32),
+        "contributions": np.zeros((1, 15), dtype=np.float32),
+    }
+
+
+def scored_recommendation(
+    adapter: ModelAdapter,
+    inputs: ModelInputs,
+    risk: float,
+    log_odds: float,
+    subject: RecommendationSubject,
+    *,
+    mode: str = "active",
+) -> Recommendation:
+    """The Recommendation the reasoner builds for one row of `inputs` that version 1 of the
+    model scored `risk`, without Triton."""
+    return recommendation_message(
+        adapter,
+        inputs,
+        interpret_outputs(adapter, inputs, risk_outputs(risk, log_odds)),
+        model_version="1",
+        mode=mode,
+        subject=subject,
+    )
