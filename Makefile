@@ -68,7 +68,7 @@ test: install ## lint and every test tier, side by side (the CI command)
 	@lint_log=$$(mktemp); \
 	$(MAKE) --no-print-directory lint >"$$lint_log" 2>&1 & lint_pid=$$!; \
 	CDSFLOW_FAULT_EVENTS=$${CDSFLOW_FAULT_EVENTS:-20} CDSFLOW_FAULT_RESULTS_DIR=$$(mktemp -d) \
-		$(PYTEST) tests/unit tests/deployment tests/integration tests/e2e tests/conformance tests/faults; tests_rc=$$?; \
+		$(PYTEST) --durations=25 tests/unit tests/deployment tests/integration tests/e2e tests/conformance tests/faults; tests_rc=$$?; \
 	wait $$lint_pid; lint_rc=$$?; \
 	echo "--- make lint (ran beside the tests): exit $$lint_rc"; cat "$$lint_log"; rm -f "$$lint_log"; \
 	[ $$lint_rc -eq 0 ] && [ $$tests_rc -eq 0 ]
