@@ -19,10 +19,9 @@ import time
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import ConsumerRecord
 
-from bench.consumers import wait_for_assignment
-from bench.kafka_io import create_topics
+from bench.kafka_io import TopicWatch, create_topics
 from cdsflow.runtime.processes import ManagedProcess, free_port, http_ok, spawn, without_otel
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,36 +31,18 @@ MAX_RECORDS = 512
 IN_FLIGHT = 256
 
 
-class SinkWatch:
+class SinkWatch(TopicWatch):
     """Stamps (perf_counter) when each key's first message arrived on the sink topic."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(bootstrap, topic, group_prefix="bench-ceiling-watch")
         self.arrived: dict[str, float] = {}
-        self._consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap,
-            group_id=f"bench-ceiling-watch-{uuid.uuid4().hex[:8]}",
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=5,
-        )
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._run())
-        await wait_for_assignment(self._consumer)
-
-    async def _run(self) -> None:
-        async for record in self._consumer:
-            self.arrived.setdefault((record.key or b"").decode(), time.perf_counter())
+    def take(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        self.arrived.setdefault((record.key or b"").decode(), time.perf_counter())
 
     def arrival(self, resource_id: str) -> float | None:
         return self.arrived.get(resource_id)
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-        await self._consumer.stop()
 
 
 class Ceiling:

@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.consumers import wait_for_assignment
@@ -45,6 +45,37 @@ async def produce(bootstrap: str, topic: str, messages: Sequence[Message]) -> No
             await asyncio.gather(*futures)
     finally:
         await producer.stop()
+
+
+class TopicWatch:
+    """Hands every message of `topics`, from their beginning, to `take`, until `stop`."""
+
+    def __init__(self, bootstrap: str, *topics: str, group_prefix: str) -> None:
+        self._consumer = AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=bootstrap,
+            group_id=f"{group_prefix}-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=5,
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    def take(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+        await wait_for_assignment(self._consumer)
+
+    async def _run(self) -> None:
+        async for record in self._consumer:
+            self.take(record)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self._consumer.stop()
 
 
 class ArrivalCounter:

@@ -21,17 +21,16 @@ import platform
 import statistics
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer
+from aiokafka import ConsumerRecord
 
 from bench.baselines import kafka_round_trip, triton_direct
 from bench.ceiling import Ceiling, peak_rss_mb
-from bench.consumers import wait_for_assignment
+from bench.kafka_io import TopicWatch
 from bench.measures import rate
 from bench.pipeline_load import Arrivals, Notifier, fixed_rate, saturated
 from bench.profiles import SampledProfile
@@ -50,44 +49,25 @@ FRACTIONS = (0.25, 0.5, 0.75)
 HIGH_RATE = 500.0
 
 
-class RecommendationWatch:
+class RecommendationWatch(TopicWatch):
     """Stamps when each event's recommendation arrived, and which resource each event is."""
 
     def __init__(self, bootstrap: str) -> None:
+        super().__init__(bootstrap, CLINICAL_EVENTS, RECOMMENDATIONS, group_prefix="bench-watch")
         self.arrived: dict[str, float] = {}
         self.event_ids: dict[str, str] = {}  # resource id -> event id
-        self._consumer = AIOKafkaConsumer(
-            CLINICAL_EVENTS,
-            RECOMMENDATIONS,
-            bootstrap_servers=bootstrap,
-            group_id=f"bench-watch-{uuid.uuid4().hex[:8]}",
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=5,
-        )
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._run())
-        await wait_for_assignment(self._consumer)
-
-    async def _run(self) -> None:
-        async for record in self._consumer:
-            if record.topic == CLINICAL_EVENTS:
-                event = ClinicalEvent.FromString(record.value or b"")
-                self.event_ids.setdefault(event.resource_id, event.event_id)
-                continue
-            recommendation = Recommendation.FromString(record.value or b"")
-            self.arrived.setdefault(recommendation.event_id, time.perf_counter())
+    def take(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        if record.topic == CLINICAL_EVENTS:
+            event = ClinicalEvent.FromString(record.value or b"")
+            self.event_ids.setdefault(event.resource_id, event.event_id)
+            return
+        recommendation = Recommendation.FromString(record.value or b"")
+        self.arrived.setdefault(recommendation.event_id, time.perf_counter())
 
     def arrival(self, resource_id: str) -> float | None:
         event_id = self.event_ids.get(resource_id)
         return self.arrived.get(event_id) if event_id is not None else None
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-        await self._consumer.stop()
 
 
 async def _prepare_patients(ehr: EhrClient, count: int) -> list[str]:
