@@ -319,6 +319,20 @@ async def test_patient_view_without_a_stored_recommendation_is_scored_on_demand_
     assert writeback.on_demand("scored") == 1
 
 
+def stored_subject(
+    writeback: HookWriteback, pseudonym_key: str, reference: str, trace_id: str = ""
+) -> RecommendationSubject:
+    """Whom a recommendation published straight to the writeback's topic is about."""
+    return RecommendationSubject(
+        event_id=f"event-{uuid.uuid4()}",
+        patient_key=PatientKeyer(pseudonym_key).patient_key(reference),
+        patient_reference=reference,
+        ehr_base_url=writeback.settings.ehr_base_url,
+        produced_at=datetime.now(UTC),
+        trace_id=trace_id,
+    )
+
+
 async def test_a_stored_recommendation_is_served_as_rendered_with_its_trace_and_no_scoring(
     writeback: HookWriteback, pseudonym_key: str
 ) -> None:
@@ -331,14 +345,7 @@ async def test_a_stored_recommendation_is_served_as_rendered_with_its_trace_and_
         inputs,
         0.2,
         -1.4,
-        RecommendationSubject(
-            event_id=f"event-{uuid.uuid4()}",
-            patient_key=PatientKeyer(pseudonym_key).patient_key(reference),
-            patient_reference=reference,
-            ehr_base_url=writeback.settings.ehr_base_url,
-            produced_at=datetime.now(UTC),
-            trace_id=trace_id,
-        ),
+        stored_subject(writeback, pseudonym_key, reference, trace_id=trace_id),
     )
     await writeback.publish(stored)
 
@@ -553,13 +560,7 @@ async def test_an_answer_with_system_actions_only_is_recorded_as_a_disclosure_au
         inputs,
         0.02,
         -3.9,
-        RecommendationSubject(
-            event_id=f"event-{uuid.uuid4()}",
-            patient_key=PatientKeyer(pseudonym_key).patient_key(reference),
-            patient_reference=reference,
-            ehr_base_url=writeback.settings.ehr_base_url,
-            produced_at=datetime.now(UTC),
-        ),
+        stored_subject(writeback, pseudonym_key, reference),
     )
     assert not low.cards
     assert low.system_actions
