@@ -1,4 +1,4 @@
-"""Kafka helpers for the reasoner benchmark: topics, producing fast, counting what arrives."""
+"""Kafka helpers for the benchmarks: topics, producing fast, following and counting what arrives."""
 
 from __future__ import annotations
 
