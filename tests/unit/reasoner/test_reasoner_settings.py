@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 import os
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from cdsflow.reasoner.__main__ import tune_garbage_collection
 from cdsflow.reasoner.domain.errors import UnknownPatient, UnprocessableEvent
 from cdsflow.reasoner.handlers import dlq_error
 from cdsflow.reasoner.settings import Settings
@@ -71,29 +69,3 @@ def test_dead_letter_errors_never_echo_foreign_exception_messages() -> None:
     assert dlq_error(UnknownPatient("no such patient")) == "no such patient"
     leaky = KeyError("Patient/p-1 Ada Lovelace")
     assert dlq_error(leaky) == "unexpected KeyError while processing the event"
-
-
-def test_the_garbage_collector_threshold_is_a_positive_count(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("CDSFLOW_EHR_BASE_URL", "http://ehr.example/fhir")
-    assert Settings().gc_young_threshold == 20_000
-    monkeypatch.setenv("CDSFLOW_GC_YOUNG_THRESHOLD", "5000")
-    assert Settings().gc_young_threshold == 5000
-    for wrong in ("0", "-1", "many"):
-        monkeypatch.setenv("CDSFLOW_GC_YOUNG_THRESHOLD", wrong)
-        with pytest.raises(ValidationError):
-            Settings()
-
-
-def test_the_service_process_sets_the_young_generation_threshold_only(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("CDSFLOW_EHR_BASE_URL", "http://ehr.example/fhir")
-    monkeypatch.setenv("CDSFLOW_GC_YOUNG_THRESHOLD", "12345")
-    before = gc.get_threshold()
-    try:
-        tune_garbage_collection(Settings())
-        assert gc.get_threshold() == (12345, before[1], before[2])
-    finally:
-        gc.set_threshold(*before)

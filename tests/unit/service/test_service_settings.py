@@ -35,6 +35,7 @@ def test_defaults() -> None:
     assert settings.http_host == "0.0.0.0"
     assert settings.http_port == 8080
     assert settings.readiness_timeout_s == 2.0
+    assert settings.gc_young_threshold == 20_000
 
 
 def test_read_from_cdsflow_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,6 +46,7 @@ def test_read_from_cdsflow_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CDSFLOW_HTTP_HOST", "127.0.0.1")
     monkeypatch.setenv("CDSFLOW_HTTP_PORT", "9000")
     monkeypatch.setenv("CDSFLOW_READINESS_TIMEOUT_S", "3.5")
+    monkeypatch.setenv("CDSFLOW_GC_YOUNG_THRESHOLD", "5000")
     monkeypatch.setenv("CDSFLOW_SOMETHING_ELSE", "ignored")
 
     settings = ServiceSettings()
@@ -56,6 +58,7 @@ def test_read_from_cdsflow_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.http_host == "127.0.0.1"
     assert settings.http_port == 9000
     assert settings.readiness_timeout_s == 3.5
+    assert settings.gc_young_threshold == 5000
 
 
 def test_the_ehr_base_url_is_required() -> None:
@@ -81,9 +84,12 @@ def test_trailing_slashes_are_stripped_from_the_ehr_base_url() -> None:
         ("http_port", 65536),
         ("kafka_fetch_max_wait_ms", -1),
         ("readiness_timeout_s", 0),
+        ("gc_young_threshold", 0),
+        ("gc_young_threshold", -1),
+        ("gc_young_threshold", "many"),
     ],
 )
-def test_out_of_range_values_are_refused(field: str, value: float) -> None:
+def test_out_of_range_values_are_refused(field: str, value: object) -> None:
     values: dict[str, object] = {"ehr_base_url": "http://ehr.test/fhir", "http_port": 8080}
     values[field] = value
     with pytest.raises(ValidationError, match=field):

@@ -5,10 +5,15 @@ gives up (its httptools protocol has no such limit, so a 64 MiB header would be 
 full). A request that is not valid HTTP, or whose header block is too large, is answered in
 the service's own error format (an OperationOutcome), not uvicorn's plain text: 431 for the
 headers, 400 otherwise. Its body names the rule, never what was sent.
+
+`serve` also sets the process's young-generation garbage-collection threshold
+(`gc_young_threshold`): a process-wide setting, so made by the service's own process when it
+starts serving, never by `create_app` (which tests call many times in one process).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any
 
@@ -74,6 +79,14 @@ def uvicorn_config(
     return uvicorn.Config(app, **options)
 
 
+def tune_garbage_collection(settings: ServiceSettings) -> None:
+    """The young generation's threshold from `gc_young_threshold`; the older generations keep
+    theirs."""
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(settings.gc_young_threshold, older, oldest)
+
+
 def serve(app: ASGIApp, settings: ServiceSettings, *, error_media_type: str) -> None:
     """Run the service until SIGINT/SIGTERM."""
+    tune_garbage_collection(settings)
     uvicorn.Server(uvicorn_config(app, settings, error_media_type=error_media_type)).run()

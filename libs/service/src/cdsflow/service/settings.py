@@ -83,6 +83,14 @@ class ServiceSettings(BaseSettings):
     # How long `/readyz` waits for what the service depends on.
     readiness_timeout_s: float = Field(default=2.0, gt=0)
 
+    # Python's cyclic garbage collector runs a young-generation collection after this many
+    # net allocations of container objects (Python's own default is 700; the older
+    # generations keep their thresholds). Each event or hook call makes many short-lived
+    # objects: with a larger threshold most die before a collection, far fewer are promoted,
+    # and the collections of the older generations, which pause the service (the reasoner's
+    # walk every held patient's context), become rare. Set by `serve` for the whole process.
+    gc_young_threshold: int = Field(default=20_000, ge=1)
+
     @field_validator("ehr_base_url")
     @classmethod
     def _require_http_url(cls, value: str) -> str:

@@ -58,13 +58,8 @@ class Settings(ServiceSettings):
     max_concurrent_patients: int = Field(default=256, ge=1)
     # `readiness_timeout_s` (shared, default 2 s) bounds `/readyz`'s wait for Kafka and Triton.
 
-    # Python's cyclic garbage collector runs a young-generation collection after this many
-    # net allocations of container objects (Python's own default is 700). The reasoner makes
-    # many short-lived objects per event while it holds about a million long-lived ones (the
-    # patients' contexts): with a larger threshold most die before a collection, far fewer
-    # are promoted, and the full collections that walk every held context (about 0.2 s of CPU
-    # with 100 000 patients) become rare. Set when `python -m cdsflow.reasoner` starts.
-    gc_young_threshold: int = Field(default=20_000, ge=1)
+    # `gc_young_threshold` (shared, default 20 000): fewer garbage collections walking the
+    # held patients' contexts (README "Benchmark").
 
     # Patients the EHR confirmed to exist are not asked about again for `known_patients_ttl_s`
     # (so a deleted or merged patient stops getting recommendations within it); at most
