@@ -5,10 +5,17 @@ and Triton (`bench.ceiling`), and bare baselines (broker alone, Triton alone).
 End to end means: the EHR's rest-hook notification (PUT to the listener) until the
 Recommendation for that change is on `cdsflow.recommendations.v1` — listener, Kafka, reasoner
 (EHR history fetch + Triton) and Kafka again; for the ceiling: the PUT to the bare endpoint
-until the bare loop's answer is on its sink topic. Both are saturated in alternating rounds,
+until the bare loop's answer is on its sink topic.
+
+Both are driven the same way by the load generator, a process of its own
+(`bench.load_process`). Each side's in flight is doubled until more no longer raises its
+events/s (`saturation_point`); both are then saturated at that in flight in alternating rounds,
 then driven open loop at 25/50/75 % of each one's own measured capacity, alternating, and at
-500/s where the capacity allows it (the ceiling always, as the reference). The writeback's
-completion is reported for the first saturated round (RiskAssessments visible in the EHR).
+500/s where the capacity allows it (the ceiling always, as the reference). Before every round
+the bench waits until each measured process is back at its idle CPU (`bench.idle`), so that no
+round carries the last one's leftovers (the pipeline's write-backs into the EHR). The
+writeback's completion is reported for the first saturated round (RiskAssessments visible in
+the EHR).
 """
 
 from __future__ import annotations
@@ -30,9 +37,16 @@ from aiokafka import ConsumerRecord
 
 from bench.baselines import kafka_round_trip, triton_direct
 from bench.ceiling import Ceiling, peak_rss_mb
+from bench.idle import idle_baseline, wait_until_idle
 from bench.kafka_io import TopicWatch
 from bench.measures import rate
-from bench.pipeline_load import Arrivals, Notifier, fixed_rate, saturated
+from bench.pipeline_load import (
+    Arrivals,
+    LoadGenerator,
+    fixed_rate,
+    saturated,
+    saturation_point,
+)
 from bench.profiles import SampledProfile
 from bench.ratios import ratios
 from bench.reasoner import process_cpu_s, triton_counts
@@ -97,9 +111,11 @@ async def _writebacks_done(ehr: EhrClient, expected: int, timeout_s: float) -> f
 class Side:
     """One side of the comparison: where the notifications go and where the answers show."""
 
-    def __init__(self, notifier: Notifier, arrivals: Arrivals) -> None:
-        self.notifier = notifier
+    def __init__(self, generator: LoadGenerator, arrivals: Arrivals) -> None:
+        self.generator = generator
         self.arrivals = arrivals
+        self.sweep: list[dict[str, Any]] = []
+        self.in_flight: int | None = None  # where more in flight stopped raising events/s
         self.saturated_rounds: list[dict[str, Any]] = []
         self.fixed_rate: list[dict[str, Any]] = []
         self.at_high_rate: dict[str, Any] | None = None
@@ -114,6 +130,105 @@ def _pipeline_spans(spans: list[CollectedSpan]) -> list[CollectedSpan]:
     spans of traces of their own: those are left out)."""
     traces = {span.trace_id for span in spans if span.service == "listener"}
     return [span for span in spans if span.trace_id in traces]
+
+
+def _side_figures(side: Side) -> dict[str, Any]:
+    """What each side reports alike: the in-flight sweep, Triton's batching, the failures and
+    the load generator's own figures (so that a reader sees it was not the bound)."""
+    batches = [r["triton_mean_batch"] for r in side.saturated_rounds if "triton_mean_batch" in r]
+    runs = [*side.saturated_rounds, *side.fixed_rate]
+    if side.at_high_rate is not None:
+        runs.append(side.at_high_rate)
+    generator = [run["load_generator"] for run in runs if "load_generator" in run]
+    shares = [g["cpu_share_of_a_core"] for g in generator if g["cpu_share_of_a_core"] is not None]
+    return {
+        "in_flight_sweep": side.sweep,
+        "in_flight": side.in_flight,
+        "failures_by_kind": side.generator.failure_kinds,
+        "triton_mean_batch": _median(batches) if batches else None,
+        "load_generator": {
+            "what": (
+                "bench/load_process.py, a process of its own: pre-built HTTP/1.1 PUTs on "
+                "keep-alive connections, each answer's status read back"
+            ),
+            "cpu_ms_per_request": round(
+                float(statistics.median(g["cpu_ms_per_request"] for g in generator)), 3
+            )
+            if generator
+            else None,
+            "max_cpu_share_of_a_core": max(shares) if shares else None,
+        },
+    }
+
+
+def in_flight_levels(smallest: int, largest: int) -> list[int]:
+    """The in-flight counts the saturation sweep tries: doubling from `smallest` to `largest`."""
+    levels = [smallest]
+    while levels[-1] * 2 <= largest:
+        levels.append(levels[-1] * 2)
+    return levels
+
+
+class Rounds:
+    """Measures each round on a quiet machine: before it starts, every measured process is back
+    at its idle CPU (`bench.idle`); during it, each process's CPU and Triton's batching."""
+
+    def __init__(self, cpu_pids: dict[str, int], triton_http: str) -> None:
+        self.cpu_pids = cpu_pids
+        self._triton_http = triton_http
+        self.baseline: dict[str, float] = {}
+
+    async def measure_baseline(self) -> None:
+        self.baseline = await idle_baseline(self.cpu_pids)
+
+    async def quiet(self) -> dict[str, object]:
+        return await wait_until_idle(self.cpu_pids, self.baseline)
+
+    async def saturated(
+        self, side: Side, patients: list[str], events: int, in_flight: int
+    ) -> dict[str, Any]:
+        idle = await self.quiet()
+        inferences, executions = await triton_counts(self._triton_http)
+        cpu_before = {n: process_cpu_s(pid) for n, pid in self.cpu_pids.items()}
+        one = await saturated(side.generator, side.arrivals, patients, events, in_flight)
+        inferences_after, executions_after = await triton_counts(self._triton_http)
+        if executions_after > executions:
+            one["triton_mean_batch"] = round(
+                (inferences_after - inferences) / (executions_after - executions), 2
+            )
+        one["cpu_ms_per_event"] = {
+            n: round((process_cpu_s(pid) - cpu_before[n]) * 1000 / max(1, one["events"]), 3)
+            for n, pid in self.cpu_pids.items()
+        }
+        one["idle_before"] = idle
+        return one
+
+    async def fixed_rate(
+        self, side: Side, patients: list[str], per_s: float, seconds: float
+    ) -> dict[str, Any]:
+        idle = await self.quiet()
+        figures = await fixed_rate(side.generator, side.arrivals, patients, per_s, seconds)
+        return {**figures, "idle_before": idle}
+
+
+async def _sweep(
+    rounds: Rounds, paths: dict[str, Side], patients: list[str], args: argparse.Namespace
+) -> None:
+    """Each side's in flight doubled (alternating sides) until more no longer raised its
+    events/s by `SATURATION_GAIN`; the largest level tried where it never stopped rising."""
+    levels = in_flight_levels(args.min_in_flight, args.max_in_flight)
+    for level in levels:
+        for path in paths.values():
+            if path.in_flight is not None:
+                continue
+            one = await rounds.saturated(path, patients, args.events, level)
+            path.sweep.append({"in_flight": level, "events_per_s": one["events_per_s"]})
+            path.in_flight = saturation_point(
+                [(point["in_flight"], point["events_per_s"]) for point in path.sweep]
+            )
+    for path in paths.values():
+        if path.in_flight is None:
+            path.in_flight = levels[-1]
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -133,22 +248,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             endpoints["triton_grpc"], MODEL, args.events, args.concurrency
         )
         await ceiling.start()
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-        async with (
-            httpx.AsyncClient(timeout=120, limits=limits) as http,
-            httpx.AsyncClient(timeout=120, limits=limits) as ceiling_http,
-        ):
+        async with httpx.AsyncClient(timeout=120) as http:
             ehr = EhrClient(endpoints["ehr"], http)
             patients = await _prepare_patients(ehr, args.patients)
             watch = RecommendationWatch(endpoints["broker"])
             await watch.start()
             secret = stack.options.channel_secret
-            # a client (connection pool) of its own for each side
+            load_dir = work_dir / "load"
             paths = {
-                "pipeline": Side(Notifier(http, endpoints["listener"], secret), watch),
-                "ceiling": Side(Notifier(ceiling_http, ceiling.url, secret), ceiling.watch),
+                "pipeline": Side(
+                    LoadGenerator("pipeline", endpoints["listener"], secret, load_dir), watch
+                ),
+                "ceiling": Side(
+                    LoadGenerator("ceiling", ceiling.url, secret, load_dir), ceiling.watch
+                ),
             }
-            triton_batches: dict[str, list[float]] = {name: [] for name in paths}
             # CPU per event of each process (user + system, from /proc), per saturated round
             # (each round's figure covers every process, the other side's idling included)
             cpu_pids = {
@@ -157,14 +271,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if part.name in ("listener", "reasoner", "writeback", "broker", "triton", "ehr")
             }
             cpu_pids.update({n: part.process.pid for n, part in ceiling.processes().items()})
+            rounds = Rounds(cpu_pids, endpoints["triton_http"])
             written_back_per_s: float | None = None
             try:
-                # warm-up: connections, consumer groups, the model's first inference
+                # warm-up: connections, consumer groups, the model's first inference; then
+                # each process's idle CPU, which every round waits to be back at
                 for path in paths.values():
-                    await fixed_rate(path.notifier, path.arrivals, patients, 10, 1)
-                # saturated, alternating rounds: the machine's noise hits both alike
+                    await fixed_rate(path.generator, path.arrivals, patients, 10, 1)
+                await rounds.measure_baseline()
+                await _sweep(rounds, paths, patients, args)
+                # saturated, alternating rounds at each side's saturating in flight: the
+                # machine's noise hits both alike
                 for round_index in range(args.rounds):
                     for name, path in paths.items():
+                        assert path.in_flight is not None
                         profile = None
                         if args.profile_listener and name == "pipeline":
                             pid = next(p.process.pid for p in stack.parts if p.name == "listener")
@@ -172,28 +292,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             profile = SampledProfile(pid, output)
                             profile.start()
                         written_before = await ehr.search_count("RiskAssessment")
-                        inferences, executions = await triton_counts(endpoints["triton_http"])
-                        cpu_before = {n: process_cpu_s(pid) for n, pid in cpu_pids.items()}
                         began = time.perf_counter()
-                        one = await saturated(
-                            path.notifier, path.arrivals, patients, args.events, args.concurrency
-                        )
-                        inferences_after, executions_after = await triton_counts(
-                            endpoints["triton_http"]
-                        )
-                        if executions_after > executions:
-                            one["triton_mean_batch"] = round(
-                                (inferences_after - inferences) / (executions_after - executions),
-                                2,
-                            )
-                            triton_batches[name].append(one["triton_mean_batch"])
-                        one["cpu_ms_per_event"] = {
-                            n: round(
-                                (process_cpu_s(pid) - cpu_before[n]) * 1000 / max(1, one["events"]),
-                                3,
-                            )
-                            for n, pid in cpu_pids.items()
-                        }
+                        one = await rounds.saturated(path, patients, args.events, path.in_flight)
                         path.saturated_rounds.append(one)
                         if profile is not None:
                             profile.stop()
@@ -211,15 +311,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for fraction in FRACTIONS:
                     for name, path in paths.items():
                         offered = round(capacity[name] * fraction, 1)
-                        figures = await fixed_rate(
-                            path.notifier, path.arrivals, patients, offered, args.seconds
-                        )
+                        figures = await rounds.fixed_rate(path, patients, offered, args.seconds)
                         path.fixed_rate.append({"fraction_of_capacity": fraction, **figures})
                 stages = stage_durations(_pipeline_spans(await settled_spans(stack.collector)))
                 for name, path in paths.items():
                     if capacity[name] >= HIGH_RATE or name == "ceiling":
-                        path.at_high_rate = await fixed_rate(
-                            path.notifier, path.arrivals, patients, HIGH_RATE, args.high_seconds
+                        path.at_high_rate = await rounds.fixed_rate(
+                            path, patients, HIGH_RATE, args.high_seconds
                         )
                         path.at_high_rate["within_capacity"] = capacity[name] >= HIGH_RATE
             finally:
@@ -251,7 +349,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 **pipeline.saturated_rounds[len(pipeline.saturated_rounds) // 2],
                 "events_per_s": capacity["pipeline"],
                 "written_back_per_s": written_back_per_s,
-                "how": "events_per_s: median of the alternating saturated rounds",
+                "how": (
+                    "events_per_s: median of the alternating saturated rounds, each at the in "
+                    "flight where doubling it no longer raised events/s by 5 % (in_flight_sweep)"
+                ),
             },
             "saturated_rounds": pipeline.saturated_rounds,
             "fixed_rate": pipeline.fixed_rate,  # one entry per fraction of its capacity
@@ -264,10 +365,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "is below 500/s, so an open loop at 500/s only grows its queue"
                 ),
             },
-            "failures_by_kind": pipeline.notifier.failure_kinds,
-            "triton_mean_batch": _median(triton_batches["pipeline"])
-            if triton_batches["pipeline"]
-            else None,
+            **_side_figures(pipeline),
             "peak_rss_mb": {
                 name: peak_rss[name]
                 for name in ("listener", "reasoner", "writeback", "broker", "triton", "ehr")
@@ -280,7 +378,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "settings": {
                 "rounds": args.rounds,
                 "events_per_saturated_round": args.events,
-                "concurrency": args.concurrency,
+                "in_flight_tried": [args.min_in_flight, args.max_in_flight],
                 "seconds_per_fixed_rate": args.seconds,
                 "seconds_at_500_per_s": args.high_seconds,
                 "patients": args.patients,
@@ -298,10 +396,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "saturated_rounds": bare.saturated_rounds,
             "fixed_rate": bare.fixed_rate,
             "at_500_per_s": bare.at_high_rate,
-            "failures_by_kind": bare.notifier.failure_kinds,
-            "triton_mean_batch": _median(triton_batches["ceiling"])
-            if triton_batches["ceiling"]
-            else None,
+            **_side_figures(bare),
             "peak_rss_mb": {name: peak_rss[name] for name in ("bare_ingest", "bare_loop")},
         },
         "baseline": {"kafka": baseline_kafka, "triton": baseline_triton},
@@ -313,7 +408,11 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results.json")
     parser.add_argument("--events", type=int, default=500, help="events per saturated round")
     parser.add_argument("--rounds", type=int, default=3, help="saturated rounds of each")
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="in flight of the Kafka and Triton baselines"
+    )
+    parser.add_argument("--min-in-flight", type=int, default=8, help="the sweep's first level")
+    parser.add_argument("--max-in-flight", type=int, default=256, help="the sweep's last level")
     parser.add_argument("--patients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10, help="length of each fixed rate")
     parser.add_argument("--high-seconds", type=float, default=4, help="length at 500/s")
