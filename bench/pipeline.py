@@ -28,7 +28,9 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,19 @@ async def _writebacks_done(ehr: EhrClient, expected: int, timeout_s: float) -> f
     return None
 
 
+async def _time_writebacks(
+    ehr: EhrClient,
+    written_before: int,
+    began: float,
+    into: list[float | None],
+    round_figures: dict[str, Any],
+) -> None:
+    """The rate a saturated round's RiskAssessments were all in the EHR at, from its start."""
+    events = int(round_figures["events"])
+    done = await _writebacks_done(ehr, written_before + events, timeout_s=300)
+    into.append(rate(events, done - began) if done else None)
+
+
 class Side:
     """One side of the comparison: where the notifications go and where the answers show."""
 
@@ -185,22 +200,44 @@ class Rounds:
         return await wait_until_idle(self.cpu_pids, self.baseline)
 
     async def saturated(
-        self, side: Side, patients: list[str], events: int, in_flight: int
+        self,
+        side: Side,
+        patients: list[str],
+        events: int,
+        in_flight: int,
+        idle: dict[str, object] | None = None,
+        after: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> dict[str, Any]:
-        idle = await self.quiet()
+        """One saturated round; it first waits for quiet unless the caller did (`idle`). Each
+        process's CPU is counted from the round's start until every process is idle again
+        (the pipeline's write-backs included), less its idle CPU over that wait; `after` runs
+        as soon as the last answer arrived, before that wait."""
+        if idle is None:
+            idle = await self.quiet()
         inferences, executions = await triton_counts(self._triton_http)
         cpu_before = {n: process_cpu_s(pid) for n, pid in self.cpu_pids.items()}
         one = await saturated(side.generator, side.arrivals, patients, events, in_flight)
+        answered = time.perf_counter()
         inferences_after, executions_after = await triton_counts(self._triton_http)
         if executions_after > executions:
             one["triton_mean_batch"] = round(
                 (inferences_after - inferences) / (executions_after - executions), 2
             )
+        if after is not None:
+            await after(one)
+        settled = await self.quiet()
+        waited = time.perf_counter() - answered
         one["cpu_ms_per_event"] = {
-            n: round((process_cpu_s(pid) - cpu_before[n]) * 1000 / max(1, one["events"]), 3)
+            n: round(
+                max(0.0, process_cpu_s(pid) - cpu_before[n] - self.baseline.get(n, 0.0) * waited)
+                * 1000
+                / max(1, one["events"]),
+                3,
+            )
             for n, pid in self.cpu_pids.items()
         }
         one["idle_before"] = idle
+        one["settled_after"] = settled
         return one
 
     async def fixed_rate(
@@ -291,17 +328,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             output = args.profile_listener.with_suffix(f".{round_index}.txt")
                             profile = SampledProfile(pid, output)
                             profile.start()
+                        idle = await rounds.quiet()
                         written_before = await ehr.search_count("RiskAssessment")
                         began = time.perf_counter()
-                        one = await rounds.saturated(path, patients, args.events, path.in_flight)
+                        written_back: list[float | None] = []
+                        timed = partial(_time_writebacks, ehr, written_before, began, written_back)
+                        first = name == "pipeline" and round_index == 0
+                        one = await rounds.saturated(
+                            path,
+                            patients,
+                            args.events,
+                            path.in_flight,
+                            idle,
+                            after=timed if first else None,
+                        )
                         path.saturated_rounds.append(one)
                         if profile is not None:
                             profile.stop()
-                        if name == "pipeline" and round_index == 0:
-                            done = await _writebacks_done(
-                                ehr, written_before + one["events"], timeout_s=300
-                            )
-                            written_back_per_s = rate(one["events"], done - began) if done else None
+                        if written_back:
+                            written_back_per_s = written_back[0]
                 capacity = {
                     name: _median([r["events_per_s"] for r in path.saturated_rounds])
                     for name, path in paths.items()
@@ -406,7 +451,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results.json")
-    parser.add_argument("--events", type=int, default=500, help="events per saturated round")
+    parser.add_argument("--events", type=int, default=1000, help="events per saturated round")
     parser.add_argument("--rounds", type=int, default=3, help="saturated rounds of each")
     parser.add_argument(
         "--concurrency", type=int, default=32, help="in flight of the Kafka and Triton baselines"

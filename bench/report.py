@@ -240,9 +240,10 @@ def report_markdown(results: dict[str, Any]) -> str:
         lines += [
             "The listener, reasoner and CDS Hooks rows are those sections' own side-by-side "
             "runs (measured " + ", ".join(measured) + "); CPU per event is user + system "
-            "time of each process during a side's saturated rounds ÷ its events (medians), "
-            "the other side's processes idling meanwhile (each round starts once every "
-            "measured process is back at its idle CPU). Both sides are driven by the same "
+            "time of each process from the start of a side's saturated round until every "
+            "process is idle again, less its idle CPU over that wait, ÷ the round's events "
+            "(medians); each round starts once every measured process is back at its idle "
+            "CPU. Both sides are driven by the same "
             "load generator, a process of its own (`bench/load_process.py`).",
             "",
         ]
