@@ -25,10 +25,8 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -39,19 +37,12 @@ from aiokafka import ConsumerRecord
 
 from bench.baselines import kafka_round_trip, triton_direct
 from bench.ceiling import Ceiling, peak_rss_mb
-from bench.idle import idle_baseline, wait_until_idle
 from bench.kafka_io import TopicWatch
 from bench.measures import rate
-from bench.pipeline_load import (
-    Arrivals,
-    LoadGenerator,
-    fixed_rate,
-    saturated,
-    saturation_point,
-)
+from bench.pipeline_load import LoadGenerator, fixed_rate
 from bench.profiles import SampledProfile
 from bench.ratios import ratios
-from bench.reasoner import process_cpu_s, triton_counts
+from bench.rounds import Rounds, Side, median_rounded, side_figures, sweep
 from bench.stages import settled_spans, stage_durations
 from cdsflow.contracts import CLINICAL_EVENTS, RECOMMENDATIONS, ClinicalEvent, Recommendation
 from cdsflow.fhir import EhrClient
@@ -123,149 +114,11 @@ async def _time_writebacks(
     into.append(rate(events, done - began) if done else None)
 
 
-class Side:
-    """One side of the comparison: where the notifications go and where the answers show."""
-
-    def __init__(self, generator: LoadGenerator, arrivals: Arrivals) -> None:
-        self.generator = generator
-        self.arrivals = arrivals
-        self.sweep: list[dict[str, Any]] = []
-        self.in_flight: int | None = None  # where more in flight stopped raising events/s
-        self.saturated_rounds: list[dict[str, Any]] = []
-        self.fixed_rate: list[dict[str, Any]] = []
-        self.at_high_rate: dict[str, Any] | None = None
-
-
-def _median(values: list[float]) -> float:
-    return round(float(statistics.median(values)), 1)
-
-
 def _pipeline_spans(spans: list[CollectedSpan]) -> list[CollectedSpan]:
     """The spans of the pipeline's traces (Triton also traces the ceiling's requests, as root
     spans of traces of their own: those are left out)."""
     traces = {span.trace_id for span in spans if span.service == "listener"}
     return [span for span in spans if span.trace_id in traces]
-
-
-def _side_figures(side: Side) -> dict[str, Any]:
-    """What each side reports alike: the in-flight sweep, Triton's batching, the failures and
-    the load generator's own figures (so that a reader sees it was not the bound)."""
-    batches = [r["triton_mean_batch"] for r in side.saturated_rounds if "triton_mean_batch" in r]
-    runs = [*side.saturated_rounds, *side.fixed_rate]
-    if side.at_high_rate is not None:
-        runs.append(side.at_high_rate)
-    generator = [run["load_generator"] for run in runs if "load_generator" in run]
-    shares = [g["cpu_share_of_a_core"] for g in generator if g["cpu_share_of_a_core"] is not None]
-    return {
-        "in_flight_sweep": side.sweep,
-        "in_flight": side.in_flight,
-        "failures_by_kind": side.generator.failure_kinds,
-        "triton_mean_batch": _median(batches) if batches else None,
-        "load_generator": {
-            "what": (
-                "bench/load_process.py, a process of its own: pre-built HTTP/1.1 PUTs on "
-                "keep-alive connections, each answer's status read back"
-            ),
-            "cpu_ms_per_request": round(
-                float(statistics.median(g["cpu_ms_per_request"] for g in generator)), 3
-            )
-            if generator
-            else None,
-            "max_cpu_share_of_a_core": max(shares) if shares else None,
-        },
-    }
-
-
-def in_flight_levels(smallest: int, largest: int) -> list[int]:
-    """The in-flight counts the saturation sweep tries: doubling from `smallest` to `largest`."""
-    levels = [smallest]
-    while levels[-1] * 2 <= largest:
-        levels.append(levels[-1] * 2)
-    return levels
-
-
-class Rounds:
-    """Measures each round on a quiet machine: before it starts, every measured process is back
-    at its idle CPU (`bench.idle`); during it, each process's CPU and Triton's batching."""
-
-    def __init__(self, cpu_pids: dict[str, int], triton_http: str) -> None:
-        self.cpu_pids = cpu_pids
-        self._triton_http = triton_http
-        self.baseline: dict[str, float] = {}
-
-    async def measure_baseline(self) -> None:
-        self.baseline = await idle_baseline(self.cpu_pids)
-
-    async def quiet(self) -> dict[str, object]:
-        return await wait_until_idle(self.cpu_pids, self.baseline)
-
-    async def saturated(
-        self,
-        side: Side,
-        patients: list[str],
-        events: int,
-        in_flight: int,
-        idle: dict[str, object] | None = None,
-        after: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
-    ) -> dict[str, Any]:
-        """One saturated round; it first waits for quiet unless the caller did (`idle`). Each
-        process's CPU is counted from the round's start until every process is idle again
-        (the pipeline's write-backs included), less its idle CPU over that wait; `after` runs
-        as soon as the last answer arrived, before that wait."""
-        if idle is None:
-            idle = await self.quiet()
-        inferences, executions = await triton_counts(self._triton_http)
-        cpu_before = {n: process_cpu_s(pid) for n, pid in self.cpu_pids.items()}
-        one = await saturated(side.generator, side.arrivals, patients, events, in_flight)
-        answered = time.perf_counter()
-        inferences_after, executions_after = await triton_counts(self._triton_http)
-        if executions_after > executions:
-            one["triton_mean_batch"] = round(
-                (inferences_after - inferences) / (executions_after - executions), 2
-            )
-        if after is not None:
-            await after(one)
-        settled = await self.quiet()
-        waited = time.perf_counter() - answered
-        one["cpu_ms_per_event"] = {
-            n: round(
-                max(0.0, process_cpu_s(pid) - cpu_before[n] - self.baseline.get(n, 0.0) * waited)
-                * 1000
-                / max(1, one["events"]),
-                3,
-            )
-            for n, pid in self.cpu_pids.items()
-        }
-        one["idle_before"] = idle
-        one["settled_after"] = settled
-        return one
-
-    async def fixed_rate(
-        self, side: Side, patients: list[str], per_s: float, seconds: float
-    ) -> dict[str, Any]:
-        idle = await self.quiet()
-        figures = await fixed_rate(side.generator, side.arrivals, patients, per_s, seconds)
-        return {**figures, "idle_before": idle}
-
-
-async def _sweep(
-    rounds: Rounds, paths: dict[str, Side], patients: list[str], args: argparse.Namespace
-) -> None:
-    """Each side's in flight doubled (alternating sides) until more no longer raised its
-    events/s by `SATURATION_GAIN`; the largest level tried where it never stopped rising."""
-    levels = in_flight_levels(args.min_in_flight, args.max_in_flight)
-    for level in levels:
-        for path in paths.values():
-            if path.in_flight is not None:
-                continue
-            one = await rounds.saturated(path, patients, args.events, level)
-            path.sweep.append({"in_flight": level, "events_per_s": one["events_per_s"]})
-            path.in_flight = saturation_point(
-                [(point["in_flight"], point["events_per_s"]) for point in path.sweep]
-            )
-    for path in paths.values():
-        if path.in_flight is None:
-            path.in_flight = levels[-1]
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -316,7 +169,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for path in paths.values():
                     await fixed_rate(path.generator, path.arrivals, patients, 10, 1)
                 await rounds.measure_baseline()
-                await _sweep(rounds, paths, patients, args)
+                await sweep(rounds, paths, patients, args)
                 # saturated, alternating rounds at each side's saturating in flight: the
                 # machine's noise hits both alike
                 for round_index in range(args.rounds):
@@ -348,7 +201,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         if written_back:
                             written_back_per_s = written_back[0]
                 capacity = {
-                    name: _median([r["events_per_s"] for r in path.saturated_rounds])
+                    name: median_rounded([r["events_per_s"] for r in path.saturated_rounds])
                     for name, path in paths.items()
                 }
                 assert stack.collector is not None  # the bench runs with the built-in collector
@@ -410,7 +263,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "is below 500/s, so an open loop at 500/s only grows its queue"
                 ),
             },
-            **_side_figures(pipeline),
+            **side_figures(pipeline),
             "peak_rss_mb": {
                 name: peak_rss[name]
                 for name in ("listener", "reasoner", "writeback", "broker", "triton", "ehr")
@@ -441,7 +294,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "saturated_rounds": bare.saturated_rounds,
             "fixed_rate": bare.fixed_rate,
             "at_500_per_s": bare.at_high_rate,
-            **_side_figures(bare),
+            **side_figures(bare),
             "peak_rss_mb": {name: peak_rss[name] for name in ("bare_ingest", "bare_loop")},
         },
         "baseline": {"kafka": baseline_kafka, "triton": baseline_triton},

@@ -13,8 +13,8 @@ import pytest
 
 from bench.idle import busy, cpu_rates, flat
 from bench.load_process import Connection, due_at, request_bytes
-from bench.pipeline import in_flight_levels
 from bench.pipeline_load import saturation_point, send_lags, sent_rate
+from bench.rounds import in_flight_levels
 
 
 class ParsedRequest:
