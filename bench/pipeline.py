@@ -164,10 +164,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             rounds = Rounds(cpu_pids, endpoints["triton_http"])
             written_back_per_s: float | None = None
             try:
-                # warm-up: connections, consumer groups, the model's first inference; then
-                # each process's idle CPU, which every round waits to be back at
-                for path in paths.values():
-                    await fixed_rate(path.generator, path.arrivals, patients, 10, 1)
+                # warm-up: connections, consumer groups, the model's first inference; then,
+                # once its write-backs are in the EHR, each process's idle CPU, which every
+                # round waits to be back at
+                written_before = await ehr.search_count("RiskAssessment")
+                warm = {
+                    name: await fixed_rate(path.generator, path.arrivals, patients, 10, 1)
+                    for name, path in paths.items()
+                }
+                expected = written_before + warm["pipeline"]["events"]
+                await _writebacks_done(ehr, expected, timeout_s=120)
                 await rounds.measure_baseline()
                 await sweep(rounds, paths, patients, args)
                 # saturated, alternating rounds at each side's saturating in flight: the
