@@ -282,6 +282,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "settings": {
                 "rounds": args.rounds,
                 "events_per_saturated_round": args.events,
+                # the saturated rounds' in flight (found by the sweep, from those tried)
+                "concurrency": pipeline.in_flight,
                 "in_flight_tried": [args.min_in_flight, args.max_in_flight],
                 "seconds_per_fixed_rate": args.seconds,
                 "seconds_at_500_per_s": args.high_seconds,
