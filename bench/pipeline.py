@@ -5,10 +5,17 @@ and Triton (`bench.ceiling`), and bare baselines (broker alone, Triton alone).
 End to end means: the EHR's rest-hook notification (PUT to the listener) until the
 Recommendation for that change is on `cdsflow.recommendations.v1` — listener, Kafka, reasoner
 (EHR history fetch + Triton) and Kafka again; for the ceiling: the PUT to the bare endpoint
-until the bare loop's answer is on its sink topic. Both are saturated in alternating rounds,
+until the bare loop's answer is on its sink topic.
+
+Both are driven the same way by the load generator, a process of its own
+(`bench.load_process`). Each side's in flight is doubled until more no longer raises its
+events/s (`saturation_point`); both are then saturated at that in flight in alternating rounds,
 then driven open loop at 25/50/75 % of each one's own measured capacity, alternating, and at
-500/s where the capacity allows it (the ceiling always, as the reference). The writeback's
-completion is reported for the first saturated round (RiskAssessments visible in the EHR).
+500/s where the capacity allows it (the ceiling always, as the reference). Before every round
+the bench waits until each measured process is back at its idle CPU (`bench.idle`), so that no
+round carries the last one's leftovers (the pipeline's write-backs into the EHR). The
+writeback's completion is reported for the first saturated round (RiskAssessments visible in
+the EHR).
 """
 
 from __future__ import annotations
@@ -18,10 +25,10 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import tempfile
 import time
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +39,10 @@ from bench.baselines import kafka_round_trip, triton_direct
 from bench.ceiling import Ceiling, peak_rss_mb
 from bench.kafka_io import TopicWatch
 from bench.measures import rate
-from bench.pipeline_load import Arrivals, Notifier, fixed_rate, saturated
+from bench.pipeline_load import LoadGenerator, fixed_rate
 from bench.profiles import SampledProfile
 from bench.ratios import ratios
-from bench.reasoner import process_cpu_s, triton_counts
+from bench.rounds import Rounds, Side, median_rounded, side_figures, sweep
 from bench.stages import settled_spans, stage_durations
 from cdsflow.contracts import CLINICAL_EVENTS, RECOMMENDATIONS, ClinicalEvent, Recommendation
 from cdsflow.fhir import EhrClient
@@ -94,19 +101,17 @@ async def _writebacks_done(ehr: EhrClient, expected: int, timeout_s: float) -> f
     return None
 
 
-class Side:
-    """One side of the comparison: where the notifications go and where the answers show."""
-
-    def __init__(self, notifier: Notifier, arrivals: Arrivals) -> None:
-        self.notifier = notifier
-        self.arrivals = arrivals
-        self.saturated_rounds: list[dict[str, Any]] = []
-        self.fixed_rate: list[dict[str, Any]] = []
-        self.at_high_rate: dict[str, Any] | None = None
-
-
-def _median(values: list[float]) -> float:
-    return round(float(statistics.median(values)), 1)
+async def _time_writebacks(
+    ehr: EhrClient,
+    written_before: int,
+    began: float,
+    into: list[float | None],
+    round_figures: dict[str, Any],
+) -> None:
+    """The rate a saturated round's RiskAssessments were all in the EHR at, from its start."""
+    events = int(round_figures["events"])
+    done = await _writebacks_done(ehr, written_before + events, timeout_s=300)
+    into.append(rate(events, done - began) if done else None)
 
 
 def _pipeline_spans(spans: list[CollectedSpan]) -> list[CollectedSpan]:
@@ -133,22 +138,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             endpoints["triton_grpc"], MODEL, args.events, args.concurrency
         )
         await ceiling.start()
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-        async with (
-            httpx.AsyncClient(timeout=120, limits=limits) as http,
-            httpx.AsyncClient(timeout=120, limits=limits) as ceiling_http,
-        ):
+        async with httpx.AsyncClient(timeout=120) as http:
             ehr = EhrClient(endpoints["ehr"], http)
             patients = await _prepare_patients(ehr, args.patients)
             watch = RecommendationWatch(endpoints["broker"])
             await watch.start()
             secret = stack.options.channel_secret
-            # a client (connection pool) of its own for each side
+            load_dir = work_dir / "load"
             paths = {
-                "pipeline": Side(Notifier(http, endpoints["listener"], secret), watch),
-                "ceiling": Side(Notifier(ceiling_http, ceiling.url, secret), ceiling.watch),
+                "pipeline": Side(
+                    LoadGenerator("pipeline", endpoints["listener"], secret, load_dir), watch
+                ),
+                "ceiling": Side(
+                    LoadGenerator("ceiling", ceiling.url, secret, load_dir), ceiling.watch
+                ),
             }
-            triton_batches: dict[str, list[float]] = {name: [] for name in paths}
             # CPU per event of each process (user + system, from /proc), per saturated round
             # (each round's figure covers every process, the other side's idling included)
             cpu_pids = {
@@ -157,53 +161,53 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if part.name in ("listener", "reasoner", "writeback", "broker", "triton", "ehr")
             }
             cpu_pids.update({n: part.process.pid for n, part in ceiling.processes().items()})
+            rounds = Rounds(cpu_pids, endpoints["triton_http"])
             written_back_per_s: float | None = None
             try:
-                # warm-up: connections, consumer groups, the model's first inference
-                for path in paths.values():
-                    await fixed_rate(path.notifier, path.arrivals, patients, 10, 1)
-                # saturated, alternating rounds: the machine's noise hits both alike
+                # warm-up: connections, consumer groups, the model's first inference; then,
+                # once its write-backs are in the EHR, each process's idle CPU, which every
+                # round waits to be back at
+                written_before = await ehr.search_count("RiskAssessment")
+                warm = {
+                    name: await fixed_rate(path.generator, path.arrivals, patients, 10, 1)
+                    for name, path in paths.items()
+                }
+                expected = written_before + warm["pipeline"]["events"]
+                await _writebacks_done(ehr, expected, timeout_s=120)
+                await rounds.measure_baseline()
+                await sweep(rounds, paths, patients, args)
+                # saturated, alternating rounds at each side's saturating in flight: the
+                # machine's noise hits both alike
                 for round_index in range(args.rounds):
                     for name, path in paths.items():
+                        assert path.in_flight is not None
                         profile = None
                         if args.profile_listener and name == "pipeline":
                             pid = next(p.process.pid for p in stack.parts if p.name == "listener")
                             output = args.profile_listener.with_suffix(f".{round_index}.txt")
                             profile = SampledProfile(pid, output)
                             profile.start()
+                        idle = await rounds.quiet()
                         written_before = await ehr.search_count("RiskAssessment")
-                        inferences, executions = await triton_counts(endpoints["triton_http"])
-                        cpu_before = {n: process_cpu_s(pid) for n, pid in cpu_pids.items()}
                         began = time.perf_counter()
-                        one = await saturated(
-                            path.notifier, path.arrivals, patients, args.events, args.concurrency
+                        written_back: list[float | None] = []
+                        timed = partial(_time_writebacks, ehr, written_before, began, written_back)
+                        first = name == "pipeline" and round_index == 0
+                        one = await rounds.saturated(
+                            path,
+                            patients,
+                            args.events,
+                            path.in_flight,
+                            idle,
+                            after=timed if first else None,
                         )
-                        inferences_after, executions_after = await triton_counts(
-                            endpoints["triton_http"]
-                        )
-                        if executions_after > executions:
-                            one["triton_mean_batch"] = round(
-                                (inferences_after - inferences) / (executions_after - executions),
-                                2,
-                            )
-                            triton_batches[name].append(one["triton_mean_batch"])
-                        one["cpu_ms_per_event"] = {
-                            n: round(
-                                (process_cpu_s(pid) - cpu_before[n]) * 1000 / max(1, one["events"]),
-                                3,
-                            )
-                            for n, pid in cpu_pids.items()
-                        }
                         path.saturated_rounds.append(one)
                         if profile is not None:
                             profile.stop()
-                        if name == "pipeline" and round_index == 0:
-                            done = await _writebacks_done(
-                                ehr, written_before + one["events"], timeout_s=300
-                            )
-                            written_back_per_s = rate(one["events"], done - began) if done else None
+                        if written_back:
+                            written_back_per_s = written_back[0]
                 capacity = {
-                    name: _median([r["events_per_s"] for r in path.saturated_rounds])
+                    name: median_rounded([r["events_per_s"] for r in path.saturated_rounds])
                     for name, path in paths.items()
                 }
                 assert stack.collector is not None  # the bench runs with the built-in collector
@@ -211,15 +215,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for fraction in FRACTIONS:
                     for name, path in paths.items():
                         offered = round(capacity[name] * fraction, 1)
-                        figures = await fixed_rate(
-                            path.notifier, path.arrivals, patients, offered, args.seconds
-                        )
+                        figures = await rounds.fixed_rate(path, patients, offered, args.seconds)
                         path.fixed_rate.append({"fraction_of_capacity": fraction, **figures})
                 stages = stage_durations(_pipeline_spans(await settled_spans(stack.collector)))
                 for name, path in paths.items():
                     if capacity[name] >= HIGH_RATE or name == "ceiling":
-                        path.at_high_rate = await fixed_rate(
-                            path.notifier, path.arrivals, patients, HIGH_RATE, args.high_seconds
+                        path.at_high_rate = await rounds.fixed_rate(
+                            path, patients, HIGH_RATE, args.high_seconds
                         )
                         path.at_high_rate["within_capacity"] = capacity[name] >= HIGH_RATE
             finally:
@@ -251,7 +253,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 **pipeline.saturated_rounds[len(pipeline.saturated_rounds) // 2],
                 "events_per_s": capacity["pipeline"],
                 "written_back_per_s": written_back_per_s,
-                "how": "events_per_s: median of the alternating saturated rounds",
+                "how": (
+                    "events_per_s: median of the alternating saturated rounds, each at the in "
+                    "flight where doubling it no longer raised events/s by 5 % (in_flight_sweep)"
+                ),
             },
             "saturated_rounds": pipeline.saturated_rounds,
             "fixed_rate": pipeline.fixed_rate,  # one entry per fraction of its capacity
@@ -264,10 +269,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "is below 500/s, so an open loop at 500/s only grows its queue"
                 ),
             },
-            "failures_by_kind": pipeline.notifier.failure_kinds,
-            "triton_mean_batch": _median(triton_batches["pipeline"])
-            if triton_batches["pipeline"]
-            else None,
+            **side_figures(pipeline),
             "peak_rss_mb": {
                 name: peak_rss[name]
                 for name in ("listener", "reasoner", "writeback", "broker", "triton", "ehr")
@@ -280,7 +282,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "settings": {
                 "rounds": args.rounds,
                 "events_per_saturated_round": args.events,
-                "concurrency": args.concurrency,
+                # the saturated rounds' in flight (found by the sweep, from those tried)
+                "concurrency": pipeline.in_flight,
+                "in_flight_tried": [args.min_in_flight, args.max_in_flight],
                 "seconds_per_fixed_rate": args.seconds,
                 "seconds_at_500_per_s": args.high_seconds,
                 "patients": args.patients,
@@ -298,10 +302,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "saturated_rounds": bare.saturated_rounds,
             "fixed_rate": bare.fixed_rate,
             "at_500_per_s": bare.at_high_rate,
-            "failures_by_kind": bare.notifier.failure_kinds,
-            "triton_mean_batch": _median(triton_batches["ceiling"])
-            if triton_batches["ceiling"]
-            else None,
+            **side_figures(bare),
             "peak_rss_mb": {name: peak_rss[name] for name in ("bare_ingest", "bare_loop")},
         },
         "baseline": {"kafka": baseline_kafka, "triton": baseline_triton},
@@ -311,9 +312,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results.json")
-    parser.add_argument("--events", type=int, default=500, help="events per saturated round")
+    parser.add_argument("--events", type=int, default=1000, help="events per saturated round")
     parser.add_argument("--rounds", type=int, default=3, help="saturated rounds of each")
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="in flight of the Kafka and Triton baselines"
+    )
+    parser.add_argument("--min-in-flight", type=int, default=8, help="the sweep's first level")
+    parser.add_argument("--max-in-flight", type=int, default=256, help="the sweep's last level")
     parser.add_argument("--patients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10, help="length of each fixed rate")
     parser.add_argument("--high-seconds", type=float, default=4, help="length at 500/s")

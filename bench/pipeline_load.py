@@ -1,23 +1,30 @@
 """The load `make bench` puts on the pipeline and on its chained ceiling alike: rest-hook PUTs of
-new vital-sign Observations, closed loop (saturated) or open loop (a fixed offered rate), each
-timed from the PUT until its answer is on Kafka (`Arrivals` says when that was)."""
+new vital-sign Observations, sent by the out-of-process load generator (`bench.load_process`),
+closed loop (saturated) or open loop (a fixed offered rate), each timed from the PUT until its
+answer is on Kafka (`Arrivals` says when that was; both stamps are `time.perf_counter()`, one
+clock for every process on Linux)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-
 from bench.measures import latency_summary, percentile, rate
+from cdsflow.runtime.processes import spawn, without_otel
 from cdsflow.runtime.story import DETERIORATING, round_observations
 
+REPO = Path(__file__).resolve().parent.parent
 # the latency distribution kept per run (for the report's plots): these percentiles, in ms
 DISTRIBUTION_PERCENTILES = (1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 100)
+# more in flight "no longer raises events/s" when it raises them by less than this fraction
+SATURATION_GAIN = 0.05
 
 
 class Arrivals(Protocol):
@@ -34,39 +41,78 @@ def notification(patient_reference: str, index: int) -> dict[str, Any]:
     return observation
 
 
-class Notifier:
-    """PUTs rest-hook notifications to one endpoint as the EHR would; returns resource ids."""
+Sent = tuple[str, float, float]  # (resource id, written, answered), perf_counter
 
-    def __init__(self, http: httpx.AsyncClient, endpoint: str, secret: str) -> None:
-        self._http = http
-        self._endpoint = endpoint
-        self._headers = {
-            "Authorization": f"Bearer {secret}",
-            "Content-Type": "application/fhir+json",
-        }
+
+class LoadGenerator:
+    """Drives one target (a rest-hook endpoint) with `bench.load_process`, a process per run,
+    as the EHR would: `PUT {url}/Observation/{id}` with the channel's secret."""
+
+    def __init__(self, name: str, url: str, secret: str, work_dir: Path) -> None:
+        self._name = name
+        self._url = url
+        self._secret = secret
+        self._work_dir = work_dir
+        self._runs = 0
         self.failures = 0
         # what went wrong, by kind (an HTTP status, or the transport error's name)
         self.failure_kinds: dict[str, int] = {}
 
-    async def send(self, observation: dict[str, Any]) -> tuple[str, float] | None:
-        started = time.perf_counter()
-        try:
-            response = await self._http.put(
-                f"{self._endpoint}/Observation/{observation['id']}",
-                content=json.dumps(observation),
-                headers=self._headers,
+    async def run(self, observations: list[dict[str, Any]], **mode: Any) -> dict[str, Any]:
+        """One run of the generator; returns its answered requests (`ok`: `Sent`), how many it
+        sent, and its figures (`load_generator`)."""
+        self._runs += 1
+        run_dir = self._work_dir / f"load-{self._name}-{self._runs}"
+        run_dir.mkdir(parents=True)
+        plan, result = run_dir / "plan.json", run_dir / "result.json"
+        plan.touch(mode=0o600)  # it holds the channel's secret
+        plan.write_text(
+            json.dumps(
+                {
+                    **mode,
+                    "url": self._url,
+                    "authorization": f"Bearer {self._secret}",
+                    "ids": [observation["id"] for observation in observations],
+                    "bodies": [json.dumps(observation) for observation in observations],
+                }
             )
-        except httpx.TransportError as error:
-            self._failed(type(error).__name__)
-            return None
-        if not response.is_success:
-            self._failed(str(response.status_code))
-            return None
-        return observation["id"], started
+        )
+        argv = [sys.executable, "-m", "bench.load_process", str(plan), str(result)]
+        process = spawn("load", argv, run_dir, env=without_otel(os.environ), cwd=REPO)
+        try:
+            code = await asyncio.to_thread(process.process.wait)
+        finally:
+            process.stop()
+        if code != 0:
+            raise RuntimeError(f"the load generator exited with {code}:\n{process.log_tail()}")
+        figures = json.loads(result.read_text())
+        ok: list[Sent] = []
+        for index, written, answered, status in figures["sent"]:
+            if 200 <= status < 300:
+                ok.append((observations[index]["id"], written, answered))
+            elif status:
+                self._failed(str(status))
+        for kind, count in figures["errors"].items():
+            self._failed(kind, count)
+        stamps = [(written, answered) for _, written, answered, _ in figures["sent"]]
+        began = min((written for written, _ in stamps), default=0.0)
+        ended = max((answered for _, answered in stamps), default=began)
+        cpu_s = float(figures["cpu_s"])
+        return {
+            "ok": ok,
+            "sent": figures["sent"],
+            "load_generator": {
+                "requests": len(stamps),
+                "connections": figures["connections"],
+                "cpu_ms_per_request": round(cpu_s * 1000 / max(1, len(stamps)), 3),
+                # its CPU over the run's span, in cores: far below 1, it was not the bound
+                "cpu_share_of_a_core": round(cpu_s / (ended - began), 3) if ended > began else None,
+            },
+        }
 
-    def _failed(self, kind: str) -> None:
-        self.failures += 1
-        self.failure_kinds[kind] = self.failure_kinds.get(kind, 0) + 1
+    def _failed(self, kind: str, count: int = 1) -> None:
+        self.failures += count
+        self.failure_kinds[kind] = self.failure_kinds.get(kind, 0) + count
 
 
 async def all_arrived(arrivals: Arrivals, resource_ids: list[str], timeout_s: float) -> float:
@@ -82,71 +128,100 @@ async def all_arrived(arrivals: Arrivals, resource_ids: list[str], timeout_s: fl
         await asyncio.sleep(0.05)
 
 
+def _observations(patients: list[str], count: int) -> list[dict[str, Any]]:
+    return [notification(patients[index % len(patients)], index) for index in range(count)]
+
+
 async def saturated(
-    notifier: Notifier, arrivals: Arrivals, patients: list[str], events: int, concurrency: int
+    generator: LoadGenerator, arrivals: Arrivals, patients: list[str], events: int, in_flight: int
 ) -> dict[str, Any]:
-    """`events` notifications, `concurrency` in flight; events/s until the last answer."""
-    gate = asyncio.Semaphore(concurrency)
-    sent: list[tuple[str, float]] = []
-    failures_before = notifier.failures
-
-    async def one(index: int) -> None:
-        async with gate:
-            result = await notifier.send(notification(patients[index % len(patients)], index))
-            if result:
-                sent.append(result)
-
-    began = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(events)))
-    accepted = time.perf_counter() - began
-    finished = await all_arrived(arrivals, [rid for rid, _ in sent], timeout_s=300)
+    """`events` notifications, `in_flight` at a time (closed loop); events/s from the first PUT
+    until the last answer is on Kafka."""
+    failures_before = generator.failures
+    run = await generator.run(
+        _observations(patients, events), mode="saturated", in_flight=in_flight
+    )
+    ok: list[Sent] = run["ok"]
+    began = min((written for _, written, _ in ok), default=0.0)
+    accepted = max((answered for _, _, answered in ok), default=began) - began
+    finished = await all_arrived(arrivals, [rid for rid, _, _ in ok], timeout_s=300)
     return {
-        "events": len(sent),
-        "rejected": notifier.failures - failures_before,
-        "concurrency": concurrency,
-        "accepted_per_s": rate(len(sent), accepted),
-        "events_per_s": rate(len(sent), finished - began),
+        "events": len(ok),
+        "rejected": generator.failures - failures_before,
+        "concurrency": in_flight,
+        "accepted_per_s": rate(len(ok), accepted),
+        "events_per_s": rate(len(ok), finished - began),
+        "load_generator": run["load_generator"],
     }
 
 
 async def fixed_rate(
-    notifier: Notifier, arrivals: Arrivals, patients: list[str], per_s: float, seconds: float
+    generator: LoadGenerator, arrivals: Arrivals, patients: list[str], per_s: float, seconds: float
 ) -> dict[str, Any]:
     """Open loop: one notification every 1/per_s s for `seconds`, whatever the answers take;
     latency from each PUT to its answer, the rate the answers came at (below the offered one
     when the path cannot carry it), and the rate the generator kept (`sent_per_s`; what it
-    could not send within `seconds` is `not_sent`)."""
+    could not send within `seconds` is `not_sent`; `send_lag_ms`: how late it wrote the
+    requests against their schedule)."""
     total = max(1, int(per_s * seconds))
-    sent: list[tuple[str, float]] = []
-    tasks = []
-    failures_before = notifier.failures
-    began = time.perf_counter()
-
-    async def one(index: int) -> None:
-        result = await notifier.send(notification(patients[index % len(patients)], index))
-        if result:
-            sent.append(result)
-
-    for index in range(total):
-        due = began + index / per_s
-        await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        if time.perf_counter() - began > seconds:
-            break  # the run's time is up: what the generator could not send is not sent late
-        tasks.append(asyncio.create_task(one(index)))
-    sent_in = max(time.perf_counter() - began, 1 / per_s)
-    await asyncio.gather(*tasks)
-    finished = await all_arrived(arrivals, [rid for rid, _ in sent], timeout_s=300)
-    latencies = [(arrivals.arrival(rid) or started) - started for rid, started in sent]
+    failures_before = generator.failures
+    run = await generator.run(
+        _observations(patients, total),
+        mode="fixed_rate",
+        per_s=per_s,
+        seconds=seconds,
+        # connections opened before the clock starts; more are opened while all are waiting
+        warm_connections=max(4, min(64, int(per_s / 10))),
+    )
+    ok: list[Sent] = run["ok"]
+    sent = [(index, written) for index, written, _, _ in run["sent"]]
+    finished = await all_arrived(arrivals, [rid for rid, _, _ in ok], timeout_s=300)
+    latencies = [(arrivals.arrival(rid) or written) - written for rid, written, _ in ok]
+    began = min((written for _, written in sent), default=0.0)
     return {
         "offered_per_s": per_s,
-        "sent_per_s": rate(len(tasks), sent_in),
-        "not_sent": total - len(tasks),
-        "events": len(sent),
-        "rejected": notifier.failures - failures_before,
-        "answered_per_s": rate(len(sent), finished - began),
+        "sent_per_s": sent_rate(sent, per_s),
+        "not_sent": total - len(sent),
+        "send_lag_ms": latency_summary(send_lags(sent, per_s)),
+        "events": len(ok),
+        "rejected": generator.failures - failures_before,
+        "answered_per_s": rate(len(ok), finished - began),
         "latency": latency_summary(latencies),
         "distribution_ms": distribution_ms(latencies),
+        "load_generator": run["load_generator"],
     }
+
+
+def sent_rate(sent: list[tuple[int, float]], per_s: float) -> float:
+    """The rate the open loop's requests went out at: (index, written) pairs; from the first
+    write to one interval past the last (n requests exactly on schedule: `per_s`)."""
+    if not sent:
+        return 0.0
+    stamps = [written for _, written in sent]
+    return rate(len(sent), max(stamps) - min(stamps) + 1 / per_s)
+
+
+def send_lags(sent: list[tuple[int, float]], per_s: float) -> list[float]:
+    """How late each request was written against the open loop's schedule (s), the schedule
+    anchored at the first request's write (request i due i / per_s after request 0)."""
+    if not sent:
+        return []
+    first = min(sent)
+    return [max(0.0, written - (first[1] + (index - first[0]) / per_s)) for index, written in sent]
+
+
+def saturation_point(sweep: list[tuple[int, float]], gain: float = SATURATION_GAIN) -> int | None:
+    """The in-flight count past which more in flight no longer raised events/s: walking the
+    (in flight, events/s) points upwards, the best level so far at the first level that did
+    not beat it by `gain`; None while every level still did."""
+    best_level: int | None = None
+    best = 0.0
+    for level, events_per_s in sorted(sweep):
+        if best_level is not None and events_per_s < best * (1 + gain):
+            return best_level
+        if events_per_s > best:
+            best_level, best = level, events_per_s
+    return None
 
 
 def distribution_ms(latencies_s: list[float]) -> dict[str, float]:

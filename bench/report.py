@@ -88,6 +88,14 @@ def comparison_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             _number(computed["pipeline_events_per_s"]),
         )
     ]
+    rows.append(
+        (
+            "in flight where doubling it stopped raising events/s",
+            _number(pipeline.get("in_flight")),
+            _number(ceiling.get("in_flight")),
+            "",
+        )
+    )
     fixed = zip(pipeline.get("fixed_rate") or [], ceiling.get("fixed_rate") or [], strict=False)
     for ours, bare in fixed:
         rows.append(
@@ -149,6 +157,24 @@ def comparison_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 "",
             )
         )
+    ours_load = pipeline.get("load_generator") or {}
+    bare_load = ceiling.get("load_generator") or {}
+    rows.append(
+        (
+            "load generator: CPU per request",
+            _number(ours_load.get("cpu_ms_per_request"), " ms"),
+            _number(bare_load.get("cpu_ms_per_request"), " ms"),
+            "",
+        )
+    )
+    rows.append(
+        (
+            "load generator: busiest run, share of a core",
+            _number(ours_load.get("max_cpu_share_of_a_core")),
+            _number(bare_load.get("max_cpu_share_of_a_core")),
+            "",
+        )
+    )
     for section, what in (("listener", "listener alone"), ("reasoner", "reasoner alone")):
         figures = results.get(section) or {}
         rows.append(
@@ -214,8 +240,11 @@ def report_markdown(results: dict[str, Any]) -> str:
         lines += [
             "The listener, reasoner and CDS Hooks rows are those sections' own side-by-side "
             "runs (measured " + ", ".join(measured) + "); CPU per event is user + system "
-            "time of each process during a side's saturated rounds ÷ its events (medians), "
-            "the other side's processes idling meanwhile.",
+            "time of each process from the start of a side's saturated round until every "
+            "process is idle again, less its idle CPU over that wait, ÷ the round's events "
+            "(medians); each round starts once every measured process is back at its idle "
+            "CPU. Both sides are driven by the same "
+            "load generator, a process of its own (`bench/load_process.py`).",
             "",
         ]
     pipeline_high = pipeline.get("at_500_per_s") or {}

@@ -49,6 +49,8 @@ def results() -> dict[str, Any]:
             ],
             "at_500_per_s": {"offered_per_s": 500.0, "latency": None, "reason": "too slow"},
             "triton_mean_batch": 3.5,
+            "in_flight": 16,
+            "load_generator": {"cpu_ms_per_request": 0.09, "max_cpu_share_of_a_core": 0.05},
             "peak_rss_mb": {"listener": 110.0, "reasoner": 300.0, "writeback": 150.0},
         },
         "ceiling": {
@@ -65,6 +67,8 @@ def results() -> dict[str, Any]:
             ],
             "at_500_per_s": _run(500.0, 170.0, 400.0, 800.0, sent_per_s=300.0),
             "triton_mean_batch": 12.0,
+            "in_flight": 64,
+            "load_generator": {"cpu_ms_per_request": 0.11, "max_cpu_share_of_a_core": 0.12},
             "peak_rss_mb": {"bare_ingest": 60.0, "bare_loop": 120.0},
         },
         "listener": {"events_per_s": 170.0, "bare_events_per_s": 200.0, "ratio": 0.85},
@@ -123,6 +127,9 @@ def test_report_table_and_goals(results: dict[str, Any]) -> None:
         "—",
     )
     assert rows["peak RSS: reasoner / bare loop"] == ("300 MiB", "120 MiB", "")
+    assert rows["in flight where doubling it stopped raising events/s"] == ("16", "64", "")
+    assert rows["load generator: CPU per request"] == ("0.09 ms", "0.11 ms", "")
+    assert rows["load generator: busiest run, share of a core"] == ("0.05", "0.12", "")
     assert rows["events/s, reasoner alone (its own bench)"] == ("300", "750", "0.4")
     # medians of each side's rounds: 4 of (3, 5, 4); 1.5 of (1, 2)
     assert rows["CPU per event, saturated: listener / bare ingest"] == ("4 ms", "1.5 ms", "2.67")
