@@ -4,9 +4,10 @@ returning a fixed card (`bench.bare_cds_hooks`); and the on-demand path (no stor
 recommendation: scored from prefetch by `deterioration_risk` on Triton within the deadline).
 
 The writeback and the bare endpoint run as processes of their own (the writeback on an
-embedded Tansu broker, the EHR's JWK Set served by a `python -m http.server` process); this
-process is the load: open loop, one call every 1/rate seconds whatever the answers take, each
-with a fresh token signed before the round (so signing is not timed). Figures go to
+embedded Tansu broker, the EHR's JWK Set served by a `python -m http.server` process); the
+load is the out-of-process load generator (`bench.load_process`, the pipeline's too): open
+loop, one call every 1/rate seconds whatever the answers take, each with a fresh token signed
+and its request built before the round (so neither is timed). Figures go to
 `bench/results.json` under `cds_hooks`, keeping every other key.
 
 The EHR that takes the writeback's disclosure AuditEvents (SEKMET) shares the two cores: it
@@ -33,11 +34,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import httpx
 import numpy as np
 from aiokafka import AIOKafkaProducer
 
+from bench.load_process import run_load
 from bench.measures import latency_summary, percentile
 from cdsflow.models import build_model_inputs, interpret_outputs, load_adapter
 from cdsflow.models.recommendation_messages import RecommendationSubject, recommendation_message
@@ -221,6 +222,10 @@ async def hook_audit_counts(base_url: str) -> dict[str, float]:
     return counts
 
 
+# an answer without cards holds this (the writeback's and the bare endpoint's JSON alike)
+EMPTY_CARDS = '"cards":[]'
+
+
 def _headers(key: HookSigningKey, url: str) -> dict[str, str]:
     return {
         "Authorization": f"Bearer {sign_hook_token(key, url)}",
@@ -228,61 +233,61 @@ def _headers(key: HookSigningKey, url: str) -> dict[str, str]:
     }
 
 
-async def offered(
-    base_url: str,
-    key: HookSigningKey,
-    per_s: float,
-    seconds: float,
-    bodies: list[bytes],
-) -> dict[str, Any]:
-    """Open loop: one call every 1/per_s seconds for `seconds`; each with its own token and
-    body (made before the clock starts)."""
-    url = f"{base_url}/cds-services/{SERVICE}"
-    count = int(per_s * seconds)
-    calls = [(_headers(key, url), bodies[index % len(bodies)]) for index in range(count)]
-    latencies: list[float] = []
-    failures = 0
-    with_cards = 0
-    # aiohttp: a lighter client than httpx, so that the load process keeps the rate
-    connector = aiohttp.TCPConnector(limit=256)
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=30)
-    ) as client:
+class HookLoad:
+    """Open-loop rounds of hook calls from the out-of-process load generator
+    (`bench.load_process`): one call every 1/rate seconds whatever the answers take, each
+    with its own token signed, and its request built, before the round's clock starts."""
 
-        async def send(index: int) -> None:
-            nonlocal failures, with_cards
-            headers, body = calls[index]
-            started = time.perf_counter()
-            try:
-                async with client.post(url, data=body, headers=headers) as answer:
-                    payload = await answer.read()
-            except (aiohttp.ClientError, TimeoutError):
-                # not answered within the client's timeout (an overloaded machine): a failure
-                # of the round, counted, not the end of the bench
-                failures += 1
-                return
-            elapsed = time.perf_counter() - started
-            if answer.status == 200:
-                latencies.append(elapsed)
-                with_cards += b'"cards":[]' not in payload
-            else:
-                failures += 1
+    def __init__(self, key: HookSigningKey, work_dir: Path) -> None:
+        self._key = key
+        self._work_dir = work_dir
+        self._runs = 0
 
-        began = time.perf_counter()
-        tasks = []
-        for index in range(count):
-            delay = began + index / per_s - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(send(index)))
-        await asyncio.gather(*tasks)
-    return {
-        "offered_per_s": per_s,
-        "calls": count,
-        "failed": failures,
-        "answered_with_cards": with_cards,
-        "latency": latency_summary(latencies),
-    }
+    async def offered(
+        self, base_url: str, per_s: float, seconds: float, bodies: list[bytes]
+    ) -> dict[str, Any]:
+        url = f"{base_url}/cds-services/{SERVICE}"
+        count = int(per_s * seconds)
+        requests = [
+            {
+                "method": "POST",
+                "path": f"/cds-services/{SERVICE}",
+                "headers": _headers(self._key, url),
+                "body": bodies[index % len(bodies)].decode(),
+            }
+            for index in range(count)
+        ]
+        self._runs += 1
+        figures = await run_load(
+            {
+                "url": base_url,
+                "requests": requests,
+                "mode": "fixed_rate",
+                "per_s": per_s,
+                # every call is due within the round; the generator stops sending after it
+                "seconds": seconds + 1.0,
+                "count_answers_containing": EMPTY_CARDS,
+            },
+            self._work_dir / f"hook-load-{self._runs}",
+        )
+        latencies = [answered - written for _, written, answered, status in figures["sent"]]
+        answered_200 = [
+            latency
+            for latency, (_, _, _, status) in zip(latencies, figures["sent"], strict=True)
+            if status == 200
+        ]
+        return {
+            "offered_per_s": per_s,
+            "calls": count,
+            # not answered 200, not answered within the generator's timeout, or never sent
+            "failed": count - len(answered_200),
+            # the OperationOutcome of a refused call holds no `"cards":[]` either
+            "answered_with_cards": len(answered_200) - int(figures["answers_containing"]),
+            "latency": latency_summary(answered_200),
+            "load_generator_cpu_ms_per_call": round(
+                float(figures["cpu_s"]) * 1000 / max(1, len(figures["sent"])), 3
+            ),
+        }
 
 
 async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
@@ -321,9 +326,10 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
         await wait_for_stored_card(writeback.endpoints["http"], key)
         await wait_for_stored_card(unaudited.endpoints["http"], key)
         stored = [hook_body(STORED_PATIENT) for _ in range(50)]
+        load = HookLoad(key, work_dir)
         # warm each, then the measured rounds
         warm_ups = [
-            await offered(part.endpoints["http"], key, args.offered_per_s, 2, stored)
+            await load.offered(part.endpoints["http"], args.offered_per_s, 2, stored)
             for part in (writeback, unaudited, bare)
         ]
         # alternating rounds, so that each sees the same (shared) machine; medians reported
@@ -342,8 +348,8 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
             ):
                 renice(ehr, ehr_nice)
                 rounds[name].append(
-                    await offered(
-                        part.endpoints["http"], key, args.offered_per_s, args.seconds, stored
+                    await load.offered(
+                        part.endpoints["http"], args.offered_per_s, args.seconds, stored
                     )
                 )
         audits = await hook_audit_counts(writeback.endpoints["http"])
@@ -352,10 +358,9 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
             hook_body(f"bench-new-{n}", with_prefetch=True)
             for n in range(int(args.on_demand_per_s * args.on_demand_seconds))
         ]
-        await offered(writeback.endpoints["http"], key, args.on_demand_per_s, 2, fresh[:40])
-        on_demand = await offered(
+        await load.offered(writeback.endpoints["http"], args.on_demand_per_s, 2, fresh[:40])
+        on_demand = await load.offered(
             writeback.endpoints["http"],
-            key,
             args.on_demand_per_s,
             args.on_demand_seconds,
             fresh,
@@ -407,7 +412,8 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
             "without_hook_audits: a second writeback with CDSFLOW_HOOK_AUDIT_ENABLED=false, "
             "same load; p50/p99 are the medians of the alternating rounds. Writeback, bare "
             "endpoint, JWKS server and EHR are processes of their own; the load (open loop) "
-            "comes from this process"
+            "comes from the out-of-process load generator (bench/load_process.py), its CPU "
+            "per call in each round's load_generator_cpu_ms_per_call"
         ),
     }
 

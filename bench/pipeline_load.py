@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from bench.load_process import run_load
 from bench.measures import latency_summary, percentile, rate
-from cdsflow.runtime.processes import spawn, without_otel
 from cdsflow.runtime.story import DETERIORATING, round_observations
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,30 +60,14 @@ class LoadGenerator:
         """One run of the generator; returns its answered requests (`ok`: `Sent`), how many it
         sent, and its figures (`load_generator`)."""
         self._runs += 1
-        run_dir = self._work_dir / f"load-{self._name}-{self._runs}"
-        run_dir.mkdir(parents=True)
-        plan, result = run_dir / "plan.json", run_dir / "result.json"
-        plan.touch(mode=0o600)  # it holds the channel's secret
-        plan.write_text(
-            json.dumps(
-                {
-                    **mode,
-                    "url": self._url,
-                    "authorization": f"Bearer {self._secret}",
-                    "ids": [observation["id"] for observation in observations],
-                    "bodies": [json.dumps(observation) for observation in observations],
-                }
-            )
-        )
-        argv = [sys.executable, "-m", "bench.load_process", str(plan), str(result)]
-        process = spawn("load", argv, run_dir, env=without_otel(os.environ), cwd=REPO)
-        try:
-            code = await asyncio.to_thread(process.process.wait)
-        finally:
-            process.stop()
-        if code != 0:
-            raise RuntimeError(f"the load generator exited with {code}:\n{process.log_tail()}")
-        figures = json.loads(result.read_text())
+        plan = {
+            **mode,
+            "url": self._url,
+            "authorization": f"Bearer {self._secret}",
+            "ids": [observation["id"] for observation in observations],
+            "bodies": [json.dumps(observation) for observation in observations],
+        }
+        figures = await run_load(plan, self._work_dir / f"load-{self._name}-{self._runs}")
         ok: list[Sent] = []
         for index, written, answered, status in figures["sent"]:
             if 200 <= status < 300:

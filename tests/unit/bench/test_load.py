@@ -12,7 +12,7 @@ import httptools
 import pytest
 
 from bench.idle import busy, cpu_rates, flat
-from bench.load_process import Connection, due_at, request_bytes
+from bench.load_process import Connection, any_request_bytes, due_at, request_bytes
 from bench.pipeline_load import saturation_point, send_lags, sent_rate
 from bench.rounds import in_flight_levels
 
@@ -55,6 +55,22 @@ def test_request_bytes_are_one_well_formed_put() -> None:
     assert parsed.body == body
 
 
+def test_any_request_carries_its_own_method_path_and_headers() -> None:
+    body = b'{"hook":"patient-view"}'
+    headers = {"Authorization": "Bearer token-7", "Content-Type": "application/json"}
+    raw = any_request_bytes("127.0.0.1", 8081, "POST", "/cds-services/svc", headers, body)
+    parsed = ParsedRequest()
+    parser = httptools.HttpRequestParser(parsed)
+    parser.feed_data(raw)
+    assert parsed.complete
+    assert parser.get_method() == b"POST"
+    assert parsed.url == b"/cds-services/svc"
+    assert parsed.headers[b"authorization"] == b"Bearer token-7"
+    assert parsed.headers[b"content-type"] == b"application/json"
+    assert parsed.headers[b"content-length"] == str(len(body)).encode()
+    assert parsed.body == body
+
+
 class WrittenTransport(asyncio.Transport):
     """Keeps what the connection wrote (a stand-in for the socket)."""
 
@@ -90,6 +106,18 @@ async def test_an_answer_split_across_reads_resolves_its_status() -> None:
     second = connection.exchange(b"PUT / HTTP/1.1\r\n\r\n")
     connection.data_received(b"HTTP/1.1 422 Unprocessable Entity\r\ncontent-length: 0\r\n\r\n")
     assert await second == 422
+
+
+async def test_answers_holding_the_marker_are_counted_across_split_bodies() -> None:
+    connection = Connection(marker=b'"cards":[]')
+    connection.connection_made(WrittenTransport())
+    for body in (b'{"cards":[]}', b'{"cards":[{"summary":"x"}]}', b'{"cards":[]}'):
+        answer = connection.exchange(b"POST / HTTP/1.1\r\n\r\n")
+        raw = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body
+        connection.data_received(raw[:-5])  # the marker split across two reads
+        connection.data_received(raw[-5:])
+        assert await answer == 200
+    assert connection.marked == 2
 
 
 async def test_a_closed_connection_fails_its_request_and_is_not_reused() -> None:
