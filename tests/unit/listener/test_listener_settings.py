@@ -63,13 +63,13 @@ def test_the_ehr_base_url_must_be_http() -> None:
 def test_the_dedupe_followers_fetch_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     """Its own setting, not the shared consumer one: off every notification's path, it
     defaults to 50 ms (not 5 ms: 200 fetches a second on a broker that holds each for its
-    whole wait), within 0-1000 ms."""
+    whole wait), within 1-1000 ms (0 would fetch in a loop that never rests)."""
     monkeypatch.setenv("CDSFLOW_CHANNEL_SECRET", "a-long-enough-channel-secret")
     monkeypatch.setenv("CDSFLOW_EHR_BASE_URL", "http://ehr.test/fhir")
     assert Settings().published_events_fetch_max_wait_ms == 50
     monkeypatch.setenv("CDSFLOW_PUBLISHED_EVENTS_FETCH_MAX_WAIT_MS", "5")
     assert Settings().published_events_fetch_max_wait_ms == 5
-    for refused in ("-1", "1001", "soon"):
+    for refused in ("-1", "0", "1001", "soon"):
         monkeypatch.setenv("CDSFLOW_PUBLISHED_EVENTS_FETCH_MAX_WAIT_MS", refused)
         with pytest.raises(ValidationError, match="published_events_fetch_max_wait_ms"):
             Settings()

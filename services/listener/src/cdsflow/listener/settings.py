@@ -52,8 +52,9 @@ class Settings(ServiceSettings):
     # once; the follower learns what other replicas published), so it need not be short: on a
     # broker that holds a fetch for its whole wait (the embedded Tansu) 5 ms meant 200 fetches
     # a second, answered, parsed and traced, even when idle. A redelivery to another replica
-    # is caught once read back: on such a broker up to about this much later.
-    published_events_fetch_max_wait_ms: int = Field(default=50, ge=0, le=1_000)
+    # is caught once read back: on such a broker up to about this much later. Not 0: a fetch
+    # that never waits is a loop that never rests (Tansu answers it empty at once).
+    published_events_fetch_max_wait_ms: int = Field(default=50, ge=1, le=1_000)
     # The Subscriptions the listener keeps on the EHR (JSON list of channels; see the README),
     # the public URL the EHR notifies (this service's `/fhir/notifications/rest-hook`, as the
     # EHR reaches it), and how often each Subscription's status is checked.
