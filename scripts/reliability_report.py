@@ -39,6 +39,7 @@ def load_results(folder: Path) -> list[dict[str, Any]]:
         "ehr-503-429",
         "duplicated-reordered",
         "poison-per-topic",
+        "dropped-notification",
     ]
     return sorted(
         results, key=lambda r: order.index(r["case"]) if r["case"] in order else len(order)
@@ -57,6 +58,20 @@ def _dead_letters(result: dict[str, Any]) -> str:
     return ", ".join(
         f"{count} on `{topic}` ({poisoned.get(topic, 0)} poisoned)"
         for topic, count in sorted(found.items())
+    )
+
+
+def _fault(result: dict[str, Any]) -> str:
+    """The case's fault; for notifications lost on the way (the dropped-notification case),
+    how many, and what the listener's gap recovery did about them."""
+    if "notifications_lost" not in result:
+        return str(result["fault"])
+    recovery = result["gap_recovery"]
+    return (
+        f"{result['fault']}: {result['notifications_lost']} of "
+        f"{result['notifications_sent']} notifications lost; "
+        f"{recovery['gaps_detected']} gap(s) detected, {recovery['gaps_recovered']} recovered, "
+        f"{recovery['recovered_events']} events published by the recovery"
     )
 
 
@@ -84,7 +99,7 @@ def fault_table(results: list[dict[str, Any]]) -> list[str]:
         lines.append(
             _row(
                 [
-                    result["fault"],
+                    _fault(result),
                     ledger["changes"],
                     result["notifications_sent"],
                     result["not_acknowledged"],
@@ -148,7 +163,13 @@ def generated_section(results: list[dict[str, Any]], command: str = "make faults
         "Each case drives that many vital-sign changes of its own patients into the listener "
         "as the EHR's rest-hook would (retrying until acknowledged), through a real broker "
         "(Tansu), Triton and SEKMET (behind a fault-injecting proxy), with the three services "
-        "supervised as `cdsflow up` runs them. Then it counts by idempotency key: events on "
+        "supervised as `cdsflow up` runs them. The dropped-notification case makes its changes "
+        "in SEKMET instead (each a vital-sign Observation created there, which SEKMET's "
+        "topic-based Subscription notifies to the listener with its event number, through a "
+        "proxy that loses some of those notifications): the notifications sent are SEKMET's, "
+        "and the listener must recover what the gaps in the event numbers hid (SEKMET's "
+        "`$status`, then the channel's recovery search). "
+        "Then each case counts by idempotency key: events on "
         "`cdsflow.clinical-events.v1`, Recommendations per event and model version on "
         "`cdsflow.recommendations.v1`, RiskAssessments in SEKMET per active recommendation, "
         "and the `.dlq` twins. A case fails unless each is exactly one and the dead letters "

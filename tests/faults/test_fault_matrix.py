@@ -3,7 +3,11 @@
 Each case drives `CDSFLOW_FAULT_EVENTS` vital-sign changes (default 200; `make faults`:
 10,000) of fresh patients into the listener as the EHR's rest-hook would (retrying until
 acknowledged), applies its fault once a third of them are acknowledged, and waits until the
-pipeline settles. Then, counted by idempotency key at every hop:
+pipeline settles. The dropped-notification case makes its changes in the EHR itself instead
+(each a vital-sign Observation created in SEKMET, whose topic-based Subscription notifies the
+listener, each event with its number), and loses some of those notifications on the way: the
+listener must see the gaps in the event numbers and recover what they hid. Then, counted by
+idempotency key at every hop:
 
 - every change acknowledged is exactly one event on the clinical-events topic;
 - every event has exactly one Recommendation per model version;
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -30,13 +35,20 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from cdsflow.contracts import CLINICAL_EVENTS, RECOMMENDATIONS, dead_letter_topic
+from cdsflow.listener.domain.subscription_queries import STATUS, status_from_query
 from tests.conftest import MODEL_REPOSITORY
 from tests.faults.conftest import ResultRecorder, fault_events
 from tests.integration.test_reasoner_shedding import shedding_cpu_config
-from tests.support.fault_pipeline import PARTITIONS, FaultPipeline, shedding_repository
+from tests.support.fault_pipeline import (
+    PARTITIONS,
+    VITAL_SIGNS_CHANNEL,
+    FaultPipeline,
+    shedding_repository,
+)
 from tests.support.fault_proxy import Fault
 from tests.support.notification_driver import (
     Driver,
+    EhrWriter,
     Notification,
     create_patients,
     duplicated_and_reordered,
@@ -59,6 +71,9 @@ class FaultCase:
     apply: Callable[[FaultPipeline, Poisoned, asyncio.Event], Coroutine[Any, Any, None]]
     # the notifications sent for the changes driven (default: each once, in order)
     sent: Callable[[list[Notification]], list[Notification]] = list
+    # the changes made in the EHR (SEKMET), which notifies the listener through its
+    # Subscription; else the test notifies the listener itself, as the EHR's rest-hook would
+    in_the_ehr: bool = False
 
 
 async def no_fault(pipeline: FaultPipeline, poisoned: Poisoned, in_effect: asyncio.Event) -> None:
@@ -135,6 +150,36 @@ async def poison_each_topic(
     in_effect.set()
 
 
+async def notifications_lost(
+    pipeline: FaultPipeline, poisoned: Poisoned, in_effect: asyncio.Event
+) -> None:
+    """From the next event number the EHR will give, the notifications of a burst of
+    consecutive events and of three single ones further on are lost between SEKMET and the
+    listener (SEKMET takes them as delivered); the stream's later events show the gaps."""
+    counted = await events_counted_by_ehr(pipeline)
+    pipeline.notifications.lose(lost_event_numbers(counted, fault_events() - fault_events() // 3))
+    in_effect.set()
+
+
+def lost_event_numbers(counted: int, remaining: int) -> list[int]:
+    """Of the `remaining` events after number `counted`: the first ones, a burst (at least 3,
+    about 1.5% of them), then three single ones, evenly spaced, the last well before the end
+    (so that later events show each gap)."""
+    burst = max(3, remaining * 3 // 200)
+    step = (remaining - burst) // 4
+    singles = [counted + burst + step * k for k in (1, 2, 3)]
+    return [*range(counted + 1, counted + burst + 1), *singles]
+
+
+async def events_counted_by_ehr(pipeline: FaultPipeline) -> int:
+    """What SEKMET's `$status` counts for the vital-signs Subscription."""
+    subscription_id = (await pipeline.channel_state())["id"]
+    answer = await pipeline.ehr_direct.operation("Subscription", subscription_id, STATUS)
+    counted = status_from_query(answer).events_since_subscription_start
+    assert counted is not None, answer
+    return counted
+
+
 def with_later_versions_duplicated_and_reordered(driven: list[Notification]) -> list[Notification]:
     """Every other change followed by a later version of the same Observation; all of them
     sent twice, shuffled."""
@@ -182,6 +227,13 @@ CASES = (
         "a non-protobuf message on every partition of clinical-events and recommendations",
         poison_each_topic,
     ),
+    FaultCase(
+        "dropped-notification",
+        "changes made in the EHR; its notifications of a burst of events and of three single "
+        "ones lost on the way to the listener (gap recovery)",
+        notifications_lost,
+        in_the_ehr=True,
+    ),
 )
 
 
@@ -203,15 +255,30 @@ async def test_every_change_comes_out_once_at_every_hop(
 ) -> None:
     patients = await create_patients(pipeline.ehr_direct, patient_count(events_per_case))
     sent = case.sent(notifications(patients, events_per_case, case.name))
-    changes = [notification.change for notification in sent]
     dead_before = pipeline.tally.dead_letter_count()
     poisoned: Poisoned = {}
-    driver = Driver(pipeline.http, pipeline.listener_url, pipeline.channel_secret)
+    sender: Driver | EhrWriter
+    if case.in_the_ehr:
+        sender = EhrWriter(ehr=pipeline.ehr_direct)
+        channel_before = await gap_figures(pipeline)
+    else:
+        sender = Driver(pipeline.http, pipeline.listener_url, pipeline.channel_secret)
 
     began = time.monotonic()
-    await driver.send_all(sent, at_fraction=1 / 3, fault=partial(case.apply, pipeline, poisoned))
-    acknowledged_at = driver.last_acknowledged_at
-    ledger = await pipeline.settle(changes, settle_timeout_s(events_per_case))
+    try:
+        await sender.send_all(
+            sent, at_fraction=1 / 3, fault=partial(case.apply, pipeline, poisoned)
+        )
+        acknowledged_at = sender.last_acknowledged_at
+        changes = (
+            sender.changes
+            if isinstance(sender, EhrWriter)
+            else [notification.change for notification in sent]
+        )
+        ledger = await pipeline.settle(changes, settle_timeout_s(events_per_case))
+    finally:
+        planned = sorted(pipeline.notifications.lost_event_numbers)
+        pipeline.notifications.lost_event_numbers.clear()
     settled_at = time.monotonic()
     if pipeline.stack.collector is not None:
         pipeline.stack.collector.clear()  # the case's spans are not looked at: memory back
@@ -221,26 +288,32 @@ async def test_every_change_comes_out_once_at_every_hop(
         for topic, count in ledger.dead_letters.items()
         if count - dead_before.get(topic, 0)
     }
-    fault_results.write(
-        case.name,
-        {
-            "case": case.name,
-            "fault": case.what,
-            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "events_per_case": events_per_case,
-            "changes": ledger.changes,
-            "patients": len(patients),
-            "notifications_sent": len(sent),
-            "not_acknowledged": driver.not_acknowledged,
-            "answers": driver.answers,
-            "acknowledged_s": round(acknowledged_at - began, 1),
-            "settled_s": round(settled_at - began, 1),
-            "changes_per_s": round(ledger.changes / (settled_at - began), 1),
-            "ledger": {**asdict(ledger), "lost": ledger.lost, "duplicated": ledger.duplicated},
-            "dead_letters": dead_letters,
-            "poisoned": {topic: len(values) for topic, values in poisoned.items()},
-        },
-    )
+    figures: dict[str, object] = {
+        "case": case.name,
+        "fault": case.what,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "events_per_case": events_per_case,
+        "changes": ledger.changes,
+        "patients": len(patients),
+        "notifications_sent": len(sent),
+        "not_acknowledged": sender.not_acknowledged,
+        "answers": sender.answers,
+        "acknowledged_s": round(acknowledged_at - began, 1),
+        "settled_s": round(settled_at - began, 1),
+        "changes_per_s": round(ledger.changes / (settled_at - began), 1),
+        "ledger": {**asdict(ledger), "lost": ledger.lost, "duplicated": ledger.duplicated},
+        "dead_letters": dead_letters,
+        "poisoned": {topic: len(values) for topic, values in poisoned.items()},
+    }
+    if case.in_the_ehr:
+        after = await gap_figures(pipeline)
+        gaps = {name: after[name] - channel_before[name] for name in after}
+        figures["notifications_sent"] = gaps["notifications_sent"]
+        figures["notifications_lost"] = gaps["notifications_lost"]
+        figures["gap_recovery"] = {
+            name: gaps[name] for name in ("gaps_detected", "gaps_recovered", "recovered_events")
+        }
+    fault_results.write(case.name, figures)
 
     assert ledger.lost == 0, ledger
     assert ledger.duplicated == 0, ledger
@@ -253,4 +326,33 @@ async def test_every_change_comes_out_once_at_every_hop(
     }
     assert new_dead_letters == {
         topic: collections.Counter(values) for topic, values in poisoned.items()
+    }
+    if case.in_the_ehr:  # the notifications were lost, and the listener recovered each
+        lost = pipeline.notifications.lost[
+            len(pipeline.notifications.lost) - gaps["notifications_lost"] :
+        ]
+        assert sorted(lost) == planned
+        assert len(planned) == len(lost_event_numbers(0, events_per_case - events_per_case // 3))
+        assert gaps["gaps_recovered"] >= 1
+        assert gaps["recovered_events"] >= len(planned)
+
+
+async def gap_figures(pipeline: FaultPipeline) -> dict[str, int]:
+    """The notifications SEKMET sent the listener through the proxy and those lost there, and
+    the listener's own count of its gaps (`GET /subscriptions`) and of the events it
+    recovered (`cdsflow_listener_recovered_events_total`), so far."""
+    state = await pipeline.channel_state()
+    metrics = await pipeline.listener_metrics()
+    recovered = re.search(
+        rf'^cdsflow_listener_recovered_events_total{{channel="{VITAL_SIGNS_CHANNEL}"}} (\S+)$',
+        metrics,
+        re.MULTILINE,
+    )
+    proxy = pipeline.notifications
+    return {
+        "notifications_sent": proxy.forwarded + len(proxy.lost),
+        "notifications_lost": len(proxy.lost),
+        "gaps_detected": int(state["gaps_detected"]),
+        "gaps_recovered": int(state["gaps_recovered"]),
+        "recovered_events": int(float(recovered.group(1))) if recovered else 0,
     }

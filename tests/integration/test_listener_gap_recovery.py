@@ -31,13 +31,13 @@ from tests.integration.test_listener import (
 from tests.integration.test_listener_subscriptions import (
     FHIR,
     REST_HOOK,
-    DroppingProxy,
     active_subscription_id,
     shown,
     switch_off,
     tagged_encounter,
 )
 from tests.support.asgi import serve_app
+from tests.support.notification_proxy import DroppingProxy
 from tests.support.polling import eventually
 from tests.support.telemetry import recording_telemetry
 

@@ -8,16 +8,11 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from cdsflow.contracts import ClinicalEvent, NotificationKind
 from cdsflow.listener.app import create_app
@@ -33,6 +28,7 @@ from tests.integration.test_listener import (
     respiratory_rate,
 )
 from tests.support.asgi import serve_app
+from tests.support.notification_proxy import DroppingProxy
 from tests.support.polling import eventually
 from tests.support.telemetry import recording_telemetry
 
@@ -285,38 +281,6 @@ async def test_a_ping_is_answered_by_a_search_for_what_changed(
             await switch_off(fhir, subscription_id)
     # each change once, whatever the later ping's search found again
     assert await records_on(kafka.bootstrap, settings.clinical_events_topic) == 2
-
-
-@dataclass
-class DroppingProxy:
-    """Between the EHR and the listener: forwards notifications, or answers 503 to every one
-    while `dropping` (as a network failure would), so the EHR gives up on some."""
-
-    listener_url: str
-    dropping: bool = False
-    dropped: int = 0
-
-    def app(self, http: httpx.AsyncClient) -> Starlette:
-        async def forward(request: Request) -> Response:
-            if self.dropping:
-                self.dropped += 1
-                return Response(status_code=503)
-            answer = await http.request(
-                request.method,
-                self.listener_url + request.url.path,
-                content=await request.body(),
-                headers={
-                    k: v for k, v in request.headers.items() if k.lower() in _FORWARDED_HEADERS
-                },
-            )
-            return Response(
-                answer.content, answer.status_code, {"content-type": "application/json"}
-            )
-
-        return Starlette(routes=[Route("/{path:path}", forward, methods=["POST", "PUT"])])
-
-
-_FORWARDED_HEADERS = {"authorization", "content-type", "traceparent"}
 
 
 async def test_what_the_ehr_failed_to_deliver_is_recovered(

@@ -2,9 +2,13 @@
 
 A broker (Tansu), Triton and an EHR (SEKMET) of its own, SEKMET reached through a
 fault-injecting proxy, and the three services as `cdsflow up` runs them (`Stack`, given those
-parts): supervised, so that a service SIGKILLed is started again. A `TopicTally` follows the
-topics from their start. `settle` waits until everything driven has gone through and returns
-the `Ledger`: what went in, what came out at each hop, and what was lost.
+parts): supervised, so that a service SIGKILLed is started again. The listener keeps the
+vital-signs channel on SEKMET as it does on the embedded EHR (a topic-based Subscription,
+full-resource, with `Observation?category=vital-signs` as its recovery search); SEKMET
+notifies it through a `DroppingProxy` (`notifications`), which may lose some of them. A
+`TopicTally` follows the topics from their start. `settle` waits until everything driven has
+gone through and returns the `Ledger`: what went in, what came out at each hop, and what was
+lost.
 """
 
 from __future__ import annotations
@@ -24,10 +28,13 @@ import httpx
 
 from cdsflow.contracts import CLINICAL_EVENTS, RECOMMENDATIONS
 from cdsflow.fhir import EhrClient
+from cdsflow.runtime.ehr_topics import define_vital_signs_topic
 from cdsflow.runtime.parts import start_broker, start_ehr, start_triton
 from cdsflow.runtime.processes import Command, ManagedProcess, http_ok
-from cdsflow.runtime.stack import Stack, StackOptions
+from cdsflow.runtime.stack import EMBEDDED_EHR_CHANNELS, REST_HOOK_PATH, Stack, StackOptions
+from tests.support.asgi import serve_app
 from tests.support.fault_proxy import FaultInjectingProxy, fault_injecting_proxy
+from tests.support.notification_proxy import DroppingProxy
 from tests.support.own_parts import own_part
 from tests.support.polling import eventually
 from tests.support.topic_tally import TopicTally, create_topics, group_caught_up, tallying
@@ -39,6 +46,7 @@ WRITEBACK_GROUP = "cdsflow-writeback"
 EXPECTED_MODELS = frozenset({("deterioration-risk", "1")})
 RECOMMENDATION_TAG = "urn:cdsflow:recommendation"
 PARTITIONS = 3
+VITAL_SIGNS_CHANNEL = str(EMBEDDED_EHR_CHANNELS[0]["name"])
 
 
 @dataclass
@@ -51,6 +59,8 @@ class FaultPipeline:
     tally: TopicTally
     http: httpx.AsyncClient
     work_dir: Path
+    # between SEKMET and the listener: the vital-signs Subscription's notifications
+    notifications: DroppingProxy
 
     @property
     def bootstrap(self) -> str:
@@ -68,6 +78,18 @@ class FaultPipeline:
     def ehr_direct(self) -> EhrClient:
         """SEKMET without the proxy (the test's own reads and setup never meet a fault)."""
         return EhrClient(self.ehr.endpoints["ehr"], self.http)
+
+    async def channel_state(self) -> dict[str, Any]:
+        """The vital-signs channel as the listener shows it at `GET /subscriptions`."""
+        answer = await self.http.get(f"{self.service('listener').endpoints['http']}/subscriptions")
+        answer.raise_for_status()
+        [state] = [s for s in answer.json() if s["channel"] == VITAL_SIGNS_CHANNEL]
+        return dict(state)
+
+    async def listener_metrics(self) -> str:
+        answer = await self.http.get(f"{self.service('listener').endpoints['http']}/metrics")
+        answer.raise_for_status()
+        return answer.text
 
     def service(self, name: str) -> ManagedProcess:
         return next(part for part in self.stack.parts if part.name == name)
@@ -265,9 +287,12 @@ async def fault_pipeline(
         own_part(start_ehr, work_dir / "ehr") as ehr,
     ):
         await create_topics(broker.endpoints["broker"], PARTITIONS)
+        await asyncio.to_thread(define_vital_signs_topic, ehr.endpoints["ehr"])
+        notifications = DroppingProxy("")  # its listener is known once the stack starts it
         async with (
             fault_injecting_proxy(ehr.endpoints["ehr"]) as proxy,
             httpx.AsyncClient(timeout=30) as http,
+            serve_app(notifications.app(http)) as notification_url,
             tallying(broker.endpoints["broker"], PARTITIONS) as tally,
         ):
             options = StackOptions(
@@ -277,19 +302,38 @@ async def fault_pipeline(
                 kafka_bootstrap=broker.endpoints["broker"],
                 triton_grpc_url=triton.endpoints["triton_grpc"],
                 kafka_idempotence=False,  # Tansu refuses the idempotent producer
-                channels=(),  # the test notifies the listener itself, as the EHR would
+                # the vital-signs topic's Subscription, which SEKMET notifies through the
+                # dropping proxy (most cases notify the listener themselves, as the EHR would)
+                channels=EMBEDDED_EHR_CHANNELS,
+                listener_public_url=f"{notification_url}{REST_HOOK_PATH}",
             )
             stack = Stack(options)
             with _environment(service_env or {}):
-                await asyncio.to_thread(stack.start)
+                await _start_behind(stack, notifications)
             supervision = asyncio.create_task(_supervise(stack))
             try:
-                yield FaultPipeline(broker, triton, ehr, proxy, stack, tally, http, work_dir)
+                yield FaultPipeline(
+                    broker, triton, ehr, proxy, stack, tally, http, work_dir, notifications
+                )
             finally:
                 supervision.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await supervision
                 await asyncio.to_thread(stack.stop)
+
+
+async def _start_behind(stack: Stack, notifications: DroppingProxy) -> None:
+    """Start the stack; once its listener's address is chosen (before the listener starts and
+    asks SEKMET for its Subscription, whose handshake comes through the proxy), the proxy
+    forwards to it."""
+    starting = asyncio.create_task(asyncio.to_thread(stack.start))
+
+    async def listener_known() -> bool:
+        return "listener" in stack.endpoints or starting.done()
+
+    await eventually(listener_known, timeout_s=120, interval_s=0.02, what="the listener's port")
+    notifications.listener_url = stack.endpoints.get("listener", "").removesuffix(REST_HOOK_PATH)
+    await starting
 
 
 @contextlib.contextmanager

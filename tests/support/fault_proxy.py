@@ -9,6 +9,11 @@ It forwards every request to the upstream server unchanged, except that:
   503 without `Retry-After`).
 
 It records when each transaction arrived, so a test can check the waits between tries.
+
+Its answers name the proxy, not the server: the server's base URL in them (a searchset's
+`next` link, a `fullUrl`, a `Location`) is rewritten to the proxy's, as a reverse proxy in
+front of an EHR would, so that a client configured with the proxy's base follows the
+server's paging (a FHIR client follows `next` links on its configured EHR only).
 """
 
 from __future__ import annotations
@@ -76,10 +81,15 @@ class FaultInjectingProxy:
             )
             if fault is not None:
                 return _fault_answer(fault)
+            upstream_base = f"{self.upstream_origin}{self.fhir_path}"
             return Response(
-                upstream.content,
+                upstream.content.replace(upstream_base.encode(), self.base_url.encode()),
                 status_code=upstream.status_code,
-                headers={k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP},
+                headers={
+                    k: v.replace(upstream_base, self.base_url)
+                    for k, v in upstream.headers.items()
+                    if k.lower() not in _HOP_BY_HOP
+                },
             )
 
         methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]

@@ -1,10 +1,12 @@
-"""Drive clinical changes into the listener as an EHR's rest-hook would, retrying until acked.
+"""Drive clinical changes into the pipeline, retrying until each is acknowledged.
 
 Each change is one vital-sign Observation (its own id, `meta.versionId`) of a patient that
-exists in the EHR; it is PUT, full resource, to the listener's rest-hook endpoint with the
-channel's secret. Like an EHR that retries, the driver sends a notification again after any
-answer other than 2xx (or no answer) until it is acknowledged, so that "acknowledged" is what
-the pipeline owes: every acknowledged change must come out once at every hop.
+exists in the EHR. `Driver` PUTs it, full resource, to the listener's rest-hook endpoint with
+the channel's secret, as an EHR's rest-hook would; `EhrWriter` creates it in the EHR itself
+(SEKMET), whose Subscription then notifies the listener, each change with its event number.
+Like an EHR that retries, each sends again after any answer other than 2xx (or no answer)
+until acknowledged, so that "acknowledged" is what the pipeline owes: every acknowledged
+change must come out once at every hop.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from cdsflow.fhir import EhrClient
+from cdsflow.fhir import EhrClient, EhrError
 from cdsflow.runtime.story import DETERIORATING, STABLE, patient_resource, round_observations
 from tests.support.topic_tally import change_key
 
@@ -78,18 +80,16 @@ def duplicated_and_reordered(driven: Sequence[Notification], seed: int) -> list[
     return doubled
 
 
-@dataclass
-class Driver:
-    """Sends notifications with bounded concurrency; counts what the listener answered."""
+@dataclass(kw_only=True)
+class Sender:
+    """Sends changes with bounded concurrency, each until acknowledged; counts the answers.
+    A subclass says how one change is sent (`_send_once`)."""
 
-    http: httpx.AsyncClient
-    listener_url: str
-    channel_secret: str
     concurrency: int = 16
     acknowledged: int = 0
     not_acknowledged: int = 0  # answers other than 2xx, and no answer: each retried
     answers: dict[str, int] = field(default_factory=dict)
-    # time.monotonic() when the last notification was acknowledged
+    # time.monotonic() when the last change was acknowledged
     last_acknowledged_at: float = 0.0
 
     async def send_all(
@@ -98,9 +98,9 @@ class Driver:
         at_fraction: float = 0.0,
         fault: Callable[[asyncio.Event], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
-        """Every notification, acknowledged. With `fault`: the first `at_fraction` of them,
-        then the fault starts, and once it says it is in effect (sets the event it is given)
-        the rest are sent while it lasts; it is awaited before this returns."""
+        """Every change, acknowledged. With `fault`: the first `at_fraction` of them, then
+        the fault starts, and once it says it is in effect (sets the event it is given) the
+        rest are sent while it lasts; it is awaited before this returns."""
         split = int(len(driven) * at_fraction) if fault is not None else len(driven)
         await self._send(driven[:split])
         if fault is None:
@@ -125,22 +125,11 @@ class Driver:
         await asyncio.gather(*(one(n) for n in driven))
 
     async def _until_acknowledged(self, notification: Notification) -> None:
-        observation = notification.observation
-        url = f"{self.listener_url}/Observation/{observation['id']}"
-        headers = {
-            "Authorization": f"Bearer {self.channel_secret}",
-            "Content-Type": "application/fhir+json",
-        }
-        body = json.dumps(observation)
         delay = 0.1
         while True:
             try:
-                response = await self.http.put(url, content=body, headers=headers)
-                outcome = str(response.status_code)
-                if response.is_success:
-                    self.acknowledged += 1
-                    self.last_acknowledged_at = time.monotonic()
-                    self._count(outcome)
+                outcome = await self._send_once(notification)
+                if outcome is None:
                     return
             except httpx.HTTPError as error:
                 outcome = type(error).__name__
@@ -149,5 +138,59 @@ class Driver:
             await asyncio.sleep(delay)  # the EHR's retry backoff, not a wait for a condition
             delay = min(2.0, delay * 2)
 
+    async def _send_once(self, notification: Notification) -> str | None:
+        """Send the change once: None when acknowledged (counted), else what was answered."""
+        raise NotImplementedError
+
+    def _acknowledged(self, outcome: str) -> None:
+        self.acknowledged += 1
+        self.last_acknowledged_at = time.monotonic()
+        self._count(outcome)
+
     def _count(self, outcome: str) -> None:
         self.answers[outcome] = self.answers.get(outcome, 0) + 1
+
+
+@dataclass
+class Driver(Sender):
+    """Notifies the listener of each change as an EHR's rest-hook would."""
+
+    http: httpx.AsyncClient
+    listener_url: str
+    channel_secret: str
+
+    async def _send_once(self, notification: Notification) -> str | None:
+        observation = notification.observation
+        response = await self.http.put(
+            f"{self.listener_url}/Observation/{observation['id']}",
+            content=json.dumps(observation),
+            headers={
+                "Authorization": f"Bearer {self.channel_secret}",
+                "Content-Type": "application/fhir+json",
+            },
+        )
+        outcome = str(response.status_code)
+        if not response.is_success:
+            return outcome
+        self._acknowledged(outcome)
+        return None
+
+
+@dataclass
+class EhrWriter(Sender):
+    """Creates each change in the EHR itself (a POST of the Observation without its id: the
+    EHR gives it one); `changes` holds what the EHR created, as change keys, in the order
+    acknowledged. The EHR's Subscription notifies the listener."""
+
+    ehr: EhrClient
+    changes: list[str] = field(default_factory=list)
+
+    async def _send_once(self, notification: Notification) -> str | None:
+        observation = {k: v for k, v in notification.observation.items() if k not in ("id", "meta")}
+        try:
+            created = await self.ehr.create(observation)
+        except EhrError as error:
+            return str(error.status_code)
+        self.changes.append(change_key("Observation", created["id"], created["meta"]["versionId"]))
+        self._acknowledged("201")
+        return None

@@ -83,3 +83,18 @@ def test_a_loss_is_summed_into_the_headline(tmp_path: Path) -> None:
     report = report_module()
     section = report.generated_section([result("no-fault"), result("broker-paused", lost=2)])
     assert "Lost in all cases: **2**" in section
+
+
+def test_lost_notifications_and_their_recovery_are_shown_with_the_fault(tmp_path: Path) -> None:
+    report = report_module()
+    dropped = {
+        **result("dropped-notification"),
+        "notifications_sent": 200,
+        "notifications_lost": 9,
+        "gap_recovery": {"gaps_detected": 2, "gaps_recovered": 2, "recovered_events": 11},
+    }
+    section = report.generated_section([result("no-fault"), dropped])
+    assert (
+        "the dropped-notification fault: 9 of 200 notifications lost; 2 gap(s) detected, "
+        "2 recovered, 11 events published by the recovery |" in section
+    )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import httpx
 import pytest
@@ -58,7 +59,9 @@ async def test_outage_after_every_attempt_raises_with_the_status() -> None:
     assert caught.value.status_code == 503
 
 
-async def test_search_follows_next_links_on_the_ehr_only() -> None:
+async def test_search_follows_next_links_on_the_ehr_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     def bundle(entries: list[str], next_url: str | None) -> dict[str, object]:
         links = [{"relation": "next", "url": next_url}] if next_url else []
         return {
@@ -81,10 +84,15 @@ async def test_search_follows_next_links_on_the_ehr_only() -> None:
     def handle(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json=pages[str(request.url)])
 
-    found = await _client(httpx.MockTransport(handle)).search(
-        "Observation", [("patient", "Patient/p1")]
-    )
+    with caplog.at_level(logging.WARNING, logger="cdsflow.fhir"):
+        found = await _client(httpx.MockTransport(handle)).search(
+            "Observation", [("patient", "Patient/p1")]
+        )
     assert [r["id"] for r in found] == ["o1", "o2"]
+    # the page not followed is said, once, without its URL
+    [warning] = [r for r in caplog.records if r.name == "cdsflow.fhir"]
+    assert "off the configured EHR base URL" in warning.getMessage()
+    assert "elsewhere.test" not in caplog.text
 
 
 async def test_conditional_create_sends_if_none_exist() -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ from cdsflow.listener.gap_recovery import recover_gap
 from cdsflow.listener.intake import NotificationIntake
 from cdsflow.listener.subscriptions import ChannelState, ChannelSubscriptions
 
-from .in_process import Listener, RecordingPublisher
+from .in_process import LIMIT_BYTES, Listener, RecordingPublisher
 from .notification_bundles import TOPIC, r4_backport
 from .vital_signs import EHR_BASE_URL, respiratory_rate
 
@@ -74,9 +75,10 @@ def managed_listener(
     operations: tuple[str, ...],
     events_counted: int,
     recovery_search: str | None = None,
+    limit_bytes: int = LIMIT_BYTES,
 ) -> tuple[Listener, EventsOperation]:
     channel = Channel(name="enc", topic=TOPIC, recovery_search=recovery_search)
-    listener = Listener(publisher, pseudonym_key, channels=(channel,))
+    listener = Listener(publisher, pseudonym_key, limit_bytes, channels=(channel,))
     events = EventsOperation()
     listener.ehr.routes = {
         "metadata": lambda _: httpx.Response(200, json=capability(*operations)),
@@ -270,3 +272,67 @@ async def test_a_notification_in_error_asks_for_a_recovery(
 
     assert answer.status_code == 200
     assert state.recovery_pending
+
+
+class PagedSearch:
+    """An EHR's Observation search: `_lastUpdated=gt…` honoured, sorted by it, in pages of
+    `_count` with `next` links, over `resources` (oldest first)."""
+
+    def __init__(self, resources: list[dict[str, Any]]) -> None:
+        self.resources = resources
+        self.pages = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.pages += 1
+        params = request.url.params
+        since = datetime.fromisoformat(params["_lastUpdated"].removeprefix("gt"))
+        count, offset = int(params["_count"]), int(params.get("_offset", "0"))
+        matching = [
+            r for r in self.resources if datetime.fromisoformat(r["meta"]["lastUpdated"]) > since
+        ]
+        page = matching[offset : offset + count]
+        bundle: dict[str, Any] = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [{"resource": r, "search": {"mode": "match"}} for r in page],
+        }
+        if offset + count < len(matching):
+            later = params.set("_offset", str(offset + count))
+            bundle["link"] = [{"relation": "next", "url": f"{EHR_BASE_URL}/Observation?{later}"}]
+        return httpx.Response(200, json=bundle)
+
+
+async def test_a_gap_longer_than_one_search_is_recovered_by_searching_on(
+    publisher: RecordingPublisher, pseudonym_key: str
+) -> None:
+    """2,500 changes in the look-back, one a second: more than a search reads (20 pages of
+    100). The search goes on from the checkpoint it moved until it comes back short: every
+    change is published, once."""
+    listener, _ = managed_listener(
+        publisher,
+        pseudonym_key,
+        ("status",),
+        2_500,
+        recovery_search="Observation?code=9279-1",
+        limit_bytes=1024 * 1024,  # a page of 100
+    )
+    start = (datetime.now(UTC) - timedelta(minutes=50)).replace(microsecond=0)
+    changes = [
+        respiratory_rate(
+            f"obs-{n}",
+            patient_id=f"pat-{n % 7}",
+            last_updated=(start + timedelta(seconds=n)).isoformat(),
+        )
+        for n in range(2_500)
+    ]
+    search = PagedSearch(changes)
+    listener.ehr.routes["Observation"] = search
+    channel_state(listener).last_event_number = 1
+
+    await recover(listener)
+
+    published = [event.resource_id for event in publisher.events]
+    assert sorted(published) == sorted(r["id"] for r in changes)
+    assert published[:3] == ["obs-0", "obs-1", "obs-2"]  # in the EHR's lastUpdated order
+    assert search.pages < 30  # each page read about once (2 searches: 20 + 6 pages)
+    assert gaps(listener, "recovered") == 1

@@ -8,6 +8,7 @@ the OperationOutcome's issue codes). Bodies never reach logs.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +23,8 @@ from tenacity import (
 
 from cdsflow.fhir.outcomes import FHIR_JSON
 from cdsflow.fhir.retry_after import retry_after_s
+
+log = logging.getLogger("cdsflow.fhir")
 
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 # an OperationOutcome issue code as FHIR spells them (`invalid`, `not-found`, ...); anything
@@ -105,14 +108,20 @@ class EhrClient:
                 resource = entry.get("resource")
                 if mode == "match" and isinstance(resource, dict):
                     found.append(resource)
-            url = next(
-                (
-                    link.get("url")
-                    for link in bundle.get("link", []) or []
-                    if link.get("relation") == "next" and self.is_on_ehr(str(link.get("url")))
-                ),
-                None,
-            )
+            following = [
+                str(link.get("url"))
+                for link in bundle.get("link", []) or []
+                if link.get("relation") == "next"
+            ]
+            url = next((link for link in following if self.is_on_ehr(link)), None)
+            if following and url is None:
+                # an EHR that names itself by another base URL (behind a proxy) cuts every
+                # search at its first page: said, without the link (it may name a patient)
+                log.warning(
+                    "the EHR's searchset names its next page off the configured EHR base URL; "
+                    "not followed, the search stops there",
+                    extra={"resource_type": resource_type},
+                )
             query = None
         return found
 
