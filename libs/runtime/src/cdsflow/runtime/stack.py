@@ -11,9 +11,10 @@ import json
 import os
 import secrets
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -232,21 +233,36 @@ class Stack:
     ) -> dict[str, ManagedProcess]:
         """Run each start at once; every part that started is the stack's (so `stop()` stops
         it) before the first failure, if any, goes up — also when the wait is interrupted
-        (Ctrl-C): the starts still under way are waited for and their parts kept."""
-        pool = ThreadPoolExecutor(max_workers=max(1, len(starts)), thread_name_prefix="part")
-        futures = {name: pool.submit(start) for name, start in starts.items()}
+        (Ctrl-C): the starts still under way are waited for and their parts kept.
+
+        Each part is handed to the stack by the thread that started it, as it is ready: a
+        KeyboardInterrupt is raised in the main thread only, wherever it happens to be, so
+        the main thread must not be the one that hands them over."""
         started: dict[str, ManagedProcess] = {}
+        lock = threading.Lock()
+
+        def start_and_keep(name: str, start: Callable[[], ManagedProcess]) -> ManagedProcess:
+            part = start()
+            with lock:
+                started[name] = self._add(part)
+            return part
+
+        futures: dict[str, Future[ManagedProcess]] = {}
+        pool = ThreadPoolExecutor(max_workers=max(1, len(starts)), thread_name_prefix="part")
         try:
+            for name, start in starts.items():
+                futures[name] = pool.submit(start_and_keep, name, start)
             wait(futures.values())
         finally:
             pool.shutdown(wait=True)
-            for name, future in futures.items():
-                if future.exception() is None:
-                    started[name] = self._add(future.result())
         failure = next((f.exception() for f in futures.values() if f.exception()), None)
         if failure is not None:
             raise failure
-        return started
+        # in the order asked for, not the order they were ready in (one assignment: an
+        # interrupt leaves the parts all there, in either order)
+        ours = [started[name] for name in starts if name in started]
+        self.parts[:] = [part for part in self.parts if part not in ours] + ours
+        return {name: started[name] for name in starts if name in started}
 
     def _add(self, part: ManagedProcess) -> ManagedProcess:
         self.parts.append(part)
