@@ -174,7 +174,7 @@ def test_on_demand_and_adapters_defaults() -> None:
     assert settings.triton_grpc_url is None
     assert settings.on_demand_deadline_ms == 400
     assert settings.hook_audit_enabled is True
-    assert settings.hook_audit_flush_s == 1.0
+    assert settings.hook_audit_flush_s == 0.2
     assert settings.hook_audit_batch_max == 500
 
 

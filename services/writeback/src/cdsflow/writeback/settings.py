@@ -147,9 +147,10 @@ class Settings(ServiceSettings):
     prefetch_max_entries: int = Field(default=1_000, ge=1, le=100_000)
     # each hook answer with cards is recorded as a BALP-style AuditEvent in the EHR, written
     # in batches: this many seconds after the first one waiting (README "Disclosures to a
-    # hook caller") ...
+    # hook caller"; 0.2 s, not 1 s: smaller, more frequent batches halved the hook p99 at
+    # 200 calls/s, README "Inside the budget: measured") ...
     hook_audit_enabled: bool = True
-    hook_audit_flush_s: float = Field(default=1.0, gt=0, le=60)
+    hook_audit_flush_s: float = Field(default=0.2, gt=0, le=60)
     # ... or as soon as this many are waiting (the most AuditEvents in one transaction)
     hook_audit_batch_max: int = Field(default=500, ge=1, le=5_000)
 
