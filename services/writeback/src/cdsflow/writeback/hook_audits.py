@@ -4,9 +4,9 @@ A hook answer with cards or system actions queues its AuditEvent
 (`domain/hook_disclosure_audit.py`) and returns at once; a background task writes what is
 queued as one transaction Bundle of creates `flush_s` after the first of them was queued, or
 as soon as `batch_max` are waiting, so a busy hook adds a few EHR requests a second (at the
-default 0.2 s, five of 40 AuditEvents each at 200 answers a second), not one per call. The Bundle is built
-and serialized in a worker thread, so that the hook answers on the event loop do not wait
-behind it. The queue is bounded: past `max_queued`, an audit is dropped and counted (the
+default 0.2 s, five of 40 AuditEvents each at 200 answers a second), not one per call. The
+Bundle is built and serialized in a worker thread, so that the hook answers on the event loop
+do not wait behind it. The queue is bounded: past `max_queued`, an audit is dropped and counted (the
 hook answer never waits for the EHR). A batch the EHR does not take is tried again with the
 next one, up to three times, then dropped and counted (a batch whose answer was lost after
 the EHR took it is then recorded twice).
