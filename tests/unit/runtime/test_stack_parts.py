@@ -99,9 +99,15 @@ def test_an_interrupted_start_still_leaves_every_started_part_to_the_stack() -> 
         return cast(ManagedProcess, StartedPart(name))
 
     the_stack = stack()
-    with pytest.raises(KeyboardInterrupt):
-        the_stack._start_parts(
-            {name: partial(interrupted_while_starting, name) for name in ("triton", "ehr")}
-        )
+    # Python's own SIGINT handler, as in `cdsflow up` run from a terminal: a runner started in
+    # the background by a shell inherits SIGINT ignored, and Python then keeps it ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            the_stack._start_parts(
+                {name: partial(interrupted_while_starting, name) for name in ("triton", "ehr")}
+            )
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
 
     assert sorted(cast(StartedPart, part).name for part in the_stack.parts) == ["ehr", "triton"]
