@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
@@ -47,7 +48,7 @@ async def produce(bootstrap: str, topic: str, messages: Sequence[Message]) -> No
         await producer.stop()
 
 
-class TopicWatch:
+class TopicWatch(ABC):
     """Hands every message of `topics`, from their beginning, to `take`, until `stop`."""
 
     def __init__(self, bootstrap: str, *topics: str, group_prefix: str) -> None:
@@ -60,8 +61,9 @@ class TopicWatch:
         )
         self._task: asyncio.Task[None] | None = None
 
+    @abstractmethod
     def take(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        raise NotImplementedError
+        """What a watch does with each message (its subclass says)."""
 
     async def start(self) -> None:
         await self._consumer.start()

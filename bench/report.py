@@ -159,22 +159,18 @@ def comparison_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         )
     ours_load = pipeline.get("load_generator") or {}
     bare_load = ceiling.get("load_generator") or {}
-    rows.append(
-        (
-            "load generator: CPU per request",
-            _number(ours_load.get("cpu_ms_per_request"), " ms"),
-            _number(bare_load.get("cpu_ms_per_request"), " ms"),
-            "",
+    for what, key, unit in (
+        ("CPU per request", "cpu_ms_per_request", " ms"),
+        ("busiest run, share of a core", "max_cpu_share_of_a_core", ""),
+    ):
+        rows.append(
+            (
+                f"load generator: {what}",
+                _number(ours_load.get(key), unit),
+                _number(bare_load.get(key), unit),
+                "",
+            )
         )
-    )
-    rows.append(
-        (
-            "load generator: busiest run, share of a core",
-            _number(ours_load.get("max_cpu_share_of_a_core")),
-            _number(bare_load.get("max_cpu_share_of_a_core")),
-            "",
-        )
-    )
     for section, what in (("listener", "listener alone"), ("reasoner", "reasoner alone")):
         figures = results.get(section) or {}
         rows.append(

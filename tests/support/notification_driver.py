@@ -16,6 +16,7 @@ import json
 import random
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -81,7 +82,7 @@ def duplicated_and_reordered(driven: Sequence[Notification], seed: int) -> list[
 
 
 @dataclass(kw_only=True)
-class Sender:
+class Sender(ABC):
     """Sends changes with bounded concurrency, each until acknowledged; counts the answers.
     A subclass says how one change is sent (`_send_once`)."""
 
@@ -138,9 +139,9 @@ class Sender:
             await asyncio.sleep(delay)  # the EHR's retry backoff, not a wait for a condition
             delay = min(2.0, delay * 2)
 
+    @abstractmethod
     async def _send_once(self, notification: Notification) -> str | None:
         """Send the change once: None when acknowledged (counted), else what was answered."""
-        raise NotImplementedError
 
     def _acknowledged(self, outcome: str) -> None:
         self.acknowledged += 1
