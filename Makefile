@@ -61,14 +61,21 @@ test-deployment: install ## the chart, docker-compose.yml and Dockerfiles, check
 	$(PYTEST) tests/deployment
 
 # `make test` runs `make lint` beside the tests (mypy takes a core that the tests leave idle
-# while they wait on the real parts); its output follows the tests', and either failing fails
+# while they wait on the real parts); its output follows the tests', and either failing fails.
+# The tests run in TEST_WORKERS pytest-xdist workers, each test module whole in one worker
+# (`--dist loadfile`, so a module's own parts start once) and each worker with its own
+# session parts (broker, Triton, EHR); most of a test's time is waiting on those parts, so
+# more workers than cores still shortens the run. The longest modules are listed first so
+# that none of them starts last. TEST_WORKERS=0 runs them in this one process.
+TEST_WORKERS ?= 3
 .PHONY: test
 test: install ## lint and every test tier, side by side (the CI command)
 	@$(MAKE) --no-print-directory conformance-pack-note
 	@lint_log=$$(mktemp); \
 	$(MAKE) --no-print-directory lint >"$$lint_log" 2>&1 & lint_pid=$$!; \
 	CDSFLOW_FAULT_EVENTS=$${CDSFLOW_FAULT_EVENTS:-20} CDSFLOW_FAULT_RESULTS_DIR=$$(mktemp -d) \
-		$(PYTEST) --durations=25 tests/unit tests/deployment tests/integration tests/e2e tests/conformance tests/faults; tests_rc=$$?; \
+		$(PYTEST) -n $(TEST_WORKERS) --dist loadfile --durations=25 \
+		tests/faults tests/e2e tests/integration tests/conformance tests/deployment tests/unit; tests_rc=$$?; \
 	wait $$lint_pid; lint_rc=$$?; \
 	echo "--- make lint (ran beside the tests): exit $$lint_rc"; cat "$$lint_log"; rm -f "$$lint_log"; \
 	[ $$lint_rc -eq 0 ] && [ $$tests_rc -eq 0 ]
