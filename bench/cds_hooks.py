@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import secrets
@@ -40,6 +39,7 @@ from aiokafka import AIOKafkaProducer
 
 from bench.load_process import run_load
 from bench.measures import latency_summary, percentile
+from bench.priority import renice
 from cdsflow.models import build_model_inputs, interpret_outputs, load_adapter
 from cdsflow.models.recommendation_messages import RecommendationSubject, recommendation_message
 from cdsflow.runtime.parts import start_broker, start_ehr, start_triton
@@ -346,7 +346,7 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
                 ("bare", bare, args.ehr_nice),
                 ("writeback_without_hook_audits", unaudited, args.ehr_nice),
             ):
-                renice(ehr, ehr_nice)
+                renice(ehr.process.pid, ehr_nice)
                 rounds[name].append(
                     await load.offered(
                         part.endpoints["http"], args.offered_per_s, args.seconds, stored
@@ -416,19 +416,6 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
             "per call in each round's load_generator_cpu_ms_per_call"
         ),
     }
-
-
-def renice(part: ManagedProcess, value: int) -> None:
-    """The part's process to niceness `value`: each of its threads (niceness is per thread on
-    Linux) and, where the kernel groups processes by session (autogroup; each part runs in a
-    session of its own), its session's group, which is what the scheduler weighs then."""
-    pid = part.process.pid
-    with contextlib.suppress(FileNotFoundError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(ProcessLookupError):
-                os.setpriority(os.PRIO_PROCESS, int(task.name), value)
-    with contextlib.suppress(OSError):
-        Path(f"/proc/{pid}/autogroup").write_text(str(value))
 
 
 def _median(rounds: list[dict[str, Any]], figure: str) -> float | None:

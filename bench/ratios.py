@@ -56,6 +56,11 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
             _at(results, "pipeline", "at_500_per_s", "latency", "p99_ms"),
             _at(results, "ceiling", "p99_ms_at_500_per_s"),
         ),
+        # the same, the EHR at the same CPU priority as the pipeline (not its own machine)
+        "pipeline_ehr_same_priority_events_per_s": _ratio(
+            _at(results, "pipeline", "saturated_ehr_same_priority", "events_per_s"),
+            _at(results, "ceiling", "events_per_s"),
+        ),
         "listener_events_per_s": _section_ratio(results, "listener"),
         "reasoner_events_per_s": _section_ratio(results, "reasoner"),
     }

@@ -88,6 +88,16 @@ def comparison_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             _number(computed["pipeline_events_per_s"]),
         )
     ]
+    same_priority = pipeline.get("saturated_ehr_same_priority") or {}
+    if same_priority:
+        rows.append(
+            (
+                "events/s, saturated, the EHR at the same CPU priority",
+                _number(same_priority.get("events_per_s")),
+                _number(ceiling.get("events_per_s")),
+                _number(computed["pipeline_ehr_same_priority_events_per_s"]),
+            )
+        )
     rows.append(
         (
             "in flight where doubling it stopped raising events/s",

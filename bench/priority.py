@@ -1,0 +1,21 @@
+"""A measured part's CPU priority: the benches run the EHR (SEKMET) below everything else in
+their main rounds, standing for the EHR's own machine in production, and at the same priority
+in rounds reported beside them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+
+def renice(pid: int, value: int) -> None:
+    """The process to niceness `value`: each of its threads (niceness is per thread on Linux)
+    and, where the kernel groups processes by session (autogroup; each part runs in a session
+    of its own), its session's group, which is what the scheduler weighs then."""
+    with contextlib.suppress(FileNotFoundError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(ProcessLookupError):
+                os.setpriority(os.PRIO_PROCESS, int(task.name), value)
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/autogroup").write_text(str(value))
