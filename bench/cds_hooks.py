@@ -3,8 +3,12 @@ valid ES384 JWT per call, at a fixed offered rate, side by side with a bare ASGI
 returning a fixed card (`bench.bare_cds_hooks`); and the on-demand path (no stored
 recommendation: scored from prefetch by `deterioration_risk` on Triton within the deadline).
 
-The writeback and the bare endpoint run as processes of their own (the writeback on an
-embedded Tansu broker, the EHR's JWK Set served by a `python -m http.server` process); the
+The writeback runs as the chart deploys it, `--replicas` processes (2, the chart's
+`writeback.replicas`) behind one public URL, the calls spread evenly over them as a Service
+spreads them; `writeback_one_replica` rounds send the same calls to one of them alone,
+reported beside. The writeback and the bare endpoint run as processes of their own (the
+writeback on an embedded Tansu broker, the EHR's JWK Set served by a `python -m http.server`
+process); the
 load is the out-of-process load generator (`bench.load_process`, the pipeline's too): open
 loop, one call every 1/rate seconds whatever the answers take, each with a fresh token signed
 and its request built before the round (so neither is timed). Figures go to
@@ -52,6 +56,8 @@ REPO = Path(__file__).resolve().parent.parent
 SERVICE = "cdsflow-deterioration"
 ISSUER = "https://ehr.bench.test/"
 STORED_PATIENT = "bench-stored"
+# the writeback's URL as the EHR calls it (the tokens' `aud`), whichever replica answers
+PUBLIC_BASE_URL = "https://cdsflow.bench.test"
 PSEUDONYM_KEY = secrets.token_urlsafe(32)
 TOPIC = "bench.cds-hooks.recommendations.v1"
 # a very sick patient: the model's high band (two cards) without any trend
@@ -154,7 +160,11 @@ def start_writeback(
     ehr_base_url: str,
     *,
     hook_audits: bool = True,
+    name: str = "writeback",
+    public_base_url: str | None = None,
 ) -> ManagedProcess:
+    """One writeback process; the replicas of one deployment share `name` (their consumer
+    group) and `public_base_url` (the URL the EHR calls, its tokens' `aud`)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
@@ -166,20 +176,22 @@ def start_writeback(
         "CDSFLOW_KAFKA_IDEMPOTENCE": "false",
         "CDSFLOW_RECOMMENDATIONS_TOPIC": TOPIC,
         "CDSFLOW_FEEDBACK_TOPIC": "bench.cds-hooks.feedback.v1",
-        "CDSFLOW_CONSUMER_GROUP": f"bench-cds-hooks-{port}",
+        "CDSFLOW_CONSUMER_GROUP": f"bench-cds-hooks-{name}",
         "CDSFLOW_HOOK_AUDIT_ENABLED": str(hook_audits).lower(),
         "CDSFLOW_WRITEBACK_ENABLED": "false",
         "CDSFLOW_ADAPTERS": str(REPO / "adapters" / "deterioration-risk.yaml"),
         "CDSFLOW_TRITON_GRPC_URL": triton_grpc,
         "CDSFLOW_TRUSTED_ISSUERS": json.dumps([{"iss": ISSUER, "jwks_url": jwks_url}]),
-        "CDSFLOW_CDS_PUBLIC_BASE_URL": base,
+        "CDSFLOW_CDS_PUBLIC_BASE_URL": public_base_url or base,
         "CDSFLOW_HTTP_HOST": "127.0.0.1",
         "CDSFLOW_HTTP_PORT": str(port),
         "CDSFLOW_LOG_LEVEL": "WARNING",
     }
-    name = "writeback" if hook_audits else "writeback-no-audits"
-    process = spawn(name, [sys.executable, "-m", "cdsflow.writeback"], work_dir, env=env)
+    process = spawn(
+        f"{name}-{port}", [sys.executable, "-m", "cdsflow.writeback"], work_dir, env=env
+    )
     process.endpoints["http"] = base
+    process.endpoints["public"] = public_base_url or base
     process.wait_ready(lambda: http_ok(f"{base}/healthz"), 60)
     return process
 
@@ -193,13 +205,16 @@ def start_bare(work_dir: Path) -> ManagedProcess:
     return process
 
 
-async def wait_for_stored_card(base_url: str, key: HookSigningKey) -> None:
+async def wait_for_stored_card(
+    base_url: str, key: HookSigningKey, public_base_url: str | None = None
+) -> None:
     url = f"{base_url}/cds-services/{SERVICE}"
+    audience = f"{public_base_url or base_url}/cds-services/{SERVICE}"
     deadline = time.monotonic() + 60
     async with httpx.AsyncClient(timeout=10) as client:
         while time.monotonic() < deadline:
             answer = await client.post(
-                url, content=hook_body(STORED_PATIENT), headers=_headers(key, url)
+                url, content=hook_body(STORED_PATIENT), headers=_headers(key, audience)
             )
             if answer.is_success and answer.json().get("cards"):
                 return
@@ -244,21 +259,65 @@ class HookLoad:
         self._runs = 0
 
     async def offered(
-        self, base_url: str, per_s: float, seconds: float, bodies: list[bytes]
+        self,
+        target: ManagedProcess | list[ManagedProcess],
+        per_s: float,
+        seconds: float,
+        bodies: list[bytes],
     ) -> dict[str, Any]:
-        url = f"{base_url}/cds-services/{SERVICE}"
+        """`per_s` calls a second for `seconds` to the target; to the replicas of a list, the
+        calls spread evenly over them, one load generator each (as a Service spreads the
+        EHR's calls), and the figures are those of all the calls together."""
+        replicas = target if isinstance(target, list) else [target]
         count = int(per_s * seconds)
+        shares = [
+            count // len(replicas) + (i < count % len(replicas)) for i in range(len(replicas))
+        ]
+        results = await asyncio.gather(
+            *(
+                self._run(replica, per_s * share / count if count else 0.0, seconds, share, bodies)
+                for replica, share in zip(replicas, shares, strict=True)
+            )
+        )
+        sent = [one for figures in results for one in figures["sent"]]
+        latencies = [answered - written for _, written, answered, status in sent]
+        answered_200 = [
+            latency
+            for latency, (_, _, _, status) in zip(latencies, sent, strict=True)
+            if status == 200
+        ]
+        return {
+            "offered_per_s": per_s,
+            "replicas": len(replicas),
+            "calls": count,
+            # not answered 200, not answered within the generator's timeout, or never sent
+            "failed": count - len(answered_200),
+            # the OperationOutcome of a refused call holds no `"cards":[]` either
+            "answered_with_cards": len(answered_200)
+            - sum(int(figures["answers_containing"]) for figures in results),
+            "latency": latency_summary(answered_200),
+            "load_generator_cpu_ms_per_call": round(
+                sum(float(figures["cpu_s"]) for figures in results) * 1000 / max(1, len(sent)),
+                3,
+            ),
+        }
+
+    async def _run(
+        self, replica: ManagedProcess, per_s: float, seconds: float, count: int, bodies: list[bytes]
+    ) -> dict[str, Any]:
+        base_url = replica.endpoints["http"]
+        audience = f"{replica.endpoints.get('public', base_url)}/cds-services/{SERVICE}"
         requests = [
             {
                 "method": "POST",
                 "path": f"/cds-services/{SERVICE}",
-                "headers": _headers(self._key, url),
+                "headers": _headers(self._key, audience),
                 "body": bodies[index % len(bodies)].decode(),
             }
             for index in range(count)
         ]
         self._runs += 1
-        figures = await run_load(
+        return await run_load(
             {
                 "url": base_url,
                 "requests": requests,
@@ -270,24 +329,6 @@ class HookLoad:
             },
             self._work_dir / f"hook-load-{self._runs}",
         )
-        latencies = [answered - written for _, written, answered, status in figures["sent"]]
-        answered_200 = [
-            latency
-            for latency, (_, _, _, status) in zip(latencies, figures["sent"], strict=True)
-            if status == 200
-        ]
-        return {
-            "offered_per_s": per_s,
-            "calls": count,
-            # not answered 200, not answered within the generator's timeout, or never sent
-            "failed": count - len(answered_200),
-            # the OperationOutcome of a refused call holds no `"cards":[]` either
-            "answered_with_cards": len(answered_200) - int(figures["answers_containing"]),
-            "latency": latency_summary(answered_200),
-            "load_generator_cpu_ms_per_call": round(
-                float(figures["cpu_s"]) * 1000 / max(1, len(figures["sent"])), 3
-            ),
-        }
 
 
 async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
@@ -304,14 +345,19 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
         parts.append(keys)
         bootstrap = broker.endpoints["broker"]
         await publish_stored_recommendation(bootstrap, ehr.endpoints["ehr"])
-        writeback = start_writeback(
-            work_dir,
-            bootstrap,
-            triton.endpoints["triton_grpc"],
-            keys.endpoints["jwks"],
-            ehr.endpoints["ehr"],
-        )
-        parts.append(writeback)
+        # the writeback as the chart deploys it: `--replicas` processes behind one public URL
+        writebacks = [
+            start_writeback(
+                work_dir,
+                bootstrap,
+                triton.endpoints["triton_grpc"],
+                keys.endpoints["jwks"],
+                ehr.endpoints["ehr"],
+                public_base_url=PUBLIC_BASE_URL,
+            )
+            for _ in range(args.replicas)
+        ]
+        parts.extend(writebacks)
         unaudited = start_writeback(
             work_dir,
             bootstrap,
@@ -319,48 +365,56 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
             keys.endpoints["jwks"],
             ehr.endpoints["ehr"],
             hook_audits=False,
+            name="writeback-no-audits",
         )
         parts.append(unaudited)
         bare = start_bare(work_dir)
         parts.append(bare)
-        await wait_for_stored_card(writeback.endpoints["http"], key)
+        for replica in writebacks:
+            await wait_for_stored_card(replica.endpoints["http"], key, PUBLIC_BASE_URL)
         await wait_for_stored_card(unaudited.endpoints["http"], key)
         stored = [hook_body(STORED_PATIENT) for _ in range(50)]
         load = HookLoad(key, work_dir)
+        one_replica = writebacks[0]
         # warm each, then the measured rounds
         warm_ups = [
-            await load.offered(part.endpoints["http"], args.offered_per_s, 2, stored)
-            for part in (writeback, unaudited, bare)
+            await load.offered(target, args.offered_per_s, 2, stored)
+            for target in (writebacks, unaudited, bare)
         ]
         # alternating rounds, so that each sees the same (shared) machine; medians reported
         rounds: dict[str, list[dict[str, Any]]] = {
             "writeback": [],
+            "writeback_one_replica": [],
             "writeback_ehr_same_priority": [],
             "bare": [],
             "writeback_without_hook_audits": [],
         }
+        variants: list[tuple[str, ManagedProcess | list[ManagedProcess], int]] = [
+            ("writeback", writebacks, args.ehr_nice),
+            ("writeback_one_replica", one_replica, args.ehr_nice),
+            ("writeback_ehr_same_priority", writebacks, 0),
+            ("bare", bare, args.ehr_nice),
+            ("writeback_without_hook_audits", unaudited, args.ehr_nice),
+        ]
         for _ in range(args.rounds):
-            for name, part, ehr_nice in (
-                ("writeback", writeback, args.ehr_nice),
-                ("writeback_ehr_same_priority", writeback, 0),
-                ("bare", bare, args.ehr_nice),
-                ("writeback_without_hook_audits", unaudited, args.ehr_nice),
-            ):
+            for name, target, ehr_nice in variants:
                 renice(ehr.process.pid, ehr_nice)
                 rounds[name].append(
-                    await load.offered(
-                        part.endpoints["http"], args.offered_per_s, args.seconds, stored
-                    )
+                    await load.offered(target, args.offered_per_s, args.seconds, stored)
                 )
-        audits = await hook_audit_counts(writeback.endpoints["http"])
+        renice(ehr.process.pid, args.ehr_nice)
+        audits: dict[str, float] = {}
+        for replica in writebacks:
+            for result, count in (await hook_audit_counts(replica.endpoints["http"])).items():
+                audits[result] = audits.get(result, 0.0) + count
         # on demand: a patient the writeback holds nothing for, every call
         fresh = [
             hook_body(f"bench-new-{n}", with_prefetch=True)
             for n in range(int(args.on_demand_per_s * args.on_demand_seconds))
         ]
-        await load.offered(writeback.endpoints["http"], args.on_demand_per_s, 2, fresh[:40])
+        await load.offered(writebacks, args.on_demand_per_s, 2, fresh[:40])
         on_demand = await load.offered(
-            writeback.endpoints["http"],
+            writebacks,
             args.on_demand_per_s,
             args.on_demand_seconds,
             fresh,
@@ -376,6 +430,9 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
         "p50_ms": _median(rounds["writeback"], "p50_ms"),
         "p99_ms": _median(rounds["writeback"], "p99_ms"),
         "bare_p99_ms": _median(rounds["bare"], "p99_ms"),
+        "replicas": args.replicas,
+        "one_replica_p50_ms": _median(rounds["writeback_one_replica"], "p50_ms"),
+        "one_replica_p99_ms": _median(rounds["writeback_one_replica"], "p99_ms"),
         "ehr_nice": args.ehr_nice,
         "ehr_same_priority_p50_ms": _median(rounds["writeback_ehr_same_priority"], "p50_ms"),
         "ehr_same_priority_p99_ms": _median(rounds["writeback_ehr_same_priority"], "p99_ms"),
@@ -385,10 +442,12 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
         # the writeback's disclosure AuditEvents over its warm-up and measured rounds
         "hook_audits": {
             **audits,
-            # the first answer with cards (waiting for the stored card), the warm-up, the rounds
-            "answers_with_cards": 1
+            # each replica's first answer with cards (waiting for the stored card), the
+            # warm-up, the rounds
+            "answers_with_cards": len(writebacks)
             + warm_ups[0]["answered_with_cards"]
             + sum(r["answered_with_cards"] for r in rounds["writeback"])
+            + sum(r["answered_with_cards"] for r in rounds["writeback_one_replica"])
             + sum(r["answered_with_cards"] for r in rounds["writeback_ehr_same_priority"]),
         },
         "on_demand_offered_per_s": args.on_demand_per_s,
@@ -396,13 +455,16 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
         "rounds": rounds,
         "on_demand": on_demand,
         "notes": (
-            "patient-view with a fresh ES384 JWT per call (verified, jti remembered) answered "
-            "from a stored recommendation (two cards); the bare endpoint answers a fixed card "
+            "patient-view with a fresh ES384 JWT per call (verified, jti claimed across the "
+            "replicas) answered from a stored recommendation (two cards) by `replicas` "
+            "writeback processes sharing the calls evenly (one load generator each; "
+            "one_replica_p50_ms/p99_ms: the same calls to one replica alone); the bare "
+            "endpoint answers a fixed card "
             "without any check; on demand: each call a new patient with prefetch (7 vital "
             "signs), scored by deterioration_risk on the Triton binary's CPU python backend "
             "within the default 400 ms deadline (answered_with_cards counts the calls scored "
             "in time). Each answer with cards queues its disclosure AuditEvent, written in "
-            "batches (one transaction a second, at most 500 AuditEvents each) into a SEKMET "
+            "batches (one transaction every 0.2 s, CDSFLOW_HOOK_AUDIT_FLUSH_S) into a SEKMET "
             "EHR on the same two cores, which spends about 3 ms of CPU per AuditEvent: it runs "
             "at nice ehr_nice in the rounds behind p50_ms/p99_ms (in production the EHR has "
             "its own machine), at the same priority in the writeback_ehr_same_priority rounds "
@@ -429,6 +491,12 @@ def main() -> None:
     parser.add_argument("--offered-per-s", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=2,
+        help="writeback replicas sharing the calls (the chart's default, writeback.replicas)",
+    )
     parser.add_argument(
         "--ehr-nice", type=int, default=10, help="the EHR's CPU niceness in the main rounds"
     )
