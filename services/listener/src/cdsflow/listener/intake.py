@@ -120,7 +120,9 @@ class NotificationIntake:
         self.metrics.notifications.labels(kind, outcome).inc()
 
 
-def notification_intake(request: Request) -> NotificationIntake:
+async def notification_intake(request: Request) -> NotificationIntake:
+    # async: FastAPI runs a plain function dependency in its thread pool, a thread hop for
+    # every notification
     intake = getattr(request.app.state, "intake", None)
     if not isinstance(intake, NotificationIntake):
         raise RuntimeError("the listener's lifespan has not run")
