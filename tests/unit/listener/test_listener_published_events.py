@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from cdsflow.contracts import ClinicalEvent, EventSource
@@ -105,3 +107,18 @@ def test_each_index_keeps_its_own_capacity() -> None:
     assert not published.has_event_number("sub-1", 1)
     assert published.has_event_number("sub-1", 3)
     assert len(published) == published.event_numbers_remembered == 2
+
+
+async def test_waiting_for_the_read_back() -> None:
+    published = PublishedEvents(window_s=60, max_events=10, caught_up=True)
+    assert await published.wait_caught_up(0)  # read back: no wait at all
+
+    published.caught_up = False
+    assert not await published.wait_caught_up(0.01)  # not read back within the timeout
+
+    async def read_back_while_waiting() -> None:
+        published.caught_up = True
+
+    reading = asyncio.create_task(read_back_while_waiting())
+    assert await published.wait_caught_up(5)
+    await reading
