@@ -104,3 +104,25 @@ def test_readiness_answer_names_each_check(checks: dict[str, bool], status: int)
     response = readiness_response(checks)
     assert response.status_code == status
     assert json.loads(bytes(response.body)) == checks
+
+
+async def test_paths_whose_spans_the_service_makes_are_left_alone(
+    telemetry: Telemetry, spans: InMemorySpanExporter
+) -> None:
+    app = FastAPI()
+
+    @app.get("/fhir/notifications/rest-hook")
+    async def notified() -> dict[str, str]:
+        return {}
+
+    @app.get("/subscriptions")
+    async def subscriptions() -> list[str]:
+        return []
+
+    instrument_app(app, telemetry, spans_made_by_the_service=("/fhir/notifications/rest-hook",))
+    async with client_of(app) as client:
+        assert (await client.get("/fhir/notifications/rest-hook")).status_code == 200
+        assert spans.get_finished_spans() == ()
+        assert (await client.get("/subscriptions")).status_code == 200
+    (span,) = spans.get_finished_spans()
+    assert span.name == "GET /subscriptions"

@@ -7,7 +7,7 @@ service the same answer: 200 when all are reachable, else 503, and a JSON map of
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -59,13 +59,19 @@ def readiness_response(checks: Mapping[str, bool]) -> JSONResponse:
     return JSONResponse(dict(checks), status_code=200 if all(checks.values()) else 503)
 
 
-def instrument_app(app: FastAPI, telemetry: Telemetry) -> None:
+def instrument_app(
+    app: FastAPI, telemetry: Telemetry, *, spans_made_by_the_service: Sequence[str] = ()
+) -> None:
     """One server span per request (continuing an incoming `traceparent`), none for
-    `/healthz`, `/readyz` and `/metrics`, and no per-message receive/send spans."""
+    `/healthz`, `/readyz` and `/metrics`, and no per-message receive/send spans.
+
+    `spans_made_by_the_service`: paths (matched anywhere in the URL) whose server span the
+    service makes itself, the cheap way, on a hot path (the listener's notifications); the
+    instrumentation leaves them alone."""
     FastAPIInstrumentor.instrument_app(
         app,
         tracer_provider=telemetry.tracer_provider,
-        excluded_urls=UNTRACED_PATHS,
+        excluded_urls=",".join([UNTRACED_PATHS, *spans_made_by_the_service]),
         exclude_spans=["receive", "send"],
     )
 
