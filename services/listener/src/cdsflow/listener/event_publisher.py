@@ -2,9 +2,10 @@
 PRODUCER span.
 
 The listener sends with aiokafka's producer itself (`acks="all"`, the idempotence setting),
-as the reasoner does, not through FastStream's broker: FastStream's publish path cost about a
-tenth of the listener's CPU per notification (two spans, `create` and `publish`, a uuid4
-correlation id and its middleware chain, per message), against one span made here. The span
+as the reasoner does, not through FastStream's broker, whose publish path made two spans
+(`create` and `publish`), a uuid4 correlation id and a middleware chain per message: one span
+made here took the listener's CPU per notification from 3.25 to 2.59 ms (the listener's
+README, "Cost per notification"). The span
 is never made current: the message's `traceparent` is made from the span itself
 (`trace_headers(span)`), so the next service continues the same trace.
 """
