@@ -13,11 +13,11 @@ from opentelemetry import trace
 
 from cdsflow.reasoner.dependency_health import DependencyHealth, DependencyUnavailable
 from cdsflow.reasoner.domain.errors import UnprocessableEvent
-from cdsflow.reasoner.handlers import ClinicalEventHandler, EventOutcome
+from cdsflow.reasoner.handlers import ClinicalEventHandler
 from cdsflow.reasoner.metrics import ReasonerMetrics
 from cdsflow.reasoner.model_client import ModelRequestFailed
-from cdsflow.reasoner.patient_lanes import Record
 from cdsflow.reasoner.settings import Settings
+from cdsflow.service import Record, RecordOutcome
 from cdsflow.telemetry import MetricsRegistry
 
 
@@ -101,7 +101,7 @@ async def test_after_max_attempts_the_event_is_dead_lettered_with_its_error(
 ) -> None:
     dead = DeadLetters()
     event_handler, attempts, _ = handler(lambda n: failure, dead)
-    assert await event_handler.handle(record()) is EventOutcome.FINISHED
+    assert await event_handler.handle(record()) is RecordOutcome.FINISHED
     assert attempts == [1, 2, 3]
     [(body, sent_type, sent_error)] = dead.sent
     assert (body, sent_type) == (b"body", error_type)
@@ -112,7 +112,7 @@ async def test_after_max_attempts_the_event_is_dead_lettered_with_its_error(
 async def test_the_messages_own_fault_is_dead_lettered_at_once() -> None:
     dead = DeadLetters()
     event_handler, attempts, _ = handler(lambda n: UnprocessableEvent("no value"), dead)
-    assert await event_handler.handle(record()) is EventOutcome.FINISHED
+    assert await event_handler.handle(record()) is RecordOutcome.FINISHED
     assert attempts == [1]
     assert dead.sent == [(b"body", "UnprocessableEvent", "no value")]
 
@@ -122,7 +122,7 @@ async def test_an_outage_is_handed_back_never_dead_lettered_and_marks_the_depend
     event_handler, attempts, health = handler(
         lambda n: DependencyUnavailable("triton", "UNAVAILABLE"), dead
     )
-    assert await event_handler.handle(record()) is EventOutcome.HANDED_BACK
+    assert await event_handler.handle(record()) is RecordOutcome.HANDED_BACK
     assert attempts == [1]
     assert dead.sent == []
     assert health.is_failing("triton")

@@ -20,11 +20,11 @@ from cdsflow.contracts import ClinicalEvent, Mode, Recommendation
 from cdsflow.models import ResourceReader, parse_adapter
 from cdsflow.reasoner.dependency_health import DependencyHealth
 from cdsflow.reasoner.ehr_history import PatientHistory
-from cdsflow.reasoner.handlers import ClinicalEventHandler, EventOutcome
+from cdsflow.reasoner.handlers import ClinicalEventHandler
 from cdsflow.reasoner.metrics import ReasonerMetrics
 from cdsflow.reasoner.patient_contexts import PatientContexts, feed_windows
-from cdsflow.reasoner.patient_lanes import Record
 from cdsflow.reasoner.settings import Settings
+from cdsflow.service import Record, RecordOutcome
 from cdsflow.telemetry import MetricsRegistry, PatientKeyer
 
 from .reasoner_fhir import (
@@ -140,7 +140,7 @@ class Setup:
 
     async def handle(
         self, event: ClinicalEvent, offset: int = 0
-    ) -> EventOutcome | asyncio.Future[Any]:
+    ) -> RecordOutcome | asyncio.Future[Any]:
         record: Record = ConsumerRecord(
             topic="events",
             partition=0,
@@ -164,7 +164,7 @@ async def test_every_listed_version_runs_and_each_is_published_with_its_mode() -
     setup = Setup()
     event = clinical_event(observation("hr-1", "8867-4", 96), patient_key=KEY)
     delivered = await setup.handle(event)
-    assert not isinstance(delivered, EventOutcome)
+    assert not isinstance(delivered, RecordOutcome)
     await delivered
     by_version = {r.model.version: r for r in setup.deliveries.sent}
     assert sorted(by_version) == ["1", "2"]  # the medication adapter is not fed a heart rate
@@ -189,7 +189,7 @@ async def test_every_listed_version_runs_and_each_is_published_with_its_mode() -
 
     # redelivered: the same recommendation ids
     again = await setup.handle(event, offset=1)
-    assert not isinstance(again, EventOutcome)
+    assert not isinstance(again, RecordOutcome)
     await again
     assert [r.recommendation_id for r in setup.deliveries.sent[2:]] == [
         r.recommendation_id for r in setup.deliveries.sent[:2]
@@ -199,7 +199,7 @@ async def test_every_listed_version_runs_and_each_is_published_with_its_mode() -
 async def test_an_adapter_missing_a_required_input_is_skipped_and_counted() -> None:
     setup = Setup()
     order = clinical_event(metformin_order("m-1"), patient_key=KEY)
-    assert await setup.handle(order) is EventOutcome.FINISHED
+    assert await setup.handle(order) is RecordOutcome.FINISHED
     assert setup.deliveries.sent == []
     assert setup.dead_letters.sent == []
     assert setup.models[MEDICATION.adapter.id][0].sent == []
@@ -212,7 +212,7 @@ async def test_an_adapter_missing_a_required_input_is_skipped_and_counted() -> N
     # once an eGFR arrives, the order kept from the stream counts and the model answers
     egfr = clinical_event(observation("e-1", "98979-8", 25, "mL/min/{1.73_m2}"), patient_key=KEY)
     delivered = await setup.handle(egfr, offset=1)
-    assert not isinstance(delivered, EventOutcome)
+    assert not isinstance(delivered, RecordOutcome)
     [recommendation] = setup.deliveries.sent
     assert recommendation.adapter_id == "medication-safety"
     assert recommendation.mode == Mode.MODE_SHADOW
@@ -223,7 +223,7 @@ async def test_an_adapter_missing_a_required_input_is_skipped_and_counted() -> N
 async def test_an_impossible_value_is_dead_lettered_counted_and_never_fed() -> None:
     setup = Setup()
     saturation = clinical_event(observation("s-1", "59408-5", 140, "%"), patient_key=KEY)
-    assert await setup.handle(saturation) is EventOutcome.FINISHED
+    assert await setup.handle(saturation) is RecordOutcome.FINISHED
     assert setup.dead_letters.sent == [
         ("ImplausibleValue", "oxygen_saturation is above its plausible range (0-100 %)")
     ]
@@ -244,7 +244,7 @@ async def test_a_stopped_order_the_context_held_is_answered_again_without_it() -
     stopped = clinical_event(metformin_order("m-1", "stopped"), event_id="stop", patient_key=KEY)
     for offset, event in enumerate((egfr, order, stopped)):
         outcome = await setup.handle(event, offset=offset)
-        assert outcome is not EventOutcome.FINISHED
+        assert outcome is not RecordOutcome.FINISHED
     sent = setup.models[MEDICATION.adapter.id][0].sent
     assert [tensors["features"][0].tolist() for tensors in sent] == [
         [25.0, 0.0],
@@ -254,5 +254,5 @@ async def test_a_stopped_order_the_context_held_is_answered_again_without_it() -
     assert [r.event_id for r in setup.deliveries.sent] == ["event-1", "order", "stop"]
     # a retraction of something the context never held is only ignored
     other = clinical_event(metformin_order("m-2", "stopped"), event_id="other", patient_key=KEY)
-    assert await setup.handle(other, offset=3) is EventOutcome.FINISHED
+    assert await setup.handle(other, offset=3) is RecordOutcome.FINISHED
     assert len(setup.deliveries.sent) == 3

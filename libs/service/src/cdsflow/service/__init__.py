@@ -1,4 +1,5 @@
-"""cdsflow service plumbing: shared settings, the Kafka broker, operational HTTP routes."""
+"""cdsflow service plumbing: shared settings, the Kafka broker, batch consumption in patient
+lanes, operational HTTP routes."""
 
 from cdsflow.service.dead_letters import DeadLetters, record_key
 from cdsflow.service.ehr_auth import ehr_auth
@@ -13,6 +14,10 @@ from cdsflow.service.http import (
 from cdsflow.service.kafka import ConsumingBroker, build_broker, probe_bootstrap
 from cdsflow.service.kafka_oauth import ClientCredentialsTokens, KafkaTokenError
 from cdsflow.service.kafka_security import KafkaConnection, kafka_connection
+from cdsflow.service.lane_batches import LaneBatches, RecordOutcome
+from cdsflow.service.offsets import CommitPlan, FinishedOffsets, commit_plan
+from cdsflow.service.patient_lanes import Record, patient_lanes
+from cdsflow.service.record_spans import publish_span, record_consumer_span
 from cdsflow.service.requests import (
     RequestRefused,
     body_too_large,
@@ -27,11 +32,16 @@ from cdsflow.service.topic_read_back import TopicReadBack
 
 __all__ = [
     "ClientCredentialsTokens",
+    "CommitPlan",
     "ConsumingBroker",
     "DeadLetters",
+    "FinishedOffsets",
     "HttpPort",
     "KafkaConnection",
     "KafkaTokenError",
+    "LaneBatches",
+    "Record",
+    "RecordOutcome",
     "RequestRefused",
     "ServiceSettings",
     "TopicReadBack",
@@ -39,14 +49,18 @@ __all__ = [
     "add_operational_routes",
     "body_too_large",
     "build_broker",
+    "commit_plan",
     "ehr_auth",
     "instrument_app",
     "is_json_media_type",
     "kafka_connection",
     "outcome_response",
+    "patient_lanes",
     "probe_bootstrap",
+    "publish_span",
     "read_bounded_body",
     "readiness_response",
+    "record_consumer_span",
     "record_key",
     "require_json_media_type",
     "serve",

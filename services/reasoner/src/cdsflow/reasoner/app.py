@@ -19,18 +19,18 @@ from cdsflow.reasoner.context_changelog import ContextChangelog, RestoreOnAssign
 from cdsflow.reasoner.deliveries import Deliveries
 from cdsflow.reasoner.dependency_health import DependencyHealth
 from cdsflow.reasoner.ehr_history import EhrPatientHistory
-from cdsflow.reasoner.event_batches import EventBatches
 from cdsflow.reasoner.handlers import ClinicalEventHandler
 from cdsflow.reasoner.known_patients import KnownPatients
 from cdsflow.reasoner.metrics import ReasonerMetrics
 from cdsflow.reasoner.model_adapters import load_configured_adapters
 from cdsflow.reasoner.model_client import ModelVersionClient
 from cdsflow.reasoner.patient_contexts import PatientContexts, feed_windows
-from cdsflow.reasoner.patient_lanes import Record
 from cdsflow.reasoner.settings import Settings
 from cdsflow.service import (
     ConsumingBroker,
     DeadLetters,
+    LaneBatches,
+    Record,
     add_operational_routes,
     build_broker,
     ehr_auth,
@@ -64,7 +64,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # one trace per event, kept by the reasoner itself (`event_spans`)
+        # one trace per event, kept by the reasoner itself (`cdsflow.service.record_spans`)
         # recommendations and snapshots are sent without waiting for each acknowledgement, in
         # producer batches of a whole consumer batch (aiokafka's 16 KB default holds about ten
         # recommendations, and sends one batch per partition at a time)
@@ -136,7 +136,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         async def write_changelog(finished: Sequence[Record]) -> None:
             await changelog.write_changed()
 
-        batches = EventBatches(
+        batches = LaneBatches(
             handler.handle,
             max_concurrent_patients=settings.max_concurrent_patients,
             pause_max_s=settings.dependency_retry_s,

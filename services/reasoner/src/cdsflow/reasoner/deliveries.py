@@ -3,7 +3,7 @@
 `send` hands a message to aiokafka's producer and returns its delivery (a future), so a lane
 goes on to its patient's next event while Kafka acknowledges; the producer batches what the
 lanes hand it. The batch consumer awaits every delivery before it commits: a message whose
-delivery failed is not committed, and is consumed again (`event_batches`).
+delivery failed is not committed, and is consumed again (`cdsflow.service.lane_batches`).
 
 The producer starts on the first send (the first batch arrives only once Kafka answers), with
 `acks=all` and the service's idempotence setting.

@@ -1,6 +1,6 @@
 """Thin: decode a clinical event, let the domain decide, call the EHR and Triton, publish.
 
-Every record ends in exactly one of these ways (`EventOutcome`):
+Every record ends in exactly one of these ways (`RecordOutcome`):
 
 - an event whose resource feeds some model adapters, about a patient of the configured EHR:
   every version of every such adapter runs (shadow beside active, one Triton request each,
@@ -26,7 +26,6 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from enum import Enum
 from typing import Any
 
 import numpy.typing as npt
@@ -58,13 +57,11 @@ from cdsflow.reasoner.domain.events import (
     resource_event,
 )
 from cdsflow.reasoner.ehr_history import EhrPatientHistory, PatientHistory
-from cdsflow.reasoner.event_spans import event_consumer_span, publish_span
 from cdsflow.reasoner.metrics import ReasonerMetrics
 from cdsflow.reasoner.model_client import ModelRequestFailed, ModelUnavailable, ModelVersionClient
 from cdsflow.reasoner.patient_contexts import HeldPatient, PatientContexts, resource_updates
-from cdsflow.reasoner.patient_lanes import Record
 from cdsflow.reasoner.settings import Settings
-from cdsflow.service import DeadLetters
+from cdsflow.service import DeadLetters, Record, RecordOutcome, publish_span, record_consumer_span
 from cdsflow.telemetry import PatientKeyer, trace_headers
 
 log = logging.getLogger("cdsflow.reasoner")
@@ -73,13 +70,6 @@ _MAX_DLQ_ERROR_CHARS = 200
 # the pause before an event that failed unexpectedly is tried again, doubling per attempt
 _ATTEMPT_BACKOFF_S = 0.1
 MISSING_REQUIRED_INPUTS = "missing-required-inputs"
-
-
-class EventOutcome(Enum):
-    # published, ignored, skipped or dead-lettered: may be committed
-    FINISHED = "finished"
-    # a dependency was down: not committed, consumed again
-    HANDED_BACK = "handed_back"
 
 
 @dataclass
@@ -100,13 +90,13 @@ class ClinicalEventHandler:
     health: DependencyHealth
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
-    async def handle(self, record: Record) -> EventOutcome | Delivery:
+    async def handle(self, record: Record) -> RecordOutcome | Delivery:
         """One record, inside its own CONSUMER span: its outcome, or the delivery of its
         recommendations (finished once Kafka acknowledges every one)."""
-        with event_consumer_span(self.tracer, record) as span:
+        with record_consumer_span(self.tracer, record) as span:
             return await self._handle(record, span)
 
-    async def _handle(self, record: Record, span: trace.Span) -> EventOutcome | Delivery:
+    async def _handle(self, record: Record, span: trace.Span) -> RecordOutcome | Delivery:
         attempt = 1
         while True:
             try:
@@ -115,7 +105,7 @@ class ClinicalEventHandler:
                 self.metrics.dependency_failures.labels(dependency=exc.dependency).inc()
                 self.health.failed(exc.dependency)
                 span.set_attribute("cdsflow.outcome", "retry")
-                return EventOutcome.HANDED_BACK
+                return RecordOutcome.HANDED_BACK
             except UnprocessableEvent as exc:  # the message's fault: dead-letter it at once
                 return await self._dead_letter(record, exc, span)
             except Exception as exc:  # unexpected, or refused by Triton: try again, then DLQ
@@ -132,12 +122,12 @@ class ClinicalEventHandler:
         if isinstance(outcome, IgnoreReason):
             span.set_attributes({"cdsflow.outcome": "ignored", "cdsflow.reason": outcome.value})
             self.metrics.labelled(self.metrics.ignored, outcome.value).inc()
-            return EventOutcome.FINISHED
+            return RecordOutcome.FINISHED
         if outcome is None:
             span.set_attributes(
                 {"cdsflow.outcome": "skipped", "cdsflow.reason": MISSING_REQUIRED_INPUTS}
             )
-            return EventOutcome.FINISHED
+            return RecordOutcome.FINISHED
         span.set_attribute("cdsflow.outcome", "recommended")
         return outcome
 
@@ -343,7 +333,7 @@ class ClinicalEventHandler:
                 headers=trace_headers(span),
             )
 
-    async def _dead_letter(self, record: Record, exc: Exception, span: trace.Span) -> EventOutcome:
+    async def _dead_letter(self, record: Record, exc: Exception, span: trace.Span) -> RecordOutcome:
         error_type = type(exc).__name__
         span.set_attributes({"cdsflow.outcome": "dead_letter", "error.type": error_type})
         try:
@@ -361,13 +351,13 @@ class ClinicalEventHandler:
                 "dead-lettering failed; event handed back",
                 extra={"error_type": type(publish_error).__name__},
             )
-            return EventOutcome.HANDED_BACK
+            return RecordOutcome.HANDED_BACK
         self.metrics.dead_letters.labels(error_type=error_type).inc()
         if isinstance(exc, ImplausibleValue):
             for refusal in exc.refusals:
                 self.metrics.count_refusals(refusal.adapter.id, [refusal.refused])
         log.warning("event dead-lettered", extra={"error_type": error_type})
-        return EventOutcome.FINISHED
+        return RecordOutcome.FINISHED
 
 
 def dlq_error(exc: Exception) -> str:

@@ -1,4 +1,5 @@
-"""A batch: patients at the same time, each patient in order; only what finished is committed."""
+"""A batch: patients at the same time, each patient in order; only what finished is committed
+(shared by the reasoner and the writeback)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from cdsflow.reasoner.event_batches import EventBatches
-from cdsflow.reasoner.handlers import EventOutcome
-from cdsflow.reasoner.offsets import FinishedOffsets, commit_plan
-from cdsflow.reasoner.patient_lanes import Record, patient_lanes
+from cdsflow.service import (
+    FinishedOffsets,
+    LaneBatches,
+    Record,
+    RecordOutcome,
+    commit_plan,
+    patient_lanes,
+)
 
 TOPIC = "events"
 
@@ -81,18 +86,18 @@ async def test_patients_run_at_once_and_each_patients_events_in_order() -> None:
     in_flight = 0
     most_in_flight = 0
 
-    async def handle(rec: Record) -> EventOutcome:
+    async def handle(rec: Record) -> RecordOutcome:
         nonlocal in_flight, most_in_flight
         in_flight += 1
         most_in_flight = max(most_in_flight, in_flight)
         await asyncio.sleep(0.01)
         seen.append((rec.key, rec.offset))
         in_flight -= 1
-        return EventOutcome.FINISHED
+        return RecordOutcome.FINISHED
 
     records = [record(o, b"p%d" % (o % 8)) for o in range(64)]
     consumer = Consumer()
-    batches = EventBatches(handle, max_concurrent_patients=4, pause_max_s=0)
+    batches = LaneBatches(handle, max_concurrent_patients=4, pause_max_s=0)
     await batches.handle(records, as_consumer(consumer))
 
     assert most_in_flight == 4
@@ -108,11 +113,11 @@ async def test_an_outage_hands_back_the_rest_commits_nothing_after_it_and_rewind
     handled: list[int] = []
     down = True
 
-    async def handle(rec: Record) -> EventOutcome:
+    async def handle(rec: Record) -> RecordOutcome:
         handled.append(rec.offset)
         if rec.key == b"b" and down:
-            return EventOutcome.HANDED_BACK
-        return EventOutcome.FINISHED
+            return RecordOutcome.HANDED_BACK
+        return RecordOutcome.FINISHED
 
     records = [record(0, b"a"), record(1, b"b"), record(2, b"a"), record(3, b"b")]
     consumer = Consumer()
@@ -121,7 +126,7 @@ async def test_an_outage_hands_back_the_rest_commits_nothing_after_it_and_rewind
     async def flush(finished: Any) -> None:
         before_commit.append(sorted(r.offset for r in finished))
 
-    batches = EventBatches(handle, max_concurrent_patients=1, pause_max_s=0.01, before_commit=flush)
+    batches = LaneBatches(handle, max_concurrent_patients=1, pause_max_s=0.01, before_commit=flush)
     await batches.handle(records, as_consumer(consumer))
 
     partition = TopicPartition(TOPIC, 0)
@@ -137,3 +142,51 @@ async def test_an_outage_hands_back_the_rest_commits_nothing_after_it_and_rewind
     await batches.handle(records[1:], as_consumer(consumer))
     assert handled == [1, 3]
     assert consumer.commits[-1] == {partition: 4}
+
+
+async def test_records_not_started_in_time_are_left_for_the_next_batch_without_a_pause() -> None:
+    handled: list[int] = []
+
+    async def handle(rec: Record) -> RecordOutcome:
+        handled.append(rec.offset)
+        await asyncio.sleep(0.05)
+        return RecordOutcome.FINISHED
+
+    records = [record(0, b"a"), record(1, b"a"), record(2, b"b", partition=1)]
+    consumer = Consumer()
+    # a pause would be far longer than the test's timeout
+    batches = LaneBatches(
+        handle, max_concurrent_patients=2, pause_max_s=3600, first_pause_s=3600, start_within_s=0.01
+    )
+    await batches.handle(records, as_consumer(consumer))
+
+    p0, p1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
+    # each lane started its first record; "a"'s second came after the deadline
+    assert sorted(handled) == [0, 2]
+    assert consumer.commits == [{p0: 1, p1: 3}]
+    assert consumer.seeks == [(p0, 1)]
+
+    await batches.handle(records[1:2], as_consumer(consumer))
+    assert sorted(handled) == [0, 1, 2]
+    assert consumer.commits[-1] == {p0: 2}
+
+
+async def test_a_failed_delivery_is_not_committed_and_is_consumed_again() -> None:
+    loop = asyncio.get_running_loop()
+
+    async def handle(rec: Record) -> asyncio.Future[None]:
+        delivery: asyncio.Future[None] = loop.create_future()
+        if rec.offset == 1:
+            delivery.set_exception(ConnectionError("broker away"))
+        else:
+            delivery.set_result(None)
+        return delivery
+
+    records = [record(o, b"k%d" % o) for o in range(3)]
+    consumer = Consumer()
+    batches = LaneBatches(handle, max_concurrent_patients=3, pause_max_s=0.01)
+    await batches.handle(records, as_consumer(consumer))
+
+    partition = TopicPartition(TOPIC, 0)
+    assert consumer.commits == [{partition: 1}]
+    assert consumer.seeks == [(partition, 1)]

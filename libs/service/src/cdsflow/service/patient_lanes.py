@@ -1,9 +1,10 @@
-"""A batch of records split into patient lanes: one patient's events stay in order, different
-patients' events may be handled at the same time.
+"""A batch of records split into patient lanes: one patient's records stay in order, different
+patients' records may be handled at the same time.
 
-The listener keys every clinical event by its patient key, so Kafka keeps one patient's
-events in order within a partition; a lane is the records of one (partition, key), in offset
-order. Records without a key share one lane per partition, so they too stay in order.
+Every cdsflow topic is keyed by the patient key (clinical events by the listener,
+recommendations by the reasoner), so Kafka keeps one patient's records in order within a
+partition; a lane is the records of one (partition, key), in offset order. Records without a
+key share one lane per partition, so they too stay in order.
 """
 
 from __future__ import annotations

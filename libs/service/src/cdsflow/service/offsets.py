@@ -1,10 +1,12 @@
 """Which offsets of a batch may be committed, and where each partition is consumed again.
 
-A record is finished once its recommendation is published, it is ignored, or it is
-dead-lettered. One that was handed back (a dependency was down) is not, and neither is any
-record after it in its partition: the commit stops before the first record handed back, and
-the partition is consumed again from there. Finished records after that point are
-remembered (`FinishedOffsets`), so they are not handled twice when they come again.
+A record is finished once the service is done with it (the reasoner: its recommendation
+published, or the event ignored or dead-lettered; the writeback: its write-back in the EHR,
+skipped or dead-lettered). One that was handed back (a dependency was down), or left for the
+next batch, is not, and neither is any record after it in its partition: the commit stops
+before the first such record, and the partition is consumed again from there. Finished
+records after that point are remembered (`FinishedOffsets`), so they are not handled twice
+when they come again.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
 
-from cdsflow.reasoner.patient_lanes import Record
+from cdsflow.service.patient_lanes import Record
 
 
 @dataclass(frozen=True)
 class CommitPlan:
     # the next offset to consume, per partition: what is committed
     commit: dict[TopicPartition, int]
-    # partitions to consume again from the given offset (the first record handed back)
+    # partitions to consume again from the given offset (the first record not finished)
     rewind: dict[TopicPartition, int]
 
 
@@ -41,7 +43,7 @@ def commit_plan(records: Iterable[Record], handed_back: Iterable[Record]) -> Com
 @dataclass
 class FinishedOffsets:
     """Offsets finished beyond a partition's committed offset (after a rewind), so that a
-    record consumed again is skipped instead of published twice. Bounded by the batch size:
+    record consumed again is skipped instead of handled twice. Bounded by the batch size:
     only records of the batch that rewound are kept, and they are dropped once committed."""
 
     _finished: dict[TopicPartition, set[int]] = field(default_factory=dict)

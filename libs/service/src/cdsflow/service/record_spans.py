@@ -1,15 +1,17 @@
-"""Each clinical event keeps its own trace while it is handled in a batch.
+"""Each consumed record keeps its own trace while it is handled in a batch.
 
-The broker hands the reasoner records in batches, but a trace follows one clinical change: so
-every record gets its own CONSUMER span (`<topic> process`), continuing the `traceparent` in
-its Kafka headers, and everything done for it (the EHR, the Triton call, the publish) happens
-inside that span. A publish is a PRODUCER span (`<topic> publish`) whose context goes on in
-the published message's headers, so the next service continues the same trace.
+A batch consumer (`lane_batches`) receives records in batches, but a trace follows one
+clinical change: so every record gets its own CONSUMER span (`<topic> process`), continuing
+the `traceparent` in its Kafka headers, and everything done for it (the EHR, the Triton call,
+the publish) happens inside that span. A publish is a PRODUCER span (`<topic> publish`) whose
+context goes on in the published message's headers, so the next service continues the same
+trace. A broker that consumes this way is built without FastStream's telemetry middleware
+(`build_broker(..., traced=False)`), which would make one span per batch.
 
-Spans cost CPU on every event, so each is made the cheap way: started with all of its
+Spans cost CPU on every record, so each is made the cheap way: started with all of its
 attributes in one call, and only the CONSUMER span is made current (the EHR's and Triton's
-client spans are its children); the PRODUCER span and the Triton CLIENT span are never
-current, their headers are made from the span itself (`trace_headers(span)`).
+client spans are its children); a PRODUCER span is never current, its headers are made from
+the span itself (`trace_headers(span)`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from cdsflow.telemetry import context_from_headers
 MESSAGING_SYSTEM = "kafka"
 
 
-def event_consumer_span(
+def record_consumer_span(
     tracer: trace.Tracer, record: ConsumerRecord[bytes, bytes]
 ) -> AbstractContextManager[Span]:
     """The record's CONSUMER span, current for the block (and ended after it), child of the
