@@ -7,7 +7,7 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from cdsflow.writeback.settings import Settings
+from cdsflow.writeback.settings import BATCH_START_WITHIN_S, WRITE_RETRIES_BUDGET_S, Settings
 
 
 @pytest.fixture(autouse=True)
@@ -134,6 +134,33 @@ def test_write_back_retry_and_breaker_defaults() -> None:
     # the write whose failure opens the breaker still has a try after it: an EHR outage
     # shorter than the breaker's open time is ridden out (tests/faults, case ehr-503-429)
     assert settings.writeback_max_attempts > settings.ehr_circuit_failure_threshold
+    assert settings.writeback_max_concurrent_patients == 16
+
+
+def test_a_batch_ends_inside_the_poll_interval() -> None:
+    # the last write-back a batch may start, with all of its tries, ends before Kafka's
+    # default max.poll.interval.ms (300 s) would throw the consumer out of its group
+    assert BATCH_START_WITHIN_S + WRITE_RETRIES_BUDGET_S < 300
+
+
+@pytest.mark.usefixtures("trusted_ehr")
+@pytest.mark.parametrize("value", ["0", "-1", "257", "many"])
+def test_concurrent_write_back_patients_out_of_range_are_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("CDSFLOW_WRITEBACK_MAX_CONCURRENT_PATIENTS", value)
+
+    with pytest.raises(ValidationError, match="writeback_max_concurrent_patients"):
+        Settings(ehr_base_url="http://ehr.example.org/fhir")
+
+
+@pytest.mark.usefixtures("trusted_ehr")
+def test_concurrent_write_back_patients_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDSFLOW_WRITEBACK_MAX_CONCURRENT_PATIENTS", "1")
+
+    assert (
+        Settings(ehr_base_url="http://ehr.example.org/fhir").writeback_max_concurrent_patients == 1
+    )
 
 
 @pytest.mark.usefixtures("trusted_ehr")

@@ -9,11 +9,13 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import httpx
+from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from prometheus_client import Counter
@@ -26,16 +28,18 @@ from cdsflow.service import (
     ConsumingBroker,
     DeadLetters,
     KafkaConnection,
+    LaneBatches,
+    Record,
     add_operational_routes,
     build_broker,
     ehr_auth,
     instrument_app,
     kafka_connection,
+    publish_span,
     readiness_response,
-    record_key,
     service_app,
 )
-from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
+from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry, trace_headers
 from cdsflow.writeback.adapter_files import configured_adapters
 from cdsflow.writeback.client_auth import ClientAuthenticator, ClientTokenPolicy, JwksCache
 from cdsflow.writeback.domain.card_snoozes import CardSnoozes
@@ -50,7 +54,6 @@ from cdsflow.writeback.domain.writeback_bundle import BundleWording
 from cdsflow.writeback.ehr_writes import EhrWriter
 from cdsflow.writeback.feedback_api import FeedbackCounter, FeedbackPublisher, feedback_router
 from cdsflow.writeback.handlers import (
-    Delivery,
     HookLimits,
     RecommendationConsumer,
     WritebackMetrics,
@@ -61,11 +64,17 @@ from cdsflow.writeback.hooks_cors import CdsHooksCors
 from cdsflow.writeback.model_scoring import TritonScorer
 from cdsflow.writeback.on_demand import OnDemandScoring, PageBounds
 from cdsflow.writeback.recommendations_tail import FeedbackSnoozing, RecommendationsTail
-from cdsflow.writeback.settings import Settings
+from cdsflow.writeback.settings import BATCH_START_WITHIN_S, Settings
 from cdsflow.writeback.token_claims import ClaimMetrics, ClaimsTopic, TokenClaims
 
 SERVICE_NAME = "writeback"
 logger = logging.getLogger(__name__)
+
+# recommendations per consumed batch, per patient written back at a time: enough that lanes
+# seldom wait for the batch's slowest one, few enough that a batch ends in seconds
+_BATCH_RECORDS_PER_LANE = 16
+# how long an empty poll waits for records (FastStream then sleeps as long again)
+_BATCH_TIMEOUT_MS = 20
 
 
 def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> FastAPI:
@@ -93,7 +102,9 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         http = httpx.AsyncClient(timeout=settings.ehr_timeout_s, auth=auth)
         HTTPXClientInstrumentor.instrument_client(http, tracer_provider=telemetry.tracer_provider)
         kafka = kafka_connection(settings)
-        broker = build_broker(settings, telemetry, SERVICE_NAME, kafka=kafka)
+        # one trace per recommendation, kept by the writeback itself (`record_consumer_span`):
+        # FastStream's middleware would make one span per batch
+        broker = build_broker(settings, telemetry, SERVICE_NAME, traced=False, kafka=kafka)
         writer = EhrWriter(
             EhrClient(settings.ehr_base_url, http),
             breaker,
@@ -112,7 +123,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             dead_letters=DeadLetters(broker, settings.recommendations_topic),
             metrics=metrics,
             writeback_enabled=settings.writeback_enabled,
-            retry_pause_s=settings.writeback_retry_pause_s,
+            tracer=telemetry.tracer,
         )
         _subscribe(broker, settings, consumer)
         # started in the background: the writeback comes up, not ready, while Kafka is down
@@ -173,7 +184,9 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
                 batch_max=settings.hook_audit_batch_max,
             )
         app.state.audits = audits
-        app.state.publish_feedback = _feedback_publisher(consuming, settings.feedback_topic)
+        app.state.publish_feedback = _feedback_publisher(
+            consuming, settings.feedback_topic, telemetry.tracer
+        )
         try:
             consuming.start()
             tail.start()
@@ -287,15 +300,21 @@ def _bundle_wordings(adapters: tuple[ModelAdapter, ...]) -> dict[str, BundleWord
     }
 
 
-def _feedback_publisher(consuming: ConsumingBroker, topic: str) -> FeedbackPublisher:
-    """Publishes a Feedback event (acks=all), keyed by the patient key, else the card uuid;
-    raises while the broker is not running, so that the EHR is told to send it again."""
+def _feedback_publisher(
+    consuming: ConsumingBroker, topic: str, tracer: trace.Tracer
+) -> FeedbackPublisher:
+    """Publishes a Feedback event (acks=all), keyed by the patient key, else the card uuid,
+    in a PRODUCER span whose context goes in its headers; raises while the broker is not
+    running, so that the EHR is told to send it again."""
 
     async def publish(event: Feedback) -> None:
         if not consuming.running:
             raise ConnectionError("the broker is not connected")
         key = (event.patient_key or event.card_uuid).encode()
-        await consuming.broker.publish(event.SerializeToString(), topic=topic, key=key)
+        with publish_span(tracer, topic) as span:
+            await consuming.broker.publish(
+                event.SerializeToString(), topic=topic, key=key, headers=trace_headers(span)
+            )
 
     return publish
 
@@ -382,18 +401,33 @@ def _client_authenticator(
 
 
 def _subscribe(broker: KafkaBroker, settings: Settings, consumer: RecommendationConsumer) -> None:
+    """Recommendations in batches, written back in patient lanes: up to
+    `writeback_max_concurrent_patients` patients at a time, each patient's in offset order;
+    only what is finished is committed, and a record that could not be dead-lettered is
+    consumed again, with the rest of its partition, after `writeback_retry_pause_s`."""
+    lanes = settings.writeback_max_concurrent_patients
+    batches = LaneBatches(
+        consumer.handle,
+        max_concurrent_patients=lanes,
+        first_pause_s=settings.writeback_retry_pause_s,
+        pause_max_s=settings.writeback_retry_pause_s,
+        start_within_s=BATCH_START_WITHIN_S,
+    )
+
     @broker.subscriber(
         settings.recommendations_topic,
         group_id=settings.consumer_group,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         ack_policy=AckPolicy.MANUAL,
+        batch=True,
+        max_records=lanes * _BATCH_RECORDS_PER_LANE,
+        batch_timeout_ms=_BATCH_TIMEOUT_MS,
     )
-    async def on_recommendation(message: KafkaMessage) -> None:
-        if await consumer.handle(message.body, record_key(message)) is Delivery.ACK:
-            await message.ack()
-        else:
-            await message.nack()
+    async def on_recommendations(message: KafkaMessage) -> None:
+        records: tuple[Record, ...] = message.raw_message
+        kafka_consumer: AIOKafkaConsumer = message.consumer
+        await batches.handle(records, kafka_consumer)
 
 
 async def _ehr_answers(http: httpx.AsyncClient, ehr_base_url: str, timeout_s: float) -> bool:

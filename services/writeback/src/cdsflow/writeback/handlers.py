@@ -8,13 +8,18 @@ Failure policy for a consumed recommendation, so that none is lost and none loop
 - the EHR unreachable, timing out, 408, 409, 429 or 5xx -> tried again with jittered backoff
   (honouring `Retry-After`) through the circuit breaker (`ehr_writes.py`); after the last of
   `CDSFLOW_WRITEBACK_MAX_ATTEMPTS` tries, dead-lettered with the attempts in the headers;
-- the `.dlq` publish itself failing -> not acknowledged, redelivered after a pause.
+- the `.dlq` publish itself failing -> handed back: neither it nor the rest of its partition
+  is committed, and they are consumed again after a pause (`CDSFLOW_WRITEBACK_RETRY_PAUSE_S`).
+
+Recommendations are consumed in batches and written back up to
+`CDSFLOW_WRITEBACK_MAX_CONCURRENT_PATIENTS` patients at a time, each patient's in offset order
+(`cdsflow.service.LaneBatches`); each record is handled inside its own CONSUMER span
+(`<topic> process`), continuing the trace in its headers, so the write-back's Provenance names
+the recommendation's trace.
 """
 
 from __future__ import annotations
 
-import asyncio
-import enum
 import logging
 import time
 from collections.abc import Mapping
@@ -31,9 +36,13 @@ from cdsflow.contracts import Recommendation
 from cdsflow.fhir import EhrError
 from cdsflow.service import (
     DeadLetters,
+    Record,
+    RecordOutcome,
     outcome_response,
+    publish_span,
+    record_consumer_span,
 )
-from cdsflow.telemetry import MetricsRegistry
+from cdsflow.telemetry import MetricsRegistry, trace_headers
 from cdsflow.writeback.domain.recommendations import (
     adapter_of,
     comes_from_ehr,
@@ -144,11 +153,6 @@ class WritebackMetrics:
         )
 
 
-class Delivery(enum.Enum):
-    ACK = "ack"
-    REDELIVER = "redeliver"
-
-
 class RecommendationConsumer:
     """The consumer group's part: writes each active recommendation back into the EHR, once.
 
@@ -164,7 +168,7 @@ class RecommendationConsumer:
         dead_letters: DeadLetters,
         metrics: WritebackMetrics,
         writeback_enabled: bool,
-        retry_pause_s: float,
+        tracer: trace.Tracer,
     ) -> None:
         self._ehr_base_url = ehr_base_url
         self._writer = writer
@@ -173,10 +177,16 @@ class RecommendationConsumer:
         self._dead_letters = dead_letters
         self._metrics = metrics
         self._writeback_enabled = writeback_enabled
-        self._retry_pause_s = retry_pause_s
+        self._tracer = tracer
 
-    async def handle(self, body: bytes, key: bytes | None) -> Delivery:
-        span = trace.get_current_span()
+    async def handle(self, record: Record) -> RecordOutcome:
+        """One consumed record, inside its own CONSUMER span: FINISHED once written back,
+        skipped or dead-lettered; HANDED_BACK when it could not be dead-lettered."""
+        with record_consumer_span(self._tracer, record) as span:
+            key = record.key if isinstance(record.key, bytes) else None
+            return await self._handle(record.value or b"", key, span)
+
+    async def _handle(self, body: bytes, key: bytes | None, span: trace.Span) -> RecordOutcome:
         try:
             recommendation = Recommendation.FromString(body)
         except DecodeError:
@@ -205,7 +215,7 @@ class RecommendationConsumer:
 
     async def _write_back(
         self, recommendation: Recommendation, body: bytes, key: bytes | None
-    ) -> Delivery:
+    ) -> RecordOutcome:
         """Write an active recommendation into the EHR, once; report how it went."""
         if not is_active(recommendation):
             return self._done("skipped_shadow")
@@ -234,10 +244,10 @@ class RecommendationConsumer:
             self._metrics.event_to_ehr_write.labels(adapter_of(recommendation)).observe(latency)
         return self._done("written")
 
-    def _done(self, outcome: str) -> Delivery:
+    def _done(self, outcome: str) -> RecordOutcome:
         self._metrics.writebacks.labels(outcome=outcome).inc()
         trace.get_current_span().set_attribute("cdsflow.outcome", outcome)
-        return Delivery.ACK
+        return RecordOutcome.FINISHED
 
     async def _dead_letter(
         self,
@@ -246,24 +256,25 @@ class RecommendationConsumer:
         error_type: str,
         error: str,
         details: Mapping[str, str] | None = None,
-    ) -> Delivery:
+    ) -> RecordOutcome:
         self._mark_failed("dead_lettered", error_type)
         try:
-            await self._dead_letters.send(body, key, error_type, error, details)
+            with publish_span(self._tracer, self._dead_letters.topic) as publish:
+                await self._dead_letters.send(
+                    body, key, error_type, error, details, trace_headers=trace_headers(publish)
+                )
         except Exception as exc:
             logger.error(
-                "could not dead-letter a recommendation (%s); redelivering it after %.1f s",
+                "could not dead-letter a recommendation (%s); it is consumed again after a pause",
                 type(exc).__name__,
-                self._retry_pause_s,
             )
-            await asyncio.sleep(self._retry_pause_s)
-            return Delivery.REDELIVER
+            return RecordOutcome.HANDED_BACK
         self._metrics.writebacks.labels(outcome="dead_lettered").inc()
         self._metrics.dead_letters.labels(reason=error_type).inc()
         logger.warning(
             "recommendation dead-lettered to %s (%s)", self._dead_letters.topic, error_type
         )
-        return Delivery.ACK
+        return RecordOutcome.FINISHED
 
     @staticmethod
     def _mark_failed(outcome: str, error_type: str) -> None:

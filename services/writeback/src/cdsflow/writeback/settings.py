@@ -23,6 +23,9 @@ from cdsflow.writeback.domain.client_tokens import (
 # the longest that one message's write-back tries may take (Kafka's max.poll.interval.ms is
 # 300 s by default; the rest is margin)
 WRITE_RETRIES_BUDGET_S = 250.0
+# a consumed batch starts no write-back after this long (what it did not reach is consumed
+# again at once), so a batch ends within WRITE_RETRIES_BUDGET_S + this: 280 s < 300 s
+BATCH_START_WITHIN_S = 30.0
 _ORIGIN = re.compile(r"^https?://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$")
 
 
@@ -111,8 +114,13 @@ class Settings(ServiceSettings):
     ehr_circuit_failure_threshold: int = Field(default=5, ge=1)
     # ... and stays open this long before one probe write is let through
     ehr_circuit_open_s: float = Field(default=30.0, gt=0)
-    # when publishing to the .dlq topic fails: wait this long, then the message is redelivered
+    # when publishing to the .dlq topic fails: wait this long, then the message (and the rest
+    # of its partition) is consumed again
     writeback_retry_pause_s: float = Field(default=5.0, ge=0)
+    # recommendations are written back for this many patients at a time, each patient's in
+    # offset order (README "Write-back": one EHR round trip at a time capped a replica at
+    # 1 / the EHR's latency); also the most write-back transactions in flight to the EHR
+    writeback_max_concurrent_patients: int = Field(default=16, ge=1, le=256)
     ehr_timeout_s: float = Field(default=10.0, gt=0)
     # SMART scopes (CDSFLOW_EHR_AUTH=smart-backend): a transaction of conditional creates
     ehr_scopes: str = "system/*.read system/*.write"
