@@ -28,7 +28,7 @@ from opentelemetry.trace import SpanKind
 from cdsflow.contracts import Basis, Mode, ModelRef, Recommendation, Score
 from cdsflow.runtime.parts import start_broker
 from cdsflow.runtime.processes import free_port
-from cdsflow.telemetry import Telemetry
+from cdsflow.telemetry import PatientKeyer, Telemetry
 from cdsflow.writeback.app import create_app
 from cdsflow.writeback.settings import Settings
 from tests.conftest import EhrEndpoint, KafkaEndpoint
@@ -168,13 +168,34 @@ def recommendation_for(
     band: str = "high",
     value: float = 0.87,
 ) -> Recommendation:
+    return keyed_recommendation(
+        running.telemetry.patient_keyer,
+        ehr_base_url,
+        patient_id,
+        mode=mode,
+        band=band,
+        value=value,
+    )
+
+
+def keyed_recommendation(
+    keyer: PatientKeyer,
+    ehr_base_url: str,
+    patient_id: str,
+    *,
+    mode: Mode.ValueType = Mode.MODE_ACTIVE,
+    band: str = "high",
+    value: float = 0.87,
+) -> Recommendation:
+    """A recommendation as the reasoner publishes it, keyed by `keyer` (a writeback's own, or
+    one made from the same pseudonym key before any writeback runs)."""
     reference = f"Patient/{patient_id}"
     produced_at = Timestamp()
     produced_at.FromDatetime(datetime.now(UTC))
     return Recommendation(
         recommendation_id=f"rec-{uuid.uuid4().hex}",
         event_id=f"event-{uuid.uuid4().hex}",
-        patient_key=running.telemetry.patient_keyer.patient_key(reference),
+        patient_key=keyer.patient_key(reference),
         patient_reference=reference,
         scores=[Score(name="deterioration_risk", value=value, band=band)],
         basis=Basis(resource_references=["Observation/integration-rr"]),

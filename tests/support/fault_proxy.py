@@ -8,7 +8,10 @@ It forwards every request to the upstream server unchanged, except that:
 - while `outage` is set, every request is answered from `outage_answers`, in turn (by default
   503 without `Retry-After`).
 
-It records when each transaction arrived, so a test can check the waits between tries.
+It records when each transaction arrived, so a test can check the waits between tries, and
+each transaction's body with when it arrived and was answered, and how many were in flight at
+most. `transaction_delay_s` holds each transaction that long before it goes on, as an EHR's
+latency would (the write-back's concurrency is shown through it).
 
 Its answers name the proxy, not the server: the server's base URL in them (a searchset's
 `next` link, a `fullUrl`, a `Location`) is rewritten to the proxy's, as a reverse proxy in
@@ -18,6 +21,7 @@ server's paging (a FHIR client follows `next` links on its configured EHR only).
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import time
@@ -44,6 +48,13 @@ class Fault:
     forward: bool = False  # True: the server gets (and does) the request first
 
 
+@dataclass(frozen=True)
+class Transaction:
+    body: bytes
+    arrived: float  # time.monotonic()
+    answered: float
+
+
 @dataclass
 class FaultInjectingProxy:
     upstream_origin: str  # e.g. http://127.0.0.1:8080 (no path)
@@ -53,6 +64,10 @@ class FaultInjectingProxy:
     outage_answers: tuple[Fault, ...] = (Fault(503),)
     outage_answered: int = 0
     transaction_arrivals: list[float] = field(default_factory=list)
+    transaction_delay_s: float = 0.0
+    transactions: list[Transaction] = field(default_factory=list)
+    transactions_in_flight: int = 0
+    most_transactions_in_flight: int = 0
     base_url: str = ""  # set once serving: the FHIR base as seen through the proxy
 
     def plan(self, *faults: Fault) -> None:
@@ -63,8 +78,23 @@ class FaultInjectingProxy:
             is_transaction = request.method == "POST" and request.url.path.rstrip("/") == (
                 self.fhir_path
             )
-            if is_transaction:
-                self.transaction_arrivals.append(time.monotonic())
+            if not is_transaction:
+                return await answer(request, is_transaction=False)
+            arrived = time.monotonic()
+            self.transaction_arrivals.append(arrived)
+            self.transactions_in_flight += 1
+            self.most_transactions_in_flight = max(
+                self.most_transactions_in_flight, self.transactions_in_flight
+            )
+            try:
+                await asyncio.sleep(self.transaction_delay_s)
+                return await answer(request, is_transaction=True)
+            finally:
+                self.transactions_in_flight -= 1
+                body = await request.body()
+                self.transactions.append(Transaction(body, arrived, time.monotonic()))
+
+        async def answer(request: Request, *, is_transaction: bool) -> Response:
             if self.outage:
                 answer = self.outage_answers[self.outage_answered % len(self.outage_answers)]
                 self.outage_answered += 1
