@@ -37,14 +37,14 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from cdsflow.contracts import Basis, Mode, ModelRef, Recommendation, Score
+from cdsflow.contracts import Recommendation
 from cdsflow.fhir import EhrClient
 from cdsflow.runtime.parts import start_broker, start_ehr
 from cdsflow.runtime.processes import free_port, http_ok, spawn, without_otel
 from cdsflow.telemetry import PatientKeyer
 from tests.support.fault_proxy import fault_injecting_proxy
+from tests.support.recommendations import keyed_recommendation
 
 REPO = Path(__file__).resolve().parent.parent
 PSEUDONYM_KEY = secrets.token_urlsafe(24)
@@ -56,23 +56,6 @@ class Variant:
     name: str
     python: str
     lanes: int
-
-
-def active_recommendation(reference: str, ehr_base_url: str) -> Recommendation:
-    produced_at = Timestamp()
-    produced_at.FromDatetime(datetime.now(UTC))
-    return Recommendation(
-        recommendation_id=f"rec-{uuid.uuid4().hex}",
-        event_id=f"event-{uuid.uuid4().hex}",
-        patient_key=KEYER.patient_key(reference),
-        patient_reference=reference,
-        scores=[Score(name="deterioration_risk", value=0.83, band="high")],
-        basis=Basis(resource_references=["Observation/bench"]),
-        model=ModelRef(name="deterioration-gbm", version="1"),
-        mode=Mode.MODE_ACTIVE,
-        produced_at=produced_at,
-        ehr_base_url=ehr_base_url,
-    )
 
 
 @contextlib.asynccontextmanager
@@ -150,10 +133,11 @@ async def one_round(
 
         # a first write-back: the consumer group joined, the connections made
         before = await ehr.search_count("RiskAssessment")
-        await (await publish(active_recommendation(patients[0], base_url)))
+        await (await publish(keyed_recommendation(KEYER, base_url, patients[0])))
         await written(ehr, before + 1, timeout_s=120)
         batch = [
-            active_recommendation(patients[i % len(patients)], base_url) for i in range(records)
+            keyed_recommendation(KEYER, base_url, patients[i % len(patients)])
+            for i in range(records)
         ]
         began = time.perf_counter()
         deliveries = [await publish(recommendation) for recommendation in batch]
@@ -176,7 +160,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async with httpx.AsyncClient(timeout=60) as http:
             ehr = EhrClient(sekmet.endpoints["ehr"], http)
             patients = [
-                f"Patient/{(await ehr.create({'resourceType': 'Patient', 'active': True}))['id']}"
+                (await ehr.create({"resourceType": "Patient", "active": True}))["id"]
                 for _ in range(args.patients)
             ]
             for _ in range(args.repeats):

@@ -20,20 +20,20 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from cdsflow.contracts import Basis, Mode, ModelRef, Recommendation, Score
+from cdsflow.contracts import Mode, Recommendation
 from cdsflow.runtime.parts import start_broker
 from cdsflow.runtime.processes import free_port
-from cdsflow.telemetry import PatientKeyer, Telemetry
+from cdsflow.telemetry import Telemetry
 from cdsflow.writeback.app import create_app
 from cdsflow.writeback.settings import Settings
 from tests.conftest import EhrEndpoint, KafkaEndpoint
 from tests.support.asgi import serve_app
 from tests.support.polling import eventually
+from tests.support.recommendations import keyed_recommendation
 from tests.support.telemetry import recording_telemetry
 
 pytestmark = pytest.mark.integration
@@ -160,50 +160,11 @@ async def create_patient(http: httpx.AsyncClient, ehr: EhrEndpoint) -> str:
 
 
 def recommendation_for(
-    running: RunningWriteback,
-    ehr_base_url: str,
-    patient_id: str,
-    *,
-    mode: Mode.ValueType = Mode.MODE_ACTIVE,
-    band: str = "high",
-    value: float = 0.87,
+    running: RunningWriteback, ehr_base_url: str, patient_id: str, **fields: Any
 ) -> Recommendation:
-    return keyed_recommendation(
-        running.telemetry.patient_keyer,
-        ehr_base_url,
-        patient_id,
-        mode=mode,
-        band=band,
-        value=value,
-    )
-
-
-def keyed_recommendation(
-    keyer: PatientKeyer,
-    ehr_base_url: str,
-    patient_id: str,
-    *,
-    mode: Mode.ValueType = Mode.MODE_ACTIVE,
-    band: str = "high",
-    value: float = 0.87,
-) -> Recommendation:
-    """A recommendation as the reasoner publishes it, keyed by `keyer` (a writeback's own, or
-    one made from the same pseudonym key before any writeback runs)."""
-    reference = f"Patient/{patient_id}"
-    produced_at = Timestamp()
-    produced_at.FromDatetime(datetime.now(UTC))
-    return Recommendation(
-        recommendation_id=f"rec-{uuid.uuid4().hex}",
-        event_id=f"event-{uuid.uuid4().hex}",
-        patient_key=keyer.patient_key(reference),
-        patient_reference=reference,
-        scores=[Score(name="deterioration_risk", value=value, band=band)],
-        basis=Basis(resource_references=["Observation/integration-rr"]),
-        model=ModelRef(name="deterioration-gbm", version="7"),
-        mode=mode,
-        produced_at=produced_at,
-        ehr_base_url=ehr_base_url,
-    )
+    """An active recommendation keyed as `running` keys patients; `fields`: `mode`, `band`,
+    `value` (see `keyed_recommendation`)."""
+    return keyed_recommendation(running.telemetry.patient_keyer, ehr_base_url, patient_id, **fields)
 
 
 async def risk_assessments(

@@ -20,13 +20,9 @@ from aiokafka import AIOKafkaProducer
 from cdsflow.contracts import Recommendation
 from cdsflow.telemetry import PatientKeyer
 from tests.conftest import EhrEndpoint, KafkaEndpoint
-from tests.integration.test_writeback import (
-    create_patient,
-    keyed_recommendation,
-    risk_assessments,
-    started_writeback,
-)
+from tests.integration.test_writeback import create_patient, risk_assessments, started_writeback
 from tests.support.fault_proxy import FaultInjectingProxy, Transaction, fault_injecting_proxy
+from tests.support.recommendations import keyed_recommendation
 
 pytestmark = pytest.mark.integration
 
