@@ -127,6 +127,10 @@ bench-ceiling: install ## the pipeline beside its chained bare ceiling only (ben
 bench-card-state: install ## writeback card state: memory per patient, start-up read-back time (bench/card_state.json)
 	$(UV) run --frozen python -m bench.card_state --output bench/card_state.json
 
+.PHONY: bench-writeback
+bench-writeback: install ## write-backs per second into SEKMET, one patient at a time beside 16 patient lanes, directly and behind a 100 ms EHR (bench/writeback_lanes.json)
+	$(UV) run --frozen python -m bench.writeback_lanes --output bench/writeback_lanes.json
+
 .PHONY: clean
 clean: ## remove caches (not .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .endpoints.json
