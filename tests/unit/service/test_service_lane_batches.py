@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
 from cdsflow.service import (
     FinishedOffsets,
@@ -16,6 +16,7 @@ from cdsflow.service import (
     commit_plan,
     patient_lanes,
 )
+from tests.support.recording_consumer import RecordingConsumer
 
 TOPIC = "events"
 
@@ -34,24 +35,6 @@ def record(offset: int, key: bytes | None, partition: int = 0) -> Record:
         serialized_value_size=0,
         headers=(),
     )
-
-
-class Consumer:
-    """What the batch uses of an AIOKafkaConsumer: commit and seek, recorded."""
-
-    def __init__(self) -> None:
-        self.commits: list[dict[TopicPartition, int]] = []
-        self.seeks: list[tuple[TopicPartition, int]] = []
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        self.commits.append(dict(offsets))
-
-    def seek(self, partition: TopicPartition, offset: int) -> None:
-        self.seeks.append((partition, offset))
-
-
-def as_consumer(consumer: Consumer) -> AIOKafkaConsumer:
-    return cast(AIOKafkaConsumer, cast(Any, consumer))
 
 
 def test_lanes_keep_each_patients_records_in_offset_order() -> None:
@@ -96,9 +79,9 @@ async def test_patients_run_at_once_and_each_patients_events_in_order() -> None:
         return RecordOutcome.FINISHED
 
     records = [record(o, b"p%d" % (o % 8)) for o in range(64)]
-    consumer = Consumer()
+    consumer = RecordingConsumer()
     batches = LaneBatches(handle, max_concurrent_patients=4, pause_max_s=0)
-    await batches.handle(records, as_consumer(consumer))
+    await batches.handle(records, consumer.as_kafka)
 
     assert most_in_flight == 4
     for key in {r.key for r in records}:
@@ -120,14 +103,14 @@ async def test_an_outage_hands_back_the_rest_commits_nothing_after_it_and_rewind
         return RecordOutcome.FINISHED
 
     records = [record(0, b"a"), record(1, b"b"), record(2, b"a"), record(3, b"b")]
-    consumer = Consumer()
+    consumer = RecordingConsumer()
     before_commit: list[list[int]] = []
 
     async def flush(finished: Any) -> None:
         before_commit.append(sorted(r.offset for r in finished))
 
     batches = LaneBatches(handle, max_concurrent_patients=1, pause_max_s=0.01, before_commit=flush)
-    await batches.handle(records, as_consumer(consumer))
+    await batches.handle(records, consumer.as_kafka)
 
     partition = TopicPartition(TOPIC, 0)
     # one lane at a time: "a" finished both, "b" failed at offset 1 and its 3 never started
@@ -139,7 +122,7 @@ async def test_an_outage_hands_back_the_rest_commits_nothing_after_it_and_rewind
     # consumed again from offset 1: the finished offset 2 is not handled twice
     down = False
     handled.clear()
-    await batches.handle(records[1:], as_consumer(consumer))
+    await batches.handle(records[1:], consumer.as_kafka)
     assert handled == [1, 3]
     assert consumer.commits[-1] == {partition: 4}
 
@@ -153,12 +136,12 @@ async def test_records_not_started_in_time_are_left_for_the_next_batch_without_a
         return RecordOutcome.FINISHED
 
     records = [record(0, b"a"), record(1, b"a"), record(2, b"b", partition=1)]
-    consumer = Consumer()
+    consumer = RecordingConsumer()
     # a pause would be far longer than the test's timeout
     batches = LaneBatches(
         handle, max_concurrent_patients=2, pause_max_s=3600, first_pause_s=3600, start_within_s=0.01
     )
-    await batches.handle(records, as_consumer(consumer))
+    await batches.handle(records, consumer.as_kafka)
 
     p0, p1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
     # each lane started its first record; "a"'s second came after the deadline
@@ -166,7 +149,7 @@ async def test_records_not_started_in_time_are_left_for_the_next_batch_without_a
     assert consumer.commits == [{p0: 1, p1: 3}]
     assert consumer.seeks == [(p0, 1)]
 
-    await batches.handle(records[1:2], as_consumer(consumer))
+    await batches.handle(records[1:2], consumer.as_kafka)
     assert sorted(handled) == [0, 1, 2]
     assert consumer.commits[-1] == {p0: 2}
 
@@ -183,9 +166,9 @@ async def test_a_failed_delivery_is_not_committed_and_is_consumed_again() -> Non
         return delivery
 
     records = [record(o, b"k%d" % o) for o in range(3)]
-    consumer = Consumer()
+    consumer = RecordingConsumer()
     batches = LaneBatches(handle, max_concurrent_patients=3, pause_max_s=0.01)
-    await batches.handle(records, as_consumer(consumer))
+    await batches.handle(records, consumer.as_kafka)
 
     partition = TopicPartition(TOPIC, 0)
     assert consumer.commits == [{partition: 1}]

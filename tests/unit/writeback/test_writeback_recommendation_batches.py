@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -21,6 +21,7 @@ from cdsflow.service import DeadLetters, LaneBatches, Record
 from cdsflow.telemetry import MetricsRegistry
 from cdsflow.writeback.ehr_writes import EhrWriter, WriteDone
 from cdsflow.writeback.handlers import RecommendationConsumer, WritebackMetrics
+from tests.support.recording_consumer import RecordingConsumer
 from tests.unit.writeback.sample_recommendations import EHR_BASE_URL, recommendation
 
 TOPIC = "cdsflow.recommendations.v1"
@@ -64,18 +65,6 @@ class Dlq:
             self.failures -= 1
             raise ConnectionError("the broker is away")
         self.sent.append(dict(trace_headers or {}))
-
-
-class Consumer:
-    def __init__(self) -> None:
-        self.commits: list[dict[TopicPartition, int]] = []
-        self.seeks: list[tuple[TopicPartition, int]] = []
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        self.commits.append(dict(offsets))
-
-    def seek(self, partition: TopicPartition, offset: int) -> None:
-        self.seeks.append((partition, offset))
 
 
 @pytest.fixture
@@ -135,9 +124,9 @@ async def test_patients_at_once_each_in_order_each_in_its_own_trace(
         record(n, r.SerializeToString(), r.patient_key.encode(), trace_ids[n])
         for n, r in enumerate(published)
     ]
-    consumer = Consumer()
+    consumer = RecordingConsumer()
 
-    await batches.handle(records, cast(AIOKafkaConsumer, cast(Any, consumer)))
+    await batches.handle(records, consumer.as_kafka)
 
     assert writer.most_in_flight == 3
     assert consumer.commits == [{TopicPartition(TOPIC, 0): 12}]
@@ -169,8 +158,8 @@ async def test_a_dead_letter_not_published_is_handed_back_and_consumed_again(
         record(1, b"not a recommendation", b"b", trace_id),
         record(2, good.SerializeToString(), b"b", secrets.randbits(128)),
     ]
-    consumer = Consumer()
-    kafka = cast(AIOKafkaConsumer, cast(Any, consumer))
+    consumer = RecordingConsumer()
+    kafka = consumer.as_kafka
 
     await batches.handle(records, kafka)
 
