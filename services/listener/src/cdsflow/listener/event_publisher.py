@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind
 
 from cdsflow.contracts import (
     DLQ_ERROR_HEADER,
@@ -30,7 +29,7 @@ from cdsflow.contracts import (
 from cdsflow.listener.domain import UnusableResource
 from cdsflow.listener.intake import PublishUnavailable
 from cdsflow.listener.settings import Settings
-from cdsflow.service import KafkaConnection, probe_bootstrap
+from cdsflow.service import KafkaConnection, probe_bootstrap, publish_span
 from cdsflow.telemetry import trace_headers
 
 log = logging.getLogger("cdsflow.listener")
@@ -39,22 +38,6 @@ SERVICE_NAME = "listener"
 # headroom over the largest accepted body for the event's other fields and headers
 RECORD_OVERHEAD_BYTES = 64 * 1024
 _BROKER_ERRORS = (KafkaError, OSError, TimeoutError)
-
-
-def publish_span(tracer: trace.Tracer, topic: str) -> Span:
-    """A PRODUCER span for one message to `topic`, child of the current span, its messaging
-    attributes set as it starts. Not made current: `with publish_span(...) as span:` ends it
-    after the block (status ERROR when the block raises); send `trace_headers(span)`."""
-    return tracer.start_span(
-        f"{topic} publish",
-        kind=SpanKind.PRODUCER,
-        attributes={
-            "messaging.system": "kafka",
-            "messaging.operation": "publish",
-            "messaging.destination.name": topic,
-        },
-        record_exception=False,
-    )
 
 
 class KafkaClinicalEventPublisher:
