@@ -1,7 +1,7 @@
 """cdsflow service plumbing: shared settings, the Kafka broker, batch consumption in patient
 lanes, operational HTTP routes."""
 
-from cdsflow.service.dead_letters import DeadLetters, record_key
+from cdsflow.service.dead_letters import DeadLetters
 from cdsflow.service.ehr_auth import ehr_auth
 from cdsflow.service.http import (
     add_error_answers,
@@ -61,7 +61,6 @@ __all__ = [
     "read_bounded_body",
     "readiness_response",
     "record_consumer_span",
-    "record_key",
     "require_json_media_type",
     "serve",
     "service_app",

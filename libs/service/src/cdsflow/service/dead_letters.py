@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from faststream.kafka import KafkaBroker
-from faststream.kafka.message import KafkaMessage
 
 from cdsflow.contracts import DLQ_ERROR_HEADER, DLQ_ERROR_TYPE_HEADER, dead_letter_topic
 
@@ -40,10 +39,3 @@ class DeadLetters:
             DLQ_ERROR_HEADER: error,
         }
         await self._broker.publish(body, topic=self.topic, key=key, headers=headers)
-
-
-def record_key(message: KafkaMessage) -> bytes | None:
-    """The Kafka key of a consumed message (the patient key), if it has one."""
-    record = message.raw_message
-    key = record[0].key if isinstance(record, tuple) else record.key
-    return key if isinstance(key, bytes) else None
