@@ -1,7 +1,11 @@
-"""The fault matrix's pipeline, started once for the module, and its record of each run.
+"""The fault matrix's pipeline and its record of each run.
 
 `CDSFLOW_FAULT_EVENTS` sets how many changes each fault case drives (default 200; `make test`
-runs 20, `make faults` 10,000). Each case's ledger is written to
+runs 20, `make faults` 10,000). Below `PIPELINE_PER_CASE_FROM` changes the cases share one
+pipeline, started once for the module; from it on each case gets its own (broker, Triton,
+SEKMET and services started afresh), since every case leaves its topics and its EHR writes
+behind, and on the in-memory broker and SEKMET each case would otherwise run slower than the
+one before. Each case's ledger is written to
 `.faults/<case>.json` (`CDSFLOW_FAULT_RESULTS_DIR` to put them elsewhere); `make faults`
 turns them into docs/reliability.md's tables (`scripts/reliability_report.py`).
 """
@@ -19,6 +23,7 @@ from tests.conftest import MODEL_REPOSITORY, REPO_ROOT
 from tests.support.fault_pipeline import FaultPipeline, fault_pipeline
 
 DEFAULT_EVENTS = 200
+PIPELINE_PER_CASE_FROM = 1000
 
 
 def fault_events() -> int:
@@ -38,7 +43,12 @@ def events_per_case() -> int:
     return fault_events()
 
 
-@pytest.fixture(scope="module")
+def pipeline_scope(fixture_name: str, config: pytest.Config) -> str:
+    """One pipeline per case at `PIPELINE_PER_CASE_FROM` changes and more, else per module."""
+    return "function" if fault_events() >= PIPELINE_PER_CASE_FROM else "module"
+
+
+@pytest.fixture(scope=pipeline_scope)
 async def pipeline(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FaultPipeline]:
     work_dir = tmp_path_factory.mktemp("fault-pipeline")
     async with fault_pipeline(work_dir, MODEL_REPOSITORY) as running:
