@@ -16,6 +16,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -43,7 +44,7 @@ def events_per_case() -> int:
     return fault_events()
 
 
-def pipeline_scope(fixture_name: str, config: pytest.Config) -> str:
+def pipeline_scope(fixture_name: str, config: pytest.Config) -> Literal["function", "module"]:
     """One pipeline per case at `PIPELINE_PER_CASE_FROM` changes and more, else per module."""
     return "function" if fault_events() >= PIPELINE_PER_CASE_FROM else "module"
 
