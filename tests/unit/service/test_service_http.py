@@ -106,7 +106,7 @@ def test_readiness_answer_names_each_check(checks: dict[str, bool], status: int)
     assert json.loads(bytes(response.body)) == checks
 
 
-async def test_paths_whose_spans_the_service_makes_are_left_alone(
+async def test_paths_whose_spans_the_service_makes_get_its_cheap_span_others_the_instrumentations(
     telemetry: Telemetry, spans: InMemorySpanExporter
 ) -> None:
     app = FastAPI()
@@ -119,10 +119,32 @@ async def test_paths_whose_spans_the_service_makes_are_left_alone(
     async def subscriptions() -> list[str]:
         return []
 
+    @app.get("/other/fhir/notifications/rest-hook")
+    async def elsewhere() -> dict[str, str]:
+        return {}
+
     instrument_app(app, telemetry, spans_made_by_the_service=("/fhir/notifications/rest-hook",))
     async with client_of(app) as client:
         assert (await client.get("/fhir/notifications/rest-hook")).status_code == 200
-        assert spans.get_finished_spans() == ()
+        (own,) = spans.get_finished_spans()
+        spans.clear()
         assert (await client.get("/subscriptions")).status_code == 200
-    (span,) = spans.get_finished_spans()
-    assert span.name == "GET /subscriptions"
+        (instrumented,) = spans.get_finished_spans()
+        spans.clear()
+        # the prefix elsewhere in a path: neither skipped by the instrumentation nor made here
+        assert (await client.get("/other/fhir/notifications/rest-hook")).status_code == 200
+        (other,) = spans.get_finished_spans()
+    assert own.name == "GET /fhir/notifications/rest-hook"
+    # the cheap span holds the stable HTTP attributes
+    assert set((own.attributes or {}).keys()) == {
+        "http.request.method",
+        "url.scheme",
+        "network.protocol.version",
+        "http.route",
+        "http.response.status_code",
+    }
+    assert instrumented.name == "GET /subscriptions"
+    assert other.name == "GET /other/fhir/notifications/rest-hook"
+    for span in (instrumented, other):  # the instrumentation's attribute names
+        assert (span.attributes or {})["http.method"] == "GET"
+        assert "http.request.method" not in (span.attributes or {})

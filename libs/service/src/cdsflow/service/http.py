@@ -7,6 +7,7 @@ service the same answer: 200 when all are reachable, else 503, and a JSON map of
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 
 from fastapi import FastAPI, Request, Response
@@ -18,6 +19,7 @@ from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from cdsflow.fhir import operation_outcome
 from cdsflow.service.requests import RequestRefused
+from cdsflow.service.server_spans import ServerSpans
 from cdsflow.telemetry import Telemetry
 
 log = logging.getLogger("cdsflow.service.http")
@@ -65,13 +67,21 @@ def instrument_app(
     """One server span per request (continuing an incoming `traceparent`), none for
     `/healthz`, `/readyz` and `/metrics`, and no per-message receive/send spans.
 
-    `spans_made_by_the_service`: paths (matched anywhere in the URL) whose server span the
-    service makes itself, the cheap way, on a hot path (the listener's notifications); the
-    instrumentation leaves them alone."""
+    `spans_made_by_the_service`: path prefixes on a hot path (the listener's notifications,
+    the writeback's CDS Hooks calls) whose server spans are made the cheap way
+    (`server_spans.ServerSpans`, added here as the outermost of the app's own middleware);
+    the instrumentation leaves them alone. Call it once the app's other middleware is added."""
+    if spans_made_by_the_service:
+        app.add_middleware(
+            ServerSpans, tracer=telemetry.tracer, path_prefixes=tuple(spans_made_by_the_service)
+        )
+    # the instrumentation's exclusions are searched for in the whole URL: each prefix is
+    # anchored just after the URL's authority
+    own = [f"//[^/]+{re.escape(prefix)}" for prefix in spans_made_by_the_service]
     FastAPIInstrumentor.instrument_app(
         app,
         tracer_provider=telemetry.tracer_provider,
-        excluded_urls=",".join([UNTRACED_PATHS, *spans_made_by_the_service]),
+        excluded_urls=",".join([UNTRACED_PATHS, *own]),
         exclude_spans=["receive", "send"],
     )
 

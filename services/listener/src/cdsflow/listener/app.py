@@ -21,7 +21,6 @@ from cdsflow.listener.event_publisher import (
 from cdsflow.listener.gap_recovery import recover_gap
 from cdsflow.listener.handlers import REST_HOOK_ENDPOINT, router
 from cdsflow.listener.intake import ListenerMetrics, NotificationIntake
-from cdsflow.listener.notification_spans import NotificationServerSpans
 from cdsflow.listener.published_events import PublishedEvents
 from cdsflow.listener.published_events_tail import published_events_tail
 from cdsflow.listener.settings import Settings
@@ -135,9 +134,6 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             }
         )
 
-    # every notification's server span is made the cheap way (`notification_spans`)
-    app.add_middleware(
-        NotificationServerSpans, tracer=telemetry.tracer, path_prefix=REST_HOOK_ENDPOINT
-    )
+    # every notification's server span is made the cheap way (`cdsflow.service.server_spans`)
     instrument_app(app, telemetry, spans_made_by_the_service=(REST_HOOK_ENDPOINT,))
     return app

@@ -60,7 +60,7 @@ from cdsflow.writeback.handlers import (
 )
 from cdsflow.writeback.hook_audits import HookAuditTrail
 from cdsflow.writeback.hooks_api import cds_hooks_router
-from cdsflow.writeback.hooks_cors import CdsHooksCors
+from cdsflow.writeback.hooks_cors import CDS_HOOKS_PATH, CdsHooksCors
 from cdsflow.writeback.model_scoring import TritonScorer
 from cdsflow.writeback.on_demand import OnDemandScoring, PageBounds
 from cdsflow.writeback.recommendations_tail import FeedbackSnoozing, RecommendationsTail
@@ -281,7 +281,8 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
             checks["hook_token_claims"] = token_claims.ready
         return readiness_response(checks)
 
-    instrument_app(app, telemetry)
+    # every CDS Hooks call's server span is made the cheap way (`cdsflow.service.server_spans`)
+    instrument_app(app, telemetry, spans_made_by_the_service=(CDS_HOOKS_PATH,))
     return app
 
 

@@ -1,6 +1,6 @@
-"""The notifications' own SERVER spans (`notification_spans`), in-process over ASGI (no network):
-they continue the caller's trace, are current in the handler, carry the route's template and
-the status, and leave every other path to the OpenTelemetry instrumentation."""
+"""The hot paths' own SERVER spans (`cdsflow.service.server_spans`), in-process over ASGI (no
+network): they continue the caller's trace, are current in the handler, carry the route's
+template and the status, and leave every other path to the OpenTelemetry instrumentation."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from cdsflow.listener.notification_spans import NotificationServerSpans
+from cdsflow.service.server_spans import ServerSpans
 
 PREFIX = "/fhir/notifications/rest-hook"
+OTHER_PREFIX = "/cds-services"
 CALLER_TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 CALLER_SPAN_ID = 0xB7AD6B7169203331
 TRACEPARENT = f"00-{CALLER_TRACE_ID:032x}-{CALLER_SPAN_ID:016x}-01"
@@ -38,12 +39,16 @@ def app(spans: InMemorySpanExporter) -> FastAPI:
         trace.get_current_span().set_attribute("cdsflow.resource_type", resource_type)
         return Response(status_code=200 if resource_id != "broken" else 503)
 
+    @app.post(OTHER_PREFIX + "/{service_id}")
+    async def hook(service_id: str) -> dict[str, list[str]]:
+        return {"cards": []}
+
     @app.get("/subscriptions")
     async def subscriptions() -> list[str]:
         return []
 
     app.add_middleware(
-        NotificationServerSpans, tracer=provider.get_tracer("test"), path_prefix=PREFIX
+        ServerSpans, tracer=provider.get_tracer("test"), path_prefixes=(PREFIX, OTHER_PREFIX)
     )
     return app
 
@@ -79,6 +84,15 @@ async def test_a_notification_continues_the_callers_trace(
         "http.route": f"{PREFIX}/{{resource_type}}/{{resource_id}}",
     }
     assert span.status.status_code is StatusCode.UNSET
+
+
+async def test_each_prefix_is_traced_here(app: FastAPI, spans: InMemorySpanExporter) -> None:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://writeback.test") as client:
+        assert (await client.post(f"{OTHER_PREFIX}/risk", content=b"{}")).status_code == 200
+    span = only_span(spans)
+    assert span.name == f"POST {OTHER_PREFIX}/{{service_id}}"
+    assert (span.attributes or {})["http.route"] == f"{OTHER_PREFIX}/{{service_id}}"
 
 
 async def test_without_a_traceparent_a_trace_starts_here(

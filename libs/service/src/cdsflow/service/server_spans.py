@@ -1,41 +1,44 @@
-"""The SERVER span of each notification, made the cheap way.
+"""The SERVER span of each request on a service's hot paths, made the cheap way.
 
-Every notification is traced: one SERVER span that continues the EHR's `traceparent` when it
-sends one, current while the notification is handled (the handlers set its `cdsflow.*`
-attributes, the producer span is its child, log lines carry its ids). OpenTelemetry's
-FastAPI instrumentation made that span at a higher cost (its ASGI middleware collects a dozen
-attributes from the request, matches the route again, wraps every send, and exports a bigger
-span): making it here took the listener's CPU per notification from 2.59 to 2.27 ms (see the
-listener's README, "Cost per notification"). This middleware makes the same span with the
-stable HTTP attributes only: `http.request.method`, `url.scheme`,
-`network.protocol.version`, `http.route` and `http.response.status_code` (`error.type` and
-status ERROR on a 5xx). The name is `{method} {route}`, as the instrumentation names it (the
-method alone when no route matched). Every other route keeps the instrumentation's span
-(`cdsflow.service.instrument_app`).
+The listener's notifications and the writeback's CDS Hooks calls are traced: one SERVER span
+per request that continues the caller's `traceparent` when it sends one, current while the
+request is handled (the handlers set its `cdsflow.*` attributes and links, the producer span
+is its child, log lines carry its ids). OpenTelemetry's FastAPI instrumentation made that
+span at a higher cost (its ASGI middleware collects a dozen attributes from the request,
+matches the route again, wraps every send, and exports a bigger span): making it here took
+the listener's CPU per notification from 2.59 to 2.27 ms (see the listener's README, "Cost
+per notification"). This middleware makes the same span with the stable HTTP attributes only:
+`http.request.method`, `url.scheme`, `network.protocol.version`, `http.route` and
+`http.response.status_code` (`error.type` and status ERROR on a 5xx). The name is
+`{method} {route}`, as the instrumentation names it (the method alone when no route matched).
+`instrument_app(spans_made_by_the_service=...)` puts it in front of the paths it names and
+leaves every other route to the instrumentation.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class NotificationServerSpans:
-    """ASGI middleware: a SERVER span for each HTTP request whose path starts with
-    `path_prefix`; other requests pass through untouched."""
+class ServerSpans:
+    """ASGI middleware: a SERVER span for each HTTP request whose path starts with one of
+    `path_prefixes`; other requests pass through untouched."""
 
-    def __init__(self, app: ASGIApp, tracer: trace.Tracer, path_prefix: str) -> None:
+    def __init__(self, app: ASGIApp, tracer: trace.Tracer, path_prefixes: Sequence[str]) -> None:
         self._app = app
         self._tracer = tracer
-        self._path_prefix = path_prefix
+        self._path_prefixes = tuple(path_prefixes)
         # the headers the propagator reads (traceparent, tracestate, baggage), as ASGI names
         self._context_headers = frozenset(
             field.encode("latin-1") for field in propagate.get_global_textmap().fields
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self._path_prefix):
+        if scope["type"] != "http" or not scope["path"].startswith(self._path_prefixes):
             await self._app(scope, receive, send)
             return
         method = scope["method"]
