@@ -326,6 +326,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for name in ("listener", "reasoner", "writeback", "broker", "triton", "ehr")
                 if name in peak_rss
             },
+            # each process's idle CPU (cores), measured once before the first round: the CPU
+            # per event subtracts it over the wait until every process is idle again (a
+            # figure that would go below zero is 0.0)
+            "idle_cpu_cores": {name: round(rate, 3) for name, rate in rounds.baseline.items()},
             "stages": {
                 "what": "span durations during the fixed-rate runs, from the exported traces",
                 "spans": stages,
