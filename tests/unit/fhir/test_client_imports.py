@@ -15,8 +15,10 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 
 import httpx
+from starlette.types import Receive, Scope, Send
 
 from cdsflow.fhir import EhrClient
+from tests.support.asgi import serve_app
 
 ANSWER = b'{"resourceType":"Bundle","type":"transaction-response","entry":[]}'
 
@@ -37,44 +39,32 @@ class ImportSearches(importlib.abc.MetaPathFinder):
         return None  # the finders after this one decide
 
 
-async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """A keep-alive HTTP/1.1 server answering every request with a transaction-response."""
-    try:
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            await reader.readexactly(length)
-            writer.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n"
-                b"Content-Length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER)
-            )
-            await writer.drain()
-    except asyncio.IncompleteReadError:
-        pass  # the client closed its connection
-    finally:
-        writer.close()
+async def _ehr(scope: Scope, receive: Receive, send: Send) -> None:
+    """An EHR that answers every request with an empty transaction-response."""
+    if scope["type"] != "http":
+        return  # lifespan: nothing to start
+    while (await receive()).get("more_body"):
+        pass
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/fhir+json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": ANSWER})
 
 
 async def test_a_transaction_to_the_ehr_searches_for_no_module() -> None:
-    server = await asyncio.start_server(_answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": []}
     searches = ImportSearches()
-    try:
-        async with httpx.AsyncClient() as http:
-            ehr = EhrClient(f"http://127.0.0.1:{port}/fhir", http)
-            await ehr.transaction(bundle)  # first use: whatever is imported lazily, once
-            sys.meta_path.insert(0, searches)
-            try:
-                answers = await asyncio.gather(*(ehr.transaction(bundle) for _ in range(4)))
-            finally:
-                sys.meta_path.remove(searches)
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with serve_app(_ehr) as base_url, httpx.AsyncClient() as http:
+        ehr = EhrClient(f"{base_url}/fhir", http)
+        await ehr.transaction(bundle)  # first use: whatever is imported lazily, once
+        sys.meta_path.insert(0, searches)
+        try:
+            answers = await asyncio.gather(*(ehr.transaction(bundle) for _ in range(4)))
+        finally:
+            sys.meta_path.remove(searches)
     assert [answer["type"] for answer in answers] == ["transaction-response"] * 4
     assert searches.searched == []
