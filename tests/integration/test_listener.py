@@ -207,6 +207,8 @@ async def test_a_vital_sign_notification_becomes_one_clinical_event(
         listener.settings.clinical_events_topic
     )
     assert server.attributes is not None
+    # made by cdsflow.service.server_spans (the instrumentation names it `http.method`)
+    assert server.attributes["http.request.method"] == "PUT"
     assert server.attributes["cdsflow.event_id"] == event.event_id
     assert server.attributes["cdsflow.patient_key"] == patient_key
     assert server.attributes["cdsflow.resource_type"] == "Observation"
@@ -223,7 +225,7 @@ async def test_a_vital_sign_notification_becomes_one_clinical_event(
 async def _server_and_producer_spans(
     spans: InMemorySpanExporter,
 ) -> tuple[ReadableSpan, ReadableSpan] | None:
-    """The listener's server span and the FastStream producer span that is its child."""
+    """The listener's server span and the producer span that is its child."""
     finished = spans.get_finished_spans()
     servers = [span for span in finished if span.kind == SpanKind.SERVER]
     if len(servers) != 1 or servers[0].context is None:

@@ -252,6 +252,9 @@ async def test_an_active_recommendation_becomes_a_card_and_one_risk_assessment(
         return calls or None
 
     hook_calls = await eventually(hook_calls_with_the_card, timeout_s=10, what="hook spans")
+    # made by cdsflow.service.server_spans (the instrumentation names it `http.method`)
+    assert hook_calls[-1].name == "POST /cds-services/{service_id}"
+    assert (hook_calls[-1].attributes or {})["http.request.method"] == "POST"
     # the card links to the span that published the recommendation (the same on every replica)
     assert [(link.context.trace_id, link.context.span_id) for link in hook_calls[-1].links] == [
         (trace_id, parent_id)
