@@ -65,8 +65,3 @@ class FinishedOffsets:
             partition = TopicPartition(record.topic, record.partition)
             if record.offset >= plan.commit.get(partition, 0):
                 self._finished.setdefault(partition, set()).add(record.offset)
-
-    def forget(self, partitions: Iterable[TopicPartition]) -> None:
-        """A revoked partition: another consumer decides for it now."""
-        for partition in partitions:
-            self._finished.pop(partition, None)
