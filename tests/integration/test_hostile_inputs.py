@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
@@ -45,6 +45,7 @@ from tests.conftest import KafkaEndpoint
 from tests.support.polling import eventually
 from tests.support.telemetry import recording_telemetry
 from tests.support.threaded_server import serving_in_thread
+from tests.support.topic_partitions import partitions_of
 
 pytestmark = [
     pytest.mark.integration,
@@ -461,17 +462,14 @@ def feedback_cards(body: bytes) -> set[str]:
 
 async def all_records(bootstrap: str, topic: str) -> list[bytes]:
     """Every record on `topic` up to its end offsets (nothing if the topic was never made)."""
+    assigned = await partitions_of(bootstrap, topic)
+    if not assigned:
+        return []
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
     )
     await consumer.start()
     try:
-        if topic not in await consumer.topics():  # also fetches the cluster's metadata
-            return []
-        partitions = consumer.partitions_for_topic(topic) or set()
-        assigned = [TopicPartition(topic, p) for p in partitions]
-        if not assigned:
-            return []
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
         ends = await consumer.end_offsets(assigned)

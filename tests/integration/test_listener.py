@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -34,6 +34,7 @@ from tests.conftest import EhrEndpoint, KafkaEndpoint
 from tests.support.asgi import serve_app
 from tests.support.polling import eventually
 from tests.support.telemetry import recording_telemetry
+from tests.support.topic_partitions import partitions_of
 
 pytestmark = pytest.mark.integration
 
@@ -121,16 +122,13 @@ async def consume_clinical_events(
 
 async def records_on(bootstrap: str, topic: str) -> int:
     """How many records `topic` holds, over all its partitions."""
+    partitions = await partitions_of(bootstrap, topic)
+    if not partitions:
+        return 0
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await consumer.start()
     try:
-        # a full metadata request first: a new client's cache may not know every partition yet
-        await consumer.topics()
-        partitions = [
-            TopicPartition(topic, number)
-            for number in consumer.partitions_for_topic(topic) or set()
-        ]
-        return sum((await consumer.end_offsets(partitions)).values()) if partitions else 0
+        return sum((await consumer.end_offsets(partitions)).values())
     finally:
         await consumer.stop()
 

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from cdsflow.runtime.trace_collector import CollectedSpan
+from tests.support.topic_partitions import partitions_of_every_topic
 
 MRN_SYSTEM = "http://hospital.example.org/fhir/sid/mrn"
 
@@ -152,19 +153,14 @@ def hits_in_kafka_headers(canaries: Canaries, records: Iterable[HeaderedRecord])
 async def every_record(bootstrap: str, timeout_s: float = 60) -> list[HeaderedRecord]:
     """Every record of every topic on the broker (the `.dlq` twins and the internal ones
     included), from the beginning up to the end offsets it has now."""
+    assigned = await partitions_of_every_topic(bootstrap)
+    if not assigned:
+        return []
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
     )
     await consumer.start()
     try:
-        topics = await consumer.topics()
-        assigned = [
-            TopicPartition(topic, partition)
-            for topic in sorted(topics)
-            for partition in consumer.partitions_for_topic(topic) or set()
-        ]
-        if not assigned:
-            return []
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
         ends = await consumer.end_offsets(assigned)
