@@ -3,8 +3,9 @@ replicas in-process, each with its own follower of the claims topic, the EHR's J
 with a real ES384 key and verified against a JWK Set served over loopback HTTP.
 
 The same token to one replica then the other: the second refuses it (401). The same token to
-both at once: exactly one accepts it. Fresh tokens: both accept. The broker paused (SIGSTOP):
-a 503, never a 200 for a token whose claim could not be confirmed.
+both at once: exactly one accepts it. Fresh tokens: both accept. A claim with nothing unread
+before it on its partition is decided from its acknowledgement, without a fetch. The broker
+paused (SIGSTOP): a 503, never a 200 for a token whose claim could not be confirmed.
 """
 
 from __future__ import annotations
@@ -193,6 +194,24 @@ async def test_fresh_tokens_are_accepted_by_both(replicas: tuple[Replica, Replic
         assert other.status_code == 200, other.text
     assert first.claims("first") == 5
     assert second.claims("first") == 5
+
+
+async def test_a_claim_with_nothing_unread_before_it_is_decided_without_a_fetch(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    first, second = replicas
+    for _ in range(5):  # one replica alone: each claim follows what it has read (its own)
+        accepted = await first.call(token())
+        assert accepted.status_code == 200, accepted.text
+    assert first.sample("cdsflow_writeback_hook_token_claims_decided_from_ack_total") == 5
+
+    used = token()
+    accepted = await second.call(used)
+    assert accepted.status_code == 200, accepted.text
+    # the first's claim of it lands after the second's, unread: read back, and refused
+    assert_bare_401(await first.call(used))
+    assert first.claims("replayed") == 1
+    assert first.sample("cdsflow_writeback_hook_token_claims_decided_from_ack_total") == 5
 
 
 async def test_with_the_broker_paused_a_token_is_refused_503_never_accepted(

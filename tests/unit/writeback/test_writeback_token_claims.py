@@ -109,3 +109,37 @@ def test_the_claims_held_are_bounded_forgetting_the_soonest_expiring() -> None:
     with pytest.raises(ClaimUnconfirmed):
         ledger.first_use(key("b"), at(0, 1))
     assert ledger.first_use(key("d"), at(0, 3))
+
+
+def test_an_own_claim_right_after_everything_read_is_decided_from_its_ack() -> None:
+    ledger = ClaimLedger(max_claims=100)
+    ledger.note(key("a"), at(3, 7), expires_at=500, now=100)
+
+    assert ledger.decide_own(key("b"), at(3, 8), expires_at=500, now=100) is True
+    assert ledger.has_read(at(3, 8))  # as if read back: the next claim follows it
+    assert ledger.decide_own(key("a"), at(3, 9), expires_at=500, now=100) is False  # a replay
+    # the records read back later change nothing
+    ledger.note(key("b"), at(3, 8), expires_at=500, now=100)
+    assert ledger.first_use(key("b"), at(3, 8))
+
+
+def test_the_first_record_of_a_partition_is_decided_from_its_ack() -> None:
+    ledger = ClaimLedger(max_claims=100)
+    assert ledger.decide_own(key("a"), at(4, 0), expires_at=500, now=100) is True
+
+
+def test_an_own_claim_after_an_unread_record_waits_for_the_read_back() -> None:
+    ledger = ClaimLedger(max_claims=100)
+    ledger.note(key("a"), at(3, 7), expires_at=500, now=100)
+    # offset 8 (another replica's claim, perhaps of the same token) is not read yet
+    assert ledger.decide_own(key("b"), at(3, 9), expires_at=500, now=100) is None
+    assert not ledger.has_read(at(3, 9))
+    assert ledger.decide_own(key("b"), at(0, 4), expires_at=500, now=100) is None
+
+
+def test_an_own_claim_the_reader_already_passed_is_left_to_first_use() -> None:
+    ledger = ClaimLedger(max_claims=100)
+    ledger.note(key("a"), at(3, 7), expires_at=500, now=100)
+    ledger.note(key("a"), at(3, 8), expires_at=500, now=100)
+    assert ledger.decide_own(key("a"), at(3, 8), expires_at=500, now=100) is None
+    assert not ledger.first_use(key("a"), at(3, 8))

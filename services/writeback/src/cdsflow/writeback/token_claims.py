@@ -3,7 +3,10 @@ claims topic, and the claim that the broker took first wins (`domain/token_claim
 
 The replica publishes its claim (acks=all), takes the partition and offset from the ack, and
 waits until its own reader of the topic has read that partition up to that offset: an
-earlier claim with the same key is a replay (401). The reader is a group-less
+earlier claim with the same key is a replay (401). When the reader had already read every
+record of the partition before that offset (no other replica's claim came in between), the
+claim is decided from the ack alone, with no fetch: one writeback replica never fetches its
+own claims back, and two fetch for about half of theirs. The reader is a group-less
 `cdsflow.service.TopicReadBack`, like the card state's, that reads every partition back from
 "now minus the longest token lifetime (+ twice the skew)" at start, so any claim of a token
 still alive is read, and then reads on demand: a partition is fetched only while a claim on
@@ -68,6 +71,7 @@ class ClaimsTopic:
 class ClaimMetrics:
     claims: Counter
     claim_seconds: Histogram
+    decided_from_ack: Counter
 
     @classmethod
     def on(cls, registry: MetricsRegistry) -> ClaimMetrics:
@@ -82,6 +86,11 @@ class ClaimMetrics:
                 "writeback_hook_token_claim_seconds",
                 "Time to claim a hook token: publish, ack, and read its partition back to it",
                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            ),
+            decided_from_ack=registry.counter(
+                "writeback_hook_token_claims_decided_from_ack",
+                "Hook token claims decided from the broker's acknowledgement alone, with no "
+                "fetch: every earlier record of the claim's partition had already been read",
             ),
         )
 
@@ -200,6 +209,10 @@ class TokenClaims:
         position = ClaimPosition(metadata.partition, metadata.offset)
         if self._ledger.has_read(position):  # the follower was quicker than the ack
             return self._ledger.first_use(key, position)
+        decided = self._ledger.decide_own(key, position, expires_at, self._clock())
+        if decided is not None:  # nothing unread before it: no fetch needed
+            self._metrics.decided_from_ack.inc()
+            return decided
         waiting = _Waiting(position, key)
         self._waiting.setdefault(position.partition, []).append(waiting)
         self._read_back.demand(self._topic.name, position.partition)

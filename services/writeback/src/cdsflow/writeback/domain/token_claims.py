@@ -105,6 +105,20 @@ class ClaimLedger:
         """Whether the partition has been read up to and including `position`."""
         return self._read_to.get(position.partition, -1) >= position.offset
 
+    def decide_own(
+        self, key: bytes, position: ClaimPosition, expires_at: float, now: float
+    ) -> bool | None:
+        """A claim this replica has just published, decided from its acknowledgement alone
+        when every earlier record of its partition has been read: it is then the next record
+        of the partition, and its key and expiry are known without reading it back. None when
+        a record before it is still unread (another replica's claim, say): read back then."""
+        if self.has_read(position) or not self.has_read(
+            ClaimPosition(position.partition, position.offset - 1)
+        ):
+            return None
+        self.note(key, position, expires_at, now)
+        return self.first_use(key, position)
+
     def first_use(self, key: bytes, position: ClaimPosition) -> bool:
         """Once `has_read(position)`: True when the claim at `position` is the first claim of
         `key` (the token is accepted), False when an earlier claim holds it (a replay).
