@@ -16,25 +16,12 @@ import asyncio
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tritonclient.grpc.aio import InferenceServerClient
-
-from cdsflow.evaluation.evaluation_report import html_report, json_text, summary_lines
-from cdsflow.evaluation.evaluation_run import (
-    EvaluationRequest,
-    EvaluationResult,
-    EvaluationUsageError,
-    chosen_versions,
-    evaluate,
-    evaluation_of,
-)
-from cdsflow.evaluation.labelled_dataset import DatasetError, read_labelled_dataset
-from cdsflow.evaluation.progress_bar import ProgressBar
-from cdsflow.evaluation.triton_scoring import TritonScoringError
-from cdsflow.models import AdapterFileError, load_adapter
-from cdsflow.runtime.parts import CPU_MODEL_CONFIG, start_triton
 from cdsflow.runtime.processes import ProcessFailed, split_host_port
+
+if TYPE_CHECKING:
+    from cdsflow.evaluation.evaluation_run import EvaluationRequest, EvaluationResult
 
 
 def _host_port(text: str) -> str:
@@ -100,6 +87,11 @@ def _fail(message: str, status: int) -> int:
 
 
 async def _evaluate_on(url: str, request: EvaluationRequest) -> EvaluationResult:
+    from tritonclient.grpc.aio import InferenceServerClient
+
+    from cdsflow.evaluation.evaluation_run import evaluate
+    from cdsflow.evaluation.progress_bar import ProgressBar
+
     client = InferenceServerClient(url)
     try:
         with ProgressBar() as progress:
@@ -109,6 +101,20 @@ async def _evaluate_on(url: str, request: EvaluationRequest) -> EvaluationResult
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    # here, not at the top: the evaluation (scikit-learn, plots: seconds to import) is loaded
+    # by `evaluate` only, not by every command of the CLI (`cdsflow hook` starts in a blink)
+    from cdsflow.evaluation.evaluation_report import html_report, json_text, summary_lines
+    from cdsflow.evaluation.evaluation_run import (
+        EvaluationRequest,
+        EvaluationUsageError,
+        chosen_versions,
+        evaluation_of,
+    )
+    from cdsflow.evaluation.labelled_dataset import DatasetError, read_labelled_dataset
+    from cdsflow.evaluation.triton_scoring import TritonScoringError
+    from cdsflow.models import AdapterFileError, load_adapter
+    from cdsflow.runtime.parts import CPU_MODEL_CONFIG, start_triton
+
     try:
         adapter = load_adapter(args.adapter)
         declared = evaluation_of(adapter)
