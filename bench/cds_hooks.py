@@ -44,6 +44,7 @@ from aiokafka import AIOKafkaProducer
 from bench.load_process import run_load
 from bench.measures import latency_summary, percentile
 from bench.priority import renice
+from bench.reasoner import process_cpu_s
 from cdsflow.models import build_model_inputs, interpret_outputs, load_adapter
 from cdsflow.models.recommendation_messages import RecommendationSubject, recommendation_message
 from cdsflow.runtime.parts import start_broker, start_ehr, start_triton
@@ -253,10 +254,15 @@ class HookLoad:
     (`bench.load_process`): one call every 1/rate seconds whatever the answers take, each
     with its own token signed, and its request built, before the round's clock starts."""
 
-    def __init__(self, key: HookSigningKey, work_dir: Path) -> None:
+    def __init__(
+        self, key: HookSigningKey, work_dir: Path, cpu_pids: dict[str, int] | None = None
+    ) -> None:
         self._key = key
         self._work_dir = work_dir
         self._runs = 0
+        # the processes whose CPU each round reports per call (the writeback's replicas, the
+        # broker, the EHR): where the machine's 2 cores go at the offered rate
+        self._cpu_pids = cpu_pids or {}
 
     async def offered(
         self,
@@ -273,12 +279,17 @@ class HookLoad:
         shares = [
             count // len(replicas) + (i < count % len(replicas)) for i in range(len(replicas))
         ]
+        cpu_before = {name: process_cpu_s(pid) for name, pid in self._cpu_pids.items()}
         results = await asyncio.gather(
             *(
                 self._run(replica, per_s * share / count if count else 0.0, seconds, share, bodies)
                 for replica, share in zip(replicas, shares, strict=True)
             )
         )
+        cpu_ms_per_call = {
+            name: round((process_cpu_s(pid) - cpu_before[name]) * 1000 / max(1, count), 3)
+            for name, pid in self._cpu_pids.items()
+        }
         sent = [one for figures in results for one in figures["sent"]]
         latencies = [answered - written for _, written, answered, status in sent]
         answered_200 = [
@@ -300,6 +311,8 @@ class HookLoad:
                 sum(float(figures["cpu_s"]) for figures in results) * 1000 / max(1, len(sent)),
                 3,
             ),
+            # each process's CPU over the round (ms) per call offered, whichever it served
+            "cpu_ms_per_call": cpu_ms_per_call,
         }
 
     async def _run(
@@ -374,7 +387,14 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
             await wait_for_stored_card(replica.endpoints["http"], key, PUBLIC_BASE_URL)
         await wait_for_stored_card(unaudited.endpoints["http"], key)
         stored = [hook_body(STORED_PATIENT) for _ in range(50)]
-        load = HookLoad(key, work_dir)
+        cpu_pids = {
+            "broker": broker.process.pid,
+            "ehr": ehr.process.pid,
+            **{f"writeback_{n}": replica.process.pid for n, replica in enumerate(writebacks)},
+            "writeback_without_hook_audits": unaudited.process.pid,
+            "bare": bare.process.pid,
+        }
+        load = HookLoad(key, work_dir, cpu_pids)
         one_replica = writebacks[0]
         # warm each, then the measured rounds
         warm_ups = [
@@ -430,6 +450,8 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
         "p50_ms": _median(rounds["writeback"], "p50_ms"),
         "p99_ms": _median(rounds["writeback"], "p99_ms"),
         "bare_p99_ms": _median(rounds["bare"], "p99_ms"),
+        # where the CPU went in the rounds behind p50_ms/p99_ms, per call offered
+        "cpu_ms_per_call": _median_cpu(rounds["writeback"]),
         "replicas": args.replicas,
         "one_replica_p50_ms": _median(rounds["writeback_one_replica"], "p50_ms"),
         "one_replica_p99_ms": _median(rounds["writeback_one_replica"], "p99_ms"),
@@ -477,6 +499,15 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
             "comes from the out-of-process load generator (bench/load_process.py), its CPU "
             "per call in each round's load_generator_cpu_ms_per_call"
         ),
+    }
+
+
+def _median_cpu(rounds: list[dict[str, Any]]) -> dict[str, float]:
+    """Each process's CPU per call (ms), the median over `rounds`."""
+    names = sorted({name for r in rounds for name in r.get("cpu_ms_per_call", {})})
+    return {
+        name: round(percentile([r["cpu_ms_per_call"][name] for r in rounds], 0.5), 3)
+        for name in names
     }
 
 

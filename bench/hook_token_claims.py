@@ -52,7 +52,9 @@ Step = Callable[[], Awaitable[object]]
 
 
 @contextlib.asynccontextmanager
-async def replica(bootstrap: str, name: str) -> AsyncIterator[tuple[TokenClaims, Step]]:
+async def replica(
+    bootstrap: str, name: str
+) -> AsyncIterator[tuple[TokenClaims, Step, Callable[[], float]]]:
     """A replica's claimer, as the writeback builds it, and its bare publish (no read-back)."""
     settings = Settings(
         kafka_bootstrap=bootstrap,
@@ -93,7 +95,15 @@ async def replica(bootstrap: str, name: str) -> AsyncIterator[tuple[TokenClaims,
             if time.monotonic() > deadline:
                 raise RuntimeError("the claims topic was never followed")
             await asyncio.sleep(0.05)
-        yield claims, bare_publish
+
+        def decided_from_ack() -> float:
+            """How many of this replica's claims were decided from their ack (no fetch)."""
+            value = telemetry.metrics.registry.get_sample_value(
+                "cdsflow_writeback_hook_token_claims_decided_from_ack_total"
+            )
+            return value or 0.0
+
+        yield claims, bare_publish, decided_from_ack
     finally:
         await claims.stop()
         await bare.stop()
@@ -168,6 +178,7 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
                 "claim_open_loop": [],
                 "bare_publish_open_loop": [],
             }
+            decided_before = one[2]() + two[2]()
             for _ in range(args.rounds):
                 rounds["claim_one_at_a_time"].append(await one_at_a_time(claim, args.count))
                 rounds["bare_publish_one_at_a_time"].append(await one_at_a_time(bare, args.count))
@@ -175,6 +186,7 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
                 rounds["bare_publish_open_loop"].append(
                     await open_loop(bare, args.per_s, args.seconds)
                 )
+            decided_from_ack = one[2]() + two[2]() - decided_before
     finally:
         broker.stop()
     return {
@@ -190,6 +202,20 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
         "claim_open_loop_p99_ms": _median(rounds["claim_open_loop"], "p99_ms"),
         "bare_publish_open_loop_p50_ms": _median(rounds["bare_publish_open_loop"], "p50_ms"),
         "bare_publish_open_loop_p99_ms": _median(rounds["bare_publish_open_loop"], "p99_ms"),
+        # the claims decided from their own ack, with no fetch (nothing unread before them:
+        # here the two replicas alternate, so about half)
+        "claims_decided_from_ack_share": round(
+            decided_from_ack
+            / max(
+                1,
+                sum(
+                    r.get("count", 0) + r["unconfirmed"]
+                    for name in ("claim_one_at_a_time", "claim_open_loop")
+                    for r in rounds[name]
+                ),
+            ),
+            3,
+        ),
         "claims_unconfirmed": sum(
             r["unconfirmed"]
             for name in ("claim_one_at_a_time", "claim_open_loop")
