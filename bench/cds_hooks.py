@@ -20,6 +20,12 @@ half a core, which in production is the EHR's own machine. It runs at a lower CP
 (`--ehr-nice`, 10) in the rounds behind `p50_ms`/`p99_ms`, so that its work does not stand in
 for the writeback's; the `writeback_ehr_same_priority` rounds are the same writeback with the
 EHR at the same priority as everything else, reported beside them.
+
+Before every round the bench waits until each process is back at its idle CPU, measured once
+before any load (`bench.idle`, as the pipeline's rounds do), so that no round carries the
+last one's leftovers: the EHR still writing the AuditEvents of the round before, above all.
+Each round records how long that took (`settled`) and the CPU each process spent over it, per
+call offered (`cpu_ms_per_call`).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import httpx
 import numpy as np
 from aiokafka import AIOKafkaProducer
 
+from bench.idle import idle_baseline, wait_until_idle
 from bench.load_process import run_load
 from bench.measures import latency_summary, percentile
 from bench.priority import renice
@@ -395,6 +402,8 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
             "bare": bare.process.pid,
         }
         load = HookLoad(key, work_dir, cpu_pids)
+        # each process's idle CPU, before any load: every round starts once all are back at it
+        idle = await idle_baseline(cpu_pids)
         one_replica = writebacks[0]
         # warm each, then the measured rounds
         warm_ups = [
@@ -419,9 +428,10 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
         for _ in range(args.rounds):
             for name, target, ehr_nice in variants:
                 renice(ehr.process.pid, ehr_nice)
-                rounds[name].append(
-                    await load.offered(target, args.offered_per_s, args.seconds, stored)
-                )
+                # the last round's leftovers (the EHR still writing its AuditEvents) done first
+                settled = await wait_until_idle(cpu_pids, idle)
+                offered = await load.offered(target, args.offered_per_s, args.seconds, stored)
+                rounds[name].append({**offered, "settled": settled})
         renice(ehr.process.pid, args.ehr_nice)
         audits: dict[str, float] = {}
         for replica in writebacks:
@@ -433,6 +443,7 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
             for n in range(int(args.on_demand_per_s * args.on_demand_seconds))
         ]
         await load.offered(writebacks, args.on_demand_per_s, 2, fresh[:40])
+        await wait_until_idle(cpu_pids, idle)
         on_demand = await load.offered(
             writebacks,
             args.on_demand_per_s,
@@ -452,6 +463,8 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
         "bare_p99_ms": _median(rounds["bare"], "p99_ms"),
         # where the CPU went in the rounds behind p50_ms/p99_ms, per call offered
         "cpu_ms_per_call": _median_cpu(rounds["writeback"]),
+        # each process's CPU with no load (cores), which every round waited to be back at
+        "idle_cpu_cores": {name: round(cores, 3) for name, cores in idle.items()},
         "replicas": args.replicas,
         "one_replica_p50_ms": _median(rounds["writeback_one_replica"], "p50_ms"),
         "one_replica_p99_ms": _median(rounds["writeback_one_replica"], "p99_ms"),
