@@ -10,6 +10,7 @@ from cdsflow.fhir.client_assertion import (
     client_assertion,
     load_signing_key,
 )
+from cdsflow.fhir.connection_lanes import ConnectionLanes
 from cdsflow.fhir.hosts import is_loopback_host
 from cdsflow.fhir.json_documents import MAX_JSON_DEPTH, MalformedJson, parse_json_document
 from cdsflow.fhir.outcomes import FHIR_JSON, operation_outcome
@@ -29,6 +30,7 @@ __all__ = [
     "AccessToken",
     "AccessTokenMetrics",
     "BackendServicesClient",
+    "ConnectionLanes",
     "EhrAuthError",
     "EhrClient",
     "EhrError",

@@ -22,7 +22,7 @@ from prometheus_client import Counter
 from tritonclient.grpc.aio import InferenceServerClient
 
 from cdsflow.contracts import Feedback
-from cdsflow.fhir import FHIR_JSON, EhrClient, count_access_tokens
+from cdsflow.fhir import FHIR_JSON, ConnectionLanes, EhrClient, count_access_tokens
 from cdsflow.models import ModelAdapter
 from cdsflow.service import (
     ConsumingBroker,
@@ -68,6 +68,9 @@ from cdsflow.writeback.settings import BATCH_START_WITHIN_S, Settings
 from cdsflow.writeback.token_claims import ClaimMetrics, ClaimsTopic, TokenClaims
 
 SERVICE_NAME = "writeback"
+# EHR connections beyond one per patient lane: the hook audits' batch, the readiness probe,
+# the SMART Backend Services token request
+EHR_SPARE_LANES = 4
 logger = logging.getLogger(__name__)
 
 # recommendations per consumed batch, per patient written back at a time: enough that lanes
@@ -99,7 +102,13 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         auth = ehr_auth(settings)
         count_access_tokens(auth, telemetry.metrics)
-        http = httpx.AsyncClient(timeout=settings.ehr_timeout_s, auth=auth)
+        # one connection per lane, each in a pool of its own (`ConnectionLanes`): the patients
+        # written back at once, and the hook audits' batch, the readiness probe and the SMART
+        # token request beside them
+        lanes = ConnectionLanes.for_url(
+            settings.ehr_base_url, settings.writeback_max_concurrent_patients + EHR_SPARE_LANES
+        )
+        http = httpx.AsyncClient(timeout=settings.ehr_timeout_s, auth=auth, transport=lanes)
         HTTPXClientInstrumentor.instrument_client(http, tracer_provider=telemetry.tracer_provider)
         kafka = kafka_connection(settings)
         # one trace per recommendation, kept by the writeback itself (`record_consumer_span`):
