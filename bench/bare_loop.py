@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import uuid
 
 import numpy as np
@@ -18,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 _FEATURES = np.array([[18, 96, 21, 120, 80, 37.0, 15, 0, 0, 0, 0, 0, 0, 0, 70]], dtype=np.float32)
 _PRESENT = np.array([[True] * 7 + [False] * 7 + [True]], dtype=bool)
 _OUTPUTS = ("deterioration_risk", "log_odds", "contributions")
+_RETRY_PAUSE_S = 0.2
 
 
 class BareLoop:
@@ -68,9 +70,26 @@ class BareLoop:
             records = [record for batch in batches.values() for record in batch]
             if not records:
                 continue
-            sent = await asyncio.gather(*(self._one(record.key) for record in records))
-            await asyncio.gather(*sent)
+            await self._answer([record.key for record in records])
             await self._consumer.commit()
+
+    async def _answer(self, keys: list[bytes | None]) -> None:
+        """Every key of the batch answered; a batch that fails (Triton or the broker
+        refusing for a moment) is said on stderr and sent again, as the reasoner retries,
+        instead of ending the loop without a word."""
+        while True:
+            try:
+                sent = await asyncio.gather(*(self._one(key) for key in keys))
+                await asyncio.gather(*sent)
+                return
+            except Exception as exc:
+                print(
+                    f"bare loop: a batch of {len(keys)} failed ({type(exc).__name__}: {exc});"
+                    " sending it again",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                await asyncio.sleep(_RETRY_PAUSE_S)
 
     async def _one(self, key: bytes | None) -> asyncio.Future[object]:
         async with self._gate:
