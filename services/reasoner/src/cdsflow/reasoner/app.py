@@ -14,7 +14,7 @@ from faststream.kafka.annotations import KafkaMessage
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from tritonclient.grpc.aio import InferenceServerClient
 
-from cdsflow.fhir import EhrClient, count_access_tokens
+from cdsflow.fhir import ConnectionLanes, EhrClient, count_access_tokens
 from cdsflow.reasoner.context_changelog import ContextChangelog, RestoreOnAssignment
 from cdsflow.reasoner.deliveries import Deliveries
 from cdsflow.reasoner.dependency_health import DependencyHealth
@@ -42,6 +42,9 @@ from cdsflow.service import (
 from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
 
 SERVICE_NAME = "reasoner"
+# at most this many EHR requests in flight (httpx's own pool limit, which the reasoner had
+# before), each on a connection of its own lane (`ConnectionLanes`)
+EHR_MAX_CONNECTIONS = 100
 
 
 def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> FastAPI:
@@ -81,7 +84,10 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         )
         auth = ehr_auth(settings)
         count_access_tokens(auth, telemetry.metrics)
-        http = httpx.AsyncClient(timeout=settings.ehr_timeout_s, auth=auth)
+        lanes = ConnectionLanes.for_url(
+            settings.ehr_base_url, min(settings.max_concurrent_patients, EHR_MAX_CONNECTIONS)
+        )
+        http = httpx.AsyncClient(timeout=settings.ehr_timeout_s, auth=auth, transport=lanes)
         HTTPXClientInstrumentor.instrument_client(http, tracer_provider=telemetry.tracer_provider)
         triton = InferenceServerClient(settings.triton_grpc_url)
         # every version that each adapter lists runs: shadow beside active
