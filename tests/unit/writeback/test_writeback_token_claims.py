@@ -137,9 +137,9 @@ def test_an_own_claim_after_an_unread_record_waits_for_the_read_back() -> None:
     assert ledger.decide_own(key("b"), at(0, 4), expires_at=500, now=100) is None
 
 
-def test_an_own_claim_the_reader_already_passed_is_left_to_first_use() -> None:
+def test_an_own_claim_the_reader_already_passed_is_decided_as_read() -> None:
     ledger = ClaimLedger(max_claims=100)
     ledger.note(key("a"), at(3, 7), expires_at=500, now=100)
-    ledger.note(key("a"), at(3, 8), expires_at=500, now=100)
-    assert ledger.decide_own(key("a"), at(3, 8), expires_at=500, now=100) is None
-    assert not ledger.first_use(key("a"), at(3, 8))
+    ledger.note(key("a"), at(3, 8), expires_at=500, now=100)  # read before the ack came
+    assert ledger.decide_own(key("a"), at(3, 8), expires_at=500, now=100) is False
+    assert ledger.decide_own(key("a"), at(3, 7), expires_at=500, now=100) is True

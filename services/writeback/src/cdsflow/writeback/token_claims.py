@@ -207,8 +207,6 @@ class TokenClaims:
             self._topic.name, value=claim_value(expires_at), key=key
         )
         position = ClaimPosition(metadata.partition, metadata.offset)
-        if self._ledger.has_read(position):  # the follower was quicker than the ack
-            return self._ledger.first_use(key, position)
         decided = self._ledger.decide_own(key, position, expires_at, self._clock())
         if decided is not None:  # nothing unread before it: no fetch needed
             self._metrics.decided_from_ack.inc()

@@ -110,11 +110,10 @@ class ClaimLedger:
     ) -> bool | None:
         """A claim this replica has just published, decided from its acknowledgement alone
         when every earlier record of its partition has been read: it is then the next record
-        of the partition, and its key and expiry are known without reading it back. None when
-        a record before it is still unread (another replica's claim, say): read back then."""
-        if self.has_read(position) or not self.has_read(
-            ClaimPosition(position.partition, position.offset - 1)
-        ):
+        of the partition, and its key and expiry are known without reading it back (noting it
+        again once read changes nothing). None when a record before it is still unread
+        (another replica's claim, say): read back then."""
+        if not self.has_read(ClaimPosition(position.partition, position.offset - 1)):
             return None
         self.note(key, position, expires_at, now)
         return self.first_use(key, position)
