@@ -6,68 +6,37 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-from opentelemetry.trace import SpanKind
-from starlette.types import Receive, Scope, Send
 
-from cdsflow.fhir import ConnectionLanes, EhrClient
+from cdsflow.fhir import ConnectionLanes
 from cdsflow.fhir.connection_lanes import environment_proxy
 from cdsflow.runtime.processes import free_port
-from tests.support.asgi import serve_app
+from tests.support.held_ehr import BUNDLE, HeldEhr, held_ehr
 from tests.support.polling import eventually
-from tests.support.telemetry import recording_telemetry
-
-BUNDLE = b'{"resourceType":"Bundle","type":"searchset","total":0,"entry":[]}'
-
-
-@dataclass
-class HeldServer:
-    """Answers once `go` is set (`/slow` after 3 s, past every timeout here); counts requests
-    in flight and the client ports (one per connection) it saw."""
-
-    go: asyncio.Event = field(default_factory=asyncio.Event)
-    in_flight: int = 0
-    most_in_flight: int = 0
-    client_ports: set[int] = field(default_factory=set)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        self.in_flight += 1
-        self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        self.client_ports.add(scope["client"][1])
-        try:
-            await (asyncio.sleep(3) if scope["path"] == "/slow" else self.go.wait())
-            headers = [(b"content-type", b"application/fhir+json")]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": BUNDLE})
-        finally:
-            self.in_flight -= 1
-
-
-async def at_server(app: HeldServer, count: int) -> bool:
-    return app.in_flight >= count
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[tuple[HeldServer, str]]:
-    app = HeldServer()
-    async with serve_app(app) as base_url:
-        yield app, base_url
+async def server() -> AsyncIterator[tuple[HeldEhr, str]]:
+    async with held_ehr() as served:
+        yield served
+
+
+@pytest.fixture
+async def answering() -> AsyncIterator[tuple[HeldEhr, str]]:
+    async with held_ehr(answering=True) as served:
+        yield served
 
 
 async def test_as_many_requests_in_flight_as_lanes_each_lane_one_kept_connection(
-    server: tuple[HeldServer, str],
+    server: tuple[HeldEhr, str],
 ) -> None:
     app, base_url = server
     lanes = ConnectionLanes(3)
     async with httpx.AsyncClient(transport=lanes, base_url=base_url, timeout=30) as http:
         calls = [asyncio.create_task(http.get(f"/Observation?n={n}")) for n in range(20)]
-        await eventually(lambda: at_server(app, 3), what="three requests at the server")
+        await eventually(lambda: app.holds(3), what="three requests at the server")
         await asyncio.sleep(0.2)  # the 17 others are waiting for a lane, not at the server
         assert (app.in_flight, lanes.free) == (3, 0)
         app.go.set()
@@ -81,10 +50,9 @@ async def test_as_many_requests_in_flight_as_lanes_each_lane_one_kept_connection
 
 
 async def test_a_lane_is_freed_when_its_request_fails_times_out_or_is_cancelled(
-    server: tuple[HeldServer, str],
+    answering: tuple[HeldEhr, str],
 ) -> None:
-    app, base_url = server
-    app.go.set()
+    app, base_url = answering
     lanes = ConnectionLanes(2)
     async with httpx.AsyncClient(transport=lanes, timeout=30) as http:
         with pytest.raises(httpx.ConnectError):  # nobody listens there
@@ -92,7 +60,7 @@ async def test_a_lane_is_freed_when_its_request_fails_times_out_or_is_cancelled(
         with pytest.raises(httpx.ReadTimeout):
             await http.get(f"{base_url}/slow", timeout=0.2)
         waiting = asyncio.create_task(http.get(f"{base_url}/slow"))
-        await eventually(lambda: at_server(app, 1), what="the request at the server")
+        await eventually(lambda: app.holds(1), what="the request at the server")
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
@@ -103,10 +71,9 @@ async def test_a_lane_is_freed_when_its_request_fails_times_out_or_is_cancelled(
 
 
 async def test_a_streamed_body_holds_its_lane_until_closed(
-    server: tuple[HeldServer, str],
+    answering: tuple[HeldEhr, str],
 ) -> None:
-    app, base_url = server
-    app.go.set()
+    _, base_url = answering
     lanes = ConnectionLanes(1)
     async with httpx.AsyncClient(transport=lanes, base_url=base_url, timeout=30) as http:
         async with http.stream("GET", "/Patient/1") as streamed:
@@ -117,23 +84,6 @@ async def test_a_streamed_body_holds_its_lane_until_closed(
             assert await streamed.aread() == BUNDLE
         assert (await second).status_code == 200
         assert lanes.free == 1
-
-
-async def test_the_ehr_client_over_lanes_keeps_one_client_span_per_request(
-    server: tuple[HeldServer, str], pseudonym_key: str
-) -> None:
-    app, base_url = server
-    app.go.set()
-    with recording_telemetry("fhir-lanes", pseudonym_key) as (telemetry, spans):
-        async with httpx.AsyncClient(transport=ConnectionLanes(4), timeout=30) as http:
-            HTTPXClientInstrumentor.instrument_client(
-                http, tracer_provider=telemetry.tracer_provider
-            )
-            ehr = EhrClient(base_url, http)
-            await asyncio.gather(*(ehr.search("Observation", [("n", str(n))]) for n in range(6)))
-        telemetry.tracer_provider.force_flush()
-        clients = [span for span in spans.get_finished_spans() if span.kind is SpanKind.CLIENT]
-    assert len(clients) == 6
 
 
 def test_no_lanes_is_refused() -> None:

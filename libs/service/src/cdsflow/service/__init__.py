@@ -3,6 +3,7 @@ lanes, operational HTTP routes."""
 
 from cdsflow.service.dead_letters import DeadLetters
 from cdsflow.service.ehr_auth import ehr_auth
+from cdsflow.service.ehr_http import ehr_http
 from cdsflow.service.http import (
     add_error_answers,
     add_operational_routes,
@@ -51,6 +52,7 @@ __all__ = [
     "build_broker",
     "commit_plan",
     "ehr_auth",
+    "ehr_http",
     "instrument_app",
     "is_json_media_type",
     "kafka_connection",

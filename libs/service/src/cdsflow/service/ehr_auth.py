@@ -1,6 +1,7 @@
 """The EHR auth a service's settings ask for, as the `httpx.Auth` of its EHR client.
 
-One line of wiring per service: `httpx.AsyncClient(..., auth=ehr_auth(settings))`.
+The reasoner and the writeback get it through `ehr_http` (their EHR client); the listener and
+`cdsflow up` put it on clients of their own: `httpx.AsyncClient(..., auth=ehr_auth(settings))`.
 """
 
 from __future__ import annotations

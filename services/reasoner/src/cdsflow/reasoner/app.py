@@ -6,15 +6,13 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI, Request, Response
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from tritonclient.grpc.aio import InferenceServerClient
 
-from cdsflow.fhir import ConnectionLanes, EhrClient, count_access_tokens
+from cdsflow.fhir import EhrClient
 from cdsflow.reasoner.context_changelog import ContextChangelog, RestoreOnAssignment
 from cdsflow.reasoner.deliveries import Deliveries
 from cdsflow.reasoner.dependency_health import DependencyHealth
@@ -33,7 +31,7 @@ from cdsflow.service import (
     Record,
     add_operational_routes,
     build_broker,
-    ehr_auth,
+    ehr_http,
     instrument_app,
     kafka_connection,
     readiness_response,
@@ -43,7 +41,7 @@ from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
 
 SERVICE_NAME = "reasoner"
 # at most this many EHR requests in flight (httpx's own pool limit, which the reasoner had
-# before), each on a connection of its own lane (`ConnectionLanes`)
+# before), each on a connection of its own lane (`cdsflow.service.ehr_http`)
 EHR_MAX_CONNECTIONS = 100
 
 
@@ -82,13 +80,12 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
                 max_batch_size=settings.kafka_max_batch_bytes,
             )
         )
-        auth = ehr_auth(settings)
-        count_access_tokens(auth, telemetry.metrics)
-        lanes = ConnectionLanes.for_url(
-            settings.ehr_base_url, min(settings.max_concurrent_patients, EHR_MAX_CONNECTIONS)
+        http = ehr_http(
+            settings,
+            telemetry,
+            lanes=min(settings.max_concurrent_patients, EHR_MAX_CONNECTIONS),
+            timeout_s=settings.ehr_timeout_s,
         )
-        http = httpx.AsyncClient(timeout=settings.ehr_timeout_s, auth=auth, transport=lanes)
-        HTTPXClientInstrumentor.instrument_client(http, tracer_provider=telemetry.tracer_provider)
         triton = InferenceServerClient(settings.triton_grpc_url)
         # every version that each adapter lists runs: shadow beside active
         models = {

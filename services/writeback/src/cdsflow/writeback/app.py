@@ -16,13 +16,12 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from opentelemetry import trace
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from prometheus_client import Counter
 from tritonclient.grpc.aio import InferenceServerClient
 
 from cdsflow.contracts import Feedback
-from cdsflow.fhir import FHIR_JSON, ConnectionLanes, EhrClient, count_access_tokens
+from cdsflow.fhir import FHIR_JSON, EhrClient
 from cdsflow.models import ModelAdapter
 from cdsflow.service import (
     ConsumingBroker,
@@ -32,7 +31,7 @@ from cdsflow.service import (
     Record,
     add_operational_routes,
     build_broker,
-    ehr_auth,
+    ehr_http,
     instrument_app,
     kafka_connection,
     publish_span,
@@ -100,16 +99,12 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        auth = ehr_auth(settings)
-        count_access_tokens(auth, telemetry.metrics)
-        # one connection per lane, each in a pool of its own (`ConnectionLanes`): the patients
-        # written back at once, and the hook audits' batch, the readiness probe and the SMART
-        # token request beside them
-        lanes = ConnectionLanes.for_url(
-            settings.ehr_base_url, settings.writeback_max_concurrent_patients + EHR_SPARE_LANES
+        http = ehr_http(
+            settings,
+            telemetry,
+            lanes=settings.writeback_max_concurrent_patients + EHR_SPARE_LANES,
+            timeout_s=settings.ehr_timeout_s,
         )
-        http = httpx.AsyncClient(timeout=settings.ehr_timeout_s, auth=auth, transport=lanes)
-        HTTPXClientInstrumentor.instrument_client(http, tracer_provider=telemetry.tracer_provider)
         kafka = kafka_connection(settings)
         # one trace per recommendation, kept by the writeback itself (`record_consumer_span`):
         # FastStream's middleware would make one span per batch
