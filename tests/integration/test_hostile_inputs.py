@@ -29,7 +29,6 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
@@ -45,7 +44,7 @@ from tests.conftest import KafkaEndpoint
 from tests.support.polling import eventually
 from tests.support.telemetry import recording_telemetry
 from tests.support.threaded_server import serving_in_thread
-from tests.support.topic_partitions import partitions_of
+from tests.support.topic_partitions import partitions_of, records_to_end
 
 pytestmark = [
     pytest.mark.integration,
@@ -462,25 +461,8 @@ def feedback_cards(body: bytes) -> set[str]:
 
 async def all_records(bootstrap: str, topic: str) -> list[bytes]:
     """Every record on `topic` up to its end offsets (nothing if the topic was never made)."""
-    assigned = await partitions_of(bootstrap, topic)
-    if not assigned:
-        return []
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
-    )
-    await consumer.start()
-    try:
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        ends = await consumer.end_offsets(assigned)
-        values: list[bytes] = []
-        async with asyncio.timeout(60):
-            while [tp for tp in assigned if await consumer.position(tp) < ends[tp]]:
-                batch = await consumer.getmany(*assigned, timeout_ms=200)
-                values += [record.value for records in batch.values() for record in records]
-        return values
-    finally:
-        await consumer.stop()
+    partitions = await partitions_of(bootstrap, topic)
+    return [record.value for record in await records_to_end(bootstrap, partitions)]
 
 
 # ---- limits below the application: the header block and malformed HTTP ---------------------

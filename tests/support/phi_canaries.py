@@ -10,7 +10,6 @@ its label (`family`, `mrn`, ...) and where it was, never by its value. Matching 
 
 from __future__ import annotations
 
-import asyncio
 import random
 import secrets
 from collections.abc import Iterable, Sequence
@@ -18,10 +17,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
-
 from cdsflow.runtime.trace_collector import CollectedSpan
-from tests.support.topic_partitions import partitions_of_every_topic
+from tests.support.topic_partitions import partitions_of_every_topic, records_to_end
 
 MRN_SYSTEM = "http://hospital.example.org/fhir/sid/mrn"
 
@@ -153,26 +150,8 @@ def hits_in_kafka_headers(canaries: Canaries, records: Iterable[HeaderedRecord])
 async def every_record(bootstrap: str, timeout_s: float = 60) -> list[HeaderedRecord]:
     """Every record of every topic on the broker (the `.dlq` twins and the internal ones
     included), from the beginning up to the end offsets it has now."""
-    assigned = await partitions_of_every_topic(bootstrap)
-    if not assigned:
-        return []
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
-    )
-    await consumer.start()
-    try:
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        ends = await consumer.end_offsets(assigned)
-        records: list[HeaderedRecord] = []
-        async with asyncio.timeout(timeout_s):
-            while [tp for tp in assigned if await consumer.position(tp) < ends[tp]]:
-                batch = await consumer.getmany(*assigned, timeout_ms=200)
-                records += [
-                    HeaderedRecord(r.topic, r.offset, r.key, list(r.headers))
-                    for found in batch.values()
-                    for r in found
-                ]
-        return records
-    finally:
-        await consumer.stop()
+    partitions = await partitions_of_every_topic(bootstrap)
+    return [
+        HeaderedRecord(r.topic, r.offset, r.key, list(r.headers))
+        for r in await records_to_end(bootstrap, partitions, timeout_s)
+    ]

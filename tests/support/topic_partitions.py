@@ -1,13 +1,20 @@
-"""Which partitions a topic has, asked of the broker itself.
+"""Which partitions a topic has, asked of the broker itself, and the records they hold.
 
-A consumer's `partitions_for_topic` answers from the consumer's own metadata cache, which
-`consumer.topics()` does not refresh (aiokafka fetches that answer into a separate object).
-Tests that count what a topic holds ask the broker for the topics' description instead.
+Counting what a topic holds by its end offsets is wrong on the embedded Tansu: it answers a
+partition's end offset as its last batch's base offset + 1, so three records produced in one
+batch (offsets 0, 1, 2) read as an end offset of 1 (shown on Tansu 0.6.0). A listener test
+that counted its topic that way failed whenever its three events went out in one batch. The
+records are read instead (`records_to_end` reads until each partition's position reaches the
+end offset, which reading the last batch does, whole). The partitions come from the broker's
+own description of the topic, not from a consumer's metadata cache (which
+`consumer.topics()` does not refresh).
 """
 
 from __future__ import annotations
 
-from aiokafka import TopicPartition
+import asyncio
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 
@@ -38,3 +45,28 @@ async def _described(bootstrap: str, only: str | None) -> list[TopicPartition]:
         if not found["error_code"]
         for partition in found["partitions"]
     )
+
+
+async def records_to_end(
+    bootstrap: str, partitions: list[TopicPartition], timeout_s: float = 60
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of `partitions` from their beginning up to the end offsets they have now
+    (no group: nothing committed)."""
+    if not partitions:
+        return []
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        async with asyncio.timeout(timeout_s):
+            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+                batch = await consumer.getmany(*partitions, timeout_ms=200)
+                records += [record for found in batch.values() for record in found]
+        return records
+    finally:
+        await consumer.stop()
