@@ -39,7 +39,7 @@ def main() -> None:
             Route("/healthz", healthz),
         ]
     )
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", http="h11")
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", http="httptools")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,11 @@ def bare_app(bootstrap: str, topic: str) -> Starlette:
 def main() -> None:
     port, bootstrap, topic = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     uvicorn.run(
-        bare_app(bootstrap, topic), host="127.0.0.1", port=port, log_level="warning", http="h11"
+        bare_app(bootstrap, topic),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        http="httptools",
     )
 
 

@@ -195,11 +195,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for round_index in range(args.rounds):
                     for name, path in paths.items():
                         assert path.in_flight is not None
-                        profile = None
-                        if args.profile_listener and name == "pipeline":
-                            pid = next(p.process.pid for p in stack.parts if p.name == "listener")
-                            output = args.profile_listener.with_suffix(f".{round_index}.txt")
-                            profile = SampledProfile(pid, output)
+                        profiles = []
+                        if name == "pipeline":
+                            for service in args.profile:
+                                pid = next(p.process.pid for p in stack.parts if p.name == service)
+                                output = args.profile_dir / f"{service}.{round_index}.txt"
+                                profiles.append(SampledProfile(pid, output))
+                        for profile in profiles:
                             profile.start()
                         idle = await rounds.quiet()
                         written_before = await ehr.search_count("RiskAssessment")
@@ -216,7 +218,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             after=timed if first else None,
                         )
                         path.saturated_rounds.append(one)
-                        if profile is not None:
+                        for profile in profiles:
                             profile.stop()
                         if written_back:
                             written_back_per_s = written_back[0]
@@ -381,9 +383,17 @@ def main() -> None:
         "--ehr-nice", type=int, default=10, help="the EHR's CPU niceness in the main rounds"
     )
     parser.add_argument(
-        "--profile-listener",
+        "--profile",
+        action="append",
+        default=[],
+        choices=("listener", "reasoner", "writeback"),
+        help="record this service with py-spy during each saturated round (repeatable)",
+    )
+    parser.add_argument(
+        "--profile-dir",
         type=Path,
-        help="record the listener with py-spy during each saturated round (PATH.N.txt)",
+        default=Path(tempfile.gettempdir()),
+        help="where the profiles go, as SERVICE.ROUND.txt (collapsed stacks)",
     )
     args = parser.parse_args()
     figures = asyncio.run(run(args))

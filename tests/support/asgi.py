@@ -25,7 +25,7 @@ async def serve_app(
     """Yield the app's base URL (`http://127.0.0.1:P`) while it serves; stop it after.
 
     With `settings`, it is served as the service's `__main__` serves it (`uvicorn_config`:
-    the header-limited h11 protocol and its error answers); without, by plain uvicorn.
+    the head-limited httptools protocol and its error answers); without, by plain uvicorn.
     `port`: where to serve, when the app must know its own URL before it starts.
     """
     port = port or free_port()

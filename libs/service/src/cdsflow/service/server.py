@@ -1,10 +1,13 @@
 """Serving a service's ASGI app with uvicorn, with limits on what a client can send.
 
-uvicorn's h11 protocol reads at most `max_header_bytes` of request line and headers before it
-gives up (its httptools protocol has no such limit, so a 64 MiB header would be read in
-full). A request that is not valid HTTP, or whose header block is too large, is answered in
-the service's own error format (an OperationOutcome), not uvicorn's plain text: 431 for the
-headers, 400 otherwise. Its body names the rule, never what was sent.
+uvicorn's httptools protocol (llhttp, in C) parses requests; it sets no bound of its own on
+the request line and headers, so `_LimitedHttpToolsProtocol` counts the bytes received while
+a request's head is incomplete and refuses the request past `max_header_bytes`: a 64 MiB
+header is never read in full, only the limit and at most one read more. A request that is not
+valid HTTP, or whose head is too large, is answered in the service's own error format (an
+OperationOutcome), not uvicorn's plain text: 431 for the headers, 400 otherwise. Its body
+names the rule, never what was sent. (httptools, not h11: the pipeline bench found h11's
+parsing and writing about a tenth of the listener's CPU per notification.)
 
 `serve` also sets the process's young-generation garbage-collection threshold
 (`gc_young_threshold`): a process-wide setting, so made by the service's own process when it
@@ -17,63 +20,93 @@ import gc
 import json
 from typing import Any
 
-import h11
 import uvicorn
 from starlette.types import ASGIApp
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from cdsflow.fhir import operation_outcome
 from cdsflow.service.settings import ServiceSettings
 
 
-class _OperationOutcomeH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, with protocol errors answered as OperationOutcomes."""
+class _LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a bound on a request's head, and protocol errors
+    answered as OperationOutcomes.
+
+    Bytes are counted from each read that starts while a request's head is still awaited;
+    the count starts again once a head is complete. So every byte counted belongs to the
+    head now awaited (never a body), and a head over the limit is refused after one read
+    more at most."""
 
     media_type = "application/json"
+    max_head_bytes = 32 * 1024  # set per service by `protocol_for`
+
+    def connection_made(self, transport: Any) -> None:
+        self._awaiting_head = True
+        self._head_bytes = 0
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return
+        if self._awaiting_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._awaiting_head and self._head_bytes > self.max_head_bytes:
+            self.logger.warning("request refused: its head is over the limit (431)")
+            self._send_outcome(
+                431,
+                b"Request Header Fields Too Large",
+                operation_outcome(
+                    "too-costly",
+                    f"the request line and headers exceed the limit of {self.max_head_bytes} bytes",
+                ),
+            )
+
+    def on_headers_complete(self) -> None:
+        self._awaiting_head = False
+        self._head_bytes = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._awaiting_head = True
+        super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
-        # called by uvicorn when h11 refuses the bytes received; `msg` is uvicorn's own text
-        unread, _ = self.conn.trailing_data
-        limit = self.config.h11_max_incomplete_event_size  # always set by `uvicorn_config`
-        if limit is not None and len(unread) > limit:
-            status, reason = 431, b"Request Header Fields Too Large"
-            outcome = operation_outcome(
-                "too-costly", f"the request line and headers exceed the limit of {limit} bytes"
-            )
-        else:
-            status, reason = 400, b"Bad Request"
-            outcome = operation_outcome("structure", "the request is not valid HTTP/1.1")
+        # called by uvicorn when httptools refuses the bytes received; `msg` is uvicorn's text
+        outcome = operation_outcome("structure", "the request is not valid HTTP/1.1")
+        self._send_outcome(400, b"Bad Request", outcome)
+
+    def _send_outcome(self, status: int, reason: bytes, outcome: dict[str, Any]) -> None:
         body = json.dumps(outcome).encode()
-        headers = [
-            (b"content-type", self.media_type.encode()),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-        ]
-        for event in (
-            h11.Response(status_code=status, headers=headers, reason=reason),
-            h11.Data(data=body),
-            h11.EndOfMessage(),
-        ):
-            self.transport.write(self.conn.send(event) or b"")
+        head = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+        for name, value in self.server_state.default_headers:
+            head += name + b": " + value + b"\r\n"
+        head += b"content-type: %s\r\n" % self.media_type.encode()
+        head += b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+        self.transport.write(head + body)
         self.transport.close()
 
 
-def protocol_for(media_type: str) -> type[H11Protocol]:
-    """The h11 protocol whose protocol-level errors are bodies of `media_type`."""
-    return type("ServiceH11Protocol", (_OperationOutcomeH11Protocol,), {"media_type": media_type})
+def protocol_for(media_type: str, max_head_bytes: int) -> type[HttpToolsProtocol]:
+    """The httptools protocol whose heads are bounded by `max_head_bytes` and whose
+    protocol-level errors are bodies of `media_type`."""
+    return type(
+        "ServiceHttpProtocol",
+        (_LimitedHttpToolsProtocol,),
+        {"media_type": media_type, "max_head_bytes": max_head_bytes},
+    )
 
 
 def uvicorn_config(
     app: ASGIApp, settings: ServiceSettings, *, error_media_type: str, **overrides: Any
 ) -> uvicorn.Config:
-    """The service's uvicorn configuration: h11 with the header limit, JSON logging kept."""
+    """The service's uvicorn configuration: httptools with the head limit, JSON logging kept."""
     options: dict[str, Any] = {
         "host": settings.http_host,
         "port": settings.http_port,
         # None keeps the JSON logging that the service's telemetry set up
         "log_config": None,
-        "http": protocol_for(error_media_type),
-        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "http": protocol_for(error_media_type, settings.max_header_bytes),
         **overrides,
     }
     return uvicorn.Config(app, **options)
