@@ -20,6 +20,9 @@ _FEATURES = np.array([[18, 96, 21, 120, 80, 37.0, 15, 0, 0, 0, 0, 0, 0, 0, 70]],
 _PRESENT = np.array([[True] * 7 + [False] * 7 + [True]], dtype=bool)
 _OUTPUTS = ("deterioration_risk", "log_odds", "contributions")
 _RETRY_PAUSE_S = 0.2
+# a batch not answered in this long is said and sent again (a call that never returns would
+# otherwise stall the loop without a word)
+_BATCH_TIMEOUT_S = 30.0
 
 
 class BareLoop:
@@ -55,6 +58,17 @@ class BareLoop:
         await self._consumer.start()
         self._task = asyncio.create_task(self._run())
 
+    async def ended(self) -> BaseException | None:
+        """Waits until the loop ends by itself (it should not): what ended it."""
+        assert self._task is not None, "start() first"
+        try:
+            await asyncio.shield(self._task)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return exc
+        return None
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -71,7 +85,17 @@ class BareLoop:
             if not records:
                 continue
             await self._answer([record.key for record in records])
-            await self._consumer.commit()
+            try:
+                await self._consumer.commit()
+            except Exception as exc:
+                # e.g. the group rebalanced while the batch was answered (its heartbeats late
+                # on a saturated machine): the answers are out; at worst some are sent again
+                # after the rejoin, which the watch counts once. Said, never the loop's end.
+                print(
+                    f"bare loop: a commit failed ({type(exc).__name__}: {exc}); going on",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     async def _answer(self, keys: list[bytes | None]) -> None:
         """Every key of the batch answered; a batch that fails (Triton or the broker
@@ -79,8 +103,7 @@ class BareLoop:
         instead of ending the loop without a word."""
         while True:
             try:
-                sent = await asyncio.gather(*(self._one(key) for key in keys))
-                await asyncio.gather(*sent)
+                await asyncio.wait_for(self._answer_once(keys), _BATCH_TIMEOUT_S)
                 return
             except Exception as exc:
                 print(
@@ -90,6 +113,10 @@ class BareLoop:
                     flush=True,
                 )
                 await asyncio.sleep(_RETRY_PAUSE_S)
+
+    async def _answer_once(self, keys: list[bytes | None]) -> None:
+        sent = await asyncio.gather(*(self._one(key) for key in keys))
+        await asyncio.gather(*sent)
 
     async def _one(self, key: bytes | None) -> asyncio.Future[object]:
         async with self._gate:

@@ -34,7 +34,14 @@ async def serve(ready_file: Path, arguments: list[str]) -> None:
     await loop.start()
     try:
         ready_file.write_text("ready\n")
-        await stopped.wait()
+        stop = asyncio.create_task(stopped.wait())
+        ended = asyncio.create_task(loop.ended())
+        await asyncio.wait({stop, ended}, return_when=asyncio.FIRST_COMPLETED)
+        if ended.done():
+            # the loop must not end silently: the bench would wait for answers that never come
+            print(f"bare loop: ended ({ended.result()!r})", file=sys.stderr, flush=True)
+            raise SystemExit(1)
+        ended.cancel()
     finally:
         await loop.stop()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -71,8 +72,19 @@ class TopicWatch(ABC):
         await wait_for_assignment(self._consumer)
 
     async def _run(self) -> None:
-        async for record in self._consumer:
-            self.take(record)
+        while True:
+            try:
+                async for record in self._consumer:
+                    self.take(record)
+            except Exception as exc:
+                # a watch that ended silently would leave the bench waiting for answers
+                # that did arrive; said, and the watch goes on from where it stood
+                print(
+                    f"topic watch: {type(exc).__name__}: {exc}; going on",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                await asyncio.sleep(0.2)
 
     async def stop(self) -> None:
         if self._task is not None:

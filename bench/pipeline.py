@@ -136,7 +136,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     # no Subscription: the bench notifies the listener itself, and its setup writes to the
     # EHR must not become events
     options = StackOptions(
-        work_dir=work_dir, model_repository=REPO / "models", with_ehr=True, channels=()
+        work_dir=work_dir,
+        model_repository=REPO / "models",
+        with_ehr=True,
+        channels=(),
+        span_export_delay_ms=args.span_export_delay_ms,
+        triton_trace_rate=args.triton_trace_rate,
     )
     load_before = os.getloadavg()[0]
     stack = Stack(options)
@@ -257,7 +262,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         offered = round(capacity[name] * fraction, 1)
                         figures = await rounds.fixed_rate(path, patients, offered, args.seconds)
                         path.fixed_rate.append({"fraction_of_capacity": fraction, **figures})
-                stages = stage_durations(_pipeline_spans(await settled_spans(stack.collector)))
+                # spans arrive in batches up to the export delay apart
+                quiet_s = max(2.0, args.span_export_delay_ms / 1000 + 1)
+                spans = await settled_spans(stack.collector, quiet_s=quiet_s, timeout_s=60)
+                stages = stage_durations(_pipeline_spans(spans))
                 for name, path in paths.items():
                     if capacity[name] >= HIGH_RATE or name == "ceiling":
                         path.at_high_rate = await rounds.fixed_rate(
@@ -345,6 +353,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "seconds_per_fixed_rate": args.seconds,
                 "seconds_at_500_per_s": args.high_seconds,
                 "patients": args.patients,
+                "span_export_delay_ms": args.span_export_delay_ms,
+                "triton_trace_rate": args.triton_trace_rate,
             },
         },
         "ceiling": {
@@ -379,6 +389,19 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10, help="length of each fixed rate")
     parser.add_argument("--high-seconds", type=float, default=4, help="length at 500/s")
+    parser.add_argument(
+        "--span-export-delay-ms",
+        type=int,
+        default=5000,
+        help="the services' OTEL_BSP_SCHEDULE_DELAY: the SDK's default, as deployed (the "
+        "embedded stack's demo setting is 200)",
+    )
+    parser.add_argument(
+        "--triton-trace-rate",
+        type=int,
+        default=100,
+        help="Triton traces one inference in N: the chart's default (the demo's is 1)",
+    )
     parser.add_argument(
         "--ehr-nice", type=int, default=10, help="the EHR's CPU niceness in the main rounds"
     )

@@ -104,6 +104,18 @@ def test_services_use_idempotence_only_with_an_existing_kafka(tmp_path: Path) ->
     assert reasoner["CDSFLOW_ADAPTERS"] == str(Path("adapters").resolve())
 
 
+def test_every_service_sends_its_spans_at_the_delay_the_stack_is_given(tmp_path: Path) -> None:
+    demo = StackOptions(work_dir=tmp_path, model_repository=tmp_path, with_ehr=True)
+    as_deployed = StackOptions(
+        work_dir=tmp_path, model_repository=tmp_path, with_ehr=True, span_export_delay_ms=5000
+    )
+
+    for name, environment in service_environments(demo, ENDPOINTS).items():
+        assert environment["OTEL_BSP_SCHEDULE_DELAY"] == "200", name
+    for name, environment in service_environments(as_deployed, ENDPOINTS).items():
+        assert environment["OTEL_BSP_SCHEDULE_DELAY"] == "5000", name
+
+
 def test_the_reasoner_runs_the_shipped_adapters_or_those_given(tmp_path: Path) -> None:
     repository = Path(__file__).resolve().parents[3]
     options = StackOptions(work_dir=tmp_path, model_repository=tmp_path, with_ehr=True)

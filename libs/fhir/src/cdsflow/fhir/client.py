@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
+import orjson
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -216,8 +217,12 @@ class EhrClient:
         attempts: int | None = None,
     ) -> httpx.Response:
         request_headers = {"Accept": FHIR_JSON, **(headers or {})}
+        content = None
         if json_body is not None:
             request_headers["Content-Type"] = FHIR_JSON
+            # encoded once for every try; orjson: a write-back's Bundle took about a tenth of
+            # the writeback's CPU per recommendation with the standard library's encoder
+            content = json_body if isinstance(json_body, bytes) else orjson.dumps(json_body)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_retryable),
             stop=stop_after_attempt(attempts or self._attempts),
@@ -229,8 +234,7 @@ class EhrClient:
                     method,
                     url,
                     params=list(params) if params is not None else None,
-                    json=json_body if not isinstance(json_body, bytes) else None,
-                    content=json_body if isinstance(json_body, bytes) else None,
+                    content=content,
                     headers=request_headers,
                 )
                 if response.status_code in _RETRYABLE_STATUS:
@@ -242,7 +246,7 @@ class EhrClient:
     @staticmethod
     def _json(response: httpx.Response) -> dict[str, Any]:
         try:
-            body = response.json()
+            body = orjson.loads(response.content)
         except ValueError:  # not JSON (or not UTF-8): the EHR misbehaves, as in an outage
             raise EhrError(
                 "EHR answered with a body that is not JSON", response.status_code

@@ -117,8 +117,12 @@ def start_triton(
     otlp_traces_url: str | None = None,
     timeout_s: float = 120,
     model_config_name: str | None = CPU_MODEL_CONFIG,
+    trace_rate: int = 1,
 ) -> ManagedProcess:
     """tritonserver on 127.0.0.1; endpoints: `triton_grpc`, `triton_http`.
+
+    With `otlp_traces_url`, Triton traces one request in `trace_rate` (1: every one, so that
+    each change's trace shows the inference's own spans).
 
     `model_config_name` is Triton's `--model-config-name`: each model loads
     `configs/<name>.pbtxt` when it has one and `config.pbtxt` otherwise; None passes no flag
@@ -149,7 +153,7 @@ def start_triton(
             "--trace-config",
             "opentelemetry,bsp_schedule_delay=200",
             "--trace-config",
-            "rate=1",
+            f"rate={trace_rate}",
             "--trace-config",
             "level=TIMESTAMPS",
         ]

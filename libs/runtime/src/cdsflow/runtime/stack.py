@@ -78,6 +78,15 @@ class StackOptions:
     kafka_idempotence: bool = True
     # Where spans go: an external OTLP endpoint, else the built-in collector.
     otlp_endpoint: str | None = None
+    # how often each service sends its finished spans (OTEL_BSP_SCHEDULE_DELAY, ms): 200 so
+    # that the demo shows a change's trace at once; deployments keep the SDK's 5,000, and so
+    # does `make bench`, which measures the services as they run there
+    span_export_delay_ms: int = 200
+    # Triton traces one inference in this many: 1 for the demo (every trace shows the
+    # model's spans); the chart's default is 100, and `make bench` runs with it: Triton 2.51
+    # in OpenTelemetry mode can crash (SIGSEGV) tracing every request at hundreds a second
+    # (triton-inference-server/server#7795), as two bench runs here did
+    triton_trace_rate: int = 1
     pseudonym_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     channel_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     service_timeout_s: float = 90
@@ -161,7 +170,11 @@ class Stack:
             starts["broker"] = partial(start_broker, log_dir)
         if options.triton_grpc_url is None:
             starts["triton"] = partial(
-                start_triton, options.model_repository, log_dir, f"{otlp}/v1/traces"
+                start_triton,
+                options.model_repository,
+                log_dir,
+                f"{otlp}/v1/traces",
+                trace_rate=options.triton_trace_rate,
             )
         if options.with_ehr:
             starts["ehr"] = partial(start_ehr, log_dir)
@@ -328,7 +341,7 @@ def service_environments(
         "CDSFLOW_PSEUDONYM_KEY": options.pseudonym_key,
         "CDSFLOW_HTTP_HOST": "127.0.0.1",
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoints["otlp"],
-        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "OTEL_BSP_SCHEDULE_DELAY": str(options.span_export_delay_ms),
     }
     own = {
         "listener": {
