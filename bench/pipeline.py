@@ -365,7 +365,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "or product code; each a process of its own"
             ),
             "events_per_s": capacity["ceiling"],
-            "p99_ms_at_500_per_s": (bare.at_high_rate or {}).get("latency", {}).get("p99_ms"),
+            "p99_ms_at_500_per_s": ((bare.at_high_rate or {}).get("latency") or {}).get("p99_ms"),
             "saturated_rounds": bare.saturated_rounds,
             "fixed_rate": bare.fixed_rate,
             "at_500_per_s": bare.at_high_rate,

@@ -23,6 +23,10 @@ REPO = Path(__file__).resolve().parent.parent
 DISTRIBUTION_PERCENTILES = (1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 100)
 # more in flight "no longer raises events/s" when it raises them by less than this fraction
 SATURATION_GAIN = 0.05
+# how long an open loop waits for its answers after its last request: 6 s per second offered,
+# at least a minute (then the run is reported as not carried, with what never arrived)
+ANSWER_WAIT_MIN_S = 60.0
+ANSWER_WAIT_PER_SECOND_OFFERED = 6.0
 
 
 class Arrivals(Protocol):
@@ -157,9 +161,28 @@ async def fixed_rate(
     )
     ok: list[Sent] = run["ok"]
     sent = [(index, written) for index, written, _, _ in run["sent"]]
-    finished = await all_arrived(arrivals, [rid for rid, _, _ in ok], timeout_s=300)
-    latencies = [(arrivals.arrival(rid) or written) - written for rid, written, _ in ok]
     began = min((written for _, written in sent), default=0.0)
+    wait_s = max(ANSWER_WAIT_MIN_S, ANSWER_WAIT_PER_SECOND_OFFERED * seconds)
+    try:
+        finished = await all_arrived(arrivals, [rid for rid, _, _ in ok], timeout_s=wait_s)
+    except TimeoutError:
+        # not carried: what arrived, and how many never did within the wait; no latency
+        # figures, since the slowest answers are the ones missing
+        stamps = [stamp for rid, _, _ in ok if (stamp := arrivals.arrival(rid)) is not None]
+        return {
+            "offered_per_s": per_s,
+            "sent_per_s": sent_rate(sent, per_s),
+            "not_sent": total - len(sent),
+            "events": len(ok),
+            "rejected": generator.failures - failures_before,
+            "unanswered": len(ok) - len(stamps),
+            "answered_per_s": rate(len(stamps), max(stamps, default=began) - began),
+            "latency": None,
+            "reason": f"{len(ok) - len(stamps)} of {len(ok)} answers not there {wait_s:g} s "
+            "after the last request",
+            "load_generator": run["load_generator"],
+        }
+    latencies = [(arrivals.arrival(rid) or written) - written for rid, written, _ in ok]
     return {
         "offered_per_s": per_s,
         "sent_per_s": sent_rate(sent, per_s),
@@ -167,6 +190,7 @@ async def fixed_rate(
         "send_lag_ms": latency_summary(send_lags(sent, per_s)),
         "events": len(ok),
         "rejected": generator.failures - failures_before,
+        "unanswered": 0,
         "answered_per_s": rate(len(ok), finished - began),
         "latency": latency_summary(latencies),
         "distribution_ms": distribution_ms(latencies),

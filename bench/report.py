@@ -28,6 +28,11 @@ def _number(value: Any, unit: str = "") -> str:
 
 def _p50_p99(run: dict[str, Any] | None) -> str:
     run = run or {}
+    if run.get("unanswered"):
+        return (
+            f"not carried at {run['offered_per_s']:g}/s: {run['unanswered']} of "
+            f"{run['events']} answers never came (answered {run['answered_per_s']:g}/s)"
+        )
     latency = run.get("latency") or {}
     if "p99_ms" not in latency:
         return "—"

@@ -160,3 +160,29 @@ def test_latency_distribution_in_ms() -> None:
     assert distribution["100"] == 100.0
     assert list(distribution.values()) == sorted(distribution.values())
     assert distribution_ms([]) == {}
+
+
+def test_an_open_loop_that_was_not_carried_says_so(results: dict[str, Any], tmp_path: Path) -> None:
+    results["ceiling"]["fixed_rate"].append(
+        {
+            "offered_per_s": 120.0,
+            "fraction_of_capacity": 0.75,
+            "events": 1200,
+            "unanswered": 300,
+            "answered_per_s": 15.0,
+            "latency": None,
+            "reason": "300 of 1200 answers not there 60 s after the last request",
+        }
+    )
+    results["pipeline"]["fixed_rate"].append(
+        _run(30.0, 30.0, 30.0, 90.0, fraction_of_capacity=0.75)
+    )
+
+    rows = {row[0]: row[1:] for row in comparison_rows(results)}
+
+    assert rows["p50 / p99 at 75% of own capacity"] == (
+        "30 / 90 ms at 30/s",
+        "not carried at 120/s: 300 of 1200 answers never came (answered 15/s)",
+        "",
+    )
+    write_plots(results, tmp_path)  # a run without a distribution is drawn without one
