@@ -5,7 +5,9 @@ partition's end offset as its last batch's base offset + 1, so three records pro
 batch (offsets 0, 1, 2) read as an end offset of 1 (shown on Tansu 0.6.0). A listener test
 that counted its topic that way failed whenever its three events went out in one batch. The
 records are read instead (`records_to_end` reads until each partition's position reaches the
-end offset, which reading the last batch does, whole). The partitions come from the broker's
+end offset, which reading the last batch does, whole), and where a partition really ends is
+read too (`true_end_offsets`: the last batch, read whole), so that a consumer group is not
+called caught up while its last batch is only partly committed. The partitions come from the broker's
 own description of the topic, not from a consumer's metadata cache (which
 `consumer.topics()` does not refresh).
 """
@@ -68,5 +70,37 @@ async def records_to_end(
                 batch = await consumer.getmany(*partitions, timeout_ms=200)
                 records += [record for found in batch.values() for record in found]
         return records
+    finally:
+        await consumer.stop()
+
+
+async def true_end_offsets(
+    bootstrap: str, partitions: list[TopicPartition], timeout_s: float = 30
+) -> dict[TopicPartition, int]:
+    """Each partition's end offset as Kafka means it (its last record's offset + 1), also on
+    Tansu: the last batch, from the end offset the broker answers less one (that batch's base
+    offset there), is read whole."""
+    if not partitions:
+        return {}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
+    )
+    await consumer.start()
+    try:
+        answered = await consumer.end_offsets(partitions)
+        ends = dict(answered)
+        tails = [tp for tp in partitions if answered[tp] > 0]
+        consumer.assign(tails)
+        for tp in tails:
+            consumer.seek(tp, answered[tp] - 1)
+        async with asyncio.timeout(timeout_s):
+            waiting = set(tails)
+            while waiting:
+                batch = await consumer.getmany(*waiting, timeout_ms=200)
+                for tp, records in batch.items():
+                    if records:
+                        ends[tp] = max(ends[tp], records[-1].offset + 1)
+                        waiting.discard(tp)
+        return ends
     finally:
         await consumer.stop()
