@@ -7,8 +7,8 @@ that counted its topic that way failed whenever its three events went out in one
 records are read instead (`records_to_end` reads until each partition's position reaches the
 end offset, which reading the last batch does, whole), and where a partition really ends is
 read too (`true_end_offsets`: the last batch, read whole), so that a consumer group is not
-called caught up while its last batch is only partly committed. The partitions come from the broker's
-own description of the topic, not from a consumer's metadata cache (which
+called caught up while its last batch is only partly committed. The partitions come from the
+broker's own description of the topic, not from a consumer's metadata cache (which
 `consumer.topics()` does not refresh).
 """
 
