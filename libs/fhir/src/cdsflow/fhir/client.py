@@ -220,8 +220,8 @@ class EhrClient:
         content = None
         if json_body is not None:
             request_headers["Content-Type"] = FHIR_JSON
-            # encoded once for every try; orjson: a write-back's Bundle took about a tenth of
-            # the writeback's CPU per recommendation with the standard library's encoder
+            # encoded once for every try; orjson: building the request of a write-back's
+            # Bundle (7 kB) took 0.25 ms with the standard library's encoder, 0.05-0.09 so
             content = json_body if isinstance(json_body, bytes) else orjson.dumps(json_body)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_retryable),

@@ -6,8 +6,8 @@ a request's head is incomplete and refuses the request past `max_header_bytes`: 
 header is never read in full, only the limit and at most one read more. A request that is not
 valid HTTP, or whose head is too large, is answered in the service's own error format (an
 OperationOutcome), not uvicorn's plain text: 431 for the headers, 400 otherwise. Its body
-names the rule, never what was sent. (httptools, not h11: the pipeline bench found h11's
-parsing and writing about a tenth of the listener's CPU per notification.)
+names the rule, never what was sent. (httptools, not h11: side by side, it took the listener
+from 3.10 to 2.82 ms of CPU per notification.)
 
 `serve` also sets the process's young-generation garbage-collection threshold
 (`gc_young_threshold`): a process-wide setting, so made by the service's own process when it
@@ -50,8 +50,12 @@ class _LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._awaiting_head:
             self._head_bytes += len(data)
-        super().data_received(data)
-        if self._awaiting_head and self._head_bytes > self.max_head_bytes:
+        super().data_received(data)  # may answer 400 and close
+        if (
+            self._awaiting_head
+            and self._head_bytes > self.max_head_bytes
+            and not self.transport.is_closing()
+        ):
             self.logger.warning("request refused: its head is over the limit (431)")
             self._send_outcome(
                 431,
