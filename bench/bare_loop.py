@@ -63,8 +63,6 @@ class BareLoop:
         assert self._task is not None, "start() first"
         try:
             await asyncio.shield(self._task)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             return exc
         return None

@@ -162,6 +162,15 @@ async def fixed_rate(
     ok: list[Sent] = run["ok"]
     sent = [(index, written) for index, written, _, _ in run["sent"]]
     began = min((written for _, written in sent), default=0.0)
+    common = {
+        "offered_per_s": per_s,
+        "sent_per_s": sent_rate(sent, per_s),
+        "not_sent": total - len(sent),
+        "send_lag_ms": latency_summary(send_lags(sent, per_s)),
+        "events": len(ok),
+        "rejected": generator.failures - failures_before,
+        "load_generator": run["load_generator"],
+    }
     wait_s = max(ANSWER_WAIT_MIN_S, ANSWER_WAIT_PER_SECOND_OFFERED * seconds)
     try:
         finished = await all_arrived(arrivals, [rid for rid, _, _ in ok], timeout_s=wait_s)
@@ -169,32 +178,22 @@ async def fixed_rate(
         # not carried: what arrived, and how many never did within the wait; no latency
         # figures, since the slowest answers are the ones missing
         stamps = [stamp for rid, _, _ in ok if (stamp := arrivals.arrival(rid)) is not None]
+        missing = len(ok) - len(stamps)
         return {
-            "offered_per_s": per_s,
-            "sent_per_s": sent_rate(sent, per_s),
-            "not_sent": total - len(sent),
-            "events": len(ok),
-            "rejected": generator.failures - failures_before,
-            "unanswered": len(ok) - len(stamps),
+            **common,
+            "unanswered": missing,
             "answered_per_s": rate(len(stamps), max(stamps, default=began) - began),
             "latency": None,
-            "reason": f"{len(ok) - len(stamps)} of {len(ok)} answers not there {wait_s:g} s "
-            "after the last request",
-            "load_generator": run["load_generator"],
+            "reason": f"{missing} of {len(ok)} answers not there {wait_s:g} s after the last "
+            "request",
         }
     latencies = [(arrivals.arrival(rid) or written) - written for rid, written, _ in ok]
     return {
-        "offered_per_s": per_s,
-        "sent_per_s": sent_rate(sent, per_s),
-        "not_sent": total - len(sent),
-        "send_lag_ms": latency_summary(send_lags(sent, per_s)),
-        "events": len(ok),
-        "rejected": generator.failures - failures_before,
+        **common,
         "unanswered": 0,
         "answered_per_s": rate(len(ok), finished - began),
         "latency": latency_summary(latencies),
         "distribution_ms": distribution_ms(latencies),
-        "load_generator": run["load_generator"],
     }
 
 

@@ -8,22 +8,16 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.conftest import KafkaEndpoint
-from tests.support.topic_partitions import true_end_offsets
+from tests.support.topic_partitions import create_topic, true_end_offsets
 
 pytestmark = pytest.mark.integration
 
 
 async def test_the_end_is_after_the_last_record_of_the_last_batch(kafka: KafkaEndpoint) -> None:
     topic = f"test.end-offsets.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topic(kafka.bootstrap, topic, partitions=2)
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, linger_ms=50)
     await producer.start()
     try:

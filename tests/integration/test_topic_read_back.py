@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from cdsflow.service import KafkaConnection, TopicReadBack
 from tests.conftest import KafkaEndpoint
 from tests.support.polling import eventually
+from tests.support.topic_partitions import create_topic
 
 pytestmark = pytest.mark.integration
 
@@ -53,12 +53,7 @@ async def until(condition: Callable[[], bool]) -> None:
 @pytest.fixture
 async def topic(kafka: KafkaEndpoint) -> str:
     name = f"test.read-back.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, num_partitions=2, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topic(kafka.bootstrap, name, partitions=2)
     return name
 
 

@@ -17,7 +17,19 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+
+async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    """A topic of `partitions` partitions (replication 1, the embedded broker's)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(topic, num_partitions=partitions, replication_factor=1)]
+        )
+    finally:
+        await admin.close()
 
 
 async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
