@@ -32,7 +32,7 @@ from cdsflow.runtime.adapter_channels import adapter_channels
 from cdsflow.telemetry import TelemetrySettings
 from cdsflow.telemetry.attributes import ALLOWED_SPAN_ATTRIBUTES
 from cdsflow.writeback.settings import Settings as WritebackSettings
-from tests.deployment.rendered_chart import REPO_ROOT
+from tests.deployment.rendered_chart import CHART, REPO_ROOT
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 SERVICES = ("listener", "reasoner", "writeback")
@@ -130,6 +130,17 @@ def test_triton_runs_on_the_gpu_or_with_the_cpu_configuration() -> None:
     assert "--model-config-name=cpu" in cpu["command"]
     assert "--model-config-name=cpu" not in gpu["command"]
     assert "triton" in cpu["networks"]["default"]["aliases"]
+
+
+def test_triton_traces_one_request_in_the_charts_rate() -> None:
+    """Triton 2.51 tracing every request in OpenTelemetry mode crashed under load; compose
+    samples as the chart does (`triton.traceRate`)."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    expected = f"--trace-config=rate={values['triton']['traceRate']}"
+    services = compose()["services"]
+    for name in ("triton", "triton-cpu"):
+        rates = [arg for arg in services[name]["command"] if "rate=" in arg]
+        assert rates == [expected], name
 
 
 def test_the_listener_channels_are_those_the_adapters_need() -> None:
