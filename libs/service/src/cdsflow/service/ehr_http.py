@@ -1,8 +1,8 @@
 """The HTTP client a service sends its EHR requests through (the reasoner's lookups, the
 writeback's write-backs and hook audits): the EHR auth its settings ask for (`ehr_auth`), its
-access tokens counted in `/metrics`, a CLIENT span per request, and at most `lanes` requests
-in flight, each on a kept-alive connection of its own lane (`cdsflow.fhir.ConnectionLanes`,
-which spares httpcore's walk of one shared pool on every request).
+access tokens counted in `/metrics`, a CLIENT span per request (`client_spans.ClientSpans`),
+and at most `lanes` requests in flight, each on a kept-alive connection
+(`cdsflow.fhir.ehr_connections`, aiohttp's connection pool under httpx's interface).
 
 The listener reads the EHR with its own client (`listener/ehr_reads.py`: no redirects,
 answers bounded in size).
@@ -11,9 +11,9 @@ answers bounded in size).
 from __future__ import annotations
 
 import httpx
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-from cdsflow.fhir import ConnectionLanes, count_access_tokens
+from cdsflow.fhir import count_access_tokens, ehr_connections
+from cdsflow.service.client_spans import ClientSpans
 from cdsflow.service.ehr_auth import ehr_auth
 from cdsflow.service.settings import ServiceSettings
 from cdsflow.telemetry import Telemetry
@@ -25,10 +25,11 @@ def ehr_http(
     """The service's EHR client; the caller closes it (`aclose`) when the service stops."""
     auth = ehr_auth(settings)
     count_access_tokens(auth, telemetry.metrics)
-    http = httpx.AsyncClient(
+    return httpx.AsyncClient(
         timeout=timeout_s,
         auth=auth,
-        transport=ConnectionLanes.for_url(settings.ehr_base_url, lanes),
+        transport=ClientSpans(
+            ehr_connections(settings.ehr_base_url, lanes),
+            telemetry.tracer_provider.get_tracer("cdsflow.service.ehr_http"),
+        ),
     )
-    HTTPXClientInstrumentor.instrument_client(http, tracer_provider=telemetry.tracer_provider)
-    return http

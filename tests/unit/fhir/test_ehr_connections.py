@@ -1,6 +1,7 @@
-"""`ConnectionLanes` against a real HTTP server on loopback (uvicorn, in this process): as many
-requests in flight as lanes, each lane one kept-alive connection, and a lane freed whatever
-happens to its request (answered, failed, timed out, cancelled, a body streamed and closed)."""
+"""`ehr_connections` against a real HTTP server on loopback (uvicorn, in this process): at most
+as many requests in flight as connections, each connection kept alive, and a connection
+freed whatever happens to its request (answered, failed, timed out, cancelled, a body
+streamed and closed unread), with httpx's errors for what went wrong."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from cdsflow.fhir import ConnectionLanes
-from cdsflow.fhir.connection_lanes import environment_proxy
+from cdsflow.fhir import ehr_connections
+from cdsflow.fhir.ehr_connections import environment_proxy
 from cdsflow.runtime.processes import free_port
 from tests.support.held_ehr import BUNDLE, HeldEhr, held_ehr
 from tests.support.polling import eventually
@@ -29,16 +30,16 @@ async def answering() -> AsyncIterator[tuple[HeldEhr, str]]:
         yield served
 
 
-async def test_as_many_requests_in_flight_as_lanes_each_lane_one_kept_connection(
+async def test_as_many_requests_in_flight_as_connections_each_kept_alive(
     server: tuple[HeldEhr, str],
 ) -> None:
     app, base_url = server
-    lanes = ConnectionLanes(3)
-    async with httpx.AsyncClient(transport=lanes, base_url=base_url, timeout=30) as http:
+    transport = ehr_connections(base_url, 3)
+    async with httpx.AsyncClient(transport=transport, base_url=base_url, timeout=30) as http:
         calls = [asyncio.create_task(http.get(f"/Observation?n={n}")) for n in range(20)]
         await eventually(lambda: app.holds(3), what="three requests at the server")
-        await asyncio.sleep(0.2)  # the 17 others are waiting for a lane, not at the server
-        assert (app.in_flight, lanes.free) == (3, 0)
+        await asyncio.sleep(0.2)  # the 17 others are waiting for a connection, not at the server
+        assert app.in_flight == 3
         app.go.set()
         answers = await asyncio.gather(*calls)
 
@@ -46,16 +47,14 @@ async def test_as_many_requests_in_flight_as_lanes_each_lane_one_kept_connection
     assert all(answer.content == BUNDLE for answer in answers)
     assert app.most_in_flight == 3
     assert len(app.client_ports) == 3  # 20 requests over 3 kept-alive connections
-    assert lanes.free == 3
 
 
-async def test_a_lane_is_freed_when_its_request_fails_times_out_or_is_cancelled(
+async def test_a_connection_is_freed_when_its_request_fails_times_out_or_is_cancelled(
     answering: tuple[HeldEhr, str],
 ) -> None:
     app, base_url = answering
-    lanes = ConnectionLanes(2)
-    async with httpx.AsyncClient(transport=lanes, timeout=30) as http:
-        with pytest.raises(httpx.ConnectError):  # nobody listens there
+    async with httpx.AsyncClient(transport=ehr_connections(base_url, 2), timeout=30) as http:
+        with pytest.raises(httpx.TransportError):  # nobody listens there
             await http.get(f"http://127.0.0.1:{free_port()}/Patient/1")
         with pytest.raises(httpx.ReadTimeout):
             await http.get(f"{base_url}/slow", timeout=0.2)
@@ -64,31 +63,29 @@ async def test_a_lane_is_freed_when_its_request_fails_times_out_or_is_cancelled(
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
-        assert lanes.free == 2
-        # and both lanes still answer
+        # and both connections still answer (were one held by the requests above, its
+        # pool of two would keep the fourth waiting past the client's timeout)
         answers = await asyncio.gather(*(http.get(f"{base_url}/Patient/{n}") for n in range(4)))
     assert [answer.status_code for answer in answers] == [200] * 4
 
 
-async def test_a_streamed_body_holds_its_lane_until_closed(
+async def test_a_streamed_body_closed_unread_frees_its_connection(
     answering: tuple[HeldEhr, str],
 ) -> None:
     _, base_url = answering
-    lanes = ConnectionLanes(1)
-    async with httpx.AsyncClient(transport=lanes, base_url=base_url, timeout=30) as http:
+    transport = ehr_connections(base_url, 1)
+    async with httpx.AsyncClient(transport=transport, base_url=base_url, timeout=5) as http:
         async with http.stream("GET", "/Patient/1") as streamed:
-            assert lanes.free == 0
-            second = asyncio.create_task(http.get("/Patient/2"))
-            await asyncio.sleep(0.2)
-            assert not second.done()  # the only lane is still held by the first body
+            assert streamed.status_code == 200
+        async with http.stream("GET", "/Patient/2") as streamed:
             assert await streamed.aread() == BUNDLE
-        assert (await second).status_code == 200
-        assert lanes.free == 1
+        # the only connection is free again after each body is closed, read or not
+        assert (await http.get("/Patient/3")).content == BUNDLE
 
 
-def test_no_lanes_is_refused() -> None:
-    with pytest.raises(ValueError, match="at least one lane"):
-        ConnectionLanes(0)
+def test_no_connection_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one connection"):
+        ehr_connections("http://127.0.0.1:8080/fhir", 0)
 
 
 def test_the_environments_proxy_is_taken_for_the_ehrs_url(
@@ -104,5 +101,5 @@ def test_the_environments_proxy_is_taken_for_the_ehrs_url(
     monkeypatch.setenv("NO_PROXY", "example.org")
     assert environment_proxy("https://ehr.example.org/fhir") is None
     monkeypatch.delenv("NO_PROXY")
-    lanes = ConnectionLanes.for_url("https://ehr.example.org/fhir", 2)
-    assert lanes.lanes == 2
+    transport = ehr_connections("https://ehr.example.org/fhir", 2)
+    assert getattr(transport, "proxy").url == httpx.URL("http://egress.example.org:3128")  # noqa: B009
