@@ -12,7 +12,9 @@ every transaction `--latency-ms` (an EHR farther away than one on loopback). Wit
 `--before-python`, that interpreter's writeback (another checkout's venv: e.g. main's, which
 consumed one message at a time) runs as one more variant. Rounds alternate between the
 variants `--repeats` times, on a machine that others may share: compare them side by side.
-Figures go to `--output` (default `bench/writeback_lanes.json`).
+Each round also records the writeback process's CPU per write-back over the timed part
+(`writeback_cpu_ms_per_write_back`). Figures go to `--output` (default
+`bench/writeback_lanes.json`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from bench.reasoner import process_cpu_s
 from cdsflow.contracts import Recommendation
 from cdsflow.fhir import EhrClient
 from cdsflow.runtime.parts import start_broker, start_ehr
@@ -61,8 +64,9 @@ class Variant:
 @contextlib.asynccontextmanager
 async def writeback(
     variant: Variant, bootstrap: str, ehr_base_url: str, log_dir: Path
-) -> AsyncIterator[str]:
-    """A writeback process on a topic of its own; yields the topic once it is ready."""
+) -> AsyncIterator[tuple[str, int]]:
+    """A writeback process on a topic of its own; yields the topic and the process's pid once
+    it is ready."""
     topic = f"bench.recommendations.{uuid.uuid4().hex[:8]}"
     port = free_port()
     env = {
@@ -87,7 +91,7 @@ async def writeback(
         await asyncio.to_thread(
             part.wait_ready, lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), 120
         )
-        yield topic
+        yield topic, part.process.pid
     finally:
         await asyncio.to_thread(part.stop)
 
@@ -110,15 +114,18 @@ async def one_round(
     patients: list[str],
     records: int,
     log_dir: Path,
-) -> float:
-    """Write-backs per second of one round."""
+) -> tuple[float, float]:
+    """Write-backs per second of one round, and the writeback's CPU (ms) per write-back over
+    it (user + system, from /proc)."""
     async with contextlib.AsyncExitStack() as stack:
         base_url = ehr.base_url
         if latency_ms:
             proxy = await stack.enter_async_context(fault_injecting_proxy(ehr.base_url))
             proxy.transaction_delay_s = latency_ms / 1000
             base_url = proxy.base_url
-        topic = await stack.enter_async_context(writeback(variant, bootstrap, base_url, log_dir))
+        topic, pid = await stack.enter_async_context(
+            writeback(variant, bootstrap, base_url, log_dir)
+        )
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
         await producer.start()
         stack.push_async_callback(producer.stop)
@@ -140,20 +147,25 @@ async def one_round(
             for i in range(records)
         ]
         began = time.perf_counter()
+        cpu_before = process_cpu_s(pid)
         deliveries = [await publish(recommendation) for recommendation in batch]
         await asyncio.gather(*deliveries)
         done = await written(ehr, before + 1 + records, timeout_s=900)
-        return records / (done - began)
+        cpu_ms = (process_cpu_s(pid) - cpu_before) * 1000 / records
+        return records / (done - began), cpu_ms
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     variants = [Variant(f"lanes-{lanes}", sys.executable, lanes) for lanes in args.lanes]
     if args.before_python:
-        variants.insert(0, Variant("before", args.before_python, 1))
+        variants.insert(0, Variant("before", args.before_python, args.before_lanes))
     work_dir = Path(tempfile.mkdtemp(prefix="cdsflow-bench-writeback-"))
     broker = await asyncio.to_thread(start_broker, work_dir)
     sekmet = await asyncio.to_thread(start_ehr, work_dir)
     rounds: dict[str, dict[int, list[float]]] = {
+        variant.name: {latency: [] for latency in args.latency_ms} for variant in variants
+    }
+    cpu: dict[str, dict[int, list[float]]] = {
         variant.name: {latency: [] for latency in args.latency_ms} for variant in variants
     }
     try:
@@ -166,7 +178,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for _ in range(args.repeats):
                 for latency_ms in args.latency_ms:
                     for variant in variants:
-                        per_s = await one_round(
+                        per_s, cpu_ms = await one_round(
                             variant,
                             latency_ms,
                             broker.endpoints["broker"],
@@ -176,7 +188,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             work_dir,
                         )
                         rounds[variant.name][latency_ms].append(round(per_s, 1))
-                        print(f"{variant.name} at +{latency_ms} ms: {per_s:.1f} write-backs/s")
+                        cpu[variant.name][latency_ms].append(round(cpu_ms, 2))
+                        print(
+                            f"{variant.name} at +{latency_ms} ms: {per_s:.1f} write-backs/s, "
+                            f"the writeback's CPU {cpu_ms:.2f} ms per write-back"
+                        )
     finally:
         await asyncio.to_thread(sekmet.stop)
         await asyncio.to_thread(broker.stop)
@@ -203,6 +219,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             for name, by_latency in rounds.items()
         },
+        # the writeback process's CPU per write-back over each timed round (user + system)
+        "writeback_cpu_ms_per_write_back": {
+            name: {
+                f"ehr_latency_{latency}_ms": {
+                    "rounds": figures,
+                    "median": round(statistics.median(figures), 2),
+                }
+                for latency, figures in by_latency.items()
+            }
+            for name, by_latency in cpu.items()
+        },
     }
 
 
@@ -217,6 +244,12 @@ def main() -> None:
     parser.add_argument(
         "--before-python",
         help="a Python whose cdsflow.writeback is another checkout's (e.g. main/.venv/bin/python)",
+    )
+    parser.add_argument(
+        "--before-lanes",
+        type=int,
+        default=1,
+        help="CDSFLOW_WRITEBACK_MAX_CONCURRENT_PATIENTS of the --before-python writeback",
     )
     args = parser.parse_args()
     results = asyncio.run(run(args))
