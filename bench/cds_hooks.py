@@ -21,6 +21,14 @@ half a core, which in production is the EHR's own machine. It runs at a lower CP
 for the writeback's; the `writeback_ehr_same_priority` rounds are the same writeback with the
 EHR at the same priority as everything else, reported beside them.
 
+Every writeback round runs on writebacks deployed for it (new processes, warmed up for 2 s,
+claiming their hook tokens on a new topic), as would a deployment that has run for days on
+Apache Kafka: the embedded Tansu's fetch lists every batch its partition has ever held, so on
+one claims topic for the whole run the claims read back cost the broker more each round (the
+2-replica p99 went 103, 174, 500 ms in the order its rounds ran, the broker's CPU per call
+1.89, 2.64, 3.14 ms; README, "Why the embedded broker slows down over a run"). The on-demand
+calls get writebacks of their own too.
+
 Before every round the bench waits until each process is back at its idle CPU, measured once
 before any load (`bench.idle`, as the pipeline's rounds do), so that no round carries the
 last one's leftovers: the EHR still writing the AuditEvents of the round before, above all.
@@ -170,9 +178,11 @@ def start_writeback(
     hook_audits: bool = True,
     name: str = "writeback",
     public_base_url: str | None = None,
+    claims_topic: str = "bench.cds-hooks.claims",
 ) -> ManagedProcess:
     """One writeback process; the replicas of one deployment share `name` (their consumer
-    group) and `public_base_url` (the URL the EHR calls, its tokens' `aud`)."""
+    group), `public_base_url` (the URL the EHR calls, its tokens' `aud`) and `claims_topic`
+    (where their hook tokens are claimed)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
@@ -184,6 +194,7 @@ def start_writeback(
         "CDSFLOW_KAFKA_IDEMPOTENCE": "false",
         "CDSFLOW_RECOMMENDATIONS_TOPIC": TOPIC,
         "CDSFLOW_FEEDBACK_TOPIC": "bench.cds-hooks.feedback.v1",
+        "CDSFLOW_HOOK_TOKEN_CLAIMS_TOPIC": claims_topic,
         "CDSFLOW_CONSUMER_GROUP": f"bench-cds-hooks-{name}",
         "CDSFLOW_HOOK_AUDIT_ENABLED": str(hook_audits).lower(),
         "CDSFLOW_WRITEBACK_ENABLED": "false",
@@ -202,6 +213,80 @@ def start_writeback(
     process.endpoints["public"] = public_base_url or base
     process.wait_ready(lambda: http_ok(f"{base}/healthz"), 60)
     return process
+
+
+class Writebacks:
+    """The writebacks under test: `replicas` processes behind the public URL, and one with the
+    hook disclosure audits off. `redeploy` replaces them all with new processes on a new
+    claims topic (see `measure`), keeping each one's audit counts."""
+
+    def __init__(
+        self, work_dir: Path, parts: dict[str, ManagedProcess], replicas: int, key: HookSigningKey
+    ) -> None:
+        self._work_dir = work_dir
+        self._parts = parts
+        self._replica_count = replicas
+        self._key = key
+        self._deployments = 0
+        self.replicas: list[ManagedProcess] = []
+        self.unaudited: ManagedProcess | None = None
+        self.audits = {"written": 0.0, "dropped": 0.0, "failed": 0.0}
+
+    @property
+    def pids(self) -> dict[str, int]:
+        unaudited = self.unaudited.process.pid if self.unaudited else 0
+        return {
+            **{f"writeback_{n}": replica.process.pid for n, replica in enumerate(self.replicas)},
+            "writeback_without_hook_audits": unaudited,
+        }
+
+    async def redeploy(self) -> None:
+        await self.stop()
+        self._deployments += 1
+        topic = f"bench.cds-hooks.claims.{self._deployments}"
+        bootstrap = self._parts["broker"].endpoints["broker"]
+        triton_grpc = self._parts["triton"].endpoints["triton_grpc"]
+        jwks = self._parts["jwks"].endpoints["jwks"]
+        ehr = self._parts["ehr"].endpoints["ehr"]
+        started = await asyncio.gather(
+            *(
+                asyncio.to_thread(
+                    start_writeback,
+                    self._work_dir,
+                    bootstrap,
+                    triton_grpc,
+                    jwks,
+                    ehr,
+                    public_base_url=PUBLIC_BASE_URL,
+                    claims_topic=topic,
+                )
+                for _ in range(self._replica_count)
+            ),
+            asyncio.to_thread(
+                start_writeback,
+                self._work_dir,
+                bootstrap,
+                triton_grpc,
+                jwks,
+                ehr,
+                hook_audits=False,
+                name="writeback-no-audits",
+                claims_topic=f"{topic}.no-audits",
+            ),
+        )
+        self.replicas, self.unaudited = list(started[:-1]), started[-1]
+        for replica in self.replicas:
+            await wait_for_stored_card(replica.endpoints["http"], self._key, PUBLIC_BASE_URL)
+        await wait_for_stored_card(self.unaudited.endpoints["http"], self._key)
+
+    async def stop(self, *, count_audits: bool = True) -> None:
+        """Stop them, once their last audits are written and counted (`count_audits`)."""
+        for replica in self.replicas if count_audits else []:
+            for result, count in (await hook_audit_counts(replica.endpoints["http"])).items():
+                self.audits[result] += count
+        for process in [*self.replicas, *([self.unaudited] if self.unaudited else [])]:
+            await asyncio.to_thread(process.stop)
+        self.replicas, self.unaudited = [], None
 
 
 def start_bare(work_dir: Path) -> ManagedProcess:
@@ -354,6 +439,7 @@ class HookLoad:
 async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
     key = HookSigningKey(new_private_key(), ISSUER)
     parts: list[ManagedProcess] = []
+    deployed: Writebacks | None = None
     try:
         broker = start_broker(work_dir)
         parts.append(broker)
@@ -363,54 +449,41 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
         parts.append(ehr)
         keys = start_key_server(work_dir, key)
         parts.append(keys)
-        bootstrap = broker.endpoints["broker"]
-        await publish_stored_recommendation(bootstrap, ehr.endpoints["ehr"])
-        # the writeback as the chart deploys it: `--replicas` processes behind one public URL
-        writebacks = [
-            start_writeback(
-                work_dir,
-                bootstrap,
-                triton.endpoints["triton_grpc"],
-                keys.endpoints["jwks"],
-                ehr.endpoints["ehr"],
-                public_base_url=PUBLIC_BASE_URL,
-            )
-            for _ in range(args.replicas)
-        ]
-        parts.extend(writebacks)
-        unaudited = start_writeback(
-            work_dir,
-            bootstrap,
-            triton.endpoints["triton_grpc"],
-            keys.endpoints["jwks"],
-            ehr.endpoints["ehr"],
-            hook_audits=False,
-            name="writeback-no-audits",
-        )
-        parts.append(unaudited)
+        await publish_stored_recommendation(broker.endpoints["broker"], ehr.endpoints["ehr"])
         bare = start_bare(work_dir)
         parts.append(bare)
-        for replica in writebacks:
-            await wait_for_stored_card(replica.endpoints["http"], key, PUBLIC_BASE_URL)
-        await wait_for_stored_card(unaudited.endpoints["http"], key)
+        # the writeback as the chart deploys it: `--replicas` processes behind one public URL
+        shared = {"broker": broker, "triton": triton, "jwks": keys, "ehr": ehr}
+        deployed = Writebacks(work_dir, shared, args.replicas, key)
+        await deployed.redeploy()
         stored = [hook_body(STORED_PATIENT) for _ in range(50)]
         cpu_pids = {
             "broker": broker.process.pid,
             "ehr": ehr.process.pid,
-            **{f"writeback_{n}": replica.process.pid for n, replica in enumerate(writebacks)},
-            "writeback_without_hook_audits": unaudited.process.pid,
+            **deployed.pids,
             "bare": bare.process.pid,
         }
         load = HookLoad(key, work_dir, cpu_pids)
         # each process's idle CPU, before any load: every round starts once all are back at it
         idle = await idle_baseline(cpu_pids)
-        one_replica = writebacks[0]
-        # warm each, then the measured rounds
-        warm_ups = [
-            await load.offered(target, args.offered_per_s, 2, stored)
-            for target in (writebacks, unaudited, bare)
-        ]
-        # alternating rounds, so that each sees the same (shared) machine; medians reported
+        # the answers with cards, each one AuditEvent: each replica's first (the stored card
+        # waited for), the warm-ups', the rounds'
+        audited_answers = 0
+
+        async def warmed(writebacks: Writebacks) -> int:
+            """Each new writeback warmed up (connections, JWKS); its answers with cards."""
+            cpu_pids.update(writebacks.pids)  # the load's CPU counts follow the new processes
+            warm = await load.offered(writebacks.replicas, args.offered_per_s, 2, stored)
+            await load.offered(writebacks.unaudited or [], args.offered_per_s, 2, stored)
+            return len(writebacks.replicas) + int(warm["answered_with_cards"])
+
+        audited_answers += await warmed(deployed)
+        await load.offered(bare, args.offered_per_s, 2, stored)
+        # alternating rounds, so that each sees the same (shared) machine; medians reported.
+        # Each writeback round runs on writebacks deployed for it, claiming on a new topic: the
+        # embedded broker's fetch lists every batch a partition ever held, so claims read back
+        # on a topic aged by the rounds before cost more each round (Apache Kafka reads by an
+        # offset index); the README's "Why the embedded broker slows down over a run"
         rounds: dict[str, list[dict[str, Any]]] = {
             "writeback": [],
             "writeback_one_replica": [],
@@ -418,39 +491,53 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
             "bare": [],
             "writeback_without_hook_audits": [],
         }
-        variants: list[tuple[str, ManagedProcess | list[ManagedProcess], int]] = [
-            ("writeback", writebacks, args.ehr_nice),
-            ("writeback_one_replica", one_replica, args.ehr_nice),
-            ("writeback_ehr_same_priority", writebacks, 0),
-            ("bare", bare, args.ehr_nice),
-            ("writeback_without_hook_audits", unaudited, args.ehr_nice),
+        variants: list[tuple[str, int]] = [
+            ("writeback", args.ehr_nice),
+            ("writeback_one_replica", args.ehr_nice),
+            ("writeback_ehr_same_priority", 0),
+            ("bare", args.ehr_nice),
+            ("writeback_without_hook_audits", args.ehr_nice),
         ]
-        for _ in range(args.rounds):
-            for name, target, ehr_nice in variants:
+        for index in range(args.rounds):
+            for name, ehr_nice in variants:
+                if name != "bare" and not (index == 0 and name == "writeback"):
+                    await deployed.redeploy()
+                    audited_answers += await warmed(deployed)
+                targets: dict[str, ManagedProcess | list[ManagedProcess]] = {
+                    "writeback": deployed.replicas,
+                    "writeback_one_replica": deployed.replicas[0],
+                    "writeback_ehr_same_priority": deployed.replicas,
+                    "bare": bare,
+                    "writeback_without_hook_audits": deployed.unaudited or [],
+                }
+                target = targets[name]
                 renice(ehr.process.pid, ehr_nice)
                 # the last round's leftovers (the EHR still writing its AuditEvents) done first
                 settled = await wait_until_idle(cpu_pids, idle)
                 offered = await load.offered(target, args.offered_per_s, args.seconds, stored)
                 rounds[name].append({**offered, "settled": settled})
+                if name != "bare" and name != "writeback_without_hook_audits":
+                    audited_answers += int(offered["answered_with_cards"])
         renice(ehr.process.pid, args.ehr_nice)
-        audits: dict[str, float] = {}
-        for replica in writebacks:
-            for result, count in (await hook_audit_counts(replica.endpoints["http"])).items():
-                audits[result] = audits.get(result, 0.0) + count
-        # on demand: a patient the writeback holds nothing for, every call
+        # on demand, on writebacks of its own: a patient they hold nothing for, every call
+        await deployed.redeploy()
+        audits = dict(deployed.audits)
+        await warmed(deployed)
         fresh = [
             hook_body(f"bench-new-{n}", with_prefetch=True)
             for n in range(int(args.on_demand_per_s * args.on_demand_seconds))
         ]
-        await load.offered(writebacks, args.on_demand_per_s, 2, fresh[:40])
+        await load.offered(deployed.replicas, args.on_demand_per_s, 2, fresh[:40])
         await wait_until_idle(cpu_pids, idle)
         on_demand = await load.offered(
-            writebacks,
+            deployed.replicas,
             args.on_demand_per_s,
             args.on_demand_seconds,
             fresh,
         )
     finally:
+        if deployed is not None:
+            await deployed.stop(count_audits=False)
         for part in reversed(parts):
             part.stop()
     return {
@@ -478,12 +565,8 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
         "hook_audits": {
             **audits,
             # each replica's first answer with cards (waiting for the stored card), the
-            # warm-up, the rounds
-            "answers_with_cards": len(writebacks)
-            + warm_ups[0]["answered_with_cards"]
-            + sum(r["answered_with_cards"] for r in rounds["writeback"])
-            + sum(r["answered_with_cards"] for r in rounds["writeback_one_replica"])
-            + sum(r["answered_with_cards"] for r in rounds["writeback_ehr_same_priority"]),
+            # warm-ups, the rounds, over every deployment before the on-demand one
+            "answers_with_cards": audited_answers,
         },
         "on_demand_offered_per_s": args.on_demand_per_s,
         "on_demand_deadline_ms": 400,
