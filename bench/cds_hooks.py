@@ -501,6 +501,8 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
         for index in range(args.rounds):
             for name, ehr_nice in variants:
                 if name != "bare" and not (index == 0 and name == "writeback"):
+                    # the EHR done with the last deployment's AuditEvents before they are counted
+                    await wait_until_idle(cpu_pids, idle)
                     await deployed.redeploy()
                     audited_answers += await warmed(deployed)
                 targets: dict[str, ManagedProcess | list[ManagedProcess]] = {
@@ -520,6 +522,7 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
                     audited_answers += int(offered["answered_with_cards"])
         renice(ehr.process.pid, args.ehr_nice)
         # on demand, on writebacks of its own: a patient they hold nothing for, every call
+        await wait_until_idle(cpu_pids, idle)
         await deployed.redeploy()
         audits = dict(deployed.audits)
         await warmed(deployed)
