@@ -480,10 +480,7 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
         audited_answers += await warmed(deployed)
         await load.offered(bare, args.offered_per_s, 2, stored)
         # alternating rounds, so that each sees the same (shared) machine; medians reported.
-        # Each writeback round runs on writebacks deployed for it, claiming on a new topic: the
-        # embedded broker's fetch lists every batch a partition ever held, so claims read back
-        # on a topic aged by the rounds before cost more each round (Apache Kafka reads by an
-        # offset index); the README's "Why the embedded broker slows down over a run"
+        # Each writeback round on writebacks deployed for it, on a new claims topic (docstring)
         rounds: dict[str, list[dict[str, Any]]] = {
             "writeback": [],
             "writeback_one_replica": [],

@@ -209,27 +209,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "variants": {
             variant.name: {"lanes": variant.lanes, "python": variant.python} for variant in variants
         },
-        "write_backs_per_s": {
-            name: {
-                f"ehr_latency_{latency}_ms": {
-                    "rounds": figures,
-                    "median": round(statistics.median(figures), 1),
-                }
-                for latency, figures in by_latency.items()
-            }
-            for name, by_latency in rounds.items()
-        },
+        "write_backs_per_s": _by_variant_and_latency(rounds, digits=1),
         # the writeback process's CPU per write-back over each timed round (user + system)
-        "writeback_cpu_ms_per_write_back": {
-            name: {
-                f"ehr_latency_{latency}_ms": {
-                    "rounds": figures,
-                    "median": round(statistics.median(figures), 2),
-                }
-                for latency, figures in by_latency.items()
+        "writeback_cpu_ms_per_write_back": _by_variant_and_latency(cpu, digits=2),
+    }
+
+
+def _by_variant_and_latency(
+    figures: dict[str, dict[int, list[float]]], digits: int
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each variant's rounds and their median, per EHR latency."""
+    return {
+        name: {
+            f"ehr_latency_{latency}_ms": {
+                "rounds": values,
+                "median": round(statistics.median(values), digits),
             }
-            for name, by_latency in cpu.items()
-        },
+            for latency, values in by_latency.items()
+        }
+        for name, by_latency in figures.items()
     }
 
 

@@ -25,7 +25,7 @@ async def test_the_ehr_client_sends_its_auth_and_spans_over_its_lanes(pseudonym_
             ehr_bearer_token=SecretStr("ehr-token-not-secret"),
         )
         with recording_telemetry("ehr-http", pseudonym_key) as (telemetry, spans):
-            async with ehr_http(settings, telemetry, lanes=2, timeout_s=30) as http:
+            async with ehr_http(settings, telemetry, connections=2, timeout_s=30) as http:
                 client = EhrClient(settings.ehr_base_url, http)
                 searches = [
                     asyncio.create_task(client.search("Observation", [("n", str(n))]))

@@ -41,7 +41,7 @@ from cdsflow.telemetry import Telemetry, TelemetrySettings, setup_telemetry
 
 SERVICE_NAME = "reasoner"
 # at most this many EHR requests in flight (httpx's own pool limit, which the reasoner had
-# before), each on a connection of its own lane (`cdsflow.service.ehr_http`)
+# before), each on a kept-alive connection of its own (`cdsflow.service.ehr_http`)
 EHR_MAX_CONNECTIONS = 100
 
 
@@ -83,7 +83,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         http = ehr_http(
             settings,
             telemetry,
-            lanes=min(settings.max_concurrent_patients, EHR_MAX_CONNECTIONS),
+            connections=min(settings.max_concurrent_patients, EHR_MAX_CONNECTIONS),
             timeout_s=settings.ehr_timeout_s,
         )
         triton = InferenceServerClient(settings.triton_grpc_url)

@@ -69,7 +69,7 @@ from cdsflow.writeback.token_claims import ClaimMetrics, ClaimsTopic, TokenClaim
 SERVICE_NAME = "writeback"
 # EHR connections beyond one per patient lane: the hook audits' batch, the readiness probe,
 # the SMART Backend Services token request
-EHR_SPARE_LANES = 4
+EHR_SPARE_CONNECTIONS = 4
 logger = logging.getLogger(__name__)
 
 # recommendations per consumed batch, per patient written back at a time: enough that lanes
@@ -102,7 +102,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         http = ehr_http(
             settings,
             telemetry,
-            lanes=settings.writeback_max_concurrent_patients + EHR_SPARE_LANES,
+            connections=settings.writeback_max_concurrent_patients + EHR_SPARE_CONNECTIONS,
             timeout_s=settings.ehr_timeout_s,
         )
         kafka = kafka_connection(settings)
