@@ -48,6 +48,7 @@ import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -244,31 +245,21 @@ class Writebacks:
         await self.stop()
         self._deployments += 1
         topic = f"bench.cds-hooks.claims.{self._deployments}"
-        bootstrap = self._parts["broker"].endpoints["broker"]
-        triton_grpc = self._parts["triton"].endpoints["triton_grpc"]
-        jwks = self._parts["jwks"].endpoints["jwks"]
-        ehr = self._parts["ehr"].endpoints["ehr"]
+        start = partial(
+            start_writeback,
+            self._work_dir,
+            self._parts["broker"].endpoints["broker"],
+            self._parts["triton"].endpoints["triton_grpc"],
+            self._parts["jwks"].endpoints["jwks"],
+            self._parts["ehr"].endpoints["ehr"],
+        )
         started = await asyncio.gather(
             *(
-                asyncio.to_thread(
-                    start_writeback,
-                    self._work_dir,
-                    bootstrap,
-                    triton_grpc,
-                    jwks,
-                    ehr,
-                    public_base_url=PUBLIC_BASE_URL,
-                    claims_topic=topic,
-                )
+                asyncio.to_thread(start, public_base_url=PUBLIC_BASE_URL, claims_topic=topic)
                 for _ in range(self._replica_count)
             ),
             asyncio.to_thread(
-                start_writeback,
-                self._work_dir,
-                bootstrap,
-                triton_grpc,
-                jwks,
-                ehr,
+                start,
                 hook_audits=False,
                 name="writeback-no-audits",
                 claims_topic=f"{topic}.no-audits",

@@ -1,7 +1,8 @@
 """An EHR stand-in on loopback HTTP whose answers a test holds back: it answers every request
 with an empty searchset Bundle once `go` is set (`/slow` after 3 s, past the timeouts tests
-set), and counts what reached it: the requests in flight (and the most at once), the client
-ports (one per connection) and the `Authorization` headers."""
+set; `/large` with `LARGE`, 4 MiB, more than a client buffers unread), and counts what
+reached it: the requests in flight (and the most at once), the client ports (one per
+connection) and the `Authorization` headers."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from tests.support.asgi import serve_app
 
 BUNDLE = b'{"resourceType":"Bundle","type":"searchset","total":0,"entry":[]}'
+LARGE = b" " * (4 << 20)
 
 
 @dataclass
@@ -36,7 +38,8 @@ class HeldEhr:
             await (asyncio.sleep(3) if scope["path"] == "/slow" else self.go.wait())
             headers = [(b"content-type", b"application/fhir+json")]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": BUNDLE})
+            body = LARGE if scope["path"] == "/large" else BUNDLE
+            await send({"type": "http.response.body", "body": body})
         finally:
             self.in_flight -= 1
 

@@ -30,18 +30,28 @@ async def answering() -> AsyncIterator[tuple[HeldEhr, str]]:
         yield served
 
 
+async def answered_while_held(
+    app: HeldEhr, http: httpx.AsyncClient, paths: list[str], at_once: int
+) -> list[httpx.Response]:
+    """The answers to `paths`, sent at once and held at the EHR until exactly `at_once` of
+    them are there (the others waiting for a connection, not at the EHR)."""
+    app.go.clear()
+    calls = [asyncio.create_task(http.get(path)) for path in paths]
+    await eventually(lambda: app.holds(at_once), what=f"{at_once} requests at the EHR")
+    await asyncio.sleep(0.2)  # no more than that come
+    assert app.in_flight == at_once
+    app.go.set()
+    return await asyncio.gather(*calls)
+
+
 async def test_as_many_requests_in_flight_as_connections_each_kept_alive(
     server: tuple[HeldEhr, str],
 ) -> None:
     app, base_url = server
     transport = ehr_connections(base_url, 3)
     async with httpx.AsyncClient(transport=transport, base_url=base_url, timeout=30) as http:
-        calls = [asyncio.create_task(http.get(f"/Observation?n={n}")) for n in range(20)]
-        await eventually(lambda: app.holds(3), what="three requests at the server")
-        await asyncio.sleep(0.2)  # the 17 others are waiting for a connection, not at the server
-        assert app.in_flight == 3
-        app.go.set()
-        answers = await asyncio.gather(*calls)
+        paths = [f"/Observation?n={n}" for n in range(20)]
+        answers = await answered_while_held(app, http, paths, at_once=3)
 
     assert [answer.status_code for answer in answers] == [200] * 20
     assert all(answer.content == BUNDLE for answer in answers)
@@ -53,43 +63,43 @@ async def test_a_connection_is_freed_when_its_request_fails_times_out_or_is_canc
     answering: tuple[HeldEhr, str],
 ) -> None:
     app, base_url = answering
-    async with httpx.AsyncClient(transport=ehr_connections(base_url, 2), timeout=30) as http:
+    transport = ehr_connections(base_url, 2)
+    async with httpx.AsyncClient(transport=transport, base_url=base_url, timeout=30) as http:
         with pytest.raises(httpx.TransportError):  # nobody listens there
             await http.get(f"http://127.0.0.1:{free_port()}/Patient/1")
         with pytest.raises(httpx.ReadTimeout):
-            await http.get(f"{base_url}/slow", timeout=0.2)
-        waiting = asyncio.create_task(http.get(f"{base_url}/slow"))
-        await eventually(lambda: app.holds(1), what="the request at the server")
+            await http.get("/slow", timeout=0.2)
+        waiting = asyncio.create_task(http.get("/slow"))
+        await eventually(lambda: app.holds(1), what="the request at the EHR")
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
-        # once the server is done with the abandoned request, two are at it at once again:
+        # once the EHR is done with the abandoned request, two are at it at once again:
         # neither connection is still held by the requests above
-        await eventually(lambda: _idle(app), timeout_s=10, what="the server done with /slow")
-        app.go.clear()
-        answers = [asyncio.create_task(http.get(f"{base_url}/Patient/{n}")) for n in range(4)]
-        await eventually(lambda: app.holds(2), what="two requests at the server at once")
-        app.go.set()
-        statuses = [answer.status_code for answer in await asyncio.gather(*answers)]
-    assert statuses == [200] * 4
+        await eventually(lambda: _idle(app), timeout_s=10, what="the EHR done with /slow")
+        paths = [f"/Patient/{n}" for n in range(4)]
+        answers = await answered_while_held(app, http, paths, at_once=2)
+    assert [answer.status_code for answer in answers] == [200] * 4
 
 
 async def _idle(app: HeldEhr) -> bool:
     return app.in_flight == 0
 
 
-async def test_a_streamed_body_closed_unread_frees_its_connection(
+async def test_a_body_closed_unread_frees_its_connection(
     answering: tuple[HeldEhr, str],
 ) -> None:
     _, base_url = answering
     transport = ehr_connections(base_url, 1)
     async with httpx.AsyncClient(transport=transport, base_url=base_url, timeout=5) as http:
-        async with http.stream("GET", "/Patient/1") as streamed:
+        async with http.stream("GET", "/large") as streamed:
             assert streamed.status_code == 200
-        async with http.stream("GET", "/Patient/2") as streamed:
-            assert await streamed.aread() == BUNDLE
-        # the only connection is free again after each body is closed, read or not
-        assert (await http.get("/Patient/3")).content == BUNDLE
+            second = asyncio.create_task(http.get("/Patient/2"))
+            await asyncio.sleep(0.5)
+            # a body larger than the client buffers holds the only connection while open
+            assert not second.done()
+        # closed unread: the connection is free for the waiting request
+        assert (await second).content == BUNDLE
 
 
 def test_no_connection_is_refused() -> None:

@@ -221,7 +221,7 @@ class EhrClient:
         if json_body is not None:
             request_headers["Content-Type"] = FHIR_JSON
             # encoded once for every try; orjson: building the request of a write-back's
-            # Bundle (7 kB) took 0.25 ms with the standard library's encoder, 0.05-0.09 so
+            # Bundle (7 kB) took 0.25 ms with the standard library's encoder, 0.05-0.09 ms so
             content = json_body if isinstance(json_body, bytes) else orjson.dumps(json_body)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_retryable),

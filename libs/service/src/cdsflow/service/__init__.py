@@ -1,6 +1,7 @@
 """cdsflow service plumbing: shared settings, the Kafka broker, batch consumption in patient
 lanes, operational HTTP routes."""
 
+from cdsflow.service.client_spans import ClientSpans
 from cdsflow.service.dead_letters import DeadLetters
 from cdsflow.service.ehr_auth import ehr_auth
 from cdsflow.service.ehr_http import ehr_http
@@ -33,6 +34,7 @@ from cdsflow.service.topic_read_back import TopicReadBack
 
 __all__ = [
     "ClientCredentialsTokens",
+    "ClientSpans",
     "CommitPlan",
     "ConsumingBroker",
     "DeadLetters",

@@ -1,6 +1,6 @@
 """The span-attribute allowlist, enforced where spans leave the process.
 
-Libraries (FastStream, the FastAPI and httpx instrumentations) set attributes of their own,
+Libraries (FastStream, the FastAPI instrumentation) set attributes of their own,
 some of which may carry patient data (`url.full`, `url.path`, exception messages). Rather
 than trust each of them, every span passes `AllowlistSpanExporter` on its way out: attributes
 whose key is not on the list are dropped, so an unknown attribute fails closed.

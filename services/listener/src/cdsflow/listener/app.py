@@ -8,7 +8,6 @@ from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
 from cdsflow.fhir import FHIR_JSON, EhrClient, count_access_tokens
 from cdsflow.listener.ehr_reads import ehr_http_client
@@ -73,10 +72,10 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         auth = ehr_auth(settings)
         count_access_tokens(auth, telemetry.metrics)
         ehr_http = ehr_http_client(
-            settings.ehr_read_timeout_s, settings.max_notification_bytes, auth=auth
-        )
-        HTTPXClientInstrumentor.instrument_client(
-            ehr_http, tracer_provider=telemetry.tracer_provider
+            settings.ehr_read_timeout_s,
+            settings.max_notification_bytes,
+            auth=auth,
+            tracer=telemetry.tracer_provider.get_tracer("cdsflow.listener.ehr_reads"),
         )
         subscriptions = ChannelSubscriptions(
             settings.channels,

@@ -3,6 +3,8 @@
 Only `CDSFLOW_EHR_BASE_URL` is read (the URL is built from the focus's type and id by
 `cdsflow.fhir.EhrClient`); redirects are not followed; each read is bounded in time and in the
 bytes of the answer, so a misbehaving EHR cannot hold a notification or the listener's memory.
+Given a tracer, each read is a CLIENT span (`cdsflow.service.ClientSpans`, as the other
+services' EHR client makes it).
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import httpx
+from opentelemetry import trace
+
+from cdsflow.service import ClientSpans
 
 
 class EhrAnswerTooLarge(Exception):
@@ -22,11 +27,14 @@ def ehr_http_client(
     transport: httpx.AsyncBaseTransport | None = None,
     *,
     auth: httpx.Auth | None = None,
+    tracer: trace.Tracer | None = None,
 ) -> httpx.AsyncClient:
     """An httpx client for the EHR: no redirects, `timeout_s` per read, answers bounded,
-    authenticated by `auth` (`cdsflow.service.ehr_auth`; its token requests bounded alike)."""
+    authenticated by `auth` (`cdsflow.service.ehr_auth`; its token requests bounded alike),
+    each request a CLIENT span of `tracer` when one is given."""
+    bounded = BoundedAnswers(transport or httpx.AsyncHTTPTransport(), max_answer_bytes)
     return httpx.AsyncClient(
-        transport=BoundedAnswers(transport or httpx.AsyncHTTPTransport(), max_answer_bytes),
+        transport=ClientSpans(bounded, tracer) if tracer else bounded,
         follow_redirects=False,
         timeout=httpx.Timeout(timeout_s),
         auth=auth,
