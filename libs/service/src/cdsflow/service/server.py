@@ -104,10 +104,12 @@ def protocol_for(media_type: str, max_head_bytes: int) -> type[HttpToolsProtocol
 def uvicorn_config(
     app: ASGIApp, settings: ServiceSettings, *, error_media_type: str, **overrides: Any
 ) -> uvicorn.Config:
-    """The service's uvicorn configuration: httptools with the head limit, JSON logging kept."""
+    """The service's uvicorn configuration: httptools with the head limit, idle connections
+    kept `http_keep_alive_s`, JSON logging kept."""
     options: dict[str, Any] = {
         "host": settings.http_host,
         "port": settings.http_port,
+        "timeout_keep_alive": settings.http_keep_alive_s,
         # None keeps the JSON logging that the service's telemetry set up
         "log_config": None,
         "http": protocol_for(error_media_type, settings.max_header_bytes),

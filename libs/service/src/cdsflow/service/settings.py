@@ -80,6 +80,12 @@ class ServiceSettings(BaseSettings):
     # The most bytes of request line and headers read before a request is refused (431).
     max_header_bytes: int = Field(default=32 * 1024, ge=1024)
 
+    # How long an idle kept-alive connection stays open. Longer than the clients and load
+    # balancers in front keep theirs (60 s in nginx's and the cloud balancers' defaults, 5-15 s
+    # in HTTP client libraries), so the client gives a connection up first: a server that
+    # closes one as a client reuses it makes that request fail with no answer.
+    http_keep_alive_s: float = Field(default=75.0, gt=0)
+
     # How long `/readyz` waits for what the service depends on.
     readiness_timeout_s: float = Field(default=2.0, gt=0)
 
