@@ -24,7 +24,9 @@ production the EHR has its own machine, so in the main rounds it runs at a lower
 EHR then allows, and every round waits until all of them are done. The
 `saturated_ehr_same_priority` rounds, alternating with the main ones at the same in flight,
 run the pipeline with the EHR at the same priority as everything else, and are reported
-beside them.
+beside them. The `saturated_same_hops` rounds, alternating with them too, run the pipeline on
+the ceiling's hops alone: the writeback stopped for the round (as if on machines of its own)
+and continued after it, its write-backs done before the next round starts.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from bench.ceiling import Ceiling, peak_rss_mb
 from bench.kafka_io import TopicWatch
 from bench.measures import rate
 from bench.pipeline_load import LoadGenerator, fixed_rate
-from bench.priority import renice
+from bench.priority import held_off_cpu, renice
 from bench.profiles import SampledProfile
 from bench.ratios import ratios
 from bench.rounds import Rounds, Side, median_rounded, side_figures, sweep
@@ -180,6 +182,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             written_back_per_s: float | None = None
             same_priority_rounds: list[dict[str, Any]] = []
             same_priority_written_back_per_s: float | None = None
+            same_hops_rounds: list[dict[str, Any]] = []
             try:
                 # warm-up: connections, consumer groups, the model's first inference; then,
                 # once its write-backs are in the EHR, each process's idle CPU, which every
@@ -251,6 +254,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         renice(ehr_pid, args.ehr_nice)
                     if written_back:
                         same_priority_written_back_per_s = written_back[0]
+                    # the pipeline again on the ceiling's hops alone: the writeback held off
+                    # the CPU for the round (on machines of its own in production), its
+                    # write-backs done once it is continued, before the next round starts
+                    writeback_pid = next(
+                        p.process.pid for p in stack.parts if p.name == "writeback"
+                    )
+                    idle = await rounds.quiet()
+                    with held_off_cpu(writeback_pid):
+                        same_hops_rounds.append(
+                            await rounds.saturated(
+                                pipeline, patients, args.events, pipeline.in_flight, idle
+                            )
+                        )
                 capacity = {
                     name: median_rounded([r["events_per_s"] for r in path.saturated_rounds])
                     for name, path in paths.items()
@@ -318,6 +334,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "how": (
                     "the same pipeline and in flight with the EHR at the same CPU priority as "
                     "every other process (nice 0), in rounds alternating with the main ones"
+                ),
+            },
+            "saturated_same_hops": {
+                "events_per_s": median_rounded([r["events_per_s"] for r in same_hops_rounds]),
+                "rounds": same_hops_rounds,
+                "how": (
+                    "the same pipeline and in flight on the ceiling's hops alone (listener, "
+                    "broker, reasoner, Triton; the EHR for the reasoner's reads): the writeback "
+                    "stopped (SIGSTOP) for the round, as if on machines of its own, and "
+                    "continued after it, its write-backs done before the next round; in "
+                    "rounds alternating with the main ones"
                 ),
             },
             "fixed_rate": pipeline.fixed_rate,  # one entry per fraction of its capacity

@@ -1,11 +1,14 @@
 """A measured part's CPU priority: the benches run the EHR (SEKMET) below everything else in
 their main rounds, standing for the EHR's own machine in production, and at the same priority
-in rounds reported beside them."""
+in rounds reported beside them; and a part held off the CPU for a round (`held_off_cpu`),
+standing for a part on machines of its own."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -19,3 +22,14 @@ def renice(pid: int, value: int) -> None:
                 os.setpriority(os.PRIO_PROCESS, int(task.name), value)
     with contextlib.suppress(OSError):
         Path(f"/proc/{pid}/autogroup").write_text(str(value))
+
+
+@contextlib.contextmanager
+def held_off_cpu(pid: int) -> Iterator[None]:
+    """The process stopped (SIGSTOP) while inside, and continued after: what it would have
+    done meanwhile waits, and it does it once continued."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)

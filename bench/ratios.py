@@ -61,6 +61,11 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
             _at(results, "pipeline", "saturated_ehr_same_priority", "events_per_s"),
             _at(results, "ceiling", "events_per_s"),
         ),
+        # the ceiling's hops alone: the writeback held off the CPU for the round
+        "pipeline_same_hops_events_per_s": _ratio(
+            _at(results, "pipeline", "saturated_same_hops", "events_per_s"),
+            _at(results, "ceiling", "events_per_s"),
+        ),
         "listener_events_per_s": _section_ratio(results, "listener"),
         "reasoner_events_per_s": _section_ratio(results, "reasoner"),
     }

@@ -103,6 +103,16 @@ def comparison_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _number(computed["pipeline_ehr_same_priority_events_per_s"]),
             )
         )
+    same_hops = pipeline.get("saturated_same_hops") or {}
+    if same_hops:
+        rows.append(
+            (
+                "events/s, saturated, the ceiling's hops alone (the writeback stopped)",
+                _number(same_hops.get("events_per_s")),
+                _number(ceiling.get("events_per_s")),
+                _number(computed["pipeline_same_hops_events_per_s"]),
+            )
+        )
     rows.append(
         (
             "in flight where doubling it stopped raising events/s",

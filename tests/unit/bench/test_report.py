@@ -39,6 +39,7 @@ def results() -> dict[str, Any]:
             "what": "PUT -> Recommendation",
             "saturated": {"events_per_s": 40.0},
             "saturated_ehr_same_priority": {"events_per_s": 32.0},
+            "saturated_same_hops": {"events_per_s": 56.0},
             "saturated_rounds": [
                 {"cpu_ms_per_event": {"listener": 3.0, "reasoner": 2.0, "broker": 1.0}},
                 {"cpu_ms_per_event": {"listener": 5.0, "reasoner": 2.5, "broker": 1.5}},
@@ -85,6 +86,8 @@ def test_ratios_are_cdsflow_over_its_ceiling(results: dict[str, Any]) -> None:
         "pipeline_p99_at_500_per_s": None,
         # the rounds with the EHR at the pipeline's own CPU priority, beside the main ones
         "pipeline_ehr_same_priority_events_per_s": 0.2,
+        # the ceiling's hops alone (the writeback held off the CPU), beside the main ones
+        "pipeline_same_hops_events_per_s": 0.35,
         # the listener section's own ratio is taken as it is
         "listener_events_per_s": 0.85,
         # the reasoner section has none: worked out from its two figures
@@ -119,6 +122,11 @@ def test_report_table_and_goals(results: dict[str, Any]) -> None:
     rows = {row[0]: row[1:] for row in comparison_rows(results)}
     assert rows["events/s, saturated (median of rounds)"] == ("40", "160", "0.25")
     assert rows["events/s, saturated, the EHR at the same CPU priority"] == ("32", "160", "0.2")
+    assert rows["events/s, saturated, the ceiling's hops alone (the writeback stopped)"] == (
+        "56",
+        "160",
+        "0.35",
+    )
     assert rows["p50 / p99 at 50% of own capacity"] == (
         "25 / 60 ms at 20/s",
         "9 / 30 ms at 80/s",
