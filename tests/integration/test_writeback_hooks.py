@@ -17,6 +17,9 @@ from typing import Any, TypeAlias
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -69,6 +72,7 @@ class HookWriteback:
     settings: Settings
     telemetry: Telemetry
     http: httpx.AsyncClient
+    spans: InMemorySpanExporter
 
     async def call(
         self, service: str, body: dict[str, Any], *, hook_token_aud: str | None = None
@@ -190,7 +194,7 @@ async def hook_writeback(
             "hook_token_claim_deadline_ms": 5_000,
         }
         settings = Settings(**{**fields, **overrides})
-        with recording_telemetry("writeback", pseudonym_key) as (telemetry, _):
+        with recording_telemetry("writeback", pseudonym_key) as (telemetry, spans):
             async with (
                 serve_app(create_app(settings, telemetry=telemetry), settings=settings) as base,
                 httpx.AsyncClient(timeout=30) as http,
@@ -206,7 +210,7 @@ async def hook_writeback(
                     )
 
                 await eventually(rebuilt, timeout_s=60, what="the card state read back")
-                yield HookWriteback(base, settings, telemetry, http)
+                yield HookWriteback(base, settings, telemetry, http, spans)
 
 
 WritebackWith: TypeAlias = Callable[..., contextlib.AbstractAsyncContextManager[HookWriteback]]
@@ -465,6 +469,66 @@ async def test_missing_prefetch_is_fetched_from_an_allowed_fhir_server_with_the_
 
     assert response.status_code == 200, response.text
     assert [card["indicator"] for card in response.json()["cards"]] == ["critical", "critical"]
+
+
+async def test_each_fetch_from_the_fhir_server_and_the_jwks_is_a_client_span_of_the_call(
+    writeback: HookWriteback, ehr: EhrEndpoint
+) -> None:
+    patient_id = await sick_patient_in_the_ehr(ehr)
+    body = request_body(
+        "patient-view", patient_id, fhirServer=ehr.base_url, fhirAuthorization=lent_token()
+    )
+
+    response = await writeback.call(DETERIORATION, body)
+    assert response.status_code == 200, response.text
+
+    async def hook_span() -> ReadableSpan | None:
+        # the SERVER span ends once the answer is sent: it may come just after the answer
+        for span in writeback.spans.get_finished_spans():
+            if span.kind is SpanKind.SERVER and span.name == "POST /cds-services/{service_id}":
+                return span
+        return None
+
+    hook = await eventually(hook_span, timeout_s=10, what="the hook call's span")
+    fetches = [
+        span
+        for span in writeback.spans.get_finished_spans()
+        if span.kind is SpanKind.CLIENT
+        and span.parent is not None
+        and span.parent.span_id == hook.context.span_id
+    ]
+    ehr_port = httpx.URL(ehr.base_url).port
+    from_the_ehr = [f for f in fetches if (f.attributes or {}).get("server.port") == ehr_port]
+    # the patient's read and the vital signs' search (prefetch keys `patient`, `vital_signs`)
+    assert len(from_the_ehr) == 2
+    for fetch in from_the_ehr:
+        attributes = dict(fetch.attributes or {})
+        assert fetch.name == "GET"
+        assert attributes["http.response.status_code"] == 200
+        assert patient_id not in str(attributes)  # never the URL
+    # and the issuer's JWK Set, fetched for the writeback's first call
+    (jwks_fetch,) = [f for f in fetches if f.name == "GET" and f not in from_the_ehr]
+    assert (jwks_fetch.attributes or {})["http.response.status_code"] == 200
+
+
+async def test_a_fhir_server_answer_over_the_limit_is_412_and_read_no_further(
+    writeback_with: WritebackWith, ehr: EhrEndpoint
+) -> None:
+    patient_id = await sick_patient_in_the_ehr(ehr)  # its 7 vital signs: more than 2 KiB
+    body = request_body(
+        "patient-view", patient_id, fhirServer=ehr.base_url, fhirAuthorization=lent_token()
+    )
+
+    async with writeback_with(prefetch_max_answer_bytes=2048) as writeback:
+        response = await writeback.call(DETERIORATION, body)
+
+    assert response.status_code == 412
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    diagnostics = outcome["issue"][0]["diagnostics"]
+    assert "prefetch 'vital_signs' not provided" in diagnostics
+    assert "answer was too large" in diagnostics
+    assert patient_id not in diagnostics
 
 
 async def test_a_fhir_server_off_the_issuers_allowlist_is_never_fetched_from(

@@ -11,7 +11,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from cdsflow.listener.ehr_reads import EhrAnswerTooLarge, ehr_http_client
+from cdsflow.listener.ehr_reads import ehr_http_client
+from cdsflow.service import AnswerTooLarge
 
 URL = "http://ehr.example.org/fhir/Observation/obs-1"
 
@@ -33,7 +34,7 @@ async def test_each_read_is_a_client_span_and_a_large_answer_is_refused() -> Non
     )
     async with client:
         answer = await client.get(URL)
-        with pytest.raises(EhrAnswerTooLarge):
+        with pytest.raises(AnswerTooLarge):
             await client.get("http://ehr.example.org/fhir/Observation/obs-2")
 
     assert answer.headers["traceparent-seen"] == "yes"
@@ -41,4 +42,4 @@ async def test_each_read_is_a_client_span_and_a_large_answer_is_refused() -> Non
     assert (read.name, read.kind) == ("GET", SpanKind.CLIENT)
     assert (read.attributes or {})["http.response.status_code"] == 200
     assert refused.status.status_code is StatusCode.ERROR
-    assert (refused.attributes or {})["error.type"] == "EhrAnswerTooLarge"
+    assert (refused.attributes or {})["error.type"] == "AnswerTooLarge"

@@ -10,7 +10,7 @@ from cdsflow.fhir.client_assertion import (
     client_assertion,
     load_signing_key,
 )
-from cdsflow.fhir.ehr_connections import ehr_connections
+from cdsflow.fhir.ehr_connections import ehr_connections, environment_proxy
 from cdsflow.fhir.hosts import is_loopback_host
 from cdsflow.fhir.json_documents import MAX_JSON_DEPTH, MalformedJson, parse_json_document
 from cdsflow.fhir.outcomes import FHIR_JSON, operation_outcome
@@ -42,6 +42,7 @@ __all__ = [
     "client_assertion",
     "count_access_tokens",
     "ehr_connections",
+    "environment_proxy",
     "is_ehr_outage",
     "is_fhir_id",
     "is_loopback_host",

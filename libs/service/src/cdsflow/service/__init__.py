@@ -1,10 +1,12 @@
 """cdsflow service plumbing: shared settings, the Kafka broker, batch consumption in patient
 lanes, operational HTTP routes."""
 
+from cdsflow.service.bounded_answers import AnswerTooLarge, BoundedAnswers
 from cdsflow.service.client_spans import ClientSpans
 from cdsflow.service.dead_letters import DeadLetters
 from cdsflow.service.ehr_auth import ehr_auth
 from cdsflow.service.ehr_http import ehr_http
+from cdsflow.service.environment_proxies import EnvironmentProxies
 from cdsflow.service.http import (
     add_error_answers,
     add_operational_routes,
@@ -33,11 +35,14 @@ from cdsflow.service.settings import HttpPort, ServiceSettings
 from cdsflow.service.topic_read_back import TopicReadBack
 
 __all__ = [
+    "AnswerTooLarge",
+    "BoundedAnswers",
     "ClientCredentialsTokens",
     "ClientSpans",
     "CommitPlan",
     "ConsumingBroker",
     "DeadLetters",
+    "EnvironmentProxies",
     "FinishedOffsets",
     "HttpPort",
     "KafkaConnection",

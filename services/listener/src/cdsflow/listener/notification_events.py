@@ -31,13 +31,13 @@ from cdsflow.listener.domain import (
     validate_event_resource,
 )
 from cdsflow.listener.ehr_failures import worth_a_retry
-from cdsflow.listener.ehr_reads import EhrAnswerTooLarge
 from cdsflow.listener.intake import NotificationIntake, PublishUnavailable
 from cdsflow.listener.resource_deliveries import (
     EventDelivery,
     r5_only_delivery,
     resource_delivery,
 )
+from cdsflow.service import AnswerTooLarge
 
 FULL_RESOURCE_KIND = NotificationKind.NOTIFICATION_KIND_TOPIC_FULL_RESOURCE
 ID_ONLY_KIND = NotificationKind.NOTIFICATION_KIND_TOPIC_ID_ONLY
@@ -129,7 +129,7 @@ async def _fetched_delivery(
         )
     try:
         resource = await intake.ehr.read(focus.resource_type, focus.resource_id)
-    except EhrAnswerTooLarge:
+    except AnswerTooLarge:
         resource = {}
     except (EhrError, httpx.HTTPError) as exc:
         if worth_a_retry(exc):

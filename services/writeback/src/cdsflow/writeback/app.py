@@ -24,8 +24,11 @@ from cdsflow.contracts import Feedback
 from cdsflow.fhir import FHIR_JSON, EhrClient
 from cdsflow.models import ModelAdapter
 from cdsflow.service import (
+    BoundedAnswers,
+    ClientSpans,
     ConsumingBroker,
     DeadLetters,
+    EnvironmentProxies,
     KafkaConnection,
     LaneBatches,
     Record,
@@ -137,10 +140,16 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
         if settings.hooks_auth == "on":
             token_claims = _token_claims(settings, kafka, telemetry)
         app.state.token_claims = token_claims
-        jwks_http = httpx.AsyncClient(timeout=settings.jwks_timeout_s)
+        # each request of the hook path to another server a CLIENT span of the hook's trace
+        client_tracer = telemetry.tracer_provider.get_tracer("cdsflow.writeback.hook_clients")
+        jwks_http = httpx.AsyncClient(
+            timeout=settings.jwks_timeout_s,
+            transport=ClientSpans(EnvironmentProxies(), client_tracer),
+        )
         app.state.client_auth = _client_authenticator(settings, jwks_http, token_claims)
         # on-demand scoring: Triton, and a client for the EHR's fhirServer that carries only
-        # the hook call's own bearer token (never ours) and follows no redirect
+        # the hook call's own bearer token (never ours), follows no redirect and reads no
+        # answer over `prefetch_max_answer_bytes`
         scorer = None
         if settings.triton_grpc_url is not None:
             scorer = TritonScorer(
@@ -148,7 +157,12 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
                 telemetry.tracer_provider.get_tracer("cdsflow.writeback"),
             )
         fhir_http = httpx.AsyncClient(
-            timeout=settings.on_demand_deadline_ms / 1000, follow_redirects=False
+            timeout=settings.on_demand_deadline_ms / 1000,
+            follow_redirects=False,
+            transport=ClientSpans(
+                BoundedAnswers(EnvironmentProxies(), settings.prefetch_max_answer_bytes),
+                client_tracer,
+            ),
         )
         app.state.on_demand = OnDemandScoring(
             adapters={adapter.id: adapter for adapter in adapters},

@@ -43,6 +43,7 @@ from cdsflow.models import (
     interpret_outputs,
 )
 from cdsflow.models.recommendation_messages import RecommendationSubject, recommendation_message
+from cdsflow.service import AnswerTooLarge
 from cdsflow.writeback.domain.client_tokens import TrustedIssuer
 from cdsflow.writeback.domain.discovery import CdsService
 from cdsflow.writeback.domain.hook_requests import HookRequest
@@ -275,6 +276,10 @@ class OnDemandScoring:
             response = await self._http.get(url, headers=headers)
         except httpx.TimeoutException:
             raise TimeoutError from None
+        except AnswerTooLarge as exc:
+            raise PrefetchUnavailable(
+                f"prefetch '{key}' not provided, and fhirServer's answer was too large ({exc})"
+            ) from None
         except httpx.HTTPError as exc:
             raise PrefetchUnavailable(
                 f"prefetch '{key}' not provided, and fhirServer could not be reached "

@@ -153,6 +153,9 @@ class Settings(ServiceSettings):
     prefetch_max_pages: int = Field(default=10, ge=1, le=100)
     # ... and until this many entries of one prefetch key are held (what is read is used)
     prefetch_max_entries: int = Field(default=1_000, ge=1, le=100_000)
+    # the most bytes of one answer read from a fhirServer (a page, or a read); past it the
+    # prefetch is not provided (412), and no more of that answer is read
+    prefetch_max_answer_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     # each hook answer with cards is recorded as a BALP-style AuditEvent in the EHR, written
     # in batches: this many seconds after the first one waiting (README "Disclosures to a
     # hook caller"; 0.2 s, not 1 s: smaller, more frequent batches halved the hook p99 at
