@@ -243,10 +243,14 @@ def test_kafka_oauth_reaches_the_services_without_a_username() -> None:
     assert "CDSFLOW_KAFKA_SASL_USERNAME" not in environment
 
 
-def test_the_writeback_waits_longer_on_kafka_fetches_than_the_other_services() -> None:
+def test_on_apache_kafka_every_consumer_waits_kafkas_own_500_ms_for_data() -> None:
+    """Apache Kafka answers a fetch when a record arrives; a short wait only makes idle
+    consumers poll (the services' default 5 ms is for the embedded broker)."""
     rendered = rendering(None)
     waits = {
         service: service_environment(rendered, service)["CDSFLOW_KAFKA_FETCH_MAX_WAIT_MS"]
         for service in SETTINGS
     }
-    assert waits == {"listener": "5", "reasoner": "5", "writeback": "50"}
+    assert waits == {"listener": "500", "reasoner": "500", "writeback": "500"}
+    listener = service_environment(rendered, "listener")
+    assert listener["CDSFLOW_PUBLISHED_EVENTS_FETCH_MAX_WAIT_MS"] == "500"

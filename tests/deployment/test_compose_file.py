@@ -143,6 +143,21 @@ def test_triton_traces_one_request_in_the_charts_rate() -> None:
         assert rates == [expected], name
 
 
+def test_on_apache_kafka_the_consumers_wait_as_the_chart_has_them_wait() -> None:
+    """Kafka's own fetch wait (it answers when a record arrives), not the 5 ms the services
+    keep by default for the embedded broker."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    services = compose()["services"]
+    for name in ("listener", "reasoner", "writeback"):
+        environment = services[name]["environment"]
+        assert environment["CDSFLOW_KAFKA_FETCH_MAX_WAIT_MS"] == str(
+            values["kafka"]["fetchMaxWaitMs"]
+        ), name
+    assert services["listener"]["environment"]["CDSFLOW_PUBLISHED_EVENTS_FETCH_MAX_WAIT_MS"] == str(
+        values["listener"]["settings"]["PUBLISHED_EVENTS_FETCH_MAX_WAIT_MS"]
+    )
+
+
 def test_the_listener_channels_are_those_the_adapters_need() -> None:
     listener = compose()["services"]["listener"]["environment"]
     adapters = load_adapter_set([REPO_ROOT / "adapters"])
