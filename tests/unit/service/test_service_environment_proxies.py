@@ -6,6 +6,7 @@ line they got."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
@@ -53,20 +54,26 @@ def no_proxy_of_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(f"{scheme.upper()}_PROXY", raising=False)
 
 
+@contextlib.asynccontextmanager
+async def _recording(name: bytes) -> AsyncIterator[_Recorder]:
+    recorder = _Recorder(name)
+    await recorder.start()
+    try:
+        yield recorder
+    finally:
+        await recorder.stop()
+
+
 @pytest.fixture
 async def proxy() -> AsyncIterator[_Recorder]:
-    recorder = _Recorder(b"proxy")
-    await recorder.start()
-    yield recorder
-    await recorder.stop()
+    async with _recording(b"proxy") as recorder:
+        yield recorder
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[_Recorder]:
-    recorder = _Recorder(b"server")
-    await recorder.start()
-    yield recorder
-    await recorder.stop()
+    async with _recording(b"server") as recorder:
+        yield recorder
 
 
 async def test_a_request_goes_through_the_environments_proxy_for_its_scheme(

@@ -4,9 +4,8 @@ Only `CDSFLOW_EHR_BASE_URL` is read (the URL is built from the focus's type and 
 `cdsflow.fhir.EhrClient`); redirects are not followed; each read is bounded in time and in the
 bytes of the answer (`cdsflow.service.BoundedAnswers`, `AnswerTooLarge` past
 `CDSFLOW_MAX_NOTIFICATION_BYTES`), so a misbehaving EHR cannot hold a notification or the
-listener's memory.
-Given a tracer, each read is a CLIENT span (`cdsflow.service.ClientSpans`, as the other
-services' EHR client makes it).
+listener's memory. Given a tracer, each read is a CLIENT span (`cdsflow.service.ClientSpans`,
+as the other services' EHR client makes it).
 """
 
 from __future__ import annotations
