@@ -102,6 +102,30 @@ async def test_a_body_closed_unread_frees_its_connection(
         assert (await second).content == BUNDLE
 
 
+async def _hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Read the request's head, then close without answering."""
+    while (await reader.readline()) not in (b"\r\n", b""):
+        pass
+    writer.close()
+
+
+async def test_a_refused_connection_and_a_hang_up_get_httpx_own_names() -> None:
+    """Not `httpx.ConnectTimeout`, which httpx-aiohttp names both: nothing timed out."""
+    hanging_up = await asyncio.start_server(_hang_up, "127.0.0.1", 0)
+    port = hanging_up.sockets[0].getsockname()[1]
+    transport = ehr_connections(f"http://127.0.0.1:{port}", 1)
+    try:
+        async with httpx.AsyncClient(transport=transport, timeout=10) as http:
+            with pytest.raises(httpx.ConnectError) as refused:  # nobody listens there
+                await http.get(f"http://127.0.0.1:{free_port()}/Patient/1")
+            with pytest.raises(httpx.RemoteProtocolError):
+                await http.get(f"http://127.0.0.1:{port}/Patient/1")
+    finally:
+        hanging_up.close()
+        await hanging_up.wait_closed()
+    assert not isinstance(refused.value, httpx.TimeoutException)
+
+
 def test_no_connection_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one connection"):
         ehr_connections("http://127.0.0.1:8080/fhir", 0)

@@ -13,7 +13,11 @@ connections, each kept alive between requests: a client built with it
 (`httpx.AsyncClient(transport=ehr_connections(base_url, n))`) has at most `n` requests in
 flight, and the others wait for a free connection. The client keeps httpx's interface (its
 auth flows, timeouts and errors: a connection refused or reset is an
-`httpx.TransportError`, a read past its timeout `httpx.ReadTimeout`).
+`httpx.TransportError`, a read past its timeout `httpx.ReadTimeout`). httpx-aiohttp names
+every error of aiohttp's connection family `httpx.ConnectTimeout`; the two that are no
+timeout get httpx's own names back here, so that logs and `error.type` say what happened: a
+connection refused (or its host not found) is an `httpx.ConnectError`, and a server that hung
+up before its answer an `httpx.RemoteProtocolError`.
 
 A client given a transport no longer reads proxies from the environment itself, so the
 proxy that the environment sets for the one base URL is applied here, as httpx would
@@ -25,6 +29,7 @@ from __future__ import annotations
 import urllib.request
 from urllib.parse import urlsplit
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
@@ -35,10 +40,23 @@ def ehr_connections(base_url: str, connections: int) -> httpx.AsyncBaseTransport
     if connections < 1:
         raise ValueError("the EHR client needs at least one connection")
     proxy = environment_proxy(base_url)
-    return AiohttpTransport(
+    return _EhrConnections(
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         proxy=httpx.Proxy(proxy) if proxy else None,
     )
+
+
+class _EhrConnections(AiohttpTransport):
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await super().handle_async_request(request)
+        except httpx.ConnectTimeout as exc:
+            cause = exc.__cause__
+            if isinstance(cause, aiohttp.ClientConnectorError):
+                raise httpx.ConnectError(str(exc), request=request) from cause
+            if isinstance(cause, aiohttp.ServerDisconnectedError):
+                raise httpx.RemoteProtocolError(str(exc), request=request) from cause
+            raise
 
 
 def environment_proxy(url: str) -> str | None:
