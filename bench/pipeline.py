@@ -196,6 +196,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await _writebacks_done(ehr, expected, timeout_s=120)
                 await rounds.measure_baseline()
                 ehr_pid = next(p.process.pid for p in stack.parts if p.name == "ehr")
+                writeback_pid = next(p.process.pid for p in stack.parts if p.name == "writeback")
                 renice(ehr_pid, args.ehr_nice)
                 await sweep(rounds, paths, patients, args)
                 # saturated, alternating rounds at each side's saturating in flight: the
@@ -257,9 +258,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     # the pipeline again on the ceiling's hops alone: the writeback held off
                     # the CPU for the round (on machines of its own in production), its
                     # write-backs done once it is continued, before the next round starts
-                    writeback_pid = next(
-                        p.process.pid for p in stack.parts if p.name == "writeback"
-                    )
                     idle = await rounds.quiet()
                     with held_off_cpu(writeback_pid):
                         same_hops_rounds.append(

@@ -116,14 +116,14 @@ async def test_a_refused_connection_and_a_hang_up_get_httpx_own_names() -> None:
     transport = ehr_connections(f"http://127.0.0.1:{port}", 1)
     try:
         async with httpx.AsyncClient(transport=transport, timeout=10) as http:
-            with pytest.raises(httpx.ConnectError) as refused:  # nobody listens there
+            # a ConnectError is no TimeoutException, as the ConnectTimeout of before was
+            with pytest.raises(httpx.ConnectError):  # nobody listens there
                 await http.get(f"http://127.0.0.1:{free_port()}/Patient/1")
             with pytest.raises(httpx.RemoteProtocolError):
                 await http.get(f"http://127.0.0.1:{port}/Patient/1")
     finally:
         hanging_up.close()
         await hanging_up.wait_closed()
-    assert not isinstance(refused.value, httpx.TimeoutException)
 
 
 def test_no_connection_is_refused() -> None:

@@ -88,6 +88,24 @@ async def test_a_request_goes_through_the_environments_proxy_for_its_scheme(
     assert proxy.request_lines == ["GET http://fhir.hospital.test/fhir/Patient/p-1 HTTP/1.1"]
 
 
+async def test_the_environment_is_read_once_per_host(
+    proxy: _Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not at every request (the listener reads the EHR per id-only notification): a proxy
+    set after a host's first request is not taken for it, and is for a host not yet seen."""
+    async with httpx.AsyncClient(transport=EnvironmentProxies()) as client:
+        proxy_url = f"http://127.0.0.1:{proxy.port}"
+        with pytest.raises(httpx.ConnectError):  # no such host, and no proxy yet
+            await client.get("http://fhir.hospital.test/fhir/Patient/p-1")
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        with pytest.raises(httpx.ConnectError):  # still direct: decided at its first request
+            await client.get("http://fhir.hospital.test/fhir/Patient/p-2")
+        answer = await client.get("http://jwks.hospital.test/keys.json")
+
+    assert answer.text == "proxy"
+    assert proxy.request_lines == ["GET http://jwks.hospital.test/keys.json HTTP/1.1"]
+
+
 async def test_a_host_that_no_proxy_names_is_reached_directly(
     proxy: _Recorder, server: _Recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
