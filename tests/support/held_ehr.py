@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from starlette.types import Receive, Scope, Send
 
 from tests.support.asgi import serve_app
+from tests.support.polling import eventually
+
+T = TypeVar("T")
 
 BUNDLE = b'{"resourceType":"Bundle","type":"searchset","total":0,"entry":[]}'
 LARGE = b" " * (4 << 20)
@@ -56,3 +60,15 @@ async def held_ehr(*, answering: bool = False) -> AsyncIterator[tuple[HeldEhr, s
         ehr.go.set()
     async with serve_app(ehr) as base_url:
         yield ehr, base_url
+
+
+async def answered_while_held(ehr: HeldEhr, calls: Sequence[Awaitable[T]], at_once: int) -> list[T]:
+    """The calls' results, the calls started at once and held at the EHR until exactly
+    `at_once` of them are there (the others waiting for a connection, not at the EHR)."""
+    ehr.go.clear()
+    started = [asyncio.ensure_future(call) for call in calls]
+    await eventually(lambda: ehr.holds(at_once), what=f"{at_once} requests at the EHR")
+    await asyncio.sleep(0.2)  # no more than that come
+    assert ehr.in_flight == at_once
+    ehr.go.set()
+    return await asyncio.gather(*started)

@@ -14,7 +14,7 @@ import pytest
 from cdsflow.fhir import ehr_connections
 from cdsflow.fhir.ehr_connections import environment_proxy
 from cdsflow.runtime.processes import free_port
-from tests.support.held_ehr import BUNDLE, HeldEhr, held_ehr
+from tests.support.held_ehr import BUNDLE, HeldEhr, answered_while_held, held_ehr
 from tests.support.polling import eventually
 
 
@@ -30,28 +30,14 @@ async def answering() -> AsyncIterator[tuple[HeldEhr, str]]:
         yield served
 
 
-async def answered_while_held(
-    app: HeldEhr, http: httpx.AsyncClient, paths: list[str], at_once: int
-) -> list[httpx.Response]:
-    """The answers to `paths`, sent at once and held at the EHR until exactly `at_once` of
-    them are there (the others waiting for a connection, not at the EHR)."""
-    app.go.clear()
-    calls = [asyncio.create_task(http.get(path)) for path in paths]
-    await eventually(lambda: app.holds(at_once), what=f"{at_once} requests at the EHR")
-    await asyncio.sleep(0.2)  # no more than that come
-    assert app.in_flight == at_once
-    app.go.set()
-    return await asyncio.gather(*calls)
-
-
 async def test_as_many_requests_in_flight_as_connections_each_kept_alive(
     server: tuple[HeldEhr, str],
 ) -> None:
     app, base_url = server
     transport = ehr_connections(base_url, 3)
     async with httpx.AsyncClient(transport=transport, base_url=base_url, timeout=30) as http:
-        paths = [f"/Observation?n={n}" for n in range(20)]
-        answers = await answered_while_held(app, http, paths, at_once=3)
+        calls = [http.get(f"/Observation?n={n}") for n in range(20)]
+        answers = await answered_while_held(app, calls, at_once=3)
 
     assert [answer.status_code for answer in answers] == [200] * 20
     assert all(answer.content == BUNDLE for answer in answers)
@@ -77,8 +63,8 @@ async def test_a_connection_is_freed_when_its_request_fails_times_out_or_is_canc
         # once the EHR is done with the abandoned request, two are at it at once again:
         # neither connection is still held by the requests above
         await eventually(lambda: _idle(app), timeout_s=10, what="the EHR done with /slow")
-        paths = [f"/Patient/{n}" for n in range(4)]
-        answers = await answered_while_held(app, http, paths, at_once=2)
+        calls = [http.get(f"/Patient/{n}") for n in range(4)]
+        answers = await answered_while_held(app, calls, at_once=2)
     assert [answer.status_code for answer in answers] == [200] * 4
 
 
