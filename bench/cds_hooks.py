@@ -58,6 +58,7 @@ from aiokafka import AIOKafkaProducer
 
 from bench.idle import idle_baseline, wait_until_idle
 from bench.load_process import run_load
+from bench.machine_cpu import machine_at_rest, machine_cores, machine_cpu
 from bench.measures import latency_summary, percentile
 from bench.priority import renice
 from bench.reasoner import process_cpu_s
@@ -363,15 +364,20 @@ class HookLoad:
             count // len(replicas) + (i < count % len(replicas)) for i in range(len(replicas))
         ]
         cpu_before = {name: process_cpu_s(pid) for name, pid in self._cpu_pids.items()}
+        machine_before = machine_cpu()
         results = await asyncio.gather(
             *(
                 self._run(replica, per_s * share / count if count else 0.0, seconds, share, bodies)
                 for replica, share in zip(replicas, shares, strict=True)
             )
         )
+        cpu_used = {
+            name: process_cpu_s(pid) - cpu_before[name] for name, pid in self._cpu_pids.items()
+        }
+        machine_after = machine_cpu()
+        generators_cpu_s = sum(float(figures["cpu_s"]) for figures in results)
         cpu_ms_per_call = {
-            name: round((process_cpu_s(pid) - cpu_before[name]) * 1000 / max(1, count), 3)
-            for name, pid in self._cpu_pids.items()
+            name: round(used * 1000 / max(1, count), 3) for name, used in cpu_used.items()
         }
         sent = [one for figures in results for one in figures["sent"]]
         latencies = [answered - written for _, written, answered, status in sent]
@@ -390,12 +396,14 @@ class HookLoad:
             "answered_with_cards": len(answered_200)
             - sum(int(figures["answers_containing"]) for figures in results),
             "latency": latency_summary(answered_200),
-            "load_generator_cpu_ms_per_call": round(
-                sum(float(figures["cpu_s"]) for figures in results) * 1000 / max(1, len(sent)),
-                3,
-            ),
+            "load_generator_cpu_ms_per_call": round(generators_cpu_s * 1000 / max(1, len(sent)), 3),
             # each process's CPU over the round (ms) per call offered, whichever it served
             "cpu_ms_per_call": cpu_ms_per_call,
+            # the whole machine meanwhile: outside_measured_cores is what ran besides the
+            # measured processes and the load generators (the bench process, anything else)
+            "machine": machine_cores(
+                machine_before, machine_after, sum(cpu_used.values()) + generators_cpu_s
+            ),
         }
 
     async def _run(
@@ -457,6 +465,7 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
         load = HookLoad(key, work_dir, cpu_pids)
         # each process's idle CPU, before any load: every round starts once all are back at it
         idle = await idle_baseline(cpu_pids)
+        at_rest = await machine_at_rest(cpu_pids)
         # the answers with cards, each one AuditEvent: each replica's first (the stored card
         # waited for), the warm-ups', the rounds'
         audited_answers = 0
@@ -540,7 +549,11 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
         "p99_ms": _median(rounds["writeback"], "p99_ms"),
         "bare_p99_ms": _median(rounds["bare"], "p99_ms"),
         # where the CPU went in the rounds behind p50_ms/p99_ms, per call offered
-        "cpu_ms_per_call": _median_cpu(rounds["writeback"]),
+        "cpu_ms_per_call": _median_figures(rounds["writeback"], "cpu_ms_per_call"),
+        # the machine in those rounds and before any load: busy and stolen cores, and the
+        # cores busy outside the measured processes (bench.machine_cpu)
+        "machine_cores": _median_figures(rounds["writeback"], "machine"),
+        "machine_cores_at_rest": at_rest,
         # each process's CPU with no load (cores), which every round waited to be back at
         "idle_cpu_cores": {name: round(cores, 3) for name, cores in idle.items()},
         "replicas": args.replicas,
@@ -589,11 +602,12 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
     }
 
 
-def _median_cpu(rounds: list[dict[str, Any]]) -> dict[str, float]:
-    """Each process's CPU per call (ms), the median over `rounds`."""
-    names = sorted({name for r in rounds for name in r.get("cpu_ms_per_call", {})})
+def _median_figures(rounds: list[dict[str, Any]], key: str) -> dict[str, float]:
+    """Each figure of the rounds' `key` section (CPU per call, the machine's cores), the
+    median over `rounds`."""
+    names = sorted({name for r in rounds for name in r.get(key, {})})
     return {
-        name: round(percentile([r["cpu_ms_per_call"][name] for r in rounds], 0.5), 3)
+        name: round(percentile([r[key][name] for r in rounds if name in r.get(key, {})], 0.5), 3)
         for name in names
     }
 

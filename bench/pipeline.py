@@ -365,6 +365,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # per event subtracts it over the wait until every process is idle again (a
             # figure that would go below zero is 0.0)
             "idle_cpu_cores": {name: round(rate, 3) for name, rate in rounds.baseline.items()},
+            # the whole machine before any load: busy and stolen cores, and the cores busy
+            # outside the measured processes (bench.machine_cpu); each saturated round holds
+            # the same over its run (`machine`)
+            "machine_cores_at_rest": rounds.machine_at_rest,
             "stages": {
                 "what": "span durations during the fixed-rate runs, from the exported traces",
                 "spans": stages,

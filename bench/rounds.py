@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bench.idle import idle_baseline, wait_until_idle
+from bench.machine_cpu import machine_at_rest, machine_cores, machine_cpu
 from bench.pipeline_load import (
     Arrivals,
     LoadGenerator,
@@ -69,6 +70,13 @@ def side_figures(side: Side) -> dict[str, Any]:
     }
 
 
+def _generator_cpu_s(round_figures: dict[str, Any]) -> float:
+    """The load generator's CPU over a round, from its own figures."""
+    generator = round_figures.get("load_generator") or {}
+    per_request = generator.get("cpu_ms_per_request") or 0.0
+    return float(per_request) * float(generator.get("requests") or 0) / 1000
+
+
 def in_flight_levels(smallest: int, largest: int) -> list[int]:
     """The in-flight counts the saturation sweep tries: doubling from `smallest` to `largest`."""
     levels = [smallest]
@@ -85,9 +93,12 @@ class Rounds:
         self.cpu_pids = cpu_pids
         self._triton_http = triton_http
         self.baseline: dict[str, float] = {}
+        # the whole machine before any load (`bench.machine_cpu`)
+        self.machine_at_rest: dict[str, float] = {}
 
     async def measure_baseline(self) -> None:
         self.baseline = await idle_baseline(self.cpu_pids)
+        self.machine_at_rest = await machine_at_rest(self.cpu_pids)
 
     async def quiet(self) -> dict[str, object]:
         return await wait_until_idle(self.cpu_pids, self.baseline)
@@ -109,8 +120,15 @@ class Rounds:
             idle = await self.quiet()
         inferences, executions = await triton_counts(self._triton_http)
         cpu_before = {n: process_cpu_s(pid) for n, pid in self.cpu_pids.items()}
+        machine_before = machine_cpu()
         one = await saturated(side.generator, side.arrivals, patients, events, in_flight)
         answered = time.perf_counter()
+        one["machine"] = machine_cores(
+            machine_before,
+            machine_cpu(),
+            sum(process_cpu_s(pid) - cpu_before[n] for n, pid in self.cpu_pids.items())
+            + _generator_cpu_s(one),
+        )
         inferences_after, executions_after = await triton_counts(self._triton_http)
         if executions_after > executions:
             one["triton_mean_batch"] = round(
