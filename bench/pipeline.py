@@ -49,7 +49,7 @@ from aiokafka import ConsumerRecord
 from bench.baselines import kafka_round_trip, triton_direct
 from bench.ceiling import Ceiling, peak_rss_mb
 from bench.kafka_io import TopicWatch
-from bench.measures import rate
+from bench.measures import latency_summary, rate
 from bench.pipeline_load import LoadGenerator, fixed_rate
 from bench.priority import held_off_cpu, renice
 from bench.profiles import SampledProfile
@@ -69,24 +69,64 @@ HIGH_RATE = 500.0
 
 
 class RecommendationWatch(TopicWatch):
-    """Stamps when each event's recommendation arrived, and which resource each event is."""
+    """Stamps when each event's recommendation arrived, and which resource each event is; and,
+    for where an event waited, the wall-clock times the services stamped on it (the listener's
+    `received_at`, the reasoner's `produced_at`) beside the times this watch read the event
+    and its recommendation (one clock: the same machine)."""
 
     def __init__(self, bootstrap: str) -> None:
         super().__init__(bootstrap, CLINICAL_EVENTS, RECOMMENDATIONS, group_prefix="bench-watch")
         self.arrived: dict[str, float] = {}
         self.event_ids: dict[str, str] = {}  # resource id -> event id
+        # event id -> (listener received it, the event read here) / (the reasoner produced its
+        # recommendation, the recommendation read here), seconds since the epoch
+        self._event_times: dict[str, tuple[float, float]] = {}
+        self._recommendation_times: dict[str, tuple[float, float]] = {}
+        self._events_in_order: list[str] = []
 
     def take(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        read_at = time.time()
         if record.topic == CLINICAL_EVENTS:
             event = ClinicalEvent.FromString(record.value or b"")
             self.event_ids.setdefault(event.resource_id, event.event_id)
+            if event.event_id not in self._event_times:
+                received = event.received_at.ToMicroseconds() / 1e6
+                self._event_times[event.event_id] = (received, read_at)
+                self._events_in_order.append(event.event_id)
             return
         recommendation = Recommendation.FromString(record.value or b"")
         self.arrived.setdefault(recommendation.event_id, time.perf_counter())
+        produced = recommendation.produced_at.ToMicroseconds() / 1e6
+        self._recommendation_times.setdefault(recommendation.event_id, (produced, read_at))
 
     def arrival(self, resource_id: str) -> float | None:
         event_id = self.event_ids.get(resource_id)
         return self.arrived.get(event_id) if event_id is not None else None
+
+    def mark(self) -> int:
+        """Where the events read from now on start (for `waits_since`)."""
+        return len(self._events_in_order)
+
+    def waits_since(self, mark: int) -> dict[str, Any]:
+        """Where the events read since `mark` spent their time, as latency summaries: from the
+        listener receiving the notification to its event being read here (the listener and
+        the broker), and to the reasoner producing its recommendation (that, the wait for the
+        reasoner, and its scoring); and from that to the recommendation being read here."""
+        to_kafka, to_produced, to_read = [], [], []
+        for event_id in self._events_in_order[mark:]:
+            answer = self._recommendation_times.get(event_id)
+            if answer is None:
+                continue
+            received, event_read = self._event_times[event_id]
+            produced, answer_read = answer
+            to_kafka.append(event_read - received)
+            to_produced.append(produced - received)
+            to_read.append(answer_read - produced)
+        return {
+            "received_to_event_read": latency_summary(to_kafka),
+            "received_to_recommendation_produced": latency_summary(to_produced),
+            "recommendation_produced_to_read": latency_summary(to_read),
+        }
 
 
 async def _prepare_patients(ehr: EhrClient, count: int) -> list[str]:
@@ -218,6 +258,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         written_back: list[float | None] = []
                         timed = partial(_time_writebacks, ehr, written_before, began, written_back)
                         first = name == "pipeline" and round_index == 0
+                        mark = watch.mark()
                         one = await rounds.saturated(
                             path,
                             patients,
@@ -226,6 +267,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             idle,
                             after=timed if first else None,
                         )
+                        if name == "pipeline":
+                            one["waits"] = watch.waits_since(mark)
                         path.saturated_rounds.append(one)
                         for profile in profiles:
                             profile.stop()
@@ -241,16 +284,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         began = time.perf_counter()
                         written_back = []
                         timed = partial(_time_writebacks, ehr, written_before, began, written_back)
-                        same_priority_rounds.append(
-                            await rounds.saturated(
-                                pipeline,
-                                patients,
-                                args.events,
-                                pipeline.in_flight,
-                                idle,
-                                after=timed if round_index == 0 else None,
-                            )
+                        mark = watch.mark()
+                        one = await rounds.saturated(
+                            pipeline,
+                            patients,
+                            args.events,
+                            pipeline.in_flight,
+                            idle,
+                            after=timed if round_index == 0 else None,
                         )
+                        same_priority_rounds.append({**one, "waits": watch.waits_since(mark)})
                     finally:
                         renice(ehr_pid, args.ehr_nice)
                     if written_back:
@@ -259,12 +302,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     # the CPU for the round (on machines of its own in production), its
                     # write-backs done once it is continued, before the next round starts
                     idle = await rounds.quiet()
+                    mark = watch.mark()
                     with held_off_cpu(writeback_pid):
-                        same_hops_rounds.append(
-                            await rounds.saturated(
-                                pipeline, patients, args.events, pipeline.in_flight, idle
-                            )
+                        one = await rounds.saturated(
+                            pipeline, patients, args.events, pipeline.in_flight, idle
                         )
+                    same_hops_rounds.append({**one, "waits": watch.waits_since(mark)})
                 capacity = {
                     name: median_rounded([r["events_per_s"] for r in path.saturated_rounds])
                     for name, path in paths.items()
