@@ -38,6 +38,7 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -127,6 +128,16 @@ class RecommendationWatch(TopicWatch):
             "received_to_recommendation_produced": latency_summary(to_produced),
             "recommendation_produced_to_read": latency_summary(to_read),
         }
+
+
+async def _with_waits(
+    watch: RecommendationWatch, saturated_round: Awaitable[dict[str, Any]]
+) -> dict[str, Any]:
+    """A pipeline round's figures, with where its events waited (`waits`): the round starts
+    when awaited here, after the watch's mark."""
+    mark = watch.mark()
+    one = await saturated_round
+    return {**one, "waits": watch.waits_since(mark)}
 
 
 async def _prepare_patients(ehr: EhrClient, count: int) -> list[str]:
@@ -258,8 +269,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         written_back: list[float | None] = []
                         timed = partial(_time_writebacks, ehr, written_before, began, written_back)
                         first = name == "pipeline" and round_index == 0
-                        mark = watch.mark()
-                        one = await rounds.saturated(
+                        saturated_round = rounds.saturated(
                             path,
                             patients,
                             args.events,
@@ -267,8 +277,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             idle,
                             after=timed if first else None,
                         )
-                        if name == "pipeline":
-                            one["waits"] = watch.waits_since(mark)
+                        one = await (
+                            _with_waits(watch, saturated_round)
+                            if name == "pipeline"
+                            else saturated_round
+                        )
                         path.saturated_rounds.append(one)
                         for profile in profiles:
                             profile.stop()
@@ -284,8 +297,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         began = time.perf_counter()
                         written_back = []
                         timed = partial(_time_writebacks, ehr, written_before, began, written_back)
-                        mark = watch.mark()
-                        one = await rounds.saturated(
+                        saturated_round = rounds.saturated(
                             pipeline,
                             patients,
                             args.events,
@@ -293,7 +305,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             idle,
                             after=timed if round_index == 0 else None,
                         )
-                        same_priority_rounds.append({**one, "waits": watch.waits_since(mark)})
+                        same_priority_rounds.append(await _with_waits(watch, saturated_round))
                     finally:
                         renice(ehr_pid, args.ehr_nice)
                     if written_back:
@@ -302,12 +314,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     # the CPU for the round (on machines of its own in production), its
                     # write-backs done once it is continued, before the next round starts
                     idle = await rounds.quiet()
-                    mark = watch.mark()
                     with held_off_cpu(writeback_pid):
-                        one = await rounds.saturated(
+                        saturated_round = rounds.saturated(
                             pipeline, patients, args.events, pipeline.in_flight, idle
                         )
-                    same_hops_rounds.append({**one, "waits": watch.waits_since(mark)})
+                        same_hops_rounds.append(await _with_waits(watch, saturated_round))
                 capacity = {
                     name: median_rounded([r["events_per_s"] for r in path.saturated_rounds])
                     for name, path in paths.items()
