@@ -15,8 +15,8 @@ and its request built before the round (so neither is timed). Figures go to
 `bench/results.json` under `cds_hooks`, keeping every other key.
 
 The EHR that takes the writeback's disclosure AuditEvents (SEKMET) shares the two cores: it
-spends about 3 ms of CPU on each AuditEvent, so at 200 answers a second it wants more than
-half a core, which in production is the EHR's own machine. It runs at a lower CPU priority
+spends 2-3 ms of CPU on each AuditEvent, so at 200 answers a second it wants about half a
+core, which in production is the EHR's own machine. It runs at a lower CPU priority
 (`--ehr-nice`, 10) in the rounds behind `p50_ms`/`p99_ms`, so that its work does not stand in
 for the writeback's; the `writeback_ehr_same_priority` rounds are the same writeback with the
 EHR at the same priority as everything else, reported beside them.
@@ -587,7 +587,7 @@ async def measure(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
             "within the default 400 ms deadline (answered_with_cards counts the calls scored "
             "in time). Each answer with cards queues its disclosure AuditEvent, written in "
             "batches (one transaction every 0.2 s, CDSFLOW_HOOK_AUDIT_FLUSH_S) into a SEKMET "
-            "EHR on the same two cores, which spends about 3 ms of CPU per AuditEvent: it runs "
+            "EHR on the same two cores, which spends 2-3 ms of CPU per AuditEvent: it runs "
             "at nice ehr_nice in the rounds behind p50_ms/p99_ms (in production the EHR has "
             "its own machine), at the same priority in the writeback_ehr_same_priority rounds "
             "(ehr_same_priority_p50_ms/p99_ms); hook_audits: the writeback's counts by "

@@ -5,13 +5,12 @@ machine then say so in their own figures, instead of only in a spread between ru
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.reasoner import process_cpu_s
+from bench.idle import window_rates
 
 PROC_STAT = Path("/proc/stat")
 
@@ -63,7 +62,6 @@ async def machine_at_rest(pids: dict[str, int], seconds: float = 2.0) -> dict[st
     """`machine_cores` over `seconds` with nothing driven, `pids` the measured processes: what
     the machine spends besides them before any load (another job, a leftover process)."""
     before = machine_cpu()
-    cpu_before = {name: process_cpu_s(pid) for name, pid in pids.items()}
-    await asyncio.sleep(seconds)
-    measured = sum(process_cpu_s(pid) - cpu_before[name] for name, pid in pids.items())
-    return machine_cores(before, machine_cpu(), measured)
+    rates = await window_rates(pids, seconds)
+    after = machine_cpu()
+    return machine_cores(before, after, sum(rates.values()) * (after.at - before.at))

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -81,9 +82,9 @@ class RecommendationWatch(TopicWatch):
         self.event_ids: dict[str, str] = {}  # resource id -> event id
         # event id -> (listener received it, the event read here) / (the reasoner produced its
         # recommendation, the recommendation read here), seconds since the epoch
+        # (in the order the events were read: `mark` counts them)
         self._event_times: dict[str, tuple[float, float]] = {}
         self._recommendation_times: dict[str, tuple[float, float]] = {}
-        self._events_in_order: list[str] = []
 
     def take(self, record: ConsumerRecord[bytes, bytes]) -> None:
         read_at = time.time()
@@ -93,7 +94,6 @@ class RecommendationWatch(TopicWatch):
             if event.event_id not in self._event_times:
                 received = event.received_at.ToMicroseconds() / 1e6
                 self._event_times[event.event_id] = (received, read_at)
-                self._events_in_order.append(event.event_id)
             return
         recommendation = Recommendation.FromString(record.value or b"")
         self.arrived.setdefault(recommendation.event_id, time.perf_counter())
@@ -106,7 +106,7 @@ class RecommendationWatch(TopicWatch):
 
     def mark(self) -> int:
         """Where the events read from now on start (for `waits_since`)."""
-        return len(self._events_in_order)
+        return len(self._event_times)
 
     def waits_since(self, mark: int) -> dict[str, Any]:
         """Where the events read since `mark` spent their time, as latency summaries: from the
@@ -114,11 +114,12 @@ class RecommendationWatch(TopicWatch):
         the broker), and to the reasoner producing its recommendation (that, the wait for the
         reasoner, and its scoring); and from that to the recommendation being read here."""
         to_kafka, to_produced, to_read = [], [], []
-        for event_id in self._events_in_order[mark:]:
+        for event_id, (received, event_read) in itertools.islice(
+            self._event_times.items(), mark, None
+        ):
             answer = self._recommendation_times.get(event_id)
             if answer is None:
                 continue
-            received, event_read = self._event_times[event_id]
             produced, answer_read = answer
             to_kafka.append(event_read - received)
             to_produced.append(produced - received)

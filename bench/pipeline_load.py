@@ -90,6 +90,7 @@ class LoadGenerator:
             "load_generator": {
                 "requests": len(stamps),
                 "connections": figures["connections"],
+                "cpu_s": round(cpu_s, 4),
                 "cpu_ms_per_request": round(cpu_s * 1000 / max(1, len(stamps)), 3),
                 # its CPU over the run's span, in cores: far below 1, it was not the bound
                 "cpu_share_of_a_core": round(cpu_s / (ended - began), 3) if ended > began else None,

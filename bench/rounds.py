@@ -70,13 +70,6 @@ def side_figures(side: Side) -> dict[str, Any]:
     }
 
 
-def _generator_cpu_s(round_figures: dict[str, Any]) -> float:
-    """The load generator's CPU over a round, from its own figures."""
-    generator = round_figures.get("load_generator") or {}
-    per_request = generator.get("cpu_ms_per_request") or 0.0
-    return float(per_request) * float(generator.get("requests") or 0) / 1000
-
-
 def in_flight_levels(smallest: int, largest: int) -> list[int]:
     """The in-flight counts the saturation sweep tries: doubling from `smallest` to `largest`."""
     levels = [smallest]
@@ -127,7 +120,7 @@ class Rounds:
             machine_before,
             machine_cpu(),
             sum(process_cpu_s(pid) - cpu_before[n] for n, pid in self.cpu_pids.items())
-            + _generator_cpu_s(one),
+            + one["load_generator"]["cpu_s"],
         )
         inferences_after, executions_after = await triton_counts(self._triton_http)
         if executions_after > executions:
