@@ -43,6 +43,7 @@ from tests.integration.test_listener_subscriptions import (
     shown,
     switch_off,
     tagged_encounter,
+    wait_until_the_ehr_gives_up,
 )
 from tests.support.own_parts import own_part, paused
 from tests.support.polling import eventually
@@ -66,9 +67,9 @@ async def test_a_broker_paused_past_the_ehrs_retries_loses_nothing(
 ) -> None:
     """While the broker is stopped, the listener answers SEKMET 503 (not a hang: the publish
     times out after 1 s); SEKMET retries 3 times (1, 2, 4 s), drops the notification and sets
-    the Subscription to `error`. Once the broker runs again the listener re-activates the
-    Subscription and its recovery search covers the dropped Encounter: on the topic once,
-    beside the first."""
+    the Subscription to `error`. The listener re-activates the Subscription (it needs only the
+    EHR for that), and once the broker runs again its recovery search covers the dropped
+    Encounter: on the topic once, beside the first."""
     name = f"encounters-{unique}"
     async with (
         own_part(start_broker, tmp_path / "broker") as broker,
@@ -109,11 +110,7 @@ async def test_a_broker_paused_past_the_ehrs_retries_loses_nothing(
                 with paused(broker):
                     missed = (await fhir.post("/Encounter", json=encounter)).json()
 
-                    async def ehr_gave_up() -> bool:
-                        current = (await fhir.get(f"/Subscription/{subscription_id}")).json()
-                        return bool(current["status"] == "error")
-
-                    await eventually(ehr_gave_up, timeout_s=40, what="the EHR to give up")
+                    await wait_until_the_ehr_gives_up(fhir, subscription_id, url, name)
                     refused = metric((await http.get(f"{url}/metrics")).text, UNAVAILABLE)
 
                 async def recovered() -> dict[str, Any] | None:
@@ -132,6 +129,7 @@ async def test_a_broker_paused_past_the_ehrs_retries_loses_nothing(
         # SEKMET's `retries` (3) attempts, each answered 503 after the 1 s publish timeout
         assert refused == 3
         assert state["status"] == "active"
+        assert state["reactivations"] >= 1
         assert on_ehr["status"] == "active"
         events = [ClinicalEvent.FromString(r.value) for r in records]
         assert sorted(e.resource_id for e in events) == sorted([first["id"], missed["id"]])

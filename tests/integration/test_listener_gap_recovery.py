@@ -35,6 +35,7 @@ from tests.integration.test_listener_subscriptions import (
     shown,
     switch_off,
     tagged_encounter,
+    wait_until_the_ehr_gives_up,
 )
 from tests.support.asgi import serve_app
 from tests.support.notification_proxy import DroppingProxy
@@ -205,11 +206,7 @@ async def test_what_the_ehr_failed_to_deliver_is_recovered_with_its_events_opera
                         proxy.dropping = True
                         missed = (await fhir.post("/Encounter", json=encounter)).json()
 
-                        async def ehr_gave_up() -> bool:
-                            current = (await fhir.get(f"/Subscription/{subscription_id}")).json()
-                            return bool(current["status"] == "error")
-
-                        await eventually(ehr_gave_up, timeout_s=60, what="the EHR to give up")
+                        await wait_until_the_ehr_gives_up(fhir, subscription_id, url, name)
                         proxy.dropping = False
 
                         async def recovered() -> dict[str, Any] | None:

@@ -69,6 +69,23 @@ async def active_subscription_id(url: str, name: str, *, settled: bool = False) 
     return await eventually(probe, what=f"channel {name} active")
 
 
+async def wait_until_the_ehr_gives_up(
+    fhir: httpx.AsyncClient, subscription_id: str, url: str, name: str
+) -> None:
+    """Until the EHR has set channel `name`'s Subscription to `error` (it dropped a
+    notification). The listener, looking every `subscription_check_interval_s`, re-activates a
+    Subscription it finds in error, and may do so between two of these looks: its count of
+    re-activations says so then."""
+
+    async def gave_up() -> bool:
+        current = (await fhir.get(f"/Subscription/{subscription_id}")).json()
+        if current["status"] == "error":
+            return True
+        return bool((await shown(url))[name]["reactivations"] >= 1)
+
+    await eventually(gave_up, timeout_s=60, what="the EHR to give up")
+
+
 def tagged_encounter(patient_id: str, unique: str) -> dict[str, Any]:
     """An in-progress Encounter (it starts SEKMET's encounter-start topic), tagged for this
     test's searches."""
@@ -324,11 +341,7 @@ async def test_what_the_ehr_failed_to_deliver_is_recovered(
                     proxy.dropping = True
                     missed = (await fhir.post("/Encounter", json=encounter)).json()
 
-                    async def ehr_gave_up() -> bool:
-                        current = (await fhir.get(f"/Subscription/{subscription_id}")).json()
-                        return bool(current["status"] == "error")
-
-                    await eventually(ehr_gave_up, timeout_s=60, what="the EHR to give up")
+                    await wait_until_the_ehr_gives_up(fhir, subscription_id, url, name)
                     proxy.dropping = False
 
                     async def recovered() -> bool:
