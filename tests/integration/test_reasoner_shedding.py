@@ -163,7 +163,9 @@ async def test_events_shed_by_triton_are_handed_back_and_each_answered_once(
     events = [
         clinical_event(p.trigger, p.reference, telemetry.patient_keyer, ehr) for p in patients
     ]
-    settings = reasoner_settings(kafka, shedding_triton.grpc_url, ehr, unique)
+    # one request per row: the burst's rows, asked for together, would otherwise share one
+    # request, which this Triton's queue of one takes
+    settings = reasoner_settings(kafka, shedding_triton.grpc_url, ehr, unique, inference_max_rows=1)
     async with serve_reasoner(settings, telemetry, spans) as running:
 
         async def is_ready() -> bool:
@@ -184,7 +186,8 @@ async def test_events_shed_by_triton_are_handed_back_and_each_answered_once(
 
         watcher = asyncio.create_task(watch_readiness())
         try:
-            # one patient per event: the reasoner asks Triton for all of them at once
+            # one patient per event: the reasoner asks Triton for all of them at once, a
+            # request each
             await publish(
                 kafka.bootstrap,
                 running.topics.clinical_events,

@@ -17,7 +17,7 @@ from aiokafka import ConsumerRecord
 from opentelemetry import trace
 
 from cdsflow.contracts import ClinicalEvent, Mode, Recommendation
-from cdsflow.models import ResourceReader, parse_adapter
+from cdsflow.models import ModelInputs, ResourceReader, parse_adapter
 from cdsflow.reasoner.dependency_health import DependencyHealth
 from cdsflow.reasoner.ehr_history import PatientHistory
 from cdsflow.reasoner.handlers import ClinicalEventHandler
@@ -70,7 +70,8 @@ class Model:
         self.score = score
         self.sent: list[Mapping[str, npt.NDArray[Any]]] = []
 
-    async def infer(self, tensors: Mapping[str, npt.NDArray[Any]]) -> dict[str, Any]:
+    async def infer(self, inputs: ModelInputs) -> dict[str, Any]:
+        tensors = inputs.tensors
         self.sent.append(tensors)
         width = tensors["features"].shape[1]
         return {

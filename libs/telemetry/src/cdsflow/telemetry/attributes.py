@@ -64,6 +64,8 @@ ALLOWED_SPAN_ATTRIBUTES: frozenset[str] = frozenset(
         "cdsflow.event_number",
         "cdsflow.model.name",
         "cdsflow.model.version",
+        # how many rows (events) the Triton request that answered this one carried
+        "cdsflow.inference.rows",
         "cdsflow.mode",
         "cdsflow.hook",
         "cdsflow.cds_service",

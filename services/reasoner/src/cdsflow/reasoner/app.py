@@ -99,6 +99,8 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None) -> Fas
                     metrics.inference_seconds,
                     settings.inference_timeout_s,
                     settings.triton_grpc_url,
+                    max_rows=settings.inference_max_rows,
+                    rows_per_request=metrics.inference_rows,
                 )
                 for declared in reader.adapter.model.versions
             )

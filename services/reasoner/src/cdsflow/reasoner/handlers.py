@@ -283,7 +283,7 @@ class ClinicalEventHandler:
             for reader, inputs in runs
             for model in self.models[reader.adapter.id]
         ]
-        answers = await _all_answers([model.infer(inputs.tensors) for _, inputs, model in calls])
+        answers = await _all_answers([model.infer(inputs) for _, inputs, model in calls])
         failures = [answer for answer in answers if isinstance(answer, BaseException)]
         outputs = [answer for answer in answers if not isinstance(answer, BaseException)]
         outage = next((f for f in failures if isinstance(f, ModelUnavailable)), None)
@@ -370,8 +370,8 @@ def dlq_error(exc: Exception) -> str:
 
 
 async def _all_answers(
-    requests: list[Coroutine[Any, Any, dict[str, npt.NDArray[Any]]]],
-) -> list[dict[str, npt.NDArray[Any]] | BaseException]:
+    requests: list[Coroutine[Any, Any, dict[str, npt.NDArray[Any] | None]]],
+) -> list[dict[str, npt.NDArray[Any] | None] | BaseException]:
     """Every request's answer or exception, all at the same time; one request (one adapter,
     one version: the usual event) is awaited as it is, without a task of its own."""
     if len(requests) != 1:

@@ -23,6 +23,7 @@ class ReasonerMetrics:
     restored_snapshots: Counter
     dependency_failures: Counter
     inference_seconds: Histogram
+    inference_rows: Histogram
     # each counter's children by label values, looked up once rather than for every event
     _children: dict[tuple[int, tuple[str, ...]], Counter] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -85,8 +86,14 @@ class ReasonerMetrics:
             ),
             inference_seconds=registry.histogram(
                 "reasoner_inference_seconds",
-                "Triton inference round trip",
+                "Triton inference round trip, as each event waited for its row",
                 ("model", "version"),
+            ),
+            inference_rows=registry.histogram(
+                "reasoner_inference_rows",
+                "Rows (events) per Triton request: those asked for at the same moment go together",
+                ("model", "version"),
+                buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             ),
         )
 

@@ -3,13 +3,27 @@
 Every version an adapter lists is its own `ModelVersionClient`: each request names its
 version explicitly, so a shadow version and the active one answer the same event side by
 side, and the version on a recommendation is the one that answered.
+
+Rows asked for at the same moment go to Triton together. Each `infer` call is one patient's
+row; the rows that the patients of a batch ask for in one turn of the event loop are stacked
+into one request (at most `max_rows`), sent on the next turn, and each caller gets its own
+row of the answer back. Nothing waits for a batch to fill: a lone row goes alone, one turn
+later. One request per row cost the reasoner and Triton about 0.35 ms of CPU per row on the
+bench machine; five rows per request, about 0.12 ms per row.
+
+Each row keeps its own CLIENT span in its own event's trace (`cdsflow.inference.rows`: how
+many rows its request carried); Triton joins the trace of the request's first row. A request
+that Triton refuses (not an outage) is sent again one row at a time, so one row at fault
+fails only its own event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -21,8 +35,9 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
-from cdsflow.models import ModelAdapter
+from cdsflow.models import ModelAdapter, ModelInputs
 from cdsflow.models.tensor_specs import declared_outputs
+from cdsflow.models.tensors import stacked_tensors
 from cdsflow.telemetry import trace_headers
 
 log = logging.getLogger("cdsflow.reasoner")
@@ -49,6 +64,15 @@ class ModelRequestFailed(Exception):
     is up: the request may be at fault, so it is retried a few times, then dead-lettered."""
 
 
+@dataclass
+class _Row:
+    """One caller's row, waiting for its request."""
+
+    inputs: ModelInputs
+    span: trace.Span
+    answer: asyncio.Future[dict[str, npt.NDArray[Any] | None]]
+
+
 class ModelVersionClient:
     """One version of an adapter's Triton model, and the mode (`active`/`shadow`) it runs in."""
 
@@ -62,6 +86,8 @@ class ModelVersionClient:
         inference_seconds: Histogram,
         timeout_s: float,
         server_url: str,
+        max_rows: int = 1,
+        rows_per_request: Histogram | None = None,
     ) -> None:
         self._client = client
         self.adapter = adapter
@@ -87,6 +113,15 @@ class ModelVersionClient:
         prompt = adapter.inputs.prompt
         self._parameters = dict(prompt.parameters) if prompt is not None else None
         self._served = True
+        self._max_rows = max_rows
+        self._rows_per_request = (
+            rows_per_request.labels(model=self.model_name, version=version)
+            if rows_per_request is not None
+            else None
+        )
+        # the rows asked for in this turn of the event loop, sent together on the next
+        self._waiting: list[_Row] = []
+        self._requests: set[asyncio.Task[None]] = set()
 
     async def is_ready(self, timeout_s: float) -> bool:
         """Whether Triton serves this version; logs once when it stops or starts doing so."""
@@ -111,10 +146,10 @@ class ModelVersionClient:
                 )
         return ready
 
-    async def infer(self, tensors: Mapping[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
-        """The output tensors for one row. Raises `ModelUnavailable` when Triton cannot answer
-        now (an outage, or the version is not served), `ModelRequestFailed` when it refused
-        this request."""
+    async def infer(self, inputs: ModelInputs) -> dict[str, npt.NDArray[Any] | None]:
+        """The output tensors for one row (each [1, ...]). Raises `ModelUnavailable` when
+        Triton cannot answer now (an outage, or the version is not served),
+        `ModelRequestFailed` when it refused this row."""
         # not made current (nothing runs inside it): Triton joins it through its headers
         with self._tracer.start_span(
             f"{RPC_SERVICE}/{RPC_METHOD}",
@@ -123,32 +158,103 @@ class ModelVersionClient:
             record_exception=False,
         ) as span:
             started = time.perf_counter()
+            row = _Row(inputs, span, asyncio.get_running_loop().create_future())
+            if not self._waiting:
+                asyncio.get_running_loop().call_soon(self._send_waiting)
+            self._waiting.append(row)
             try:
-                result = await self._client.infer(
-                    self.model_name,
-                    inputs=_infer_inputs(tensors),
-                    model_version=self.version,
-                    outputs=self._requested_outputs,
-                    headers=trace_headers(span),
-                    client_timeout=self._timeout_s,
-                    parameters=self._parameters,
-                )
-            except InferenceServerException as exc:
-                status = _status_name(exc)
+                return await row.answer
+            except (ModelUnavailable, ModelRequestFailed) as exc:
+                status = str(exc)
                 span.set_attributes(
                     {"rpc.grpc.status_code": _status_code(status), "error.type": status}
                 )
                 span.set_status(Status(StatusCode.ERROR))
-                if status in OUTAGE_STATUSES:
-                    raise ModelUnavailable(status) from exc
-                raise ModelRequestFailed(status) from exc
+                raise
             finally:
                 self._inference_seconds.observe(time.perf_counter() - started)
-            span.set_attribute("rpc.grpc.status_code", 0)
+
+    def _send_waiting(self) -> None:
+        """Every row asked for in the last turn, in requests of at most `max_rows` rows."""
+        waiting, self._waiting = self._waiting, []
+        for first in range(0, len(waiting), self._max_rows):
+            request = asyncio.create_task(self._request(waiting[first : first + self._max_rows]))
+            self._requests.add(request)
+            request.add_done_callback(self._requests.discard)
+
+    async def _request(self, rows: Sequence[_Row]) -> None:
+        """One request for `rows`; each caller's future gets its row of the answer, or the
+        failure. A refused request of several rows is sent again one row at a time."""
+        for row in rows:
+            row.span.set_attribute("cdsflow.inference.rows", len(rows))
+        try:
+            outputs = await self._send(rows)
+        except ModelRequestFailed as exc:
+            if len(rows) == 1:
+                _fail(rows, exc)
+            else:
+                await asyncio.gather(*(self._request([row]) for row in rows))
+            return
+        except Exception as exc:  # an outage, or unexpected: each caller gets it
+            _fail(rows, exc)
+            return
+        if len(rows) == 1:
+            # as Triton answered: the adapter's outputs check its shapes
+            _answer(rows[0], outputs)
+            return
+        split = _split(outputs, len(rows))
+        if split is None:
+            # not one answer row per row: each row alone, whose answer the adapter checks
+            await asyncio.gather(*(self._request([row]) for row in rows))
+            return
+        for row, answer in zip(rows, split, strict=True):
+            _answer(row, answer)
+
+    async def _send(self, rows: Sequence[_Row]) -> dict[str, npt.NDArray[Any] | None]:
+        if self._rows_per_request is not None:
+            self._rows_per_request.observe(len(rows))
+        try:
+            result = await self._client.infer(
+                self.model_name,
+                inputs=_infer_inputs(stacked_tensors([row.inputs for row in rows])),
+                model_version=self.version,
+                outputs=self._requested_outputs,
+                headers=trace_headers(rows[0].span),
+                client_timeout=self._timeout_s,
+                parameters=self._parameters,
+            )
+        except InferenceServerException as exc:
+            status = _status_name(exc)
+            if status in OUTAGE_STATUSES:
+                raise ModelUnavailable(status) from exc
+            raise ModelRequestFailed(status) from exc
+        for row in rows:
+            row.span.set_attribute("rpc.grpc.status_code", 0)
         return {name: result.as_numpy(name) for name in self._output_names}
 
 
-def _infer_inputs(tensors: Mapping[str, npt.NDArray[Any]]) -> list[InferInput]:
+def _split(
+    outputs: dict[str, npt.NDArray[Any] | None], rows: int
+) -> list[dict[str, npt.NDArray[Any] | None]] | None:
+    """Row i of every output (each [1, ...]), or None unless each holds `rows` rows."""
+    arrays = {name: array for name, array in outputs.items() if array is not None}
+    if len(arrays) != len(outputs) or any(a.shape[0] != rows for a in arrays.values()):
+        return None
+    return [{name: array[i : i + 1] for name, array in arrays.items()} for i in range(rows)]
+
+
+def _answer(row: _Row, outputs: dict[str, npt.NDArray[Any] | None]) -> None:
+    if not row.answer.done():  # its caller may have been cancelled
+        row.answer.set_result(outputs)
+
+
+def _fail(rows: Sequence[_Row], exc: Exception) -> None:
+    for row in rows:
+        if not row.answer.done():
+            row.answer.set_exception(exc)
+
+
+def _infer_inputs(tensors: dict[str, npt.NDArray[Any]]) -> list[InferInput]:
     inputs = []
     for name, array in tensors.items():
         tensor = InferInput(name, list(array.shape), _TRITON_DATATYPES[array.dtype.name])

@@ -56,6 +56,10 @@ class Settings(ServiceSettings):
     # How many patients of a batch are handled at the same time (each patient's events in
     # order): also the most Triton requests in flight, which Triton's dynamic batcher merges.
     max_concurrent_patients: int = Field(default=256, ge=1)
+    # The most rows (patients' events) in one Triton request: the rows that the patients ask
+    # for in the same turn of the event loop go together. At most the model's
+    # `max_batch_size`; 1 sends every row alone (a model served without batching).
+    inference_max_rows: int = Field(default=64, ge=1)
     # `readiness_timeout_s` (shared, default 2 s) bounds `/readyz`'s wait for Kafka and Triton.
 
     # `gc_young_threshold` (shared, default 20 000): fewer garbage collections walking the
