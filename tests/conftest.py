@@ -10,11 +10,12 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tritonclient.grpc.aio import InferenceServerClient
 
 from cdsflow.runtime.parts import start_broker, start_ehr, start_triton
 from tests.support.risk_model import risk_model_repository
@@ -71,6 +72,16 @@ def triton(parts_log_dir: Path) -> Iterator[TritonEndpoint]:
         )
     finally:
         part.stop()
+
+
+@pytest.fixture
+async def triton_client(triton: TritonEndpoint) -> AsyncIterator[InferenceServerClient]:
+    """An asyncio gRPC client of the session's Triton, closed after the test."""
+    client = InferenceServerClient(triton.grpc_url)
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ moment go in one request, and each patient gets its own row of the answer back."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,15 +26,6 @@ pytestmark = pytest.mark.integration
 
 PATIENTS = 30
 OUTPUTS = ("deterioration_risk", "log_odds", "contributions")
-
-
-@pytest.fixture
-async def triton_client(triton: TritonEndpoint) -> AsyncIterator[InferenceServerClient]:
-    client = InferenceServerClient(triton.grpc_url)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 def patient_inputs(

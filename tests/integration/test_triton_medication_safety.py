@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from tritonclient.grpc.aio import InferenceServerClient
 from cdsflow.models import CardRendering, build_model_inputs, interpret_outputs, render_cards
 from cdsflow.runtime.parts import start_triton
 from cdsflow.runtime.processes import ProcessFailed
-from tests.conftest import REPO_ROOT, TritonEndpoint
+from tests.conftest import REPO_ROOT
 from tests.unit.model_adapters.adapter_fixtures import (
     AS_OF,
     medication_adapter,
@@ -32,15 +31,6 @@ MODEL = "medication_safety"
 MODEL_DIR = REPO_ROOT / "models" / MODEL
 ADAPTER = medication_adapter()
 RENDERING = CardRendering(model_version="1", patient_reference="Patient/p-1", card_id_seed="t")
-
-
-@pytest.fixture
-async def triton_client(triton: TritonEndpoint) -> AsyncIterator[InferenceServerClient]:
-    client = InferenceServerClient(triton.grpc_url)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 def _egfr(value: float) -> dict[str, Any]:

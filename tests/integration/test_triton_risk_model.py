@@ -5,7 +5,6 @@ configuration read by Triton 2.51 itself."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +40,6 @@ NEWS2_ZERO = [16, 97, 21, 125, 75, 37.0, 15, 0, 0, 0, 0, 0, 0, 0, 70]
 NEWS2_HIGH = [26, 91, 28, 98, 118, 38.6, 15, 0, 0, 0, 0, 0, 0, 0, 70]
 ALL_PRESENT = [True] * 15
 Outputs = dict[str, npt.NDArray[np.float32]]
-
-
-@pytest.fixture
-async def triton_client(triton: TritonEndpoint) -> AsyncIterator[InferenceServerClient]:
-    client = InferenceServerClient(triton.grpc_url)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def _infer(

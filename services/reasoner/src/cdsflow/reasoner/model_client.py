@@ -86,8 +86,8 @@ class ModelVersionClient:
         inference_seconds: Histogram,
         timeout_s: float,
         server_url: str,
-        max_rows: int = 1,
-        rows_per_request: Histogram | None = None,
+        max_rows: int,
+        rows_per_request: Histogram,
     ) -> None:
         self._client = client
         self.adapter = adapter
@@ -114,11 +114,7 @@ class ModelVersionClient:
         self._parameters = dict(prompt.parameters) if prompt is not None else None
         self._served = True
         self._max_rows = max_rows
-        self._rows_per_request = (
-            rows_per_request.labels(model=self.model_name, version=version)
-            if rows_per_request is not None
-            else None
-        )
+        self._rows_per_request = rows_per_request.labels(model=self.model_name, version=version)
         # the rows asked for in this turn of the event loop, sent together on the next
         self._waiting: list[_Row] = []
         self._requests: set[asyncio.Task[None]] = set()
@@ -211,8 +207,7 @@ class ModelVersionClient:
             _answer(row, answer)
 
     async def _send(self, rows: Sequence[_Row]) -> dict[str, npt.NDArray[Any] | None]:
-        if self._rows_per_request is not None:
-            self._rows_per_request.observe(len(rows))
+        self._rows_per_request.observe(len(rows))
         try:
             result = await self._client.infer(
                 self.model_name,
